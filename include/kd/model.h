@@ -1,0 +1,60 @@
+// kd/model.h: a sequential model from an Arch, its flat parameter buffer and
+// the CPU engine that runs it with the reference ops.
+//
+// Parameters of all layers live in one flat float buffer, layer by layer in
+// arch order, each layer's weight then bias (PyTorch state_dict order), so one
+// optimiser launch updates them all and a checkpoint is a set of views.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kd/arch.h"
+
+namespace kd {
+
+// One named view into the flat parameter buffer ("fc1.weight" [128, 9216]).
+struct ParamTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0, count = 0;
+};
+std::vector<ParamTensor> param_tensors(const Arch& arch);
+
+// PyTorch's default Conv2d/Linear init: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+// drawn from a std::mt19937_64 seeded with `seed`, layer by layer. params: (arch.param_count)
+void init_params(const Arch& arch, uint64_t seed, float* params);
+
+// The Philox key of the dropout layer at `layer_index` of a model trained with
+// `run_seed`; the CPU and GPU engines both use it so their masks agree.
+uint64_t dropout_seed(uint64_t run_seed, int layer_index);
+
+// Runs an Arch on the CPU with kd::ref ops. Buffers are sized once for max_batch.
+class CpuModel {
+ public:
+  CpuModel(const Arch& arch, int max_batch);
+  const Arch& arch() const { return arch_; }
+  int max_batch() const { return max_batch_; }
+  std::vector<float>& params() { return params_; }
+  const std::vector<float>& params() const { return params_; }
+  const std::vector<float>& grads() const { return grads_; }
+
+  // x: (b, c*h*w) normalised input -> logits (b, classes), valid until the next call.
+  // training: apply dropout with Philox key dropout_seed(seed, layer) and counter `step`.
+  const float* forward(const float* x, int b, bool training, uint64_t seed, uint64_t step);
+  // dlogits: (b, classes) for the last forward -> grads() overwritten.
+  void backward(const float* dlogits, int b);
+
+ private:
+  Arch arch_;
+  int max_batch_;
+  std::vector<float> params_, grads_;
+  // acts_[i]: output of layer i (b, layers[i].out_shape.size()); input kept separately.
+  std::vector<std::vector<float>> acts_;
+  std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
+  std::vector<float> input_, grad_a_, grad_b_;
+  int last_b_ = 0;
+};
+
+}  // namespace kd

@@ -1,0 +1,50 @@
+// kd/model_io.h: model files (teacher.safetensors, student.safetensors) and
+// training checkpoints, on top of kd/checkpoint.h.
+//
+// A model file holds one tensor per PyTorch state_dict entry ("conv1.weight"
+// [32, 1, 3, 3], "fc1.weight" [128, 9216], ...) so that
+// model.load_state_dict(safetensors.torch.load_file(path)) works, plus
+// __metadata__: arch, input shape, classes, normalisation, training facts.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kd/arch.h"
+#include "kd/train.h"
+
+namespace kd {
+
+struct ModelFile {
+  Arch arch;
+  std::vector<float> params;                    // flat, arch.param_count
+  std::map<std::string, std::string> metadata;  // everything in __metadata__
+};
+
+// Writes a model file atomically. `facts` are added to the metadata
+// (role, test accuracy, seed, epochs, ...).
+void save_model_file(const std::string& path, const Arch& arch, const std::vector<float>& params,
+                     const std::map<std::string, std::string>& facts);
+// Loads and validates a model file: metadata present, arch parses, every
+// tensor present with the arch's shape, no extra tensors. Errors name the path.
+ModelFile load_model_file(const std::string& path);
+
+// A training checkpoint: the model in training, its optimiser state and where
+// the run stands. The per-epoch shuffles and dropout counters derive from
+// (seed, phase, epoch, step), so these numbers are the whole RNG state.
+struct TrainingCheckpoint {
+  std::string phase;       // "teacher", "student", "scratch"
+  int epochs_done = 0;     // completed epochs of `phase`
+  uint64_t seed = 0;
+  Arch arch;
+  std::vector<float> params;
+  OptimState optim;
+  std::string history_csv; // metrics.csv rows of every epoch finished so far (all phases)
+  std::string options_fingerprint;  // settings that must match on --resume
+};
+void save_training_checkpoint(const std::string& path, const TrainingCheckpoint& ck);
+TrainingCheckpoint load_training_checkpoint(const std::string& path);
+
+}  // namespace kd

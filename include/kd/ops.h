@@ -1,0 +1,132 @@
+// kd/ops.h: the CUDA kernels of kdtrain (kernels/*.cu), one section per family.
+//
+// Every pointer is a device pointer unless named host_*; every function only
+// enqueues work on `stream` (no host synchronisation) and checks its launch.
+// Shapes and layouts match the CPU reference in kd/reference.h, which is the
+// oracle each kernel is tested against (tests/<family>_gpu_test.cpp).
+// Counters that change every step (step for Adam and dropout) are read from
+// device memory so a captured CUDA graph can be replayed without recapture.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kd/reference.h"
+
+namespace kd::cuda {
+
+// ---------------------------------------------------------------- softmax_kl.cu
+// Fused distillation loss forward + backward (SPEC section 2), one pass per row.
+struct SoftmaxKlArgs {
+  const float* s = nullptr;          // (b, c) student logits
+  const float* t = nullptr;          // teacher logits: (b, c), or (N, c) when t_rows is set; may be null when alpha == 0
+  const int32_t* t_rows = nullptr;   // (b) or null: row i uses t[t_rows[i]] (soft targets read by sample index)
+  const int32_t* labels = nullptr;   // (b) in [0, c)
+  float* grad = nullptr;             // (b, c) dL/ds, already divided by b
+  float* row_loss = nullptr;         // (b) per-row loss before the /b mean
+  float* row_kl = nullptr;           // (b) or null: per-row KL(softmax(t/T) || softmax(s/T))
+  int b = 0, c = 0;
+  float temperature = 1.0f, alpha = 0.0f;
+};
+// Chooses the small-class path (c <= 32, several rows per warp) or the
+// large-class path (block per row, online max/log-sum-exp, float4 loads).
+void softmax_kl(const SoftmaxKlArgs& args, cudaStream_t stream);
+// Deterministic mean of x: (n) into out: (1), fixed-order tree in one block (no float atomics).
+void mean_reduce(const float* x, int n, float* out, cudaStream_t stream);
+
+// ---------------------------------------------------------------- dense.cu
+enum class DenseImpl { Custom, Cublas };
+const char* dense_impl_name(DenseImpl impl);
+
+// Owns the cuBLAS / cuBLASLt handles and workspace used by the cuBLAS path.
+class DenseContext {
+ public:
+  DenseContext();
+  ~DenseContext();
+  DenseContext(const DenseContext&) = delete;
+  DenseContext& operator=(const DenseContext&) = delete;
+  struct State;
+  State& state() { return *state_; }
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// y = act(x . w^T + bias). x: (b, in), w: (out, in), bias: (out), y: (b, out) row-major.
+void dense_forward(DenseContext& ctx, DenseImpl impl, const float* x, const float* w, const float* bias, float* y,
+                   int b, int in, int out, bool relu, cudaStream_t stream);
+// dy: (b, out) -> dx: (b, in) = dy . w, multiplied by (x > 0) when mask_dx_by_x
+// (fuses the backward of a ReLU that produced x); dx may be null (first layer).
+// dw: (out, in) = dy^T . x; db: (out) = column sums of dy in a fixed order.
+void dense_backward(DenseContext& ctx, DenseImpl impl, const float* x, const float* w, const float* dy, float* dx,
+                    bool mask_dx_by_x, float* dw, float* db, int b, int in, int out, cudaStream_t stream);
+// Elementwise ReLU backward where the mask cannot be fused: dx = dy * (y > 0). n elements.
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream);
+// Elementwise ReLU: y = max(x, 0), may alias. n elements.
+void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+
+// ---------------------------------------------------------------- conv.cu
+// A cuDNN convolution for one shape: descriptors, the algorithms chosen once
+// (Find / _v7 search; deterministic algorithms only when `deterministic`),
+// and one workspace sized for the largest of them, allocated once.
+class ConvPlan {
+ public:
+  ConvPlan(const ref::ConvShape& shape, bool deterministic);
+  ~ConvPlan();
+  ConvPlan(const ConvPlan&) = delete;
+  ConvPlan& operator=(const ConvPlan&) = delete;
+  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), bias: (out_c) -> y: (n, out_c, oh, ow), ReLU fused when relu.
+  void forward(const float* x, const float* w, const float* bias, float* y, bool relu, cudaStream_t stream);
+  // dy: (n, out_c, oh, ow) -> dx: (n, in_c, h, w)
+  void backward_data(const float* dy, const float* w, float* dx, cudaStream_t stream);
+  // x, dy -> dw: (out_c, in_c, k, k), db: (out_c) (overwritten)
+  void backward_filter(const float* x, const float* dy, float* dw, float* db, cudaStream_t stream);
+  // "fwd=IMPLICIT_PRECOMP_GEMM bwd_data=ALGO_1 bwd_filter=ALGO_1 workspace=12.3 MiB"
+  std::string describe() const;
+  struct State;
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// ---------------------------------------------------------------- pool.cu
+// Same contract as ref::maxpool2x2_forward / backward.
+void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w, cudaStream_t stream);
+void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
+                         cudaStream_t stream);
+
+// ---------------------------------------------------------------- dropout.cu
+// Same mask as ref::dropout_forward for (seed, *step, element). step: device (1).
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
+                     const uint64_t* step, cudaStream_t stream);
+void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p, cudaStream_t stream);
+
+// ---------------------------------------------------------------- optim.cu
+// One launch over the flat parameter buffer. step: device (1), 1-based count
+// of this update (read, not written, so the graph can be replayed).
+void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
+               const uint64_t* step, cudaStream_t stream);
+void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
+                       const uint64_t* step, cudaStream_t stream);
+// *counter += 1 (one thread), so a graph advances its own step.
+void increment_counter(uint64_t* counter, cudaStream_t stream);
+
+// ---------------------------------------------------------------- batch.cu
+// images: (N, pixels) u8, labels: (N) u8, idx: (b) -> out: (b, pixels) normalised as
+// ref::gather_normalize, out_labels: (b) int32 (skipped when null).
+void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
+                      int32_t* out_labels, int b, int64_t pixels, float mean, float std, cudaStream_t stream);
+// out: (n) = 0, 1, ..., n-1 (identity order for evaluation).
+void iota(int32_t* out, int n, cudaStream_t stream);
+
+// ---------------------------------------------------------------- metrics.cu
+// x: (b, c) -> out: (b) argmax (first on ties).
+void argmax_rows(const float* x, int32_t* out, int b, int c, cudaStream_t stream);
+// *correct += number of rows whose argmax equals the label (integer atomics: deterministic).
+void accumulate_correct(const float* x, const int32_t* labels, int b, int c, unsigned long long* correct,
+                        cudaStream_t stream);
+// *total += weight * (*value) in double, one thread (keeps epoch loss sums on device).
+void accumulate_scalar(const float* value, double weight, double* total, cudaStream_t stream);
+
+}  // namespace kd::cuda

@@ -1,0 +1,57 @@
+// kd/options.h: the run configuration and the command-line front end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kd/arch.h"
+
+namespace kd {
+
+enum class Command { Run, TrainTeacher, Distill, Eval, Latency };
+enum class DeviceChoice { Auto, Cuda, Cpu };
+enum class OptimizerKind { Adam, Sgd };
+enum class DenseImplChoice { Auto, Custom, Cublas };
+
+struct Options {
+  Command command = Command::Run;
+  std::string data_dir = "data/mnist";
+  DeviceChoice device = DeviceChoice::Auto;
+  std::string out_dir;                 // empty -> runs/<timestamp>/
+  uint64_t seed = 0;
+  int batch_size = 64;
+  int epochs_teacher = 5;
+  int epochs_student = 5;
+  double lr = 1e-3;
+  OptimizerKind optimizer = OptimizerKind::Adam;
+  double momentum = 0.9;               // SGD only
+  double temperature = 4.0;
+  double alpha = 0.9;
+  std::string teacher_arch = kDefaultTeacherArch;
+  std::string student_arch = kDefaultStudentArch;
+  int64_t val_size = 5000;
+  int64_t train_limit = 0;             // 0 = all
+  int64_t test_limit = 0;              // 0 = all 10,000; >0 evaluates only the first N test images
+  bool no_baseline = false;
+  bool deterministic = false;
+  bool quiet = false;
+  DenseImplChoice dense_impl = DenseImplChoice::Auto;
+  std::string teacher_path;            // distill --teacher F
+  std::string model_path;              // eval / latency --model F
+  std::string resume_dir;              // --resume DIR
+  int eval_batch_size = 1000;
+  std::vector<int> latency_batches = {1, 64, 1024, 10000};
+};
+
+// Parses argv into Options. Throws kd::Error with a one-line message naming the
+// flag for any bad value. Returns false when --help/--version was printed (exit 0).
+bool parse_command_line(int argc, const char* const* argv, Options& out);
+// Checks that need the data (val-size < train size) or the arch strings; the
+// message names the flag.
+void validate_against_data(const Options& opt, int64_t train_file_size);
+
+const char* command_name(Command c);
+const char* device_name(DeviceChoice d);
+
+}  // namespace kd

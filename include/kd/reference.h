@@ -1,0 +1,103 @@
+// kd/reference.h: the CPU reference for every op the GPU runs.
+//
+// Plain, obviously-correct loops: float32 storage, double accumulation for
+// every sum longer than a handful of terms. These are the oracle the CUDA
+// kernels are tested against and the engine of `kdtrain --device cpu`.
+// All tensors are contiguous row-major; shapes are stated per function.
+// Outputs are fully overwritten (never accumulated into) unless stated.
+#pragma once
+
+#include <cstdint>
+
+namespace kd::ref {
+
+// ---------------------------------------------------------------- conv (conv.cpp)
+struct ConvShape {
+  int n = 0, in_c = 0, h = 0, w = 0;   // input (n, in_c, h, w)
+  int out_c = 0, k = 0;                // weight (out_c, in_c, k, k)
+  int stride = 1, pad = 0;
+  int out_h() const { return (h + 2 * pad - k) / stride + 1; }
+  int out_w() const { return (w + 2 * pad - k) / stride + 1; }
+};
+// x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) or null -> y: (n, out_c, out_h, out_w)
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s);
+// dy: (n, out_c, out_h, out_w), w -> dx: (n, in_c, h, w)
+void conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s);
+// x, dy -> dw: (out_c, in_c, k, k), db: (out_c) (db may be null)
+void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* db, const ConvShape& s);
+
+// ---------------------------------------------------------------- relu (dense.cpp)
+// x, y: (n). y = max(x, 0); y may alias x.
+void relu_forward(const float* x, float* y, int64_t n);
+// y: the forward output, dy -> dx: (n). dx = dy where y > 0 else 0; dx may alias dy.
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
+
+// ---------------------------------------------------------------- dense (dense.cpp)
+// x: (b, in), w: (out, in) [nn.Linear layout], bias: (out) -> y: (b, out);
+// y = x . w^T + bias, then max(., 0) when relu.
+void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out, bool relu);
+// dy: (b, out) (already multiplied by the ReLU mask if any), x: (b, in), w: (out, in)
+// -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
+void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                    int b, int in, int out);
+
+// ---------------------------------------------------------------- pool (pool.cpp)
+// 2x2 max pooling, stride 2, floor mode. x: (n, c, h, w) -> y: (n, c, h/2, w/2),
+// argmax: (n, c, h/2, w/2) index in [0, 4) of the winning input within its window
+// (row-major in the window; first max wins on ties).
+void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w);
+// dy, argmax: (n, c, h/2, w/2) -> dx: (n, c, h, w) (zero except at winners)
+void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w);
+
+// ---------------------------------------------------------------- dropout (dropout.cpp)
+// Inverted dropout: y = x * keep / (1 - p), keep = dropout_keep(seed, step, i, p)
+// from kd/philox.h. x, y, mask: (n); mask[i] = 1 when kept. p = 0 copies x.
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step);
+// dy, mask -> dx: (n); dx = dy * mask / (1 - p).
+void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p);
+
+// ---------------------------------------------------------------- softmax_kl (softmax_kl.cpp)
+// The distillation loss of SPEC section 2 and its gradient, for one batch:
+//   L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
+// KL summed over classes, L averaged over the batch ("batchmean").
+//   dL/ds = [alpha*T*(softmax(s/T) - softmax(t/T)) + (1-alpha)*(softmax(s) - onehot(y))] / b
+// s: (b, c) student logits; t: (b, c) teacher logits (may be null when alpha == 0);
+// labels: (b) in [0, c). Writes grad: (b, c) and row_loss: (b) (per-row L before /b;
+// either may be null). Stable for logits of +-1e4 (log-sum-exp with max subtracted).
+struct LossSums {
+  double loss = 0;  // mean over the batch of the full loss
+  double kl = 0;    // mean over the batch of KL(softmax(t/T) || softmax(s/T)) (unscaled)
+  double ce = 0;    // mean over the batch of CE(s, y) at T = 1
+};
+LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss,
+                    int b, int c, float temperature, float alpha);
+
+// ---------------------------------------------------------------- optim (optim.cpp)
+// PyTorch Adam (no weight decay unless given, L2 added to the gradient like torch.optim.Adam):
+//   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
+//   p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
+// p, g, m, v: (n); step is 1-based (the count including this update).
+struct AdamParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+};
+void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a, int64_t step);
+// PyTorch SGD with momentum (dampening 0, no nesterov):
+//   buf = g (first step) or momentum * buf + g; p -= lr * buf
+struct SgdParams {
+  float lr = 1e-2f, momentum = 0.9f, weight_decay = 0.0f;
+};
+void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const SgdParams& a, int64_t step);
+
+// ---------------------------------------------------------------- batch (batch.cpp)
+// images: (N, pixels) u8, idx: (b) rows to take -> out: (b, pixels) float,
+// out = (px / 255 - mean) / std.
+void gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int64_t pixels,
+                      float mean, float std);
+
+// ---------------------------------------------------------------- metrics (metrics.cpp)
+// x: (b, c) -> out: (b) index of the row maximum (first on ties).
+void argmax_rows(const float* x, int32_t* out, int b, int c);
+// Number of rows whose argmax equals the label. x: (b, c), labels: (b).
+int64_t count_correct(const float* x, const int32_t* labels, int b, int c);
+
+}  // namespace kd::ref

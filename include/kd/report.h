@@ -1,0 +1,73 @@
+// kd/report.h: what a run measured, and the files and table made from it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kd/options.h"
+
+namespace kd {
+
+struct EpochRecord {
+  std::string phase;        // "teacher", "student" (distilled), "scratch" (baseline student)
+  int epoch = 0;            // 1-based
+  double train_loss = 0;    // mean over the epoch's batches of the training loss
+  double train_kl = 0;      // mean KL term (distillation only; 0 otherwise)
+  double val_loss = 0;      // mean cross-entropy on the validation split
+  double val_acc = 0;       // fraction in [0, 1]
+  double seconds = 0;       // wall time of the epoch's training steps
+  double samples_per_s = 0;
+};
+
+struct LatencyRecord {
+  int batch = 0;
+  double median_ms = 0, p90_ms = 0;
+  int repeats = 0;
+  double samples_per_s = 0;  // batch / median
+};
+
+struct ModelReport {
+  std::string role;          // "teacher", "student", "scratch"
+  std::string arch;
+  int64_t params = 0;
+  int64_t bytes = 0;         // params * 4 (fp32)
+  std::vector<EpochRecord> curve;
+  double test_acc = 0;
+  int64_t test_errors = 0;
+  double test_loss = 0;
+  double train_seconds = 0;
+  std::vector<LatencyRecord> latency;
+};
+
+struct PhaseTime {
+  std::string phase;         // "load data", "teacher training", "soft targets", ...
+  double seconds = 0;
+};
+
+struct RunReport {
+  Options options;
+  std::string device;        // "CPU (2 threads, <model name>)" or the CUDA device description
+  std::string versions;      // "kdtrain 0.1, CUDA runtime 13.0, cuDNN 9.x" etc.
+  std::string data_dir;
+  int64_t train_n = 0, val_n = 0, test_n = 0;
+  int num_classes = 0;
+  std::vector<ModelReport> models;   // teacher first, then student, then scratch if run
+  std::vector<PhaseTime> phases;
+  double total_seconds = 0;
+  std::string started_at;            // ISO-8601 UTC
+};
+
+// metrics.csv: phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s
+std::string metrics_csv(const RunReport& r);
+// summary.json: config, device, versions, per-model results, latency table.
+std::string summary_json(const RunReport& r);
+// The human report printed at the end of a run (models side by side, speed-up,
+// size ratio, what distillation added over the scratch baseline).
+std::string report_table(const RunReport& r);
+// Writes metrics.csv and summary.json atomically into out_dir, then tries to
+// draw curves.png and latency.png with gnuplot; returns a note when plots were
+// skipped (gnuplot missing) or an empty string.
+std::string write_report_files(const RunReport& r, const std::string& out_dir);
+
+}  // namespace kd

@@ -1,0 +1,111 @@
+// kd/train.h: the pipeline orchestrator and the engine interface it drives.
+//
+// The orchestrator (src/train/pipeline.cpp) owns everything that is the same on
+// every device: epochs, shuffling, validation, soft-target hand-off, the
+// baseline, checkpoints, SIGINT, non-finite-loss stops, reports. An Engine
+// owns the device: the resident datasets, the soft targets and one
+// ModelEngine per model. CpuEngine runs kd::ref ops; CudaEngine (kd_cuda)
+// runs kernels/ with CUDA graphs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kd/arch.h"
+#include "kd/data.h"
+#include "kd/options.h"
+#include "kd/reference.h"
+#include "kd/report.h"
+
+namespace kd {
+
+enum class SplitId { Train, Val, Test };
+
+struct TrainSettings {
+  int batch_size = 64;
+  OptimizerKind optimizer = OptimizerKind::Adam;
+  ref::AdamParams adam;
+  ref::SgdParams sgd;
+  uint64_t seed = 0;
+  bool deterministic = false;
+  DenseImplChoice dense_impl = DenseImplChoice::Auto;
+};
+
+// alpha == 0: plain cross-entropy on hard labels (teacher, scratch baseline).
+// alpha > 0: distillation against the engine's soft targets.
+struct LossConfig {
+  float temperature = 1.0f;
+  float alpha = 0.0f;
+};
+
+struct TrainStats {
+  double loss = 0;     // mean batch loss over the epoch's steps
+  double kl = 0;       // mean batch KL term (0 unless distilling)
+  int64_t steps = 0;
+  bool finite = true;  // false when any step's loss was NaN/Inf
+  int64_t first_bad_step = -1;  // global step index of the first non-finite loss
+};
+
+struct EvalResult {
+  double loss = 0;     // mean cross-entropy
+  int64_t correct = 0, n = 0;
+  double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
+};
+
+// Optimiser state for checkpoints: Adam m and v (SGD: m = momentum buffer, v empty).
+struct OptimState {
+  std::vector<float> m, v;
+  int64_t step = 0;    // updates applied so far
+};
+
+class ModelEngine {
+ public:
+  virtual ~ModelEngine() = default;
+  virtual const Arch& arch() const = 0;
+  // Fixes this epoch's order of training-split indices (uploaded once per epoch).
+  virtual void begin_epoch(const std::vector<int32_t>& order) = 0;
+  // One optimiser step on order[begin, begin + b). May be asynchronous.
+  // Within an epoch, calls come in order with consecutive ranges; the first
+  // call after begin_epoch may start at begin > 0 (resuming mid-epoch).
+  virtual void train_step(int64_t begin, int b, const LossConfig& loss) = 0;
+  // Waits for the epoch's steps and returns their loss statistics.
+  virtual TrainStats end_epoch() = 0;
+  // Inference (no dropout) over a whole split, in large batches.
+  virtual EvalResult evaluate(SplitId split) = 0;
+  // Forward-only latency at `batch` (data already on the device): median and p90 over `repeats`.
+  virtual LatencyRecord measure_latency(int batch, int repeats) = 0;
+
+  virtual std::vector<float> get_params() = 0;
+  virtual void set_params(const std::vector<float>& params) = 0;
+  virtual OptimState get_optim_state() = 0;
+  virtual void set_optim_state(const OptimState& state) = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string device_description() const = 0;
+  virtual std::string versions() const = 0;
+  // True for the CPU reference engine: the pipeline then times latency with
+  // fewer repeats and only at batches <= 64 (a CPU teacher forward at batch
+  // 10,000 takes minutes and says nothing about deployment on a GPU).
+  virtual bool is_reference_cpu() const { return false; }
+  // Makes the splits resident on the device (once per run).
+  virtual void load(const Splits& splits) = 0;
+  // A model with the given initial parameters; buffers sized for settings.batch_size.
+  virtual std::unique_ptr<ModelEngine> create_model(const Arch& arch, const std::vector<float>& params,
+                                                    const TrainSettings& settings) = 0;
+  // Computes the teacher's inference logits for every training-split image and
+  // keeps them on the device as the soft targets read by distillation steps.
+  virtual void compute_soft_targets(ModelEngine& teacher) = 0;
+};
+
+std::unique_ptr<Engine> make_cpu_engine();
+
+// Runs opt.command (train-teacher, distill, run, eval, latency) on `engine`.
+// Returns the process exit code; throws kd::Error for user-facing failures.
+int run_command(const Options& opt, Engine& engine);
+
+}  // namespace kd

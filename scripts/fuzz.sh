@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan, CPU-only) into build-fuzz/
+# and runs each for the given number of seconds (default 60). Non-zero exit on
+# any crash, leak or sanitizer report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DKD_WITH_CUDA=OFF -DKD_BUILD_TESTS=OFF -DKD_BUILD_BENCH=OFF \
+  -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j"$(nproc)"
+for fuzzer in build-fuzz/*_fuzz; do
+  name=$(basename "$fuzzer")
+  corpus="build-fuzz/corpus-$name"
+  mkdir -p "$corpus"
+  echo "fuzz: $name for ${seconds}s"
+  "$fuzzer" -max_total_time="$seconds" -print_final_stats=1 "$corpus" 2>"build-fuzz/$name.log" ||
+    { tail -40 "build-fuzz/$name.log"; echo "fuzz: $name FAILED" >&2; exit 1; }
+  grep -E "^stat::number_of_executed_units" "build-fuzz/$name.log" || true
+done
+echo "fuzz: all targets ran clean"

@@ -1,0 +1,160 @@
+// CpuModel: an Arch run layer by layer with the kd::ref ops.
+// Each layer reads the previous layer's output buffer and writes its own, so
+// the backward pass has every input it needs without recomputation.
+#include "kd/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "kd/error.h"
+#include "kd/reference.h"
+
+namespace kd {
+
+std::vector<ParamTensor> param_tensors(const Arch& arch) {
+  std::vector<ParamTensor> out;
+  for (const Layer& l : arch.layers) {
+    if (l.param_count() == 0) continue;
+    std::vector<int64_t> weight_shape;
+    if (l.kind == LayerKind::Conv) weight_shape = {l.out, l.in.c, l.kernel, l.kernel};
+    else weight_shape = {l.out, l.in.c};  // dense: nn.Linear stores [out, in]
+    out.push_back({l.name + ".weight", weight_shape, l.param_offset, l.weight_count});
+    out.push_back({l.name + ".bias", {l.out}, l.param_offset + l.weight_count, l.bias_count});
+  }
+  return out;
+}
+
+void init_params(const Arch& arch, uint64_t seed, float* params) {
+  std::mt19937_64 rng(seed);
+  for (const Layer& l : arch.layers) {
+    if (l.param_count() == 0) continue;
+    // PyTorch: kaiming_uniform(a=sqrt(5)) on the weight reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    // and the bias uses the same bound.
+    const float bound = float(1.0 / std::sqrt(double(l.fan_in())));
+    std::uniform_real_distribution<float> dist(-bound, bound);
+    for (int64_t i = 0; i < l.param_count(); ++i) params[l.param_offset + i] = dist(rng);
+  }
+}
+
+uint64_t dropout_seed(uint64_t run_seed, int layer_index) {
+  // splitmix64 of (seed, layer): decorrelates the masks of different layers.
+  uint64_t z = run_seed + 0x9E3779B97F4A7C15ull * uint64_t(layer_index + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+namespace {
+ref::ConvShape conv_shape(const Layer& l, int b) {
+  ref::ConvShape s;
+  s.n = b;
+  s.in_c = l.in.c;
+  s.h = l.in.h;
+  s.w = l.in.w;
+  s.out_c = l.out;
+  s.k = l.kernel;
+  s.stride = l.stride;
+  s.pad = l.pad;
+  return s;
+}
+}  // namespace
+
+CpuModel::CpuModel(const Arch& arch, int max_batch)
+    : arch_(arch), max_batch_(max_batch), params_(arch.param_count), grads_(arch.param_count) {
+  if (max_batch < 1) fail("CpuModel: max_batch must be >= 1");
+  int64_t widest = arch.input.size();
+  acts_.resize(arch.layers.size());
+  masks_.resize(arch.layers.size());
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const Layer& l = arch.layers[i];
+    acts_[i].resize(size_t(max_batch) * l.out_shape.size());
+    if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
+      masks_[i].resize(size_t(max_batch) * l.out_shape.size());
+    widest = std::max(widest, l.out_shape.size());
+  }
+  input_.resize(size_t(max_batch) * arch.input.size());
+  grad_a_.resize(size_t(max_batch) * widest);
+  grad_b_.resize(size_t(max_batch) * widest);
+}
+
+const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step) {
+  if (b < 1 || b > max_batch_) fail("CpuModel::forward: batch " + std::to_string(b) + " outside [1, " +
+                                    std::to_string(max_batch_) + "]");
+  last_b_ = b;
+  std::copy(x, x + size_t(b) * arch_.input.size(), input_.begin());
+  const float* in = input_.data();
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const Layer& l = arch_.layers[i];
+    float* out = acts_[i].data();
+    const int64_t n_out = int64_t(b) * l.out_shape.size();
+    const float* w = params_.data() + l.param_offset;
+    switch (l.kind) {
+      case LayerKind::Conv:
+        ref::conv2d_forward(in, w, w + l.weight_count, out, conv_shape(l, b));
+        break;
+      case LayerKind::Dense:
+        ref::dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, /*relu=*/false);
+        break;
+      case LayerKind::Relu:
+        ref::relu_forward(in, out, n_out);
+        break;
+      case LayerKind::MaxPool:
+        ref::maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
+        break;
+      case LayerKind::Dropout:
+        if (training) ref::dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
+        else std::copy(in, in + n_out, out);
+        break;
+      case LayerKind::Flatten:
+        std::copy(in, in + n_out, out);  // (C, H, W) is already contiguous in flatten order
+        break;
+    }
+    in = out;
+  }
+  return in;
+}
+
+void CpuModel::backward(const float* dlogits, int b) {
+  if (b != last_b_) fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " +
+                         std::to_string(last_b_));
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  float* dy = grad_a_.data();
+  float* dx = grad_b_.data();
+  const int64_t n_logits = int64_t(b) * arch_.output.size();
+  std::copy(dlogits, dlogits + n_logits, dy);
+  for (size_t i = arch_.layers.size(); i-- > 0;) {
+    const Layer& l = arch_.layers[i];
+    const float* x = i == 0 ? input_.data() : acts_[i - 1].data();
+    const int64_t n_in = int64_t(b) * l.in.size();
+    const bool need_dx = i > 0;  // no gradient w.r.t. the input images
+    float* w = params_.data() + l.param_offset;
+    float* dw = grads_.data() + l.param_offset;
+    switch (l.kind) {
+      case LayerKind::Conv:
+        ref::conv2d_backward_filter(x, dy, dw, dw + l.weight_count, conv_shape(l, b));
+        if (need_dx) ref::conv2d_backward_data(dy, w, dx, conv_shape(l, b));
+        break;
+      case LayerKind::Dense:
+        ref::dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
+        break;
+      case LayerKind::Relu:
+        ref::relu_backward(acts_[i].data(), dy, dx, n_in);
+        break;
+      case LayerKind::MaxPool:
+        ref::maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
+        break;
+      case LayerKind::Dropout:
+        // Backward only follows a training forward, which drew the mask.
+        ref::dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
+        break;
+      case LayerKind::Flatten:
+        std::copy(dy, dy + n_in, dx);
+        break;
+    }
+    std::swap(dx, dy);
+  }
+}
+
+}  // namespace kd

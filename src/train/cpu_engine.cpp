@@ -1,0 +1,235 @@
+// CpuEngine: the Engine interface on the CPU reference ops. It is what
+// `--device cpu` runs and the twin the GPU engine is tested against: same
+// batch gathering, same loss, same optimiser, same dropout counters.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <thread>
+
+#include "kd/error.h"
+#include "kd/model.h"
+#include "kd/train.h"
+
+namespace kd {
+namespace {
+
+constexpr int kEvalBatch = 1000;
+
+// Timing statistics of a list of durations (ms): median and 90th percentile.
+LatencyRecord latency_stats(int batch, std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  LatencyRecord r;
+  r.batch = batch;
+  r.repeats = int(ms.size());
+  r.median_ms = ms[ms.size() / 2];
+  r.p90_ms = ms[std::min(ms.size() - 1, size_t(std::ceil(0.9 * double(ms.size()))) - 1)];
+  r.samples_per_s = r.median_ms > 0 ? batch / (r.median_ms / 1e3) : 0;
+  return r;
+}
+
+class CpuEngine;
+
+class CpuModelEngine final : public ModelEngine {
+ public:
+  CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
+                 const TrainSettings& settings);
+  const Arch& arch() const override { return model_.arch(); }
+  void begin_epoch(const std::vector<int32_t>& order) override;
+  void train_step(int64_t begin, int b, const LossConfig& loss) override;
+  TrainStats end_epoch() override;
+  EvalResult evaluate(SplitId split) override;
+  LatencyRecord measure_latency(int batch, int repeats) override;
+  std::vector<float> get_params() override { return model_.params(); }
+  void set_params(const std::vector<float>& params) override;
+  OptimState get_optim_state() override { return optim_; }
+  void set_optim_state(const OptimState& state) override;
+
+  // logits: (n, classes) of every image of `split` in inference mode.
+  std::vector<float> infer_all(SplitId split);
+
+ private:
+  // Gathers rows idx[0..b) of `data` into batch_x_ (normalised) and batch_y_.
+  void gather(const Dataset& data, const int32_t* idx, int b);
+
+  const CpuEngine& engine_;
+  TrainSettings settings_;
+  CpuModel model_;
+  OptimState optim_;
+  std::vector<int32_t> order_;
+  std::vector<float> batch_x_, dlogits_, teacher_rows_;
+  std::vector<int32_t> batch_y_;
+  TrainStats epoch_;
+  double loss_sum_ = 0, kl_sum_ = 0;
+};
+
+class CpuEngine final : public Engine {
+ public:
+  std::string device_description() const override {
+    return "CPU reference (single thread, " + std::to_string(std::thread::hardware_concurrency()) +
+           " hardware threads present)";
+  }
+  std::string versions() const override { return "kdtrain CPU reference ops"; }
+  bool is_reference_cpu() const override { return true; }
+  void load(const Splits& splits) override { splits_ = splits; }
+  std::unique_ptr<ModelEngine> create_model(const Arch& arch, const std::vector<float>& params,
+                                            const TrainSettings& settings) override {
+    return std::make_unique<CpuModelEngine>(*this, arch, params, settings);
+  }
+  void compute_soft_targets(ModelEngine& teacher) override {
+    soft_targets_ = static_cast<CpuModelEngine&>(teacher).infer_all(SplitId::Train);
+  }
+
+  const Dataset& split(SplitId id) const {
+    switch (id) {
+      case SplitId::Train: return splits_.train;
+      case SplitId::Val: return splits_.val;
+      case SplitId::Test: return splits_.test;
+    }
+    fail("unknown split");
+  }
+  const std::vector<float>& soft_targets() const { return soft_targets_; }
+
+ private:
+  Splits splits_;
+  std::vector<float> soft_targets_;  // (train_n, classes) teacher logits
+};
+
+CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
+                               const TrainSettings& settings)
+    : engine_(engine), settings_(settings), model_(arch, std::max(settings.batch_size, kEvalBatch)) {
+  set_params(params);
+  optim_.m.assign(params.size(), 0.0f);
+  if (settings.optimizer == OptimizerKind::Adam) optim_.v.assign(params.size(), 0.0f);
+  const size_t rows = size_t(model_.max_batch());
+  batch_x_.resize(rows * arch.input.size());
+  batch_y_.resize(rows);
+  dlogits_.resize(rows * arch.output.size());
+  teacher_rows_.resize(rows * arch.output.size());
+}
+
+void CpuModelEngine::set_params(const std::vector<float>& params) {
+  if (int64_t(params.size()) != model_.arch().param_count)
+    fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(model_.arch().param_count) + " parameters");
+  model_.params() = params;
+}
+
+void CpuModelEngine::set_optim_state(const OptimState& state) {
+  if (state.m.size() != optim_.m.size() || state.v.size() != optim_.v.size())
+    fail("optimiser state does not match the model (" + std::to_string(state.m.size()) + " moments for " +
+         std::to_string(optim_.m.size()) + " parameters): was it saved with another --optimizer or arch?");
+  optim_ = state;
+}
+
+void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b) {
+  ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), kPixelMean, kPixelStd);
+  for (int i = 0; i < b; ++i) batch_y_[i] = data.labels[idx[i]];
+}
+
+void CpuModelEngine::begin_epoch(const std::vector<int32_t>& order) {
+  order_ = order;
+  epoch_ = TrainStats{};
+  loss_sum_ = kl_sum_ = 0;
+}
+
+void CpuModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
+  const Dataset& train = engine_.split(SplitId::Train);
+  const int32_t* idx = order_.data() + begin;
+  const int classes = int(model_.arch().output.size());
+  gather(train, idx, b);
+  const uint64_t step = uint64_t(optim_.step) + 1;  // 1-based count of this update
+  const float* logits = model_.forward(batch_x_.data(), b, /*training=*/true, settings_.seed, step);
+
+  const float* teacher = nullptr;
+  if (loss.alpha > 0) {
+    const std::vector<float>& soft = engine_.soft_targets();
+    if (soft.empty()) fail("distillation step without soft targets: compute_soft_targets was not called");
+    for (int i = 0; i < b; ++i)
+      std::copy_n(soft.data() + size_t(idx[i]) * classes, classes, teacher_rows_.data() + size_t(i) * classes);
+    teacher = teacher_rows_.data();
+  }
+  const ref::LossSums sums = ref::softmax_kl(logits, teacher, batch_y_.data(), dlogits_.data(), nullptr, b, classes,
+                                             loss.temperature, loss.alpha);
+  if (!std::isfinite(sums.loss) && epoch_.finite) {
+    epoch_.finite = false;
+    epoch_.first_bad_step = optim_.step;
+  }
+  model_.backward(dlogits_.data(), b);
+  std::vector<float>& p = model_.params();
+  if (settings_.optimizer == OptimizerKind::Adam)
+    ref::adam_step(p.data(), model_.grads().data(), optim_.m.data(), optim_.v.data(), int64_t(p.size()),
+                   settings_.adam, int64_t(step));
+  else
+    ref::sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()), settings_.sgd,
+                           int64_t(step));
+  optim_.step = int64_t(step);
+  loss_sum_ += sums.loss;
+  kl_sum_ += sums.kl;
+  ++epoch_.steps;
+}
+
+TrainStats CpuModelEngine::end_epoch() {
+  TrainStats s = epoch_;
+  if (s.steps > 0) {
+    s.loss = loss_sum_ / double(s.steps);
+    s.kl = kl_sum_ / double(s.steps);
+  }
+  return s;
+}
+
+EvalResult CpuModelEngine::evaluate(SplitId split) {
+  const Dataset& data = engine_.split(split);
+  const int classes = int(model_.arch().output.size());
+  std::vector<int32_t> idx(size_t(model_.max_batch()));
+  EvalResult r;
+  double loss_sum = 0;
+  for (int64_t begin = 0; begin < data.n; begin += model_.max_batch()) {
+    const int b = int(std::min<int64_t>(model_.max_batch(), data.n - begin));
+    std::iota(idx.begin(), idx.begin() + b, int32_t(begin));
+    gather(data, idx.data(), b);
+    const float* logits = model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0);
+    loss_sum += ref::softmax_kl(logits, nullptr, batch_y_.data(), nullptr, nullptr, b, classes, 1.0f, 0.0f).loss * b;
+    r.correct += ref::count_correct(logits, batch_y_.data(), b, classes);
+    r.n += b;
+  }
+  r.loss = r.n ? loss_sum / double(r.n) : 0;
+  return r;
+}
+
+std::vector<float> CpuModelEngine::infer_all(SplitId split) {
+  const Dataset& data = engine_.split(split);
+  const int classes = int(model_.arch().output.size());
+  std::vector<float> out(size_t(data.n) * classes);
+  std::vector<int32_t> idx(size_t(model_.max_batch()));
+  for (int64_t begin = 0; begin < data.n; begin += model_.max_batch()) {
+    const int b = int(std::min<int64_t>(model_.max_batch(), data.n - begin));
+    std::iota(idx.begin(), idx.begin() + b, int32_t(begin));
+    gather(data, idx.data(), b);
+    const float* logits = model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0);
+    std::copy_n(logits, size_t(b) * classes, out.data() + size_t(begin) * classes);
+  }
+  return out;
+}
+
+LatencyRecord CpuModelEngine::measure_latency(int batch, int repeats) {
+  const Dataset& data = engine_.split(SplitId::Test);
+  const int b = int(std::min<int64_t>({int64_t(batch), data.n, int64_t(model_.max_batch())}));
+  std::vector<int32_t> idx(b);
+  std::iota(idx.begin(), idx.end(), 0);
+  gather(data, idx.data(), b);
+  model_.forward(batch_x_.data(), b, false, 0, 0);  // warm-up: caches and page faults
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model_.forward(batch_x_.data(), b, false, 0, 0);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return latency_stats(b, ms);
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<CpuEngine>(); }
+
+}  // namespace kd

@@ -1,0 +1,505 @@
+// The device-agnostic orchestrator: phases, epochs, shuffles, validation,
+// checkpoints, SIGINT, non-finite-loss stops and the report (SPEC sections 2-3).
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "kd/checkpoint.h"
+#include "kd/error.h"
+#include "kd/model.h"
+#include "kd/model_io.h"
+#include "kd/train.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+uint64_t mix_seed(uint64_t seed, uint64_t salt) {  // splitmix64 of seed + salt
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (salt + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Salts that make every phase draw its own init and shuffles from the run's seed.
+// The scratch baseline shares the distilled student's init so that the two
+// differ only in their loss.
+constexpr uint64_t kTeacherSalt = 1, kStudentSalt = 2;
+uint64_t phase_salt(const std::string& phase) {
+  if (phase == "teacher") return 10;
+  if (phase == "student") return 20;
+  return 30;
+}
+
+// A fresh permutation of [0, n) for (seed, phase, epoch): Fisher-Yates over
+// mt19937_64, written out so the order does not depend on the standard library.
+std::vector<int32_t> epoch_order(int64_t n, uint64_t seed, const std::string& phase, int epoch) {
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(mix_seed(seed, phase_salt(phase) * 100000 + uint64_t(epoch)));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng() % uint64_t(i + 1))]);
+  return order;
+}
+
+std::string utc_timestamp(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (s < 120) std::snprintf(buf, sizeof buf, "%.1fs", s);
+  else std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  return buf;
+}
+
+std::string csv_row(const EpochRecord& e) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
+                e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
+  return buf;
+}
+
+std::vector<EpochRecord> parse_history(const std::string& csv) {
+  std::vector<EpochRecord> out;
+  std::istringstream in(csv);
+  std::string line;
+  while (std::getline(in, line)) {
+    EpochRecord e;
+    char phase[32] = {0};
+    if (std::sscanf(line.c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &e.epoch, &e.train_loss, &e.train_kl,
+                    &e.val_loss, &e.val_acc, &e.seconds, &e.samples_per_s) != 8)
+      fail("checkpoint history line '" + line + "' is malformed");
+    e.phase = phase;
+    out.push_back(e);
+  }
+  return out;
+}
+
+// Settings that must be the same when a run is resumed (epoch counts may grow).
+std::string options_fingerprint(const Options& o) {
+  std::ostringstream s;
+  s << "seed=" << o.seed << " batch=" << o.batch_size << " lr=" << o.lr << " optimizer=" << int(o.optimizer)
+    << " momentum=" << o.momentum << " T=" << o.temperature << " alpha=" << o.alpha << " teacher=" << o.teacher_arch
+    << " student=" << o.student_arch << " val=" << o.val_size << " limit=" << o.train_limit
+    << " data=" << fs::weakly_canonical(o.data_dir).string();
+  return s.str();
+}
+
+TrainSettings settings_from(const Options& o) {
+  TrainSettings s;
+  s.batch_size = o.batch_size;
+  s.optimizer = o.optimizer;
+  s.adam.lr = float(o.lr);
+  s.sgd.lr = float(o.lr);
+  s.sgd.momentum = float(o.momentum);
+  s.seed = o.seed;
+  s.deterministic = o.deterministic;
+  s.dense_impl = o.dense_impl;
+  return s;
+}
+
+class Pipeline {
+ public:
+  Pipeline(const Options& opt, Engine& engine) : opt_(opt), engine_(engine), settings_(settings_from(opt)) {
+    tty_ = !opt.quiet && isatty(STDOUT_FILENO);
+    // Test hook: behave as if SIGINT arrived after this many training steps,
+    // so resume-equals-uninterrupted can be tested without timing races.
+    if (const char* n = std::getenv("KD_TEST_INTERRUPT_AFTER_STEPS")) interrupt_after_steps_ = std::atoll(n);
+  }
+
+  int run() {
+    const auto t0 = Clock::now();
+    report_.options = opt_;
+    report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
+    load_data();
+    switch (opt_.command) {
+      case Command::Run:
+      case Command::TrainTeacher:
+      case Command::Distill:
+        train_and_report();
+        break;
+      case Command::Eval:
+        eval_model_file();
+        break;
+      case Command::Latency:
+        latency_of_model_file();
+        break;
+    }
+    report_.total_seconds = seconds_since(t0);
+    return 0;
+  }
+
+ private:
+  // ------------------------------------------------------------ set-up
+  void load_data() {
+    const auto t0 = Clock::now();
+    splits_ = load_splits(opt_.data_dir, opt_.val_size, opt_.train_limit);
+    if (opt_.test_limit > 0 && opt_.test_limit < splits_.test.n) splits_.test = splits_.test.slice(0, opt_.test_limit);
+    engine_.load(splits_);
+    report_.device = engine_.device_description();
+    report_.versions = engine_.versions();
+    report_.data_dir = opt_.data_dir;
+    report_.train_n = splits_.train.n;
+    report_.val_n = splits_.val.n;
+    report_.test_n = splits_.test.n;
+    report_.num_classes = splits_.num_classes;
+    input_ = Shape{1, splits_.train.h, splits_.train.w, false};
+    add_phase("load data", seconds_since(t0));
+    say("data: " + opt_.data_dir + " (" + std::to_string(splits_.train.n) + " train, " +
+        std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " +
+        std::to_string(splits_.train.h) + "x" + std::to_string(splits_.train.w) + ", " +
+        std::to_string(splits_.num_classes) + " classes)");
+    say("device: " + report_.device);
+  }
+
+  void prepare_out_dir() {
+    out_dir_ = opt_.out_dir;
+    if (!opt_.resume_dir.empty() && out_dir_.empty()) out_dir_ = opt_.resume_dir;
+    const bool timestamped = out_dir_.empty();
+    if (timestamped) out_dir_ = "runs/" + utc_timestamp("%Y%m%d-%H%M%S");
+    std::error_code ec;
+    fs::create_directories(out_dir_, ec);
+    if (ec) fail("--out: cannot create directory '" + out_dir_ + "': " + ec.message());
+    if (timestamped) {  // runs/latest -> the new run, replaced atomically
+      const fs::path link = fs::path("runs") / "latest", tmp = fs::path("runs") / ".latest.tmp";
+      fs::remove(tmp, ec);
+      fs::create_directory_symlink(fs::path(out_dir_).filename(), tmp, ec);
+      if (!ec) fs::rename(tmp, link, ec);
+    }
+    say("output: " + out_dir_);
+  }
+
+  Arch parse_model_arch(const std::string& text, const char* flag) const {
+    return parse_arch(text, input_, splits_.num_classes, flag);
+  }
+
+  void check_input_shape(const Arch& arch, const std::string& path) const {
+    if (!(arch.input == input_) || int(arch.output.size()) != splits_.num_classes)
+      fail(path + ": model takes " + std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
+           std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) +
+           " classes, but " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" + std::to_string(input_.w) +
+           " images and " + std::to_string(splits_.num_classes) + " classes");
+  }
+
+  // ------------------------------------------------------------ the pipeline
+  void train_and_report() {
+    prepare_out_dir();
+    std::signal(SIGINT, on_sigint);
+    resume_ = load_resume_checkpoint();
+    if (resume_) history_ = parse_history(resume_->history_csv);
+
+    // Teacher: trained here, or loaded for `distill --teacher F`.
+    Arch teacher_arch;
+    std::vector<float> teacher_params;
+    if (opt_.command == Command::Distill) {
+      ModelFile f = load_model_file(opt_.teacher_path);
+      check_input_shape(f.arch, opt_.teacher_path);
+      teacher_arch = f.arch;
+      teacher_params = f.params;
+    } else {
+      teacher_arch = parse_model_arch(opt_.teacher_arch, "--teacher-arch");
+      teacher_params.resize(size_t(teacher_arch.param_count));
+      init_params(teacher_arch, mix_seed(opt_.seed, kTeacherSalt), teacher_params.data());
+    }
+    auto teacher = engine_.create_model(teacher_arch, teacher_params, settings_);
+    ModelReport teacher_report = new_report("teacher", teacher_arch);
+    if (opt_.command != Command::Distill) {
+      const bool teacher_done = resume_ && resume_->phase != "teacher";
+      if (teacher_done) {
+        ModelFile f = load_model_file(out_dir_ + "/teacher.safetensors");
+        teacher->set_params(f.params);
+        teacher_report.curve = history_for("teacher");
+      } else {
+        train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
+      }
+    }
+    finish_model(*teacher, teacher_report);
+    if (opt_.command != Command::Distill)
+      save_model_file(out_dir_ + "/teacher.safetensors", teacher_arch, teacher->get_params(),
+                      model_facts(teacher_report));
+
+    if (opt_.command != Command::TrainTeacher) {
+      const auto t0 = Clock::now();
+      engine_.compute_soft_targets(*teacher);
+      add_phase("soft targets", seconds_since(t0));
+
+      const Arch student_arch = parse_model_arch(opt_.student_arch, "--student-arch");
+      std::vector<float> student_init(size_t(student_arch.param_count));
+      init_params(student_arch, mix_seed(opt_.seed, kStudentSalt), student_init.data());
+
+      const LossConfig distill{float(opt_.temperature), float(opt_.alpha)};
+      train_student("student", student_arch, student_init, distill);
+      if (!opt_.no_baseline) train_student("scratch", student_arch, student_init, LossConfig{1.0f, 0.0f});
+    }
+    report_.models.insert(report_.models.begin(), teacher_report);
+    fs::remove(checkpoint_path());
+    const std::string note = write_report_files(report_, out_dir_);
+    if (!opt_.quiet) std::cout << "\n" << report_table(report_);
+    if (!note.empty()) say(note);
+    say("wrote " + out_dir_ + "/{metrics.csv,summary.json,teacher.safetensors" +
+        std::string(opt_.command == Command::TrainTeacher ? "" : ",student.safetensors") + "}");
+  }
+
+  void train_student(const std::string& phase, const Arch& arch, const std::vector<float>& init,
+                            const LossConfig& loss) {
+    auto model = engine_.create_model(arch, init, settings_);
+    ModelReport rep = new_report(phase, arch);
+    const bool done = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
+    if (done) {
+      ModelFile f = load_model_file(out_dir_ + "/" + phase_file(phase));
+      model->set_params(f.params);
+      rep.curve = history_for(phase);
+    } else {
+      train_phase(phase, *model, loss, opt_.epochs_student, rep);
+    }
+    finish_model(*model, rep);
+    save_model_file(out_dir_ + "/" + phase_file(phase), arch, model->get_params(), model_facts(rep));
+    report_.models.push_back(rep);
+  }
+
+  static int phase_rank(const std::string& phase) {
+    return phase == "teacher" ? 0 : phase == "student" ? 1 : 2;
+  }
+  static std::string phase_file(const std::string& phase) {
+    return phase == "scratch" ? "student_scratch.safetensors" : phase + ".safetensors";
+  }
+  std::string checkpoint_path() const { return out_dir_ + "/checkpoint.safetensors"; }
+
+  // ------------------------------------------------------------ one phase
+  void train_phase(const std::string& phase, ModelEngine& model, const LossConfig& loss, int epochs,
+                   ModelReport& rep) {
+    int first_epoch = 1;
+    int64_t resume_begin = 0;
+    if (resume_ && resume_->phase == phase) {
+      model.set_params(resume_->params);
+      model.set_optim_state(resume_->optim);
+      first_epoch = resume_->epochs_done + 1;
+      resume_begin = resume_batches_done_ * int64_t(opt_.batch_size);
+      rep.curve = history_for(phase);
+      say("resuming " + phase + " at epoch " + std::to_string(first_epoch) +
+          (resume_begin ? ", sample " + std::to_string(resume_begin) : ""));
+    }
+    const int64_t n = splits_.train.n;
+    const int64_t batches = (n + opt_.batch_size - 1) / opt_.batch_size;
+    const auto phase_t0 = Clock::now();
+    for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
+      const std::vector<int32_t> order = epoch_order(n, opt_.seed, phase, epoch);
+      model.begin_epoch(order);
+      const auto t0 = Clock::now();
+      const int64_t start = epoch == first_epoch ? resume_begin : 0;
+      for (int64_t begin = start; begin < n; begin += opt_.batch_size) {
+        const int b = int(std::min<int64_t>(opt_.batch_size, n - begin));
+        model.train_step(begin, b, loss);
+        const int64_t batch_index = begin / opt_.batch_size + 1;
+        if (tty_ && (batch_index % 50 == 0 || batch_index == batches)) {
+          const double s = seconds_since(t0);
+          const double rate = double(begin + b - start) / std::max(s, 1e-9);
+          std::printf("\r[%s] epoch %d/%d  batch %lld/%lld  %.0f samples/s  ETA %s   ", phase.c_str(), epoch, epochs,
+                      (long long)batch_index, (long long)batches, rate,
+                      format_duration(double(n - begin - b) / std::max(rate, 1e-9)).c_str());
+          std::fflush(stdout);
+        }
+        if (interrupt_after_steps_ > 0 && ++steps_run_ == interrupt_after_steps_) g_interrupted.store(true);
+        if (g_interrupted.load()) interrupt(phase, epoch, model, batch_index);
+      }
+      const TrainStats stats = model.end_epoch();
+      const double secs = seconds_since(t0);
+      if (!stats.finite)
+        fail(phase + " training: non-finite loss at step " + std::to_string(stats.first_bad_step + 1) +
+             " (epoch " + std::to_string(epoch) + "); stopped. The last good checkpoint is " +
+             (fs::exists(checkpoint_path()) ? checkpoint_path() : std::string("(none: failed in the first epoch)")) +
+             ". Try a smaller --lr.");
+      const EvalResult val = model.evaluate(SplitId::Val);
+      EpochRecord e;
+      e.phase = phase;
+      e.epoch = epoch;
+      e.train_loss = stats.loss;
+      e.train_kl = stats.kl;
+      e.val_loss = val.loss;
+      e.val_acc = val.accuracy();
+      e.seconds = secs;
+      e.samples_per_s = double(n - (epoch == first_epoch ? resume_begin : 0)) / std::max(secs, 1e-9);
+      rep.curve.push_back(e);
+      history_.push_back(e);
+      if (tty_) std::printf("\r%*s\r", 100, "");
+      if (!opt_.quiet) {
+        std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n",
+                    phase.c_str(), epoch, epochs, e.train_loss,
+                    loss.alpha > 0 ? (" (KL " + std::to_string(e.train_kl).substr(0, 6) + ")").c_str() : "",
+                    e.val_loss, 100 * e.val_acc, secs, e.samples_per_s);
+        std::fflush(stdout);
+      }
+      save_checkpoint(phase, epoch, 0, model);
+    }
+    rep.train_seconds = seconds_since(phase_t0);
+    add_phase(phase + " training", rep.train_seconds);
+  }
+
+  [[noreturn]] void interrupt(const std::string& phase, int epoch, ModelEngine& model, int64_t batches_done) {
+    model.end_epoch();  // drains the device queue
+    save_checkpoint(phase, epoch - 1, batches_done, model);
+    std::fflush(stdout);
+    fail("interrupted during " + phase + " epoch " + std::to_string(epoch) + " after batch " +
+         std::to_string(batches_done) + "; checkpoint written to " + checkpoint_path() +
+         ". Resume with: kdtrain " + command_name(opt_.command) + " --resume " + out_dir_ +
+         " (and the same flags)");
+  }
+
+  void save_checkpoint(const std::string& phase, int epochs_done, int64_t batches_done, ModelEngine& model) {
+    TrainingCheckpoint ck;
+    ck.phase = phase;
+    ck.epochs_done = epochs_done;
+    ck.seed = opt_.seed;
+    ck.arch = model.arch();
+    ck.params = model.get_params();
+    ck.optim = model.get_optim_state();
+    for (const EpochRecord& e : history_) ck.history_csv += csv_row(e);
+    ck.options_fingerprint = options_fingerprint(opt_) + " batches_done=" + std::to_string(batches_done);
+    save_training_checkpoint(checkpoint_path(), ck);
+  }
+
+  std::unique_ptr<TrainingCheckpoint> load_resume_checkpoint() {
+    if (opt_.resume_dir.empty()) return nullptr;
+    const std::string path = opt_.resume_dir + "/checkpoint.safetensors";
+    if (!fs::exists(path))
+      fail("--resume: no checkpoint at " + path + " (the run finished, or never wrote one)");
+    auto ck = std::make_unique<TrainingCheckpoint>(load_training_checkpoint(path));
+    const std::string& fp = ck->options_fingerprint;
+    const size_t pos = fp.rfind(" batches_done=");
+    if (pos == std::string::npos) fail(path + ": checkpoint has no batch position");
+    if (fp.substr(0, pos) != options_fingerprint(opt_))
+      fail("--resume: " + path + " was written with other settings (" + fp.substr(0, pos) +
+           "); pass the same flags as the interrupted run");
+    resume_batches_done_ = std::stoll(fp.substr(pos + 14));
+    return ck;
+  }
+
+  std::vector<EpochRecord> history_for(const std::string& phase) const {
+    std::vector<EpochRecord> out;
+    for (const EpochRecord& e : history_)
+      if (e.phase == phase) out.push_back(e);
+    return out;
+  }
+
+  // ------------------------------------------------------------ per-model results
+  ModelReport new_report(const std::string& role, const Arch& arch) const {
+    ModelReport r;
+    r.role = role;
+    r.arch = arch.text;
+    r.params = arch.param_count;
+    r.bytes = arch.param_count * int64_t(sizeof(float));
+    return r;
+  }
+
+  void finish_model(ModelEngine& model, ModelReport& rep) {
+    const auto t0 = Clock::now();
+    const EvalResult test = model.evaluate(SplitId::Test);
+    add_phase(rep.role + " evaluation", seconds_since(t0));
+    rep.test_acc = test.accuracy();
+    rep.test_errors = test.n - test.correct;
+    rep.test_loss = test.loss;
+    say(rep.role + ": test accuracy " + std::to_string(100 * rep.test_acc).substr(0, 6) + "% (" +
+        std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")");
+    const auto l0 = Clock::now();
+    rep.latency = measure_latencies(model);
+    add_phase(rep.role + " latency", seconds_since(l0));
+  }
+
+  std::vector<LatencyRecord> measure_latencies(ModelEngine& model) {
+    const bool cpu = engine_.is_reference_cpu();
+    std::vector<LatencyRecord> out;
+    for (int batch : opt_.latency_batches) {
+      if (cpu && batch > 64) continue;  // see Engine::is_reference_cpu
+      const LatencyRecord r = model.measure_latency(batch, cpu ? 3 : 50);
+      const bool seen = std::any_of(out.begin(), out.end(), [&](const LatencyRecord& o) { return o.batch == r.batch; });
+      if (!seen) out.push_back(r);
+    }
+    return out;
+  }
+
+  std::map<std::string, std::string> model_facts(const ModelReport& rep) const {
+    return {{"role", rep.role},
+            {"test_accuracy", std::to_string(rep.test_acc)},
+            {"seed", std::to_string(opt_.seed)},
+            {"data", opt_.data_dir},
+            {"trained_on", report_.device},
+            {"created", report_.started_at}};
+  }
+
+  // ------------------------------------------------------------ eval / latency subcommands
+  void eval_model_file() {
+    ModelFile f = load_model_file(opt_.model_path);
+    check_input_shape(f.arch, opt_.model_path);
+    auto model = engine_.create_model(f.arch, f.params, settings_);
+    for (SplitId split : {SplitId::Val, SplitId::Test}) {
+      const EvalResult r = model->evaluate(split);
+      std::printf("%s %s: accuracy %.2f%% (%lld errors of %lld), loss %.4f\n", opt_.model_path.c_str(),
+                  split == SplitId::Val ? "val " : "test", 100 * r.accuracy(), (long long)(r.n - r.correct),
+                  (long long)r.n, r.loss);
+    }
+  }
+
+  void latency_of_model_file() {
+    ModelFile f = load_model_file(opt_.model_path);
+    check_input_shape(f.arch, opt_.model_path);
+    auto model = engine_.create_model(f.arch, f.params, settings_);
+    std::printf("%s on %s\n%8s %12s %12s %14s\n", opt_.model_path.c_str(), report_.device.c_str(), "batch",
+                "median ms", "p90 ms", "samples/s");
+    for (const LatencyRecord& r : measure_latencies(*model))
+      std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
+  }
+
+  // ------------------------------------------------------------ helpers
+  void add_phase(const std::string& name, double s) { report_.phases.push_back({name, s}); }
+  void say(const std::string& line) const {
+    if (!opt_.quiet) std::cout << line << std::endl;
+  }
+
+  const Options& opt_;
+  Engine& engine_;
+  TrainSettings settings_;
+  bool tty_ = false;
+  Splits splits_;
+  Shape input_;
+  std::string out_dir_;
+  RunReport report_;
+  std::vector<EpochRecord> history_;
+  std::unique_ptr<TrainingCheckpoint> resume_;
+  int64_t resume_batches_done_ = 0;
+  int64_t interrupt_after_steps_ = 0, steps_run_ = 0;
+};
+
+}  // namespace
+
+int run_command(const Options& opt, Engine& engine) {
+  g_interrupted.store(false);
+  Pipeline pipeline(opt, engine);
+  return pipeline.run();
+}
+
+}  // namespace kd
