@@ -1,0 +1,536 @@
+// metrics.csv, summary.json, the report table and the gnuplot pictures (see kd/report.h).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "kd/checkpoint.h"
+#include "kd/report.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+// ordered: summary.json reads top-down in the order a person asks the questions.
+using json = nlohmann::ordered_json;
+
+constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (apt-get install gnuplot-nox)";
+
+std::string format(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+// JSON has no NaN or Inf: a non-finite measurement becomes null, not invalid JSON.
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+const char* optimizer_flag_value(OptimizerKind k) { return k == OptimizerKind::Adam ? "adam" : "sgd"; }
+
+const char* dense_impl_flag_value(DenseImplChoice d) {
+  switch (d) {
+    case DenseImplChoice::Auto: return "auto";
+    case DenseImplChoice::Custom: return "custom";
+    case DenseImplChoice::Cublas: return "cublas";
+  }
+  return "?";
+}
+
+// Every Options field under the name of the flag that sets it.
+json config_json(const Options& o) {
+  return json{{"command", command_name(o.command)},
+              {"data", o.data_dir},
+              {"device", device_name(o.device)},
+              {"out", o.out_dir},
+              {"seed", o.seed},
+              {"batch-size", o.batch_size},
+              {"epochs-teacher", o.epochs_teacher},
+              {"epochs-student", o.epochs_student},
+              {"lr", number(o.lr)},
+              {"optimizer", optimizer_flag_value(o.optimizer)},
+              {"momentum", number(o.momentum)},
+              {"temperature", number(o.temperature)},
+              {"alpha", number(o.alpha)},
+              {"teacher-arch", o.teacher_arch},
+              {"student-arch", o.student_arch},
+              {"val-size", o.val_size},
+              {"train-limit", o.train_limit},
+              {"test-limit", o.test_limit},
+              {"no-baseline", o.no_baseline},
+              {"deterministic", o.deterministic},
+              {"quiet", o.quiet},
+              {"dense-impl", dense_impl_flag_value(o.dense_impl)},
+              {"teacher", o.teacher_path},
+              {"model", o.model_path},
+              {"resume", o.resume_dir},
+              {"eval-batch-size", o.eval_batch_size},
+              {"latency-batches", o.latency_batches}};
+}
+
+const ModelReport* find_model(const RunReport& r, const std::string& role) {
+  for (const ModelReport& m : r.models)
+    if (m.role == role) return &m;
+  return nullptr;
+}
+
+const LatencyRecord* latency_at(const ModelReport& m, int batch) {
+  for (const LatencyRecord& l : m.latency)
+    if (l.batch == batch) return &l;
+  return nullptr;
+}
+
+// The column heading of a model in the table and its name in the plots.
+std::string model_label(const std::string& role) {
+  if (role == "student") return "student (distilled)";
+  if (role == "scratch") return "student (scratch)";
+  return role;
+}
+
+// Every batch size any model was timed at, ascending.
+std::vector<int> measured_batches(const RunReport& r) {
+  std::set<int> batches;
+  for (const ModelReport& m : r.models)
+    for (const LatencyRecord& l : m.latency) batches.insert(l.batch);
+  return {batches.begin(), batches.end()};
+}
+
+// What the comparisons between the models say. Each holds only when the
+// models it needs were part of the run (the flags say which).
+struct Comparisons {
+  bool student_vs_teacher = false;   // a teacher and a distilled student
+  bool student_vs_scratch = false;   // a distilled student and the scratch baseline
+  struct Speedup {
+    int batch;
+    double teacher_ms, student_ms, speedup;  // speedup = teacher_ms / student_ms
+  };
+  std::vector<Speedup> speedups;
+  double size_ratio = NAN;         // teacher bytes / student bytes
+  double accuracy_gap = NAN;       // teacher test_acc - student test_acc (fraction)
+  double distillation_gain = NAN;  // student test_acc - scratch test_acc (fraction)
+};
+
+Comparisons compare(const RunReport& r) {
+  Comparisons c;
+  const ModelReport* teacher = find_model(r, "teacher");
+  const ModelReport* student = find_model(r, "student");
+  const ModelReport* scratch = find_model(r, "scratch");
+  c.student_vs_teacher = teacher && student;
+  c.student_vs_scratch = student && scratch;
+  if (c.student_vs_teacher) {
+    for (const LatencyRecord& t : teacher->latency)
+      if (const LatencyRecord* s = latency_at(*student, t.batch))
+        c.speedups.push_back({t.batch, t.median_ms, s->median_ms, t.median_ms / s->median_ms});
+    c.size_ratio = double(teacher->bytes) / double(student->bytes);
+    c.accuracy_gap = teacher->test_acc - student->test_acc;
+  }
+  if (c.student_vs_scratch) c.distillation_gain = student->test_acc - scratch->test_acc;
+  return c;
+}
+
+json epoch_json(const EpochRecord& e) {
+  return json{{"phase", e.phase},
+              {"epoch", e.epoch},
+              {"train_loss", number(e.train_loss)},
+              {"train_kl", number(e.train_kl)},
+              {"val_loss", number(e.val_loss)},
+              {"val_acc", number(e.val_acc)},
+              {"seconds", number(e.seconds)},
+              {"samples_per_s", number(e.samples_per_s)}};
+}
+
+json latency_json(const LatencyRecord& l) {
+  return json{{"batch", l.batch},
+              {"median_ms", number(l.median_ms)},
+              {"p90_ms", number(l.p90_ms)},
+              {"repeats", l.repeats},
+              {"samples_per_s", number(l.samples_per_s)}};
+}
+
+json model_json(const ModelReport& m) {
+  json curve = json::array(), latency = json::array();
+  for (const EpochRecord& e : m.curve) curve.push_back(epoch_json(e));
+  for (const LatencyRecord& l : m.latency) latency.push_back(latency_json(l));
+  return json{{"role", m.role},
+              {"arch", m.arch},
+              {"params", m.params},
+              {"bytes", m.bytes},
+              {"test_acc", number(m.test_acc)},
+              {"test_errors", m.test_errors},
+              {"test_loss", number(m.test_loss)},
+              {"train_seconds", number(m.train_seconds)},
+              {"curve", curve},
+              {"latency", latency}};
+}
+
+json comparisons_json(const Comparisons& c) {
+  json out = json::object();
+  if (c.student_vs_teacher) {
+    json speedups = json::array();
+    for (const Comparisons::Speedup& s : c.speedups)
+      speedups.push_back(json{{"batch", s.batch},
+                              {"teacher_median_ms", number(s.teacher_ms)},
+                              {"student_median_ms", number(s.student_ms)},
+                              {"speedup", number(s.speedup)}});
+    out["student_vs_teacher"] = json{{"speedup", speedups},
+                                     {"size_ratio", number(c.size_ratio)},
+                                     {"accuracy_gap", number(c.accuracy_gap)}};
+  }
+  if (c.student_vs_scratch) out["distillation_gain"] = number(c.distillation_gain);
+  return out;
+}
+
+// ------------------------------------------------------------ table text
+std::string thousands(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return (v < 0 ? "-" : "") + out;
+}
+
+std::string byte_size(int64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  if (bytes < 1024 * 1024) return format("%.1f KiB", double(bytes) / 1024);
+  return format("%.2f MiB", double(bytes) / (1024.0 * 1024.0));
+}
+
+std::string percent(double fraction) { return std::isfinite(fraction) ? format("%.2f %%", 100 * fraction) : "n/a"; }
+
+// Milliseconds with about four significant digits and no exponent.
+std::string milliseconds(double ms) {
+  if (!std::isfinite(ms)) return "n/a";
+  if (ms < 0.1) return format("%.4f", ms);
+  if (ms < 10) return format("%.3f", ms);
+  if (ms < 1000) return format("%.1f", ms);
+  return format("%.0f", ms);
+}
+
+std::string ratio(double x) { return std::isfinite(x) ? format("%.2fx", x) : "n/a"; }
+
+std::string signed_points(double fraction) {
+  return std::isfinite(fraction) ? format("%+.2f points", 100 * fraction) : "n/a";
+}
+
+// Rows of cells; the first column left-aligned, the others right-aligned, each
+// as wide as its widest cell.
+std::string aligned(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (width.size() <= c) width.push_back(0);
+      width[c] = std::max(width[c], row[c].size());
+    }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      line += c == 0 ? row[c] + pad : "   " + pad + row[c];
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ plots
+// A gnuplot single-quoted string literal ('' is its only escape; a line break
+// would end the command, so control characters become spaces).
+std::string gnuplot_string(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, (unsigned char)ch < 0x20 ? ' ' : ch);
+  return out + "'";
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+// What distillation bought, in one line for the curves' title.
+std::string curves_title(const RunReport& r) {
+  const ModelReport* teacher = find_model(r, "teacher");
+  const ModelReport* student = find_model(r, "student");
+  const ModelReport* scratch = find_model(r, "scratch");
+  auto acc = [](const ModelReport* m) { return format("%.2f%%", 100 * m->test_acc); };
+  std::string title;
+  if (student && scratch)
+    title = "distillation: student " + acc(student) + " vs " + acc(scratch) + " from scratch (" +
+            signed_points(student->test_acc - scratch->test_acc) + ")";
+  else if (student)
+    title = "distilled student " + acc(student);
+  if (teacher) title += (title.empty() ? "teacher " : ", teacher ") + acc(teacher);
+  return title + " test accuracy";
+}
+
+// One `plot` command over `file` with a line per role/phase: rows whose first
+// column is that name, x = column 2, y = `y_expr`.
+std::string plot_per_name(const std::string& file, const std::vector<std::string>& names, const std::string& y_expr) {
+  std::string cmd = "plot";
+  for (size_t i = 0; i < names.size(); ++i)
+    cmd += std::string(i ? "," : "") + " \\\n  " + gnuplot_string(file) + " skip 1 using 2:(strcol(1) eq " +
+           gnuplot_string(names[i]) + " ? " + y_expr + " : NaN) with linespoints lw 2 pt 7 ps 0.8 title " +
+           gnuplot_string(model_label(names[i]));
+  return cmd + "\n";
+}
+
+bool plottable_latency(const LatencyRecord& l) { return l.median_ms > 0 && std::isfinite(l.median_ms); }
+
+std::string latency_csv(const RunReport& r) {
+  std::string out = "model,batch,median_ms,p90_ms,samples_per_s\n";
+  char buf[256];
+  for (const ModelReport& m : r.models)
+    for (const LatencyRecord& l : m.latency) {
+      std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g\n", m.role.c_str(), l.batch, l.median_ms, l.p90_ms,
+                    l.samples_per_s);
+      out += buf;
+    }
+  return out;
+}
+
+// Log axes label only powers of ten, which leaves a latency range narrower
+// than 100x with one label or none: give it a tic per factor of 2 instead.
+std::string latency_y_tics(const RunReport& r) {
+  double lo = INFINITY, hi = 0;
+  for (const ModelReport& m : r.models)
+    for (const LatencyRecord& l : m.latency)
+      if (plottable_latency(l)) lo = std::min(lo, l.median_ms), hi = std::max(hi, l.median_ms);
+  if (!(hi > 0) || hi / lo >= 100) return "set ytics autofreq\n";
+  std::string tics;
+  for (int k = int(std::floor(std::log2(lo))); k <= int(std::ceil(std::log2(hi))); ++k)
+    tics += (tics.empty() ? "" : ", ") + format("%g", std::ldexp(1.0, k));
+  return "set ytics (" + tics + ")\n";
+}
+
+// The gnuplot script drawing curves.png from metrics.csv (when any model has
+// epochs) and latency.png from latency.csv (when any was timed); run in out_dir.
+// The output names are variables so that kdtrain can have gnuplot write
+// temporary files and rename them into place.
+std::string gnuplot_script(const RunReport& r, const std::vector<std::string>& phases,
+                           const std::vector<std::string>& timed_roles) {
+  std::string s =
+      "# Written by kdtrain; redraw with: gnuplot plots.gp (in this directory)\n"
+      "if (!exists('curves_png')) curves_png = 'curves.png'\n"
+      "if (!exists('latency_png')) latency_png = 'latency.png'\n"
+      "term = strstrt(GPVAL_TERMINALS, 'pngcairo') > 0 ? 'pngcairo' : 'png'\n"
+      "set datafile separator ','\n"
+      "set grid\n";
+  if (!phases.empty()) {
+    int max_epoch = 1;
+    for (const ModelReport& m : r.models)
+      for (const EpochRecord& e : m.curve) max_epoch = std::max(max_epoch, e.epoch);
+    s += "set terminal @term size 1400,600 noenhanced\n"
+         "set output curves_png\n"
+         "set multiplot layout 1,2 title " + gnuplot_string(curves_title(r)) + "\n" +
+         (max_epoch <= 20 ? "set xtics 1\n" : "") +  // whole epochs only
+         "set autoscale xfix\nset offsets 0.2, 0.2, graph 0.05, graph 0.05\n"
+         // Losses fall and accuracies rise, so the keys go where the curves are not.
+         "set title 'training loss per epoch (the distilled student''s is its distillation loss)'\n"
+         "set xlabel 'epoch'\nset ylabel 'mean training loss'\nset key top right\n" +
+         plot_per_name("metrics.csv", phases, "$3") +
+         "set title 'validation accuracy per epoch'\nset ylabel 'validation accuracy (%)'\nset key bottom right\n" +
+         plot_per_name("metrics.csv", phases, "100*$6") +
+         "unset multiplot\nset output\nunset offsets\nset autoscale x\nset xtics autofreq\n";
+  }
+  if (!timed_roles.empty()) {
+    const std::vector<int> batches = measured_batches(r);
+    std::string batch_tics;
+    for (int batch : batches) batch_tics += (batch_tics.empty() ? "" : ", ") + std::to_string(batch);
+    // A little room left and right of the extreme batches on the log axis.
+    const std::string x_range = format("[%g:", batches.front() / 1.5) + format("%g]", batches.back() * 1.5);
+    s += "set terminal @term size 900,640 noenhanced\n"
+         "set output latency_png\n"
+         "set title " + gnuplot_string("inference latency, forward only (" + r.device + ")") + "\n"
+         "set logscale xy\nset xrange " + x_range + "\nset xtics (" + batch_tics + ")\n"
+         "set autoscale yfix\nset offsets 0, 0, graph 0.08, graph 0.08\n" + latency_y_tics(r) +
+         "set xlabel 'batch size'\nset ylabel 'median latency (ms)'\nset key top left\n" +
+         plot_per_name("latency.csv", timed_roles, "$3") +
+         "set output\n";
+  }
+  return s;
+}
+
+// Runs `command` through the shell; returns its exit status (-1 when it could
+// not run) and its combined output in `output`.
+int run_shell(const std::string& command, std::string& output) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((command + " 2>&1").c_str(), "r"), pclose);
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, pipe.get())) > 0) output.append(buf, got);
+  const int status = pclose(pipe.release());
+  return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// gnuplot ends its complaint with the line that says what went wrong.
+std::string last_line(const std::string& text) {
+  const size_t end = text.find_last_not_of(" \n");
+  if (end == std::string::npos) return "no output";
+  const size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
+}
+
+// Draws the pictures into temporary files and renames them into place, so a
+// reader never sees half a PNG. Returns a note when they could not be drawn.
+std::string draw_plots(const RunReport& r, const fs::path& dir) {
+  std::vector<std::string> phases, timed_roles;
+  for (const ModelReport& m : r.models) {
+    for (const EpochRecord& e : m.curve)
+      if (std::find(phases.begin(), phases.end(), e.phase) == phases.end()) phases.push_back(e.phase);
+    // Only positive finite latencies can go on a log axis.
+    if (std::any_of(m.latency.begin(), m.latency.end(), plottable_latency)) timed_roles.push_back(m.role);
+  }
+  if (phases.empty() && timed_roles.empty()) return "";
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return kGnuplotMissingNote;
+
+  if (!timed_roles.empty()) write_file_atomic((dir / "latency.csv").string(), latency_csv(r));
+  const std::string script = (dir / "plots.gp").string();
+  write_file_atomic(script, gnuplot_script(r, phases, timed_roles));
+
+  struct Picture {
+    std::string variable, name;
+  };
+  std::vector<Picture> pictures;
+  if (!phases.empty()) pictures.push_back({"curves_png", "curves.png"});
+  if (!timed_roles.empty()) pictures.push_back({"latency_png", "latency.png"});
+  const std::string tmp_suffix = ".tmp." + std::to_string(::getpid());
+  std::string names;
+  for (const Picture& p : pictures) names += p.variable + "=" + gnuplot_string(p.name + tmp_suffix) + "; ";
+  auto remove_temporaries = [&] {
+    std::error_code ec;
+    for (const Picture& p : pictures) fs::remove(dir / (p.name + tmp_suffix), ec);
+  };
+
+  std::string output;
+  const int status = run_shell("cd " + shell_quote(dir.string()) + " && gnuplot -e " + shell_quote(names) + " plots.gp",
+                               output);
+  if (status != 0) {
+    remove_temporaries();
+    return "plots skipped: gnuplot failed (exit " + std::to_string(status) + "): " + last_line(output) + "; see " +
+           script;
+  }
+  for (const Picture& p : pictures) {
+    std::error_code ec;
+    const fs::path tmp = dir / (p.name + tmp_suffix);
+    if (fs::file_size(tmp, ec) == 0 || ec) {
+      remove_temporaries();
+      return "plots skipped: gnuplot wrote no " + p.name + " (" + last_line(output) + "); see " + script;
+    }
+    fs::rename(tmp, dir / p.name, ec);
+    if (ec) {
+      remove_temporaries();
+      return "plots skipped: cannot rename " + tmp.string() + " to " + p.name + ": " + ec.message();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string metrics_csv(const RunReport& r) {
+  std::string out = "phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s\n";
+  char buf[256];
+  for (const ModelReport& m : r.models)
+    for (const EpochRecord& e : m.curve) {
+      // %.9g: every value reads back to the float it was computed as.
+      std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
+                    e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
+      out += buf;
+    }
+  return out;
+}
+
+std::string summary_json(const RunReport& r) {
+  json models = json::array(), phases = json::array();
+  for (const ModelReport& m : r.models) models.push_back(model_json(m));
+  for (const PhaseTime& p : r.phases) phases.push_back(json{{"phase", p.phase}, {"seconds", number(p.seconds)}});
+  const json summary{{"started_at", r.started_at},
+                     {"total_seconds", number(r.total_seconds)},
+                     {"config", config_json(r.options)},
+                     {"device", r.device},
+                     {"versions", r.versions},
+                     {"data", json{{"dir", r.data_dir},
+                                   {"train", r.train_n},
+                                   {"val", r.val_n},
+                                   {"test", r.test_n},
+                                   {"classes", r.num_classes}}},
+                     {"models", models},
+                     {"comparisons", comparisons_json(compare(r))},
+                     {"phases", phases}};
+  // replace: a path or device string with invalid UTF-8 must not make the report unwritable.
+  return summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string report_table(const RunReport& r) {
+  if (r.models.empty()) return "";
+  using Row = std::vector<std::string>;
+  auto row = [&](const std::string& label, auto cell) {
+    Row out{label};
+    for (const ModelReport& m : r.models) out.push_back(cell(m));
+    return out;
+  };
+  std::vector<Row> rows;
+  rows.push_back(row("", [](const ModelReport& m) { return model_label(m.role); }));
+  rows.push_back(row("params", [](const ModelReport& m) { return thousands(m.params); }));
+  rows.push_back(row("size (fp32)", [](const ModelReport& m) { return byte_size(m.bytes); }));
+  rows.push_back(row("test accuracy", [](const ModelReport& m) { return percent(m.test_acc); }));
+  rows.push_back(row("test errors", [](const ModelReport& m) { return thousands(m.test_errors); }));
+  auto was_trained = [](const ModelReport& m) { return !m.curve.empty() || m.train_seconds > 0; };
+  if (std::any_of(r.models.begin(), r.models.end(), was_trained))
+    rows.push_back(row("training time", [&](const ModelReport& m) {
+      return was_trained(m) ? format("%.1f s", m.train_seconds) : std::string("-");
+    }));
+  for (int batch : measured_batches(r)) {
+    rows.push_back(row("latency b=" + std::to_string(batch) + " (ms, median)", [&](const ModelReport& m) {
+      const LatencyRecord* l = latency_at(m, batch);
+      return l ? milliseconds(l->median_ms) : std::string("-");
+    }));
+    rows.push_back(row("throughput b=" + std::to_string(batch) + " (samples/s)", [&](const ModelReport& m) {
+      const LatencyRecord* l = latency_at(m, batch);
+      if (!l) return std::string("-");
+      return std::isfinite(l->samples_per_s) ? thousands(std::llround(l->samples_per_s)) : std::string("n/a");
+    }));
+  }
+
+  std::vector<std::string> verdicts;
+  const Comparisons c = compare(r);
+  const ModelReport* teacher = find_model(r, "teacher");
+  const ModelReport* student = find_model(r, "student");
+  const ModelReport* scratch = find_model(r, "scratch");
+  if (c.student_vs_teacher) {
+    std::string speedups;
+    for (const Comparisons::Speedup& s : c.speedups)
+      speedups += (speedups.empty() ? "" : ", ") + ratio(s.speedup) + " at batch " + std::to_string(s.batch);
+    if (!speedups.empty()) verdicts.push_back("speed-up (teacher / student latency): " + speedups);
+    verdicts.push_back("size ratio (teacher / student): " + ratio(c.size_ratio) + " (" + byte_size(teacher->bytes) +
+                       " vs " + byte_size(student->bytes) + ")");
+    verdicts.push_back("accuracy gap (teacher - student): " + signed_points(c.accuracy_gap) + " (" +
+                       percent(teacher->test_acc) + " vs " + percent(student->test_acc) + ")");
+  }
+  if (c.student_vs_scratch)
+    verdicts.push_back("distillation gain (distilled - scratch student): " + signed_points(c.distillation_gain) +
+                       " (" + percent(student->test_acc) + " vs " + percent(scratch->test_acc) + ")");
+
+  std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
+  if (!verdicts.empty()) out += "\n";
+  for (const std::string& v : verdicts) out += v + "\n";
+  return out;
+}
+
+std::string write_report_files(const RunReport& r, const std::string& out_dir) {
+  const fs::path dir(out_dir);
+  write_file_atomic((dir / "metrics.csv").string(), metrics_csv(r));
+  write_file_atomic((dir / "summary.json").string(), summary_json(r));
+  return draw_plots(r, dir);
+}
+
+}  // namespace kd
