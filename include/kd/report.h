@@ -58,6 +58,10 @@ struct RunReport {
   std::string started_at;            // ISO-8601 UTC
 };
 
+// One metrics.csv row (newline-terminated), and the inverse for a block of
+// rows without the header (training checkpoints keep their history this way).
+std::string metrics_csv_row(const EpochRecord& e);
+std::vector<EpochRecord> parse_metrics_csv_rows(const std::string& rows);
 // metrics.csv: phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s
 std::string metrics_csv(const RunReport& r);
 // summary.json: config, device, versions, per-model results, latency table.

@@ -10,8 +10,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
+#include <string>
 
 #include "kd/checkpoint.h"
+#include "kd/error.h"
 #include "kd/report.h"
 
 namespace fs = std::filesystem;
@@ -436,16 +439,34 @@ std::string draw_plots(const RunReport& r, const fs::path& dir) {
 
 }  // namespace
 
+std::string metrics_csv_row(const EpochRecord& e) {
+  // %.9g: every value reads back to the float it was computed as.
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
+                e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
+  return buf;
+}
+
+std::vector<EpochRecord> parse_metrics_csv_rows(const std::string& rows) {
+  std::vector<EpochRecord> out;
+  std::istringstream in(rows);
+  std::string line;
+  while (std::getline(in, line)) {
+    EpochRecord e;
+    char phase[32] = {0};
+    if (std::sscanf(line.c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &e.epoch, &e.train_loss, &e.train_kl,
+                    &e.val_loss, &e.val_acc, &e.seconds, &e.samples_per_s) != 8)
+      fail("metrics row '" + line + "' is malformed");
+    e.phase = phase;
+    out.push_back(e);
+  }
+  return out;
+}
+
 std::string metrics_csv(const RunReport& r) {
   std::string out = "phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s\n";
-  char buf[256];
   for (const ModelReport& m : r.models)
-    for (const EpochRecord& e : m.curve) {
-      // %.9g: every value reads back to the float it was computed as.
-      std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
-                    e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
-      out += buf;
-    }
+    for (const EpochRecord& e : m.curve) out += metrics_csv_row(e);
   return out;
 }
 

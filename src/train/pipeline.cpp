@@ -77,29 +77,6 @@ std::string format_duration(double s) {
   return buf;
 }
 
-std::string csv_row(const EpochRecord& e) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
-                e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
-  return buf;
-}
-
-std::vector<EpochRecord> parse_history(const std::string& csv) {
-  std::vector<EpochRecord> out;
-  std::istringstream in(csv);
-  std::string line;
-  while (std::getline(in, line)) {
-    EpochRecord e;
-    char phase[32] = {0};
-    if (std::sscanf(line.c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &e.epoch, &e.train_loss, &e.train_kl,
-                    &e.val_loss, &e.val_acc, &e.seconds, &e.samples_per_s) != 8)
-      fail("checkpoint history line '" + line + "' is malformed");
-    e.phase = phase;
-    out.push_back(e);
-  }
-  return out;
-}
-
 // Settings that must be the same when a run is resumed (epoch counts may grow).
 std::string options_fingerprint(const Options& o) {
   std::ostringstream s;
@@ -211,7 +188,7 @@ class Pipeline {
     prepare_out_dir();
     std::signal(SIGINT, on_sigint);
     resume_ = load_resume_checkpoint();
-    if (resume_) history_ = parse_history(resume_->history_csv);
+    if (resume_) history_ = parse_metrics_csv_rows(resume_->history_csv);
 
     // Teacher: trained here, or loaded for `distill --teacher F`.
     Arch teacher_arch;
@@ -378,7 +355,7 @@ class Pipeline {
     ck.arch = model.arch();
     ck.params = model.get_params();
     ck.optim = model.get_optim_state();
-    for (const EpochRecord& e : history_) ck.history_csv += csv_row(e);
+    for (const EpochRecord& e : history_) ck.history_csv += metrics_csv_row(e);
     ck.options_fingerprint = options_fingerprint(opt_) + " batches_done=" + std::to_string(batches_done);
     save_training_checkpoint(checkpoint_path(), ck);
   }
