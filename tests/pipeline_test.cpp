@@ -48,10 +48,10 @@ Options small_run(const std::string& out) {
   o.device = DeviceChoice::Cpu;
   o.out_dir = out;
   o.seed = 42;
-  o.train_limit = 2000;
+  o.train_limit = 3000;
   o.val_size = 500;
   o.test_limit = 1000;
-  o.epochs_teacher = 2;
+  o.epochs_teacher = 3;
   o.epochs_student = 2;
   o.teacher_arch = kSmallTeacher;
   o.quiet = true;
@@ -123,7 +123,7 @@ TEST_F(PipelineEndToEnd, TeacherLearnsAndDistillationLowersTheKlTerm) {
   double teacher_acc = -1;
   for (const auto& m : summary["models"])
     if (m["role"] == "teacher") teacher_acc = m["test_acc"].get<double>();
-  // Chance is 10 %; 2 epochs over 2,000 images reach ~90 % with this teacher.
+  // Chance is 10 %; 3 epochs over 3,000 images reach ~90 % with this teacher.
   EXPECT_GE(teacher_acc, 0.85);
 
   const std::vector<CsvRow> rows = parse_metrics(read_text(out_ + "/metrics.csv"));
@@ -241,8 +241,8 @@ TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
 
   Options broken = straight;
   broken.out_dir = fresh_dir("broken");
-  // 2,000 images / 64 = 32 teacher steps; stop 40 steps in: mid-way through student epoch 1.
-  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "40", 1);
+  // 3,000 images / 64 = 47 teacher steps; stop 60 steps in: mid-way through student epoch 1.
+  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "60", 1);
   auto engine2 = make_cpu_engine();
   EXPECT_THROW(
       {
