@@ -47,9 +47,6 @@ struct Options {
 // Parses argv into Options. Throws kd::Error with a one-line message naming the
 // flag for any bad value. Returns false when --help/--version was printed (exit 0).
 bool parse_command_line(int argc, const char* const* argv, Options& out);
-// Checks that need the data (val-size < train size) or the arch strings; the
-// message names the flag.
-void validate_against_data(const Options& opt, int64_t train_file_size);
 
 const char* command_name(Command c);
 const char* device_name(DeviceChoice d);

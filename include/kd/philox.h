@@ -38,15 +38,22 @@ KD_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   return ctr;
 }
 
+// The Philox block that holds elements 4*block .. 4*block+3 of the draw
+// identified by (seed, step): counter = (block lo, block hi, step lo, step hi),
+// key = seed. Lane j of the result belongs to element 4*block + j, so a CUDA
+// thread that owns 4 consecutive elements draws them with one block.
+KD_HOST_DEVICE Philox4 philox_draw_block(uint64_t seed, uint64_t step, uint64_t block) {
+  return philox4x32_10(Philox4{{uint32_t(block), uint32_t(block >> 32), uint32_t(step), uint32_t(step >> 32)}},
+                       uint32_t(seed), uint32_t(seed >> 32));
+}
+
+// One lane's 24 high bits -> uniform float in [0, 1), exactly.
+KD_HOST_DEVICE float philox_lane_uniform(uint32_t lane) { return float(lane >> 8) * (1.0f / 16777216.0f); }
+
 // Uniform in [0, 1) for element `index` of the draw identified by (seed, step):
-// block counter = (index / 4 lo, index / 4 hi, step lo, step hi), key = seed,
-// lane = index % 4; 24 high bits -> float exactly.
+// lane index % 4 of block index / 4.
 KD_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t step, uint64_t index) {
-  const uint64_t block = index >> 2;
-  const Philox4 r = philox4x32_10(
-      Philox4{{uint32_t(block), uint32_t(block >> 32), uint32_t(step), uint32_t(step >> 32)}},
-      uint32_t(seed), uint32_t(seed >> 32));
-  return float(r.v[index & 3] >> 8) * (1.0f / 16777216.0f);
+  return philox_lane_uniform(philox_draw_block(seed, step, index >> 2).v[index & 3]);
 }
 
 // Dropout keeps element `index` when its uniform draw is >= p.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 #include <thread>
 
@@ -26,6 +27,16 @@ LatencyRecord latency_stats(int batch, std::vector<double> ms) {
   r.p90_ms = ms[std::min(ms.size() - 1, size_t(std::ceil(0.9 * double(ms.size()))) - 1)];
   r.samples_per_s = r.median_ms > 0 ? batch / (r.median_ms / 1e3) : 0;
   return r;
+}
+
+// "AMD EPYC 9B14" from /proc/cpuinfo, or "unknown CPU".
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
+      return line.substr(line.find(':') + 2);
+  return "unknown CPU";
 }
 
 class CpuEngine;
@@ -66,8 +77,8 @@ class CpuModelEngine final : public ModelEngine {
 class CpuEngine final : public Engine {
  public:
   std::string device_description() const override {
-    return "CPU reference (single thread, " + std::to_string(std::thread::hardware_concurrency()) +
-           " hardware threads present)";
+    return "CPU reference, one thread of " + cpu_model_name() + " (" +
+           std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
   }
   std::string versions() const override { return "kdtrain CPU reference ops"; }
   bool is_reference_cpu() const override { return true; }

@@ -190,6 +190,9 @@ class Pipeline {
     resume_ = load_resume_checkpoint();
     if (resume_) history_ = parse_metrics_csv_rows(resume_->history_csv);
 
+    // Both arch strings are checked before any training, so a typo in the
+    // student's costs seconds, not a trained teacher.
+    const Arch student_arch = parse_model_arch(opt_.student_arch, "--student-arch");
     // Teacher: trained here, or loaded for `distill --teacher F`.
     Arch teacher_arch;
     std::vector<float> teacher_params;
@@ -225,7 +228,6 @@ class Pipeline {
       engine_.compute_soft_targets(*teacher);
       add_phase("soft targets", seconds_since(t0));
 
-      const Arch student_arch = parse_model_arch(opt_.student_arch, "--student-arch");
       std::vector<float> student_init(size_t(student_arch.param_count));
       init_params(student_arch, mix_seed(opt_.seed, kStudentSalt), student_init.data());
 
@@ -238,8 +240,11 @@ class Pipeline {
     const std::string note = write_report_files(report_, out_dir_);
     if (!opt_.quiet) std::cout << "\n" << report_table(report_);
     if (!note.empty()) say(note);
-    say("wrote " + out_dir_ + "/{metrics.csv,summary.json,teacher.safetensors" +
-        std::string(opt_.command == Command::TrainTeacher ? "" : ",student.safetensors") + "}");
+    std::string written = "metrics.csv, summary.json, teacher.safetensors";
+    if (opt_.command != Command::TrainTeacher) written += ", student.safetensors";
+    if (opt_.command != Command::TrainTeacher && !opt_.no_baseline) written += ", student_scratch.safetensors";
+    if (note.empty()) written += ", curves.png, latency.png";
+    say("wrote " + written + " to " + out_dir_);
   }
 
   void train_student(const std::string& phase, const Arch& arch, const std::vector<float>& init,

@@ -1,0 +1,360 @@
+// The command line: CLI11 for the grammar (subcommands, --help), our own
+// parsers for every value so each failure is one line naming the flag.
+//
+// Every value is bound as text and converted in an option callback: CLI11's
+// own conversions accept octal ("010" = 8), "nan" and "inf", which we reject.
+#include "kd/options.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <type_traits>
+
+#include "kd/error.h"
+
+namespace kd {
+namespace {
+
+constexpr const char* kVersionText = "kdtrain 0.1";
+
+template <class E>
+struct Named {
+  const char* name;
+  E value;
+};
+
+constexpr Named<Command> kCommands[] = {{"run", Command::Run},
+                                        {"train-teacher", Command::TrainTeacher},
+                                        {"distill", Command::Distill},
+                                        {"eval", Command::Eval},
+                                        {"latency", Command::Latency}};
+constexpr Named<DeviceChoice> kDevices[] = {
+    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu}};
+constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
+constexpr Named<DenseImplChoice> kDenseImpls[] = {
+    {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
+
+// The name table for each enum a flag can take, so one template parses them all.
+template <class E>
+struct Choices;
+template <>
+struct Choices<DeviceChoice> {
+  static constexpr const auto& table = kDevices;
+};
+template <>
+struct Choices<OptimizerKind> {
+  static constexpr const auto& table = kOptimizers;
+};
+template <>
+struct Choices<DenseImplChoice> {
+  static constexpr const auto& table = kDenseImpls;
+};
+
+template <class E, size_t N>
+const char* name_of(const Named<E> (&table)[N], E value) {
+  for (const Named<E>& n : table)
+    if (n.value == value) return n.name;
+  return "?";
+}
+
+// "a|b|c", or with sep = ", " for sentences.
+template <class E, size_t N>
+std::string names_list(const Named<E> (&table)[N], const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < N; ++i) out += (i ? sep : "") + std::string(table[i].name);
+  return out;
+}
+
+// ---------------------------------------------------------------- value parsers
+// Each parses the text given to `flag` or throws kd::Error naming it.
+
+[[noreturn]] void bad_value(const std::string& flag, const std::string& text, const std::string& why) {
+  fail(flag + ": '" + text + "' " + why);
+}
+
+// An optional '-' then decimal digits; no '+', spaces, hex or octal.
+int64_t parse_integer(const std::string& flag, const std::string& text) {
+  const size_t digits_from = !text.empty() && text[0] == '-' ? 1 : 0;
+  bool ok = text.size() > digits_from;
+  for (size_t i = digits_from; i < text.size(); ++i) ok = ok && text[i] >= '0' && text[i] <= '9';
+  if (!ok) bad_value(flag, text, "is not an integer");
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), nullptr, 10);
+  if (errno == ERANGE) bad_value(flag, text, "is out of range");
+  return v;
+}
+
+void parse_value(const std::string& flag, const std::string& text, int64_t& out) { out = parse_integer(flag, text); }
+
+void parse_value(const std::string& flag, const std::string& text, int& out) {
+  const int64_t v = parse_integer(flag, text);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    bad_value(flag, text, "is out of range");
+  out = int(v);
+}
+
+void parse_value(const std::string& flag, const std::string& text, uint64_t& out) {
+  bool ok = !text.empty();
+  for (char ch : text) ok = ok && ch >= '0' && ch <= '9';
+  if (!ok) bad_value(flag, text, "is not a non-negative integer");
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
+  if (errno == ERANGE) bad_value(flag, text, "is out of range (at most 18446744073709551615)");
+  out = v;
+}
+
+void parse_value(const std::string& flag, const std::string& text, double& out) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) bad_value(flag, text, "is not a number");
+  if (!std::isfinite(v) || errno == ERANGE) bad_value(flag, text, "is not a finite number");
+  out = v;
+}
+
+void parse_value(const std::string& flag, const std::string& text, std::string& out) { out = text; }
+
+// Comma-separated integers, e.g. "1,64,1024".
+void parse_value(const std::string& flag, const std::string& text, std::vector<int>& out) {
+  std::vector<int> values;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    int v = 0;
+    try {
+      parse_value(flag, item, v);
+    } catch (const Error&) {
+      bad_value(flag, text, "is not a comma-separated list of integers (e.g. 1,64,1024)");
+    }
+    values.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  out = values;
+}
+
+template <class E>
+std::enable_if_t<std::is_enum<E>::value> parse_value(const std::string& flag, const std::string& text, E& out) {
+  for (const Named<E>& n : Choices<E>::table)
+    if (text == n.name) {
+      out = n.value;
+      return;
+    }
+  bad_value(flag, text, "is not one of " + names_list(Choices<E>::table, ", "));
+}
+
+// ---------------------------------------------------------------- default texts for --help
+
+std::string value_text(int v) { return std::to_string(v); }
+std::string value_text(int64_t v) { return std::to_string(v); }
+std::string value_text(uint64_t v) { return std::to_string(v); }
+std::string value_text(const std::string& v) { return v; }
+std::string value_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+std::string value_text(const std::vector<int>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out;
+}
+template <class E>
+std::enable_if_t<std::is_enum<E>::value, std::string> value_text(E v) {
+  return name_of(Choices<E>::table, v);
+}
+
+// ---------------------------------------------------------------- registration
+
+// Adds `flag` taking one value into `target`; --help shows `target`'s current
+// value as the default. A value that is itself a flag ("--lr --quiet") or empty
+// is a missing value, not text to convert.
+template <class T>
+CLI::Option* add_value(CLI::App& app, const std::string& flag, T& target, const std::string& value_name,
+                       const std::string& help) {
+  const auto convert = [flag, &target](const std::string& text) {
+    if (text.empty()) fail(flag + ": needs a non-empty value");
+    if (text.size() > 1 && text[0] == '-' && text[1] == '-') fail(flag + ": needs a value, got the flag '" + text + "'");
+    parse_value(flag, text, target);
+  };
+  return app.add_option_function<std::string>(flag, convert, help)
+      ->type_name(value_name)
+      ->default_str(value_text(target));
+}
+
+// The flags every command accepts. Subcommands fall through to the app, so
+// these are defined once and may be written before or after the command.
+void add_global_flags(CLI::App& app, Options& o) {
+  const std::string devices = names_list(kDevices, "|");
+  add_value(app, "--data", o.data_dir, "DIR", "directory with the four MNIST-format IDX files (plain or .gz)");
+  add_value(app, "--device", o.device, devices,
+            "where to run: auto picks CUDA when a GPU is present and says so when it falls back to the CPU");
+  add_value(app, "--out", o.out_dir, "DIR",
+            "output directory for metrics.csv, summary.json and the models (default: runs/<timestamp>/, "
+            "with runs/latest pointing at it)");
+  add_value(app, "--seed", o.seed, "N", "seed for initialisation, shuffling and dropout");
+  add_value(app, "--batch-size", o.batch_size, "N", "training batch size (>= 1)");
+  add_value(app, "--epochs-teacher", o.epochs_teacher, "N", "teacher training epochs (>= 0)");
+  add_value(app, "--epochs-student", o.epochs_student, "N", "student (and baseline) training epochs (>= 0)");
+  add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
+  add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
+  add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
+  add_value(app, "--temperature", o.temperature, "T", "distillation temperature (> 0)");
+  add_value(app, "--alpha", o.alpha, "X", "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels");
+  add_value(app, "--teacher-arch", o.teacher_arch, "ARCH",
+            "teacher layers: comma-separated conv:OUT[:K[:STRIDE[:PAD]]], relu, maxpool[:2], dropout:P, "
+            "flatten, dense:OUT");
+  add_value(app, "--student-arch", o.student_arch, "ARCH", "student layers, same grammar as --teacher-arch");
+  add_value(app, "--val-size", o.val_size, "N", "the last N training images form the validation split (>= 0)");
+  add_value(app, "--train-limit", o.train_limit, "N", "train on the first N training images only; 0 = all");
+  add_value(app, "--test-limit", o.test_limit, "N", "evaluate on the first N test images only; 0 = all");
+  app.add_flag("--no-baseline", o.no_baseline, "skip the student trained from scratch on hard labels");
+  app.add_flag("--deterministic", o.deterministic, "bit-identical reruns: deterministic cuDNN algorithms");
+  app.add_flag("--quiet", o.quiet, "no progress lines or report table on stdout");
+  add_value(app, "--dense-impl", o.dense_impl, names_list(kDenseImpls, "|"),
+            "dense-layer GEMM: the custom kernel, cuBLAS, or auto (the faster per shape)");
+  add_value(app, "--resume", o.resume_dir, "DIR", "continue the interrupted run in DIR from its checkpoint");
+  add_value(app, "--eval-batch-size", o.eval_batch_size, "N", "batch size for evaluation passes (>= 1)");
+  add_value(app, "--latency-batches", o.latency_batches, "LIST", "comma-separated batch sizes to time inference at");
+  app.set_version_flag("--version", kVersionText, "print the version and exit");
+}
+
+// Range rules that a well-formed number can still break; the message names the flag.
+void check_ranges(const Options& o) {
+  const auto require = [](bool ok, const std::string& flag, const std::string& rule, const std::string& got) {
+    if (!ok) fail(flag + ": must be " + rule + ", got " + got);
+  };
+  require(o.batch_size >= 1, "--batch-size", ">= 1", value_text(o.batch_size));
+  require(o.epochs_teacher >= 0, "--epochs-teacher", ">= 0", value_text(o.epochs_teacher));
+  require(o.epochs_student >= 0, "--epochs-student", ">= 0", value_text(o.epochs_student));
+  require(o.lr > 0, "--lr", "> 0", value_text(o.lr));
+  require(o.momentum >= 0 && o.momentum < 1, "--momentum", "in [0, 1)", value_text(o.momentum));
+  require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
+  require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
+  require(o.val_size >= 0, "--val-size", ">= 0", value_text(o.val_size));
+  require(o.train_limit >= 0, "--train-limit", ">= 0 (0 = all)", value_text(o.train_limit));
+  require(o.test_limit >= 0, "--test-limit", ">= 0 (0 = all)", value_text(o.test_limit));
+  require(o.eval_batch_size >= 1, "--eval-batch-size", ">= 1", value_text(o.eval_batch_size));
+  for (int b : o.latency_batches)
+    require(b >= 1, "--latency-batches", "a list of batch sizes >= 1", value_text(o.latency_batches));
+}
+
+// The long names of every flag, for "did you mean" hints.
+std::vector<std::string> known_flags(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : app.get_options())
+    for (const std::string& n : opt->get_lnames()) names.push_back("--" + n);
+  return names;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+    }
+  }
+  return row[b.size()];
+}
+
+// The first argument nobody claimed: an unknown flag (with the nearest known
+// one, or the command it belongs to) or a stray positional argument.
+[[noreturn]] void reject_extra(const CLI::App& app, const std::string& arg) {
+  const std::string commands = names_list(kCommands, ", ");
+  if (arg.empty() || arg[0] != '-')
+    fail("unexpected argument '" + arg + "'; commands are " + commands + " (see kdtrain --help)");
+  const std::string name = arg.substr(0, arg.find('='));
+  std::string owners;  // the commands that define `name`, e.g. "'eval' or 'latency'"
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    for (const std::string& flag : known_flags(*sub))
+      if (flag == name) owners += (owners.empty() ? "'" : " or '") + sub->get_name() + "'";
+  if (!owners.empty()) fail(name + ": only valid with " + owners + ", written after the command");
+  std::string nearest;
+  size_t best = 3;  // hint only for near misses: up to two edits
+  for (const std::string& flag : known_flags(app)) {
+    const size_t d = edit_distance(name, flag);
+    if (d < best) best = d, nearest = flag;
+  }
+  fail("unknown flag '" + name + "'" + (nearest.empty() ? "" : "; did you mean " + nearest + "?") +
+       " (see kdtrain --help)");
+}
+
+// CLI11 messages may span lines; ours are one line.
+std::string one_line(std::string s) {
+  for (char& ch : s)
+    if (ch == '\n') ch = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+const char* command_name(Command c) { return name_of(kCommands, c); }
+const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
+
+bool parse_command_line(int argc, const char* const* argv, Options& out) {
+  Options o;
+  CLI::App app("kdtrain: train a CNN teacher on MNIST-format images, distill it into a small MLP student, "
+               "and report accuracy, latency and size.",
+               "kdtrain");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: last wins
+  app.allow_extras();  // unclaimed arguments are reported by reject_extra with a better message
+  app.require_subcommand(0, 1);
+  app.footer("With no command, kdtrain runs 'run'. Flags may come before or after the command.");
+  add_global_flags(app, o);
+
+  const std::string global_footer = "Every flag of 'kdtrain --help' is accepted here too.";
+  const auto add_command = [&](Command c, const std::string& help) {
+    CLI::App* sub = app.add_subcommand(command_name(c), help)->fallthrough();
+    sub->footer(global_footer);
+    return sub;
+  };
+  add_command(Command::Run, "train the teacher, distill the student, train the baseline, report (the default)");
+  add_command(Command::TrainTeacher, "train and save the teacher only");
+  add_value(*add_command(Command::Distill, "distill a saved teacher into a student"), "--teacher", o.teacher_path,
+            "FILE", "teacher .safetensors written by train-teacher or run (required)");
+  add_value(*add_command(Command::Eval, "test accuracy of a saved model"), "--model", o.model_path, "FILE",
+            "model .safetensors to evaluate (required)");
+  add_value(*add_command(Command::Latency, "inference latency of a saved model at --latency-batches"), "--model",
+            o.model_path, "FILE", "model .safetensors to time (required)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    app.exit(e, std::cout, std::cerr);
+    return false;
+  } catch (const CLI::ArgumentMismatch& e) {
+    // CLI11 words a missing value as "<flag>: 1 required <TYPE> missing".
+    const std::string what = e.what();
+    if (what.find(" missing") == std::string::npos) fail(one_line(what) + " (see kdtrain --help)");
+    fail(what.substr(0, what.find(':')) + ": needs a value (see kdtrain --help)");
+  } catch (const CLI::ParseError& e) {
+    fail(one_line(e.what()) + " (see kdtrain --help)");
+  }
+  const std::vector<std::string> extras = app.remaining(true);
+  if (!extras.empty()) reject_extra(app, extras.front());
+  for (const Named<Command>& c : kCommands)
+    if (app.got_subcommand(c.name)) o.command = c.value;
+
+  if (o.command == Command::Distill && o.teacher_path.empty())
+    fail("distill: --teacher FILE is required (a .safetensors written by 'kdtrain train-teacher')");
+  if ((o.command == Command::Eval || o.command == Command::Latency) && o.model_path.empty())
+    fail(std::string(command_name(o.command)) + ": --model FILE is required (a .safetensors written by kdtrain)");
+  check_ranges(o);
+  out = o;
+  return true;
+}
+
+}  // namespace kd

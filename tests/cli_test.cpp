@@ -1,0 +1,390 @@
+// The command line: parse_command_line for every flag, subcommand and
+// rejection, and the built kdtrain binary's exit codes.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kd/error.h"
+#include "kd/options.h"
+
+namespace kd {
+namespace {
+
+// Parses `args` (after argv[0]) into `out`; returns parse_command_line's result.
+bool parse_into(const std::vector<std::string>& args, Options& out) {
+  std::vector<const char*> argv = {"kdtrain"};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  return parse_command_line(int(argv.size()), argv.data(), out);
+}
+
+Options parse(const std::vector<std::string>& args) {
+  Options o;
+  EXPECT_TRUE(parse_into(args, o));
+  return o;
+}
+
+// The kd::Error message for `args`, or a test failure when they are accepted.
+std::string rejection(const std::vector<std::string>& args) {
+  Options o;
+  try {
+    parse_into(args, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  std::string joined;
+  for (const std::string& a : args) joined += a + " ";
+  ADD_FAILURE() << "accepted: " << joined;
+  return "";
+}
+
+// Every flag the tool documents (SPEC section 3 "CLI" plus the options struct).
+const std::vector<std::string> kAllFlags = {
+    "--data",        "--device",          "--out",          "--seed",         "--batch-size",
+    "--epochs-teacher", "--epochs-student", "--lr",         "--optimizer",    "--momentum",
+    "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
+    "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
+    "--dense-impl",  "--resume",          "--eval-batch-size", "--latency-batches", "--version",
+    "--help"};
+
+TEST(Cli, NoArgumentsGiveTheDefaults) {
+  const Options o = parse({});
+  const Options d;
+  EXPECT_EQ(o.command, Command::Run);
+  EXPECT_EQ(o.data_dir, "data/mnist");
+  EXPECT_EQ(o.device, DeviceChoice::Auto);
+  EXPECT_EQ(o.out_dir, "");
+  EXPECT_EQ(o.seed, 0u);
+  EXPECT_EQ(o.batch_size, 64);
+  EXPECT_EQ(o.epochs_teacher, 5);
+  EXPECT_EQ(o.epochs_student, 5);
+  EXPECT_EQ(o.lr, 1e-3);
+  EXPECT_EQ(o.optimizer, OptimizerKind::Adam);
+  EXPECT_EQ(o.momentum, d.momentum);
+  EXPECT_EQ(o.temperature, 4.0);
+  EXPECT_EQ(o.alpha, 0.9);
+  EXPECT_EQ(o.teacher_arch, kDefaultTeacherArch);
+  EXPECT_EQ(o.student_arch, kDefaultStudentArch);
+  EXPECT_EQ(o.val_size, 5000);
+  EXPECT_EQ(o.train_limit, 0);
+  EXPECT_EQ(o.test_limit, 0);
+  EXPECT_FALSE(o.no_baseline);
+  EXPECT_FALSE(o.deterministic);
+  EXPECT_FALSE(o.quiet);
+  EXPECT_EQ(o.dense_impl, DenseImplChoice::Auto);
+  EXPECT_EQ(o.teacher_path, "");
+  EXPECT_EQ(o.model_path, "");
+  EXPECT_EQ(o.resume_dir, "");
+  EXPECT_EQ(o.eval_batch_size, 1000);
+  EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 64, 1024, 10000}));
+}
+
+TEST(Cli, EveryFlagSetsItsField) {
+  const Options o = parse({"--data", "d/fashion", "--device", "cpu", "--out", "o/x", "--seed", "18446744073709551615",
+                           "--batch-size", "128", "--epochs-teacher", "0", "--epochs-student", "12", "--lr", "2.5e-4",
+                           "--optimizer", "sgd", "--momentum", "0", "--temperature", "0.5", "--alpha", "1",
+                           "--teacher-arch", "flatten,dense:10", "--student-arch", "flatten,dense:32,relu,dense:10",
+                           "--val-size", "0", "--train-limit", "1000", "--test-limit", "500", "--no-baseline",
+                           "--deterministic", "--quiet", "--dense-impl", "cublas", "--resume", "runs/a",
+                           "--eval-batch-size", "1", "--latency-batches", "1,7,64"});
+  EXPECT_EQ(o.data_dir, "d/fashion");
+  EXPECT_EQ(o.device, DeviceChoice::Cpu);
+  EXPECT_EQ(o.out_dir, "o/x");
+  EXPECT_EQ(o.seed, UINT64_MAX);
+  EXPECT_EQ(o.batch_size, 128);
+  EXPECT_EQ(o.epochs_teacher, 0);
+  EXPECT_EQ(o.epochs_student, 12);
+  EXPECT_EQ(o.lr, 2.5e-4);
+  EXPECT_EQ(o.optimizer, OptimizerKind::Sgd);
+  EXPECT_EQ(o.momentum, 0.0);
+  EXPECT_EQ(o.temperature, 0.5);
+  EXPECT_EQ(o.alpha, 1.0);
+  EXPECT_EQ(o.teacher_arch, "flatten,dense:10");
+  EXPECT_EQ(o.student_arch, "flatten,dense:32,relu,dense:10");
+  EXPECT_EQ(o.val_size, 0);
+  EXPECT_EQ(o.train_limit, 1000);
+  EXPECT_EQ(o.test_limit, 500);
+  EXPECT_TRUE(o.no_baseline);
+  EXPECT_TRUE(o.deterministic);
+  EXPECT_TRUE(o.quiet);
+  EXPECT_EQ(o.dense_impl, DenseImplChoice::Cublas);
+  EXPECT_EQ(o.resume_dir, "runs/a");
+  EXPECT_EQ(o.eval_batch_size, 1);
+  EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
+  EXPECT_EQ(o.command, Command::Run);
+}
+
+TEST(Cli, ChoiceValues) {
+  EXPECT_EQ(parse({"--device", "cuda"}).device, DeviceChoice::Cuda);
+  EXPECT_EQ(parse({"--device", "auto"}).device, DeviceChoice::Auto);
+  EXPECT_EQ(parse({"--optimizer", "adam"}).optimizer, OptimizerKind::Adam);
+  EXPECT_EQ(parse({"--dense-impl", "custom"}).dense_impl, DenseImplChoice::Custom);
+  EXPECT_EQ(parse({"--dense-impl", "auto"}).dense_impl, DenseImplChoice::Auto);
+}
+
+TEST(Cli, ValueSyntaxes) {
+  EXPECT_EQ(parse({"--batch-size=32"}).batch_size, 32);
+  EXPECT_EQ(parse({"--batch-size", "32", "--batch-size", "16"}).batch_size, 16);  // the last one wins
+  EXPECT_EQ(parse({"--batch-size", "010"}).batch_size, 10);                        // decimal, not octal
+  EXPECT_EQ(parse({"--lr", "1e-2"}).lr, 1e-2);
+  EXPECT_EQ(parse({"--latency-batches", "5"}).latency_batches, (std::vector<int>{5}));
+  EXPECT_EQ(parse({"--seed", "42"}).seed, 42u);
+}
+
+TEST(Cli, Subcommands) {
+  EXPECT_EQ(parse({"run"}).command, Command::Run);
+  EXPECT_EQ(parse({"train-teacher"}).command, Command::TrainTeacher);
+  const Options d = parse({"distill", "--teacher", "t.safetensors"});
+  EXPECT_EQ(d.command, Command::Distill);
+  EXPECT_EQ(d.teacher_path, "t.safetensors");
+  const Options e = parse({"eval", "--model", "m.safetensors"});
+  EXPECT_EQ(e.command, Command::Eval);
+  EXPECT_EQ(e.model_path, "m.safetensors");
+  const Options l = parse({"latency", "--model", "s.safetensors", "--latency-batches", "2,4"});
+  EXPECT_EQ(l.command, Command::Latency);
+  EXPECT_EQ(l.model_path, "s.safetensors");
+  EXPECT_EQ(l.latency_batches, (std::vector<int>{2, 4}));
+}
+
+TEST(Cli, GlobalFlagsBeforeAndAfterTheCommand) {
+  const Options after = parse({"distill", "--teacher", "t", "--lr", "0.01", "--no-baseline", "--seed", "3"});
+  EXPECT_EQ(after.command, Command::Distill);
+  EXPECT_EQ(after.lr, 0.01);
+  EXPECT_TRUE(after.no_baseline);
+  EXPECT_EQ(after.seed, 3u);
+  const Options before = parse({"--lr", "0.02", "--quiet", "train-teacher", "--epochs-teacher", "2"});
+  EXPECT_EQ(before.command, Command::TrainTeacher);
+  EXPECT_EQ(before.lr, 0.02);
+  EXPECT_TRUE(before.quiet);
+  EXPECT_EQ(before.epochs_teacher, 2);
+}
+
+// Each rejection is one line that starts with (or names) the flag at fault.
+TEST(Cli, Rejections) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;  // the message's beginning
+  };
+  const Case cases[] = {
+      {{"--batch-size", "0"}, "--batch-size: must be >= 1, got 0"},
+      {{"--batch-size", "-5"}, "--batch-size: must be >= 1, got -5"},
+      {{"--batch-size", "abc"}, "--batch-size: 'abc' is not an integer"},
+      {{"--batch-size", "12x"}, "--batch-size: '12x' is not an integer"},
+      {{"--batch-size", "1.5"}, "--batch-size: '1.5' is not an integer"},
+      {{"--batch-size", "+5"}, "--batch-size: '+5' is not an integer"},
+      {{"--batch-size", "99999999999"}, "--batch-size: '99999999999' is out of range"},
+      {{"--batch-size"}, "--batch-size: needs a value"},
+      {{"--batch-size", "--quiet"}, "--batch-size: needs a value, got the flag '--quiet'"},
+      {{"--epochs-teacher", "-1"}, "--epochs-teacher: must be >= 0, got -1"},
+      {{"--epochs-student", "-2"}, "--epochs-student: must be >= 0, got -2"},
+      {{"--lr", "0"}, "--lr: must be > 0, got 0"},
+      {{"--lr", "-0.1"}, "--lr: must be > 0"},
+      {{"--lr", "nan"}, "--lr: 'nan' is not a finite number"},
+      {{"--lr", "inf"}, "--lr: 'inf' is not a finite number"},
+      {{"--lr", "1e999"}, "--lr: '1e999' is not a finite number"},
+      {{"--lr", "fast"}, "--lr: 'fast' is not a number"},
+      {{"--temperature", "0"}, "--temperature: must be > 0, got 0"},
+      {{"--temperature", "-1"}, "--temperature: must be > 0"},
+      {{"--temperature", "infinity"}, "--temperature: 'infinity' is not a finite number"},
+      {{"--alpha", "1.5"}, "--alpha: must be in [0, 1], got 1.5"},
+      {{"--alpha", "-0.01"}, "--alpha: must be in [0, 1]"},
+      {{"--momentum", "1"}, "--momentum: must be in [0, 1), got 1"},
+      {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
+      {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
+      {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},
+      {{"--eval-batch-size", "0"}, "--eval-batch-size: must be >= 1, got 0"},
+      {{"--latency-batches", "1,0,64"}, "--latency-batches: must be a list of batch sizes >= 1, got 1,0,64"},
+      {{"--latency-batches", "1,,2"}, "--latency-batches: '1,,2' is not a comma-separated list of integers"},
+      {{"--latency-batches", "1,x"}, "--latency-batches: '1,x' is not a comma-separated list"},
+      {{"--seed", "-1"}, "--seed: '-1' is not a non-negative integer"},
+      {{"--seed", "99999999999999999999"}, "--seed: '99999999999999999999' is out of range"},
+      {{"--device", "gpu"}, "--device: 'gpu' is not one of auto, cuda, cpu"},
+      {{"--optimizer", "rmsprop"}, "--optimizer: 'rmsprop' is not one of adam, sgd"},
+      {{"--dense-impl", "cudnn"}, "--dense-impl: 'cudnn' is not one of auto, custom, cublas"},
+      {{"--data", ""}, "--data: needs a non-empty value"},
+      {{"distill"}, "distill: --teacher FILE is required"},
+      {{"eval"}, "eval: --model FILE is required"},
+      {{"latency"}, "latency: --model FILE is required"},
+      {{"distill", "--teacher"}, "--teacher: needs a value"},
+      {{"eval", "--teacher", "t"}, "--teacher: only valid with 'distill'"},
+      {{"--model", "m"}, "--model: only valid with 'eval' or 'latency'"},
+      {{"--bogus"}, "unknown flag '--bogus' (see kdtrain --help)"},
+      {{"--bach-size", "3"}, "unknown flag '--bach-size'; did you mean --batch-size?"},
+      {{"--temprature=2"}, "unknown flag '--temprature'; did you mean --temperature?"},
+      {{"trian-teacher"}, "unexpected argument 'trian-teacher'; commands are run, train-teacher, distill"},
+      {{"distill", "--teacher", "t", "extra"}, "unexpected argument 'extra'"},
+      {{"eval", "distill"}, "unexpected argument 'distill'"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const std::string& a : c.args) joined += "'" + a + "' ";
+    SCOPED_TRACE("kdtrain " + joined);
+    const std::string msg = rejection(c.args);
+    EXPECT_EQ(msg.rfind(c.expected, 0), 0u) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(Cli, RejectionLeavesTheOptionsUntouched) {
+  Options o;
+  o.batch_size = 77;
+  EXPECT_THROW(parse_into({"--batch-size", "32", "--lr", "x"}, o), Error);
+  EXPECT_EQ(o.batch_size, 77);
+}
+
+TEST(Cli, ArchStringsAreNotCheckedHere) {
+  // The data's shape decides whether an arch fits, so the pipeline checks it.
+  EXPECT_EQ(parse({"--teacher-arch", "dense:7"}).teacher_arch, "dense:7");
+}
+
+TEST(Cli, HelpListsEveryFlagWithItsDefaultAndReturnsFalse) {
+  Options o;
+  testing::internal::CaptureStdout();
+  const bool go_on = parse_into({"--help"}, o);
+  const std::string help = testing::internal::GetCapturedStdout();
+  EXPECT_FALSE(go_on);
+  for (const std::string& flag : kAllFlags) EXPECT_NE(help.find(flag), std::string::npos) << flag << "\n" << help;
+  for (const char* shown : {"=data/mnist", "=auto", "=64", "=0.001", "=adam", "=4 ", "=0.9 ", "=5000",
+                            "=1,64,1024,10000", "=1000", kDefaultStudentArch, "runs/<timestamp>/"})
+    EXPECT_NE(help.find(shown), std::string::npos) << shown << "\n" << help;
+  for (const char* command : {"run", "train-teacher", "distill", "eval", "latency"})
+    EXPECT_NE(help.find(command), std::string::npos) << command;
+}
+
+TEST(Cli, CommandHelpAndVersion) {
+  Options o;
+  testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse_into({"distill", "--help"}, o));
+  const std::string help = testing::internal::GetCapturedStdout();
+  EXPECT_NE(help.find("--teacher"), std::string::npos) << help;
+  testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse_into({"--version"}, o));
+  EXPECT_EQ(testing::internal::GetCapturedStdout().rfind("kdtrain ", 0), 0u);
+}
+
+TEST(Cli, Names) {
+  EXPECT_STREQ(command_name(Command::Run), "run");
+  EXPECT_STREQ(command_name(Command::TrainTeacher), "train-teacher");
+  EXPECT_STREQ(command_name(Command::Distill), "distill");
+  EXPECT_STREQ(command_name(Command::Eval), "eval");
+  EXPECT_STREQ(command_name(Command::Latency), "latency");
+  EXPECT_STREQ(device_name(DeviceChoice::Auto), "auto");
+  EXPECT_STREQ(device_name(DeviceChoice::Cuda), "cuda");
+  EXPECT_STREQ(device_name(DeviceChoice::Cpu), "cpu");
+}
+
+// ---------------------------------------------------------------- the built binary
+
+struct Ran {
+  int status = -1;  // exit status, -1 if it did not exit normally
+  std::string out, err;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string fresh_dir() {
+  std::string templ = ::testing::TempDir() + "kd_cli_XXXXXX";
+  const char* made = mkdtemp(templ.data());
+  EXPECT_NE(made, nullptr) << templ;
+  return templ;
+}
+
+// Single-quotes `s` for /bin/sh.
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+Ran run_kdtrain(const std::vector<std::string>& args) {
+  const std::string dir = fresh_dir();
+  std::string cmd = quoted(std::string(KD_BINARY_DIR) + "/kdtrain");
+  for (const std::string& a : args) cmd += " " + quoted(a);
+  cmd += " >" + quoted(dir + "/out") + " 2>" + quoted(dir + "/err") + " </dev/null";
+  const int raw = std::system(cmd.c_str());
+  Ran r;
+  r.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = read_text(dir + "/out");
+  r.err = read_text(dir + "/err");
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+int count_lines(const std::string& s) {
+  int lines = 0;
+  for (char ch : s) lines += ch == '\n';
+  return lines;
+}
+
+TEST(CliBinary, BadFlagValueIsOneLineOnStderrAndNonZeroExit) {
+  const Ran r = run_kdtrain({"--batch-size", "0"});
+  EXPECT_GT(r.status, 0);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--batch-size"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("kdtrain: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(CliBinary, UnknownFlagIsOneLineOnStderr) {
+  const Ran r = run_kdtrain({"--epochs", "3"});
+  EXPECT_GT(r.status, 0);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("'--epochs'"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, HelpExitsZeroAndMentionsEveryFlag) {
+  const Ran r = run_kdtrain({"--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.err, "");
+  for (const std::string& flag : kAllFlags) EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+// Writes a big-endian IDX file: magic, dims, then u8 payload.
+void write_idx(const std::string& path, uint32_t magic, const std::vector<uint32_t>& dims,
+               const std::vector<uint8_t>& payload) {
+  std::ofstream f(path, std::ios::binary);
+  const auto put_u32 = [&f](uint32_t v) {
+    const char bytes[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    f.write(bytes, 4);
+  };
+  put_u32(magic);
+  for (uint32_t d : dims) put_u32(d);
+  f.write(reinterpret_cast<const char*>(payload.data()), std::streamsize(payload.size()));
+}
+
+// A tiny MNIST-shaped dataset: n 28x28 images with labels cycling through 0..9.
+void write_tiny_mnist(const std::string& dir, const std::string& prefix, uint32_t n) {
+  std::vector<uint8_t> pixels(size_t(n) * 28 * 28), labels(n);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = uint8_t(i * 37);
+  for (uint32_t i = 0; i < n; ++i) labels[i] = uint8_t(i % 10);
+  write_idx(dir + "/" + prefix + "-images-idx3-ubyte", 2051, {n, 28, 28}, pixels);
+  write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", 2049, {n}, labels);
+}
+
+TEST(CliBinary, BadTeacherArchExitsNonZeroNamingTheToken) {
+  const std::string data = fresh_dir();
+  write_tiny_mnist(data, "train", 20);
+  write_tiny_mnist(data, "t10k", 10);
+  const Ran r = run_kdtrain({"--device", "cpu", "--data", data, "--out", data + "/run", "--val-size", "4", "--quiet",
+                             "--teacher-arch", "flatten,dense:7"});
+  std::filesystem::remove_all(data);
+  EXPECT_GT(r.status, 0);
+  EXPECT_NE(r.err.find("kdtrain: --teacher-arch: token 2 'dense:7': output width 7 != 10 classes"), std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace kd
