@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""The kdtrain default pipeline in PyTorch, for a side-by-side timing on one GPU.
+
+Same data split (last 5,000 training images for validation), normalisation,
+architectures, PyTorch-default init, Adam (lr 1e-3, betas (0.9, 0.999), eps 1e-8),
+batch 64 with the last partial batch trained on, a fresh shuffle per epoch,
+teacher and student epochs, T and alpha, soft targets precomputed once in
+inference mode and kept on the GPU, and the scratch baseline. All data is on
+the GPU before timing starts, as in kdtrain. Prints one table per mode
+(eager and torch.compile) and writes JSON with --json.
+
+Usage: python3 bench/pytorch_reference.py --data data/mnist [--mode eager|compile|both] [--json out.json]
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN, STD = 0.1307, 0.3081
+
+
+def read_idx(path):
+    """IDX file (plain or .gz) -> uint8 tensor of the header's shape."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    magic, = struct.unpack(">I", raw[:4])
+    rank = magic & 0xFF
+    dims = struct.unpack(">" + "I" * rank, raw[4:4 + 4 * rank])
+    data = torch.frombuffer(bytearray(raw[4 + 4 * rank:]), dtype=torch.uint8)
+    return data.reshape(dims)
+
+
+class Teacher(nn.Module):
+    """conv 3x3 1->32 + ReLU, conv 3x3 32->64 + ReLU, maxpool 2, dropout .25, dense 9216->128 + ReLU, dropout .5, dense 128->10."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.dropout(F.max_pool2d(x, 2), 0.25, self.training)
+        x = F.dropout(F.relu(self.fc1(torch.flatten(x, 1))), 0.5, self.training)
+        return self.fc2(x)
+
+
+class Student(nn.Module):
+    """flatten 784 -> dense 256 + ReLU -> dense 128 + ReLU -> dense 10 (no convolution)."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 256)
+        self.fc2 = nn.Linear(256, 128)
+        self.fc3 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def distill_loss(s, t, y, temperature, alpha):
+    """alpha*T^2*KL(softmax(t/T) || softmax(s/T)) (batchmean) + (1-alpha)*CE(s, y)."""
+    kl = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1),
+                  reduction="batchmean", log_target=True)
+    return alpha * temperature * temperature * kl + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def sync():
+    torch.cuda.synchronize()
+
+
+def train(model, step_fn, x, y, soft, epochs, batch, gen):
+    """Trains for `epochs`; returns per-epoch seconds (wall, synchronised at epoch end)."""
+    n = x.shape[0]
+    times = []
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n, device=x.device, generator=gen)
+        sync()
+        t0 = time.perf_counter()
+        for begin in range(0, n, batch):
+            idx = perm[begin:begin + batch]
+            step_fn(x[idx], y[idx], None if soft is None else soft[idx])
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@torch.no_grad()
+def logits_of(model, x, batch=1000):
+    model.eval()
+    return torch.cat([model(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+@torch.no_grad()
+def accuracy(model, x, y):
+    return (logits_of(model, x).argmax(1) == y).float().mean().item()
+
+
+def latency(model, x, batches, repeats=50):
+    """Forward-only latency (ms): median and p90 over `repeats` after warm-up, CUDA events."""
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for b in batches:
+            xb = x[:b]
+            for _ in range(5):
+                model(xb)
+            ms = []
+            for _ in range(repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(xb)
+                end.record()
+                end.synchronize()
+                ms.append(start.elapsed_time(end))
+            ms.sort()
+            out[b] = {"median_ms": ms[len(ms) // 2], "p90_ms": ms[int(0.9 * len(ms)) - 1]}
+    return out
+
+
+def run(args, mode):
+    dev = torch.device("cuda")
+    torch.manual_seed(args.seed)
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
+    t_load = time.perf_counter()
+    tr_x = read_idx(os.path.join(args.data, "train-images-idx3-ubyte"))
+    tr_y = read_idx(os.path.join(args.data, "train-labels-idx1-ubyte")).long()
+    te_x = read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte"))
+    te_y = read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte")).long()
+    norm = lambda u8: ((u8.float() / 255 - MEAN) / STD).unsqueeze(1).to(dev)
+    n_train = tr_x.shape[0] - args.val_size
+    x, y = norm(tr_x[:n_train]), tr_y[:n_train].to(dev)
+    vx, vy = norm(tr_x[n_train:]), tr_y[n_train:].to(dev)
+    tx, ty = norm(te_x), te_y.to(dev)
+    sync()
+    phases = {"load data": time.perf_counter() - t_load}
+
+    def make_step(model, loss_fn):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+
+        def step(xb, yb, tb):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb, tb)
+            loss.backward()
+            opt.step()
+        return step
+
+    def wrap(model):
+        return torch.compile(model) if mode == "compile" else model
+
+    results = {}
+    teacher = Teacher().to(dev)
+    t_step = make_step(wrap(teacher), lambda s, yb, tb: F.cross_entropy(s, yb))
+    ep = train(teacher, t_step, x, y, None, args.epochs_teacher, args.batch_size, gen)
+    phases["teacher training"] = sum(ep)
+    results["teacher"] = {"epoch_s": ep, "val_acc": accuracy(teacher, vx, vy), "test_acc": accuracy(teacher, tx, ty)}
+
+    sync()
+    t0 = time.perf_counter()
+    soft = logits_of(teacher, x)
+    sync()
+    phases["soft targets"] = time.perf_counter() - t0
+
+    for role, alpha in (("student", args.alpha), ("scratch", 0.0)):
+        student = Student().to(dev)
+        loss = (lambda s, yb, tb: distill_loss(s, tb, yb, args.temperature, args.alpha)) if alpha > 0 \
+            else (lambda s, yb, tb: F.cross_entropy(s, yb))
+        s_step = make_step(wrap(student), loss)
+        ep = train(student, s_step, x, y, soft if alpha > 0 else None, args.epochs_student, args.batch_size, gen)
+        phases[role + " training"] = sum(ep)
+        results[role] = {"epoch_s": ep, "val_acc": accuracy(student, vx, vy), "test_acc": accuracy(student, tx, ty)}
+        if role == "student":
+            results[role]["latency"] = latency(student, tx, args.latency_batches)
+    results["teacher"]["latency"] = latency(teacher, tx, args.latency_batches)
+    n = x.shape[0]
+    results["samples_per_s"] = {
+        "teacher": n * args.epochs_teacher / phases["teacher training"],
+        "student": n * args.epochs_student / phases["student training"],
+    }
+    return {"mode": mode, "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "phases": phases, "models": results}
+
+
+def print_table(r):
+    print(f"\nPyTorch {r['torch']} ({r['mode']}) on {r['device']}, CUDA {r['cuda']}")
+    for name, s in r["phases"].items():
+        print(f"  {name:<18} {s:9.2f} s")
+    for role in ("teacher", "student", "scratch"):
+        m = r["models"][role]
+        print(f"  {role:<8} test acc {100 * m['test_acc']:.2f} %   val acc {100 * m['val_acc']:.2f} %")
+    for role, v in r["samples_per_s"].items():
+        print(f"  {role} training: {v:,.0f} samples/s")
+    for role in ("teacher", "student"):
+        for b, l in r["models"][role]["latency"].items():
+            print(f"  {role} latency batch {b:>5}: median {l['median_ms']:.4f} ms  p90 {l['p90_ms']:.4f} ms")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data/mnist")
+    p.add_argument("--mode", choices=["eager", "compile", "both"], default="both")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs-teacher", type=int, default=5)
+    p.add_argument("--epochs-student", type=int, default=5)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--latency-batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 64, 1024, 10000])
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("pytorch_reference.py: no CUDA device visible to PyTorch")
+    torch.backends.cudnn.allow_tf32 = False  # fp32 like kdtrain
+    torch.backends.cuda.matmul.allow_tf32 = False
+    modes = ["eager", "compile"] if args.mode == "both" else [args.mode]
+    out = [run(args, m) for m in modes]
+    for r in out:
+        print_table(r)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
