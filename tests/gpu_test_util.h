@@ -1,13 +1,17 @@
 // Shared helpers for tests/*_gpu_test.cpp: skip without a GPU, random inputs,
-// NaN poisoning and the relative-error metric used against the CPU reference.
+// NaN poisoning, the relative-error metric used against the CPU reference and
+// a one-line report for exact comparisons.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kd/tensor.h"
@@ -54,6 +58,27 @@ inline double rel_error(const std::vector<float>& a, const std::vector<float>& b
     den += double(b[i]) * b[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// "" when `actual` and `expected` are bit-identical, else one line naming the
+// first differing element, both values and how many differ. For exact checks
+// on large outputs: EXPECT_EQ(bitwise_difference(a, b), "") fails with that line
+// instead of printing both vectors.
+template <typename T>
+std::string bitwise_difference(const std::vector<T>& actual, const std::vector<T>& expected) {
+  std::ostringstream out;
+  if (actual.size() != expected.size()) {
+    out << "size " << actual.size() << ", expected " << expected.size();
+    return out.str();
+  }
+  size_t differing = 0, first = 0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    if (std::memcmp(&actual[i], &expected[i], sizeof(T)) != 0 && differing++ == 0) first = i;
+  }
+  if (differing == 0) return "";
+  out << differing << " of " << actual.size() << " elements differ; first at " << first << ": " << +actual[first]
+      << ", expected " << +expected[first];
+  return out.str();
 }
 
 }  // namespace kd::test

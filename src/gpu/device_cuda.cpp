@@ -52,7 +52,7 @@ std::string device_description() {
   int driver = 0, runtime = 0;
   KD_CUDA_CHECK(cudaDriverGetVersion(&driver));
   KD_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
-  char buf[256];
+  char buf[512];  // prop.name is at most 256 bytes
   std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %d SMs, %.1f GiB, driver API %d.%d, runtime %d.%d)", prop.name,
                 prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / double(size_t(1) << 30),
                 driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10);

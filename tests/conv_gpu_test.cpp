@@ -1,0 +1,210 @@
+// kernels/conv.cu (cuDNN) against kd::ref::conv2d_*.
+//
+// Tolerance: ||gpu - ref|| / ||ref|| <= 1e-4 for the convolutions (SPEC section 4,
+// GEMM/conv). The reference accumulates in double; cuDNN accumulates fp32 FMA
+// products (TF32 is off) in an algorithm-dependent order over K terms -- 9*in_c
+// for forward, 9*out_c for backward data, n*oh*ow for backward filter -- and
+// FFT/Winograd algorithms add transform rounding. Random-sign terms summed one
+// after another in fp32 give about 6e-8 * sqrt(K / 2) relative error: ~1e-6 for
+// the forward, ~1e-5 for backward filter at B = 64 (K = 37k) and ~3.5e-5 at the
+// largest K here (conv1 at B = 1000, K = 676k). 1e-4 stays above all of them
+// and far below the order-1 errors of any indexing or layout mistake.
+// db comes from this project's own double-accumulated reduction: 1e-5 (the
+// SPEC's bound for reductions; the only error is the final rounding to float).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "kd/ops.h"
+#include "kd/reference.h"
+#include "kd/tensor.h"
+
+namespace {
+
+using kd::cuda::ConvPlan;
+using kd::cuda::DeviceBuffer;
+using kd::ref::ConvShape;
+
+constexpr double kConvTolerance = 1e-4;
+constexpr double kBiasTolerance = 1e-5;
+
+ConvShape make_shape(int n, int in_c, int h, int w, int out_c, int k, int stride, int pad) {
+  ConvShape s;
+  s.n = n;
+  s.in_c = in_c;
+  s.h = h;
+  s.w = w;
+  s.out_c = out_c;
+  s.k = k;
+  s.stride = stride;
+  s.pad = pad;
+  return s;
+}
+
+// The teacher's two convolutions (SPEC section 2) at B in {1, 63, 64, 65} (and
+// 1000 for the cheap first one; the CPU reference makes conv2 at 1000 too slow),
+// plus odd shapes with padding and stride 2 whose output sizes are not multiples
+// of anything.
+std::vector<ConvShape> test_shapes() {
+  std::vector<ConvShape> shapes;
+  for (const int b : {1, 63, 64, 65}) {
+    shapes.push_back(make_shape(b, 1, 28, 28, 32, 3, 1, 0));
+    shapes.push_back(make_shape(b, 32, 26, 26, 64, 3, 1, 0));
+  }
+  shapes.push_back(make_shape(1000, 1, 28, 28, 32, 3, 1, 0));
+  shapes.push_back(make_shape(3, 5, 11, 9, 7, 3, 2, 1));
+  shapes.push_back(make_shape(2, 3, 8, 13, 5, 5, 2, 2));
+  return shapes;
+}
+
+std::string shape_name(const ConvShape& s) {
+  return "x(" + std::to_string(s.n) + "," + std::to_string(s.in_c) + "," + std::to_string(s.h) + "," +
+         std::to_string(s.w) + ") -> " + std::to_string(s.out_c) + " k" + std::to_string(s.k) + " s" +
+         std::to_string(s.stride) + " p" + std::to_string(s.pad);
+}
+
+size_t x_count(const ConvShape& s) { return size_t(s.n) * s.in_c * s.h * s.w; }
+size_t y_count(const ConvShape& s) { return size_t(s.n) * s.out_c * s.out_h() * s.out_w(); }
+size_t w_count(const ConvShape& s) { return size_t(s.out_c) * s.in_c * s.k * s.k; }
+
+// Host inputs of one shape and the device buffers the plan reads and writes.
+struct ConvCase {
+  explicit ConvCase(const ConvShape& shape, std::mt19937_64& rng)
+      : s(shape),
+        x(kd::test::random_floats(x_count(s), -1.0f, 1.0f, rng)),
+        w(kd::test::random_floats(w_count(s), -1.0f, 1.0f, rng)),
+        bias(kd::test::random_floats(size_t(s.out_c), -1.0f, 1.0f, rng)),
+        dy(kd::test::random_floats(y_count(s), -1.0f, 1.0f, rng)),
+        d_x(x.size(), "x"),
+        d_w(w.size(), "w"),
+        d_bias(bias.size(), "bias"),
+        d_dy(dy.size(), "dy"),
+        d_y(dy.size(), "y"),
+        d_dx(x.size(), "dx"),
+        d_dw(w.size(), "dw"),
+        d_db(bias.size(), "db") {
+    d_x.upload(x);
+    d_w.upload(w);
+    d_bias.upload(bias);
+    d_dy.upload(dy);
+  }
+
+  std::vector<float> forward(ConvPlan& plan, bool relu) {
+    kd::test::poison(d_y);
+    plan.forward(d_x.data(), d_w.data(), d_bias.data(), d_y.data(), relu, nullptr);
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    return d_y.download();
+  }
+  std::vector<float> backward_data(ConvPlan& plan) {
+    kd::test::poison(d_dx);
+    plan.backward_data(d_dy.data(), d_w.data(), d_dx.data(), nullptr);
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    return d_dx.download();
+  }
+  // Returns dw; db is left in d_db.
+  std::vector<float> backward_filter(ConvPlan& plan) {
+    kd::test::poison(d_dw);
+    kd::test::poison(d_db);
+    plan.backward_filter(d_x.data(), d_dy.data(), d_dw.data(), d_db.data(), nullptr);
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    return d_dw.download();
+  }
+
+  ConvShape s;
+  std::vector<float> x, w, bias, dy;
+  DeviceBuffer<float> d_x, d_w, d_bias, d_dy, d_y, d_dx, d_dw, d_db;
+};
+
+// Both plans of a shape (timed and deterministic algorithm choice) against one
+// reference computation.
+void check_against_reference(const ConvShape& shape, std::mt19937_64& rng) {
+  SCOPED_TRACE(shape_name(shape));
+  ConvCase c(shape, rng);
+  std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape)), dx_ref(x_count(shape));
+  std::vector<float> dw_ref(w_count(shape)), db_ref(size_t(shape.out_c));
+  kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y_ref.data(), shape);
+  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
+  kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx_ref.data(), shape);
+  kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw_ref.data(), db_ref.data(), shape);
+
+  for (const bool deterministic : {false, true}) {
+    SCOPED_TRACE(deterministic ? "deterministic plan" : "timed plan");
+    ConvPlan plan(shape, deterministic);
+    std::printf("[ conv     ] %s%s: %s\n", shape_name(shape).c_str(), deterministic ? " deterministic" : "",
+                plan.describe().c_str());
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/false), y_ref), kConvTolerance) << "forward";
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/true), y_relu_ref), kConvTolerance) << "forward + ReLU";
+    EXPECT_LE(kd::test::rel_error(c.backward_data(plan), dx_ref), kConvTolerance) << "backward data";
+    EXPECT_LE(kd::test::rel_error(c.backward_filter(plan), dw_ref), kConvTolerance) << "backward filter";
+    EXPECT_LE(kd::test::rel_error(c.d_db.download(), db_ref), kBiasTolerance) << "bias gradient";
+  }
+}
+
+TEST(ConvGpu, MatchesReference) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 8);
+  for (const ConvShape& shape : test_shapes()) check_against_reference(shape, rng);
+}
+
+// Under `deterministic` two plans for one shape choose the same algorithms
+// (heuristic ranking, no timing) and every output is bit-identical across plans
+// and across repeated calls of one plan.
+TEST(ConvGpu, DeterministicRunsAreBitIdentical) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 9);
+  for (const ConvShape& shape : {make_shape(64, 32, 26, 26, 64, 3, 1, 0), make_shape(64, 1, 28, 28, 32, 3, 1, 0),
+                                 make_shape(3, 5, 11, 9, 7, 3, 2, 1)}) {
+    SCOPED_TRACE(shape_name(shape));
+    ConvCase c(shape, rng);
+    ConvPlan first(shape, /*deterministic=*/true), second(shape, /*deterministic=*/true);
+    EXPECT_EQ(first.describe(), second.describe());
+    const std::vector<float> y = c.forward(first, true), dx = c.backward_data(first), dw = c.backward_filter(first);
+    const std::vector<float> db = c.d_db.download();
+    for (ConvPlan* plan : {&first, &second}) {
+      EXPECT_EQ(kd::test::bitwise_difference(c.forward(*plan, true), y), "");
+      EXPECT_EQ(kd::test::bitwise_difference(c.backward_data(*plan), dx), "");
+      EXPECT_EQ(kd::test::bitwise_difference(c.backward_filter(*plan), dw), "");
+      EXPECT_EQ(kd::test::bitwise_difference(c.d_db.download(), db), "");
+    }
+  }
+}
+
+// A convolution without bias (bias == null) is the plain convolution.
+TEST(ConvGpu, ForwardWithoutBias) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 10);
+  const ConvShape shape = make_shape(5, 3, 9, 10, 4, 3, 1, 1);
+  ConvCase c(shape, rng);
+  ConvPlan plan(shape, false);
+  std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape));
+  kd::ref::conv2d_forward(c.x.data(), c.w.data(), nullptr, y_ref.data(), shape);
+  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
+  for (const bool relu : {false, true}) {
+    kd::test::poison(c.d_y);
+    plan.forward(c.d_x.data(), c.d_w.data(), nullptr, c.d_y.data(), relu, nullptr);
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_LE(kd::test::rel_error(c.d_y.download(), relu ? y_relu_ref : y_ref), kConvTolerance) << "relu " << relu;
+  }
+}
+
+// Shapes the kernel cannot take are rejected before any CUDA work, with a
+// message naming the shape (this test needs no GPU).
+TEST(ConvGpu, RejectsInvalidShapes) {
+  const ConvShape too_small = make_shape(1, 1, 2, 2, 4, 3, 1, 0);  // 3x3 kernel on a 2x2 input
+  const ConvShape no_batch = make_shape(0, 1, 28, 28, 4, 3, 1, 0);
+  const ConvShape bad_stride = make_shape(1, 1, 28, 28, 4, 3, 0, 0);
+  for (const ConvShape& shape : {too_small, no_batch, bad_stride}) {
+    try {
+      ConvPlan plan(shape, false);
+      ADD_FAILURE() << "accepted " << shape_name(shape);
+    } catch (const kd::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("ConvPlan: invalid convolution"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
