@@ -2,8 +2,9 @@
 //
 // The training splits live on the device as u8, batches are gathered and
 // normalised there, and a training step (gather, forward, loss, backward,
-// optimiser) is one CUDA graph per batch size, captured on first use and
-// replayed per batch; within an epoch the host only enqueues replays.
+// optimiser) is one CUDA graph per batch size, run eagerly on first use,
+// captured on the second and replayed from then on; within an epoch the host
+// only enqueues work, it never waits for it.
 #pragma once
 
 #include <memory>

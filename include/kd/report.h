@@ -27,6 +27,10 @@ struct LatencyRecord {
   double samples_per_s = 0;  // batch / median
 };
 
+// Median and 90th percentile of per-repeat timings `ms` (at least one) for
+// `batch` samples each; samples_per_s = batch / median.
+LatencyRecord latency_stats(int batch, std::vector<double> ms);
+
 struct ModelReport {
   std::string role;          // "teacher", "student", "scratch"
   std::string arch;

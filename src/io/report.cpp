@@ -439,6 +439,18 @@ std::string draw_plots(const RunReport& r, const fs::path& dir) {
 
 }  // namespace
 
+LatencyRecord latency_stats(int batch, std::vector<double> ms) {
+  if (ms.empty()) fail("latency_stats: no timings");
+  std::sort(ms.begin(), ms.end());
+  LatencyRecord r;
+  r.batch = batch;
+  r.repeats = int(ms.size());
+  r.median_ms = ms[ms.size() / 2];
+  r.p90_ms = ms[std::min(ms.size() - 1, size_t(std::ceil(0.9 * double(ms.size()))) - 1)];
+  r.samples_per_s = r.median_ms > 0 ? batch / (r.median_ms / 1e3) : 0;
+  return r;
+}
+
 std::string metrics_csv_row(const EpochRecord& e) {
   // %.9g: every value reads back to the float it was computed as.
   char buf[256];

@@ -17,18 +17,6 @@ namespace {
 
 constexpr int kEvalBatch = 1000;
 
-// Timing statistics of a list of durations (ms): median and 90th percentile.
-LatencyRecord latency_stats(int batch, std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  LatencyRecord r;
-  r.batch = batch;
-  r.repeats = int(ms.size());
-  r.median_ms = ms[ms.size() / 2];
-  r.p90_ms = ms[std::min(ms.size() - 1, size_t(std::ceil(0.9 * double(ms.size()))) - 1)];
-  r.samples_per_s = r.median_ms > 0 ? batch / (r.median_ms / 1e3) : 0;
-  return r;
-}
-
 // "AMD EPYC 9B14" from /proc/cpuinfo, or "unknown CPU".
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");

@@ -1,0 +1,357 @@
+// CudaModel: training steps as CUDA graphs, epoch bookkeeping on the device,
+// evaluation, latency and state transfer (see cuda_model.h).
+#include "cuda_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "epoch_cursor.h"
+#include "kd/data.h"
+
+namespace kd::cuda {
+namespace {
+
+// Inference batch: large enough to fill the GPU, small enough that the
+// teacher's activations stay well under a gigabyte.
+constexpr int kEvalBatch = 1000;
+// Forward passes run before timing, so clocks, caches and lazy module loading settle.
+constexpr int kLatencyWarmup = 5;
+
+// An owned CUDA event.
+class Event {
+ public:
+  Event() { KD_CUDA_CHECK(cudaEventCreate(&event_)); }
+  ~Event() { cudaEventDestroy(event_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+}  // namespace
+
+CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
+                     const TrainSettings& settings)
+    : context_(context), settings_(settings), net_(arch, settings, context), classes_(int(arch.output.size())) {
+  if (settings.batch_size < 1) fail("--batch-size must be >= 1, got " + std::to_string(settings.batch_size));
+  if (context.loaded() && classes_ < context.num_classes())
+    fail("model '" + arch.text + "' has " + std::to_string(classes_) + " outputs but the data has " +
+         std::to_string(context.num_classes()) + " classes");
+  const size_t n = size_t(arch.param_count);
+  const bool adam = settings.optimizer == OptimizerKind::Adam;
+  params_.allocate(n, "parameters");
+  grads_.allocate(n, "parameter gradients");
+  moment1_.allocate(n, adam ? "Adam first moments" : "SGD momentum buffer");
+  if (adam) moment2_.allocate(n, "Adam second moments");
+  step_counter_.allocate(1, "step counter");
+  const cudaStream_t stream = context_.stream();
+  KD_CUDA_CHECK(cudaMemsetAsync(moment1_.data(), 0, moment1_.bytes(), stream));
+  if (adam) KD_CUDA_CHECK(cudaMemsetAsync(moment2_.data(), 0, moment2_.bytes(), stream));
+  KD_CUDA_CHECK(cudaMemsetAsync(step_counter_.data(), 0, step_counter_.bytes(), stream));
+  set_params(params);
+
+  const size_t batch = size_t(settings.batch_size);
+  train_acts_ = net_.training_activations(settings.batch_size);
+  train_samples_.allocate(batch, "training batch sample indices");
+  train_labels_.allocate(batch, "training batch labels");
+  row_loss_.allocate(batch, "training batch row losses");
+  row_kl_.allocate(batch, "training batch row KL terms");
+  step_means_.allocate(2, "step loss means");
+  cursor_.allocate(1, "epoch cursor");
+  epoch_step_.allocate(1, "epoch step count");
+  if (context.loaded()) reserve_epoch(size_t(context.split(SplitId::Train).n));
+  eval_batch_mean_.allocate(1, "evaluation batch loss");
+  eval_loss_sum_.allocate(1, "evaluation loss sum");
+  eval_correct_.allocate(1, "evaluation correct count");
+}
+
+CudaModel::~CudaModel() {
+  cudaStreamSynchronize(context_.stream());  // queued steps may still use the buffers freed next
+}
+
+// order_, epoch_loss_, epoch_kl_ for epochs of up to `steps` samples (hence
+// steps). Captured graphs hold their addresses, so they go when these move.
+void CudaModel::reserve_epoch(size_t steps) {
+  if (steps <= order_.size()) return;
+  KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+  graphs_.clear();
+  order_.allocate(steps, "epoch sample order");
+  epoch_loss_.allocate(steps, "per-step losses of an epoch");
+  epoch_kl_.allocate(steps, "per-step KL terms of an epoch");
+}
+
+void CudaModel::set_params(const std::vector<float>& params) {
+  if (params.size() != params_.size())
+    fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(params_.size()) + " parameters");
+  copy_to_device(params_.data(), params.data(), params.size(), context_.stream());
+}
+
+std::vector<float> CudaModel::get_params() {
+  std::vector<float> out(params_.size());
+  copy_to_host(out.data(), params_.data(), out.size(), context_.stream());
+  return out;
+}
+
+OptimState CudaModel::get_optim_state() {
+  OptimState s;
+  s.m.resize(moment1_.size());
+  s.v.resize(moment2_.size());
+  copy_to_host(s.m.data(), moment1_.data(), s.m.size(), context_.stream());
+  copy_to_host(s.v.data(), moment2_.data(), s.v.size(), context_.stream());
+  s.step = step_;
+  return s;
+}
+
+void CudaModel::set_optim_state(const OptimState& state) {
+  if (state.m.size() != moment1_.size() || state.v.size() != moment2_.size())
+    fail("optimiser state does not match the model (" + std::to_string(state.m.size()) + " moments for " +
+         std::to_string(moment1_.size()) + " parameters): was it saved with another --optimizer or arch?");
+  if (state.step < 0) fail("optimiser state has a negative step count (" + std::to_string(state.step) + ")");
+  const cudaStream_t stream = context_.stream();
+  copy_to_device(moment1_.data(), state.m.data(), state.m.size(), stream);
+  copy_to_device(moment2_.data(), state.v.data(), state.v.size(), stream);
+  const uint64_t step = uint64_t(state.step);
+  copy_to_device(step_counter_.data(), &step, 1, stream);
+  step_ = state.step;
+}
+
+// ------------------------------------------------------------------ training
+
+void CudaModel::begin_epoch(const std::vector<int32_t>& order) {
+  const int64_t train_n = input_split(SplitId::Train).n;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] < 0 || order[i] >= train_n)
+      fail("begin_epoch: order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
+           " is not an index into the training split of " + std::to_string(train_n) + " images");
+  }
+  reserve_epoch(order.size());
+  copy_to_device(order_.data(), order.data(), order.size(), context_.stream());
+  // Plans for the epoch's batch sizes (full, and the partial last one) are
+  // made here: a cuDNN search or a dense timing inside the epoch would stall it.
+  const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
+  if (samples >= batch) net_.plan(int(batch));
+  if (samples % batch != 0) net_.plan(int(samples % batch));
+  in_epoch_ = true;
+  cursor_placed_ = false;
+  order_size_ = int64_t(order.size());
+  epoch_steps_ = 0;
+  epoch_first_step_ = step_;
+}
+
+void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
+  if (!in_epoch_) fail("train_step: no epoch begun; call begin_epoch with the epoch's order first");
+  if (b < 1 || b > settings_.batch_size)
+    fail("train_step: batch of " + std::to_string(b) + " samples; this model was built for 1 to " +
+         std::to_string(settings_.batch_size));
+  if (begin < 0 || begin + b > order_size_)
+    fail("train_step: samples [" + std::to_string(begin) + ", " + std::to_string(begin + b) +
+         ") are outside this epoch's order of " + std::to_string(order_size_));
+  // The graph takes its samples from the device cursor, which only ever advances by b.
+  if (cursor_placed_ && begin != next_begin_)
+    fail("train_step: begin = " + std::to_string(begin) + ", but the epoch's previous step ended at " +
+         std::to_string(next_begin_) + "; steps within an epoch must take consecutive ranges of the order");
+  if (!(loss.temperature > 0.0f) || !std::isfinite(loss.temperature) || !(loss.alpha >= 0.0f && loss.alpha <= 1.0f))
+    fail("train_step: need temperature > 0 and alpha in [0, 1], got T = " + std::to_string(loss.temperature) +
+         ", alpha = " + std::to_string(loss.alpha));
+  const bool distill = loss.alpha > 0.0f;
+  if (distill && context_.soft_targets() == nullptr)
+    fail("distillation step without soft targets: compute_soft_targets was not called");
+  if (distill && context_.soft_target_classes() != classes_)
+    fail("distillation: the soft targets have " + std::to_string(context_.soft_target_classes()) +
+         " classes, the student " + std::to_string(classes_));
+
+  const cudaStream_t stream = context_.stream();
+  const CudaNetwork::BatchPlan& plan = net_.plan(b);  // algorithm searches happen here, never inside a capture
+  if (!cursor_placed_) {
+    start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
+    cursor_placed_ = true;
+    next_begin_ = begin;
+  }
+  const GraphKey key{b, loss.temperature, loss.alpha, distill ? context_.soft_targets() : nullptr};
+  const auto graph = graphs_.find(key);
+  if (graph != graphs_.end()) {
+    graph->second.launch(stream);
+  } else if (context_.execution() == StepExecution::Eager || ran_eagerly_.insert(key).second) {
+    // A key's first step runs eagerly even under Graph, so that the libraries'
+    // lazy set-up (cuBLASLt plans, module loading) happens outside a capture.
+    enqueue_train_step(plan, b, loss);
+  } else {
+    CudaGraph captured = CudaGraph::capture(stream, [&] { enqueue_train_step(plan, b, loss); });
+    graphs_.emplace(key, std::move(captured)).first->second.launch(stream);
+  }
+  ++step_;
+  ++epoch_steps_;
+  next_begin_ = begin + b;
+}
+
+// Everything a step does, in the CPU engine's order. Nothing here may
+// allocate, synchronise or search: it is what a graph captures.
+void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, const LossConfig& loss) {
+  const cudaStream_t stream = context_.stream();
+  const DeviceSplit& train = context_.split(SplitId::Train);
+  const bool distill = loss.alpha > 0.0f;
+  increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
+  take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
+  gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
+                   train_labels_.data(), b, train.pixels, kPixelMean, kPixelStd, stream);
+  const float* logits = net_.forward(params_.data(), train_acts_, plan, b, step_counter_.data(), stream);
+
+  SoftmaxKlArgs args;
+  args.s = logits;
+  args.t = distill ? context_.soft_targets() : nullptr;
+  args.t_rows = distill ? train_samples_.data() : nullptr;  // soft targets are read by training-split index
+  args.labels = train_labels_.data();
+  args.grad = train_acts_.grad_a.data();
+  args.row_loss = row_loss_.data();
+  args.row_kl = distill ? row_kl_.data() : nullptr;
+  args.b = b;
+  args.c = classes_;
+  args.temperature = loss.temperature;
+  args.alpha = loss.alpha;
+  softmax_kl(args, stream);
+  float* const mean_loss = step_means_.data();
+  float* const mean_kl = step_means_.data() + 1;
+  mean_reduce(row_loss_.data(), b, mean_loss, stream);
+  if (distill) mean_reduce(row_kl_.data(), b, mean_kl, stream);
+
+  net_.backward(params_.data(), grads_.data(), train_acts_, plan, b, stream);
+  const int64_t n = int64_t(params_.size());
+  if (settings_.optimizer == OptimizerKind::Adam)
+    adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
+              step_counter_.data(), stream);
+  else
+    sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, step_counter_.data(), stream);
+  finish_step(mean_loss, distill ? mean_kl : nullptr, epoch_loss_.data(), epoch_kl_.data(), epoch_step_.data(),
+              cursor_.data(), b, stream);
+}
+
+TrainStats CudaModel::end_epoch() {
+  // Drains the queue even when no step ran: callers read parameters next.
+  KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+  TrainStats stats;
+  stats.steps = epoch_steps_;
+  if (epoch_steps_ == 0) return stats;
+  const size_t steps = static_cast<size_t>(epoch_steps_);
+  std::vector<float> losses(steps), kls(steps);
+  copy_to_host(losses.data(), epoch_loss_.data(), losses.size(), context_.stream());
+  copy_to_host(kls.data(), epoch_kl_.data(), kls.size(), context_.stream());
+  double loss_sum = 0, kl_sum = 0;
+  for (size_t k = 0; k < losses.size(); ++k) {
+    if (!std::isfinite(losses[k]) && stats.finite) {
+      stats.finite = false;
+      stats.first_bad_step = epoch_first_step_ + int64_t(k);
+    }
+    loss_sum += losses[k];
+    kl_sum += kls[k];
+  }
+  stats.loss = loss_sum / double(epoch_steps_);
+  stats.kl = kl_sum / double(epoch_steps_);
+  return stats;
+}
+
+// ------------------------------------------------------------------ inference
+
+const DeviceSplit& CudaModel::input_split(SplitId split) const {
+  const DeviceSplit& data = context_.split(split);
+  if (data.n > 0 && data.pixels != net_.arch().input.size())
+    fail("model '" + net_.arch().text + "' takes " + std::to_string(net_.arch().input.size()) +
+         " pixels per image, the data has " + std::to_string(data.pixels));
+  return data;
+}
+
+void CudaModel::ensure_inference_capacity(int b) {
+  if (inference_.acts.capacity >= b) return;
+  KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+  inference_ = InferenceBuffers{};  // free the smaller buffers before allocating the larger ones
+  inference_.acts = net_.inference_activations(b);
+  inference_.labels.allocate(size_t(b), "inference batch labels");
+  inference_.row_loss.allocate(size_t(b), "inference batch row losses");
+}
+
+template <typename Visit>
+void CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& visit) {
+  const cudaStream_t stream = context_.stream();
+  const int batch = int(std::min<int64_t>(kEvalBatch, split.n));
+  ensure_inference_capacity(batch);
+  for (int64_t begin = 0; begin < split.n; begin += batch) {
+    const int b = int(std::min<int64_t>(batch, split.n - begin));
+    const CudaNetwork::BatchPlan& plan = net_.plan(b);
+    gather_normalize(split.images.data(), split.labels.data(), context_.identity_order() + begin,
+                     inference_.acts.input.data(), inference_.labels.data(), b, split.pixels, kPixelMean, kPixelStd,
+                     stream);
+    visit(net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream), begin, b);
+  }
+}
+
+EvalResult CudaModel::evaluate(SplitId split) {
+  const DeviceSplit& data = input_split(split);
+  EvalResult r;
+  r.n = data.n;
+  if (data.n == 0) return r;
+  const cudaStream_t stream = context_.stream();
+  KD_CUDA_CHECK(cudaMemsetAsync(eval_loss_sum_.data(), 0, eval_loss_sum_.bytes(), stream));
+  KD_CUDA_CHECK(cudaMemsetAsync(eval_correct_.data(), 0, eval_correct_.bytes(), stream));
+  for_each_inference_batch(data, [&](const float* logits, int64_t, int b) {
+    SoftmaxKlArgs args;  // alpha = 0, T = 1: the per-row cross-entropy
+    args.s = logits;
+    args.labels = inference_.labels.data();
+    args.row_loss = inference_.row_loss.data();
+    args.b = b;
+    args.c = classes_;
+    softmax_kl(args, stream);
+    mean_reduce(inference_.row_loss.data(), b, eval_batch_mean_.data(), stream);
+    accumulate_scalar(eval_batch_mean_.data(), double(b), eval_loss_sum_.data(), stream);
+    accumulate_correct(logits, inference_.labels.data(), b, classes_, eval_correct_.data(), stream);
+  });
+  double loss_sum = 0;
+  unsigned long long correct = 0;
+  copy_to_host(&loss_sum, eval_loss_sum_.data(), 1, stream);
+  copy_to_host(&correct, eval_correct_.data(), 1, stream);
+  r.loss = loss_sum / double(data.n);
+  r.correct = int64_t(correct);
+  return r;
+}
+
+void CudaModel::infer_split(SplitId split, float* logits) {
+  const DeviceSplit& data = input_split(split);
+  const cudaStream_t stream = context_.stream();
+  for_each_inference_batch(data, [&](const float* batch_logits, int64_t begin, int b) {
+    KD_CUDA_CHECK(cudaMemcpyAsync(logits + begin * classes_, batch_logits, size_t(b) * classes_ * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, stream));
+  });
+}
+
+LatencyRecord CudaModel::measure_latency(int batch, int repeats) {
+  const DeviceSplit& test = input_split(SplitId::Test);
+  if (test.n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
+  if (batch < 1 || repeats < 1)
+    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
+         std::to_string(repeats));
+  const int b = int(std::min<int64_t>(batch, test.n));
+  const cudaStream_t stream = context_.stream();
+  ensure_inference_capacity(b);
+  const CudaNetwork::BatchPlan& plan = net_.plan(b);
+  gather_normalize(test.images.data(), test.labels.data(), context_.identity_order(), inference_.acts.input.data(),
+                   inference_.labels.data(), b, test.pixels, kPixelMean, kPixelStd, stream);
+  for (int i = 0; i < kLatencyWarmup; ++i) net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
+  KD_CUDA_CHECK(cudaStreamSynchronize(stream));
+  // One forward at a time from an idle stream, as a single request would see it.
+  const Event start, stop;
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    KD_CUDA_CHECK(cudaEventRecord(start.get(), stream));
+    net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
+    KD_CUDA_CHECK(cudaEventRecord(stop.get(), stream));
+    KD_CUDA_CHECK(cudaEventSynchronize(stop.get()));
+    float elapsed = 0;
+    KD_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start.get(), stop.get()));
+    ms.push_back(elapsed);
+  }
+  return latency_stats(b, std::move(ms));
+}
+
+}  // namespace kd::cuda

@@ -1,0 +1,104 @@
+// CudaModel: the ModelEngine of one model on the GPU, the twin of the CPU
+// engine's model (same batch gathering, loss, optimiser and step counter).
+//
+// A training step is gather -> forward -> softmax_kl -> backward -> optimiser
+// -> loss bookkeeping, all on the engine's stream. Under StepExecution::Graph
+// it runs eagerly the first time for each (batch size, temperature, alpha,
+// soft targets), is captured the second time and replayed from then on; what
+// changes between steps lives in device memory: the step
+// counter (Adam bias correction, dropout's Philox counter) and the epoch
+// cursor (which samples to take, where to record the loss; epoch_cursor.h).
+// Within an epoch the host only launches; end_epoch() reads the per-step
+// losses back with one copy.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "cuda_graph.h"
+#include "cuda_network.h"
+#include "engine_context.h"
+#include "kd/train.h"
+
+namespace kd::cuda {
+
+class CudaModel final : public ModelEngine {
+ public:
+  // params: (arch.param_count) initial parameters; optimiser state starts at zero.
+  CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
+            const TrainSettings& settings);
+  ~CudaModel() override;
+
+  const Arch& arch() const override { return net_.arch(); }
+  void begin_epoch(const std::vector<int32_t>& order) override;
+  void train_step(int64_t begin, int b, const LossConfig& loss) override;
+  TrainStats end_epoch() override;
+  EvalResult evaluate(SplitId split) override;
+  LatencyRecord measure_latency(int batch, int repeats) override;
+
+  std::vector<float> get_params() override;
+  void set_params(const std::vector<float>& params) override;
+  OptimState get_optim_state() override;
+  void set_optim_state(const OptimState& state) override;
+
+  // Inference logits of every image of `split`, in order -> logits: (split n,
+  // classes) device memory, written on the engine's stream.
+  void infer_split(SplitId split, float* logits);
+
+ private:
+  // Buffers of inference passes (evaluation, soft targets, latency), grown
+  // to the largest batch asked for.
+  struct InferenceBuffers {
+    CudaNetwork::Activations acts;
+    DeviceBuffer<int32_t> labels;   // (capacity)
+    DeviceBuffer<float> row_loss;   // (capacity)
+  };
+  // (batch size, temperature, alpha, soft targets read) of a captured step.
+  using GraphKey = std::tuple<int, float, float, const float*>;
+
+  void enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, const LossConfig& loss);
+  void reserve_epoch(size_t steps);
+  void ensure_inference_capacity(int b);
+  const DeviceSplit& input_split(SplitId split) const;
+  // Gathers `split` in order in batches of up to kEvalBatch and calls
+  // visit(logits (b, classes), begin, b) after each batch's forward pass.
+  template <typename Visit>
+  void for_each_inference_batch(const DeviceSplit& split, Visit&& visit);
+
+  EngineContext& context_;
+  TrainSettings settings_;
+  CudaNetwork net_;
+  int classes_;
+
+  // Flat (param_count) buffers, layer by layer as in kd/model.h.
+  DeviceBuffer<float> params_, grads_;
+  DeviceBuffer<float> moment1_, moment2_;  // Adam m and v; SGD: momentum buffer and (empty)
+  DeviceBuffer<uint64_t> step_counter_;    // (1) updates applied; the graph increments it first
+  int64_t step_ = 0;                       // host mirror of *step_counter_
+
+  // Training batch (settings.batch_size).
+  CudaNetwork::Activations train_acts_;
+  DeviceBuffer<int32_t> train_samples_, train_labels_;  // (batch) training-split indices, labels
+  DeviceBuffer<float> row_loss_, row_kl_;                // (batch)
+  DeviceBuffer<float> step_means_;                       // (2) this step's mean loss, mean KL
+
+  // The epoch: order and device cursor, per-step losses, host bookkeeping.
+  DeviceBuffer<int32_t> order_;           // (capacity) this epoch's sample order
+  DeviceBuffer<float> epoch_loss_, epoch_kl_;  // (capacity) per step of the epoch
+  DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
+  DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
+  bool in_epoch_ = false, cursor_placed_ = false;
+  int64_t order_size_ = 0, next_begin_ = 0, epoch_steps_ = 0, epoch_first_step_ = 0;
+  std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
+  std::map<GraphKey, CudaGraph> graphs_;
+
+  InferenceBuffers inference_;
+  DeviceBuffer<float> eval_batch_mean_;            // (1)
+  DeviceBuffer<double> eval_loss_sum_;             // (1) sum over batches of mean CE * b
+  DeviceBuffer<unsigned long long> eval_correct_;  // (1)
+};
+
+}  // namespace kd::cuda

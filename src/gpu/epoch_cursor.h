@@ -1,0 +1,26 @@
+// The device-side position of a training epoch, so that one captured CUDA
+// graph serves every batch of the epoch: the graph reads which samples to
+// take from `cursor` and, once the step is done, records its loss at
+// `epoch_step` and advances both. The host never patches the graph.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace kd::cuda {
+
+// *cursor = begin, *epoch_step = 0: the epoch's first step takes order[begin, ...).
+void start_epoch_cursor(int64_t* cursor, int32_t* epoch_step, int64_t begin, cudaStream_t stream);
+
+// order: (order length) sample indices of the epoch, cursor: (1)
+// -> sample_idx: (b) = order[*cursor + i].
+void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sample_idx, int b, cudaStream_t stream);
+
+// Records the step's mean loss and mean KL (kl null: records 0) at
+// epoch_loss[*epoch_step] / epoch_kl[*epoch_step], then ++*epoch_step and
+// *cursor += b. loss, kl: (1); epoch_loss, epoch_kl: (steps the epoch can have).
+void finish_step(const float* loss, const float* kl, float* epoch_loss, float* epoch_kl, int32_t* epoch_step,
+                 int64_t* cursor, int b, cudaStream_t stream);
+
+}  // namespace kd::cuda
