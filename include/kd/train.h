@@ -25,6 +25,7 @@ enum class SplitId { Train, Val, Test };
 
 struct TrainSettings {
   int batch_size = 64;
+  int eval_batch_size = 1000;  // inference passes (validation, test, soft targets)
   OptimizerKind optimizer = OptimizerKind::Adam;
   ref::AdamParams adam;
   ref::SgdParams sgd;

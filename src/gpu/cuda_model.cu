@@ -14,7 +14,6 @@ namespace {
 
 // Inference batch: large enough to fill the GPU, small enough that the
 // teacher's activations stay well under a gigabyte.
-constexpr int kEvalBatch = 1000;
 // Forward passes run before timing, so clocks, caches and lazy module loading settle.
 constexpr int kLatencyWarmup = 5;
 
@@ -275,7 +274,7 @@ void CudaModel::ensure_inference_capacity(int b) {
 template <typename Visit>
 void CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& visit) {
   const cudaStream_t stream = context_.stream();
-  const int batch = int(std::min<int64_t>(kEvalBatch, split.n));
+  const int batch = int(std::min<int64_t>(settings_.eval_batch_size, split.n));
   ensure_inference_capacity(batch);
   for (int64_t begin = 0; begin < split.n; begin += batch) {
     const int b = int(std::min<int64_t>(batch, split.n - begin));

@@ -63,7 +63,7 @@ class CudaModel final : public ModelEngine {
   void reserve_epoch(size_t steps);
   void ensure_inference_capacity(int b);
   const DeviceSplit& input_split(SplitId split) const;
-  // Gathers `split` in order in batches of up to kEvalBatch and calls
+  // Gathers `split` in order in batches of up to settings.eval_batch_size and calls
   // visit(logits (b, classes), begin, b) after each batch's forward pass.
   template <typename Visit>
   void for_each_inference_batch(const DeviceSplit& split, Visit&& visit);

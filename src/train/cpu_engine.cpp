@@ -15,8 +15,6 @@
 namespace kd {
 namespace {
 
-constexpr int kEvalBatch = 1000;
-
 // "AMD EPYC 9B14" from /proc/cpuinfo, or "unknown CPU".
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
@@ -96,7 +94,7 @@ class CpuEngine final : public Engine {
 
 CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                                const TrainSettings& settings)
-    : engine_(engine), settings_(settings), model_(arch, std::max(settings.batch_size, kEvalBatch)) {
+    : engine_(engine), settings_(settings), model_(arch, std::max(settings.batch_size, settings.eval_batch_size)) {
   set_params(params);
   optim_.m.assign(params.size(), 0.0f);
   if (settings.optimizer == OptimizerKind::Adam) optim_.v.assign(params.size(), 0.0f);

@@ -90,6 +90,7 @@ std::string options_fingerprint(const Options& o) {
 TrainSettings settings_from(const Options& o) {
   TrainSettings s;
   s.batch_size = o.batch_size;
+  s.eval_batch_size = o.eval_batch_size;
   s.optimizer = o.optimizer;
   s.adam.lr = float(o.lr);
   s.sgd.lr = float(o.lr);
