@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "error_test_util.h"
 #include "kd/checkpoint.h"
 #include "kd/error.h"
 
@@ -47,22 +48,8 @@ TensorData patterned(const std::string& name, DType dtype, std::vector<int64_t> 
   return t;
 }
 
-// The message of the kd::Error that f throws, or "" (and a test failure) when it does not throw.
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected kd::Error";
-  return "";
-}
-
-void expect_mentions(const std::string& message, std::initializer_list<std::string> words) {
-  for (const std::string& w : words) EXPECT_NE(message.find(w), std::string::npos) << "'" << w << "' not in: " << message;
-  EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
-}
+using test::error_of;
+using test::expect_mentions;
 
 // The error parse_safetensors gives for `bytes`, which must name the file.
 std::string parse_error(const Bytes& bytes) {

@@ -32,18 +32,6 @@ using kd::ref::ConvShape;
 constexpr double kConvTolerance = 1e-4;
 constexpr double kBiasTolerance = 1e-5;
 
-ConvShape make_shape(int n, int in_c, int h, int w, int out_c, int k, int stride, int pad) {
-  ConvShape s;
-  s.n = n;
-  s.in_c = in_c;
-  s.h = h;
-  s.w = w;
-  s.out_c = out_c;
-  s.k = k;
-  s.stride = stride;
-  s.pad = pad;
-  return s;
-}
 
 // The teacher's two convolutions (SPEC section 2) at B in {1, 63, 64, 65} (and
 // 1000 for the cheap first one; the CPU reference makes conv2 at 1000 too slow),
@@ -52,12 +40,12 @@ ConvShape make_shape(int n, int in_c, int h, int w, int out_c, int k, int stride
 std::vector<ConvShape> test_shapes() {
   std::vector<ConvShape> shapes;
   for (const int b : {1, 63, 64, 65}) {
-    shapes.push_back(make_shape(b, 1, 28, 28, 32, 3, 1, 0));
-    shapes.push_back(make_shape(b, 32, 26, 26, 64, 3, 1, 0));
+    shapes.push_back(kd::ref::conv_shape(b, 1, 28, 28, 32, 3, 1, 0));
+    shapes.push_back(kd::ref::conv_shape(b, 32, 26, 26, 64, 3, 1, 0));
   }
-  shapes.push_back(make_shape(1000, 1, 28, 28, 32, 3, 1, 0));
-  shapes.push_back(make_shape(3, 5, 11, 9, 7, 3, 2, 1));
-  shapes.push_back(make_shape(2, 3, 8, 13, 5, 5, 2, 2));
+  shapes.push_back(kd::ref::conv_shape(1000, 1, 28, 28, 32, 3, 1, 0));
+  shapes.push_back(kd::ref::conv_shape(3, 5, 11, 9, 7, 3, 2, 1));
+  shapes.push_back(kd::ref::conv_shape(2, 3, 8, 13, 5, 5, 2, 2));
   return shapes;
 }
 
@@ -156,8 +144,8 @@ TEST(ConvGpu, MatchesReference) {
 TEST(ConvGpu, DeterministicRunsAreBitIdentical) {
   KD_REQUIRE_GPU();
   std::mt19937_64 rng(kd::test::test_seed() + 9);
-  for (const ConvShape& shape : {make_shape(64, 32, 26, 26, 64, 3, 1, 0), make_shape(64, 1, 28, 28, 32, 3, 1, 0),
-                                 make_shape(3, 5, 11, 9, 7, 3, 2, 1)}) {
+  for (const ConvShape& shape : {kd::ref::conv_shape(64, 32, 26, 26, 64, 3, 1, 0), kd::ref::conv_shape(64, 1, 28, 28, 32, 3, 1, 0),
+                                 kd::ref::conv_shape(3, 5, 11, 9, 7, 3, 2, 1)}) {
     SCOPED_TRACE(shape_name(shape));
     ConvCase c(shape, rng);
     ConvPlan first(shape, /*deterministic=*/true), second(shape, /*deterministic=*/true);
@@ -177,7 +165,7 @@ TEST(ConvGpu, DeterministicRunsAreBitIdentical) {
 TEST(ConvGpu, ForwardWithoutBias) {
   KD_REQUIRE_GPU();
   std::mt19937_64 rng(kd::test::test_seed() + 10);
-  const ConvShape shape = make_shape(5, 3, 9, 10, 4, 3, 1, 1);
+  const ConvShape shape = kd::ref::conv_shape(5, 3, 9, 10, 4, 3, 1, 1);
   ConvCase c(shape, rng);
   ConvPlan plan(shape, false);
   std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape));
@@ -194,9 +182,9 @@ TEST(ConvGpu, ForwardWithoutBias) {
 // Shapes the kernel cannot take are rejected before any CUDA work, with a
 // message naming the shape (this test needs no GPU).
 TEST(ConvGpu, RejectsInvalidShapes) {
-  const ConvShape too_small = make_shape(1, 1, 2, 2, 4, 3, 1, 0);  // 3x3 kernel on a 2x2 input
-  const ConvShape no_batch = make_shape(0, 1, 28, 28, 4, 3, 1, 0);
-  const ConvShape bad_stride = make_shape(1, 1, 28, 28, 4, 3, 0, 0);
+  const ConvShape too_small = kd::ref::conv_shape(1, 1, 2, 2, 4, 3, 1, 0);  // 3x3 kernel on a 2x2 input
+  const ConvShape no_batch = kd::ref::conv_shape(0, 1, 28, 28, 4, 3, 1, 0);
+  const ConvShape bad_stride = kd::ref::conv_shape(1, 1, 28, 28, 4, 3, 0, 0);
   for (const ConvShape& shape : {too_small, no_batch, bad_stride}) {
     try {
       ConvPlan plan(shape, false);

@@ -17,18 +17,6 @@ using reftest::central_difference;
 using reftest::expect_gradient_near;
 using reftest::nan_filled;
 
-ConvShape make_shape(int n, int in_c, int h, int w, int out_c, int k, int stride, int pad) {
-  ConvShape s;
-  s.n = n;
-  s.in_c = in_c;
-  s.h = h;
-  s.w = w;
-  s.out_c = out_c;
-  s.k = k;
-  s.stride = stride;
-  s.pad = pad;
-  return s;
-}
 
 size_t x_size(const ConvShape& s) { return size_t(s.n) * s.in_c * s.h * s.w; }
 size_t w_size(const ConvShape& s) { return size_t(s.out_c) * s.in_c * s.k * s.k; }
@@ -62,7 +50,7 @@ const std::vector<float> kImage3x3 = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 const std::vector<float> kDiagonalKernel = {1, 0, 0, -1};
 
 TEST(ConvForward, HandComputedNoPadding) {
-  const ConvShape s = make_shape(1, 1, 3, 3, 1, 2, 1, 0);
+  const ConvShape s = kd::ref::conv_shape(1, 1, 3, 3, 1, 2, 1, 0);
   const float bias = 0.5f;
   std::vector<float> y = nan_filled(y_size(s));
   conv2d_forward(kImage3x3.data(), kDiagonalKernel.data(), &bias, y.data(), s);
@@ -72,7 +60,7 @@ TEST(ConvForward, HandComputedNoPadding) {
 }
 
 TEST(ConvForward, HandComputedPaddingAndStride) {
-  const ConvShape s = make_shape(1, 1, 3, 3, 1, 2, /*stride=*/2, /*pad=*/1);
+  const ConvShape s = kd::ref::conv_shape(1, 1, 3, 3, 1, 2, /*stride=*/2, /*pad=*/1);
   ASSERT_EQ(s.out_h(), 2);  // (3 + 2 - 2) / 2 + 1
   const float bias = 0.5f;
   std::vector<float> y = nan_filled(y_size(s));
@@ -87,7 +75,7 @@ TEST(ConvForward, HandComputedPaddingAndStride) {
 
 TEST(ConvForward, HandComputedChannelMixing) {
   // 1x1 kernels: each output pixel is a weighted sum over input channels.
-  const ConvShape s = make_shape(1, 2, 1, 2, 2, 1, 1, 0);
+  const ConvShape s = kd::ref::conv_shape(1, 2, 1, 2, 2, 1, 1, 0);
   const std::vector<float> x = {1, 2, /*channel 1:*/ 10, 20};
   const std::vector<float> w = {1, 1, /*out 1:*/ 2, -1};
   std::vector<float> y = nan_filled(y_size(s));
@@ -108,7 +96,7 @@ TEST(ConvForward, MatchesDefinitionOverShapes) {
                                  {8, 7, 5, 2, 2}, {4, 4, 1, 1, 0}, {1, 1, 1, 1, 0}, {1, 1, 3, 1, 1}, {9, 3, 3, 3, 2}};
   for (const Geometry& g : geometries) {
     for (bool with_bias : {true, false}) {
-      const ConvShape s = make_shape(2, 3, g.h, g.w, 4, g.k, g.stride, g.pad);
+      const ConvShape s = kd::ref::conv_shape(2, 3, g.h, g.w, 4, g.k, g.stride, g.pad);
       SCOPED_TRACE(testing::Message() << "h=" << g.h << " w=" << g.w << " k=" << g.k << " stride=" << g.stride
                                       << " pad=" << g.pad << " bias=" << with_bias);
       const std::vector<float> x = reftest::uniform(x_size(s), -1, 1, rng);
@@ -156,15 +144,15 @@ void check_conv_gradients(const ConvShape& s, uint64_t seed) {
   expect_gradient_near(db, central_difference(b, h, loss), abs_tol, rel_tol, "db");
 }
 
-TEST(ConvBackward, FiniteDifferencesPad0Stride1) { check_conv_gradients(make_shape(2, 2, 5, 6, 3, 3, 1, 0), 21); }
-TEST(ConvBackward, FiniteDifferencesPad1Stride1) { check_conv_gradients(make_shape(2, 2, 5, 6, 3, 3, 1, 1), 22); }
-TEST(ConvBackward, FiniteDifferencesPad0Stride2) { check_conv_gradients(make_shape(2, 2, 7, 6, 3, 3, 2, 0), 23); }
-TEST(ConvBackward, FiniteDifferencesPad1Stride2) { check_conv_gradients(make_shape(2, 2, 7, 6, 3, 3, 2, 1), 24); }
+TEST(ConvBackward, FiniteDifferencesPad0Stride1) { check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 0), 21); }
+TEST(ConvBackward, FiniteDifferencesPad1Stride1) { check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 1), 22); }
+TEST(ConvBackward, FiniteDifferencesPad0Stride2) { check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 0), 23); }
+TEST(ConvBackward, FiniteDifferencesPad1Stride2) { check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 1), 24); }
 // Stride 3 with a 2x2 kernel leaves every third input row and column uncovered: dx must be 0 there.
-TEST(ConvBackward, FiniteDifferencesStrideBeyondKernel) { check_conv_gradients(make_shape(1, 2, 8, 7, 2, 2, 3, 1), 25); }
+TEST(ConvBackward, FiniteDifferencesStrideBeyondKernel) { check_conv_gradients(kd::ref::conv_shape(1, 2, 8, 7, 2, 2, 3, 1), 25); }
 
 TEST(ConvBackward, FilterWithoutBiasGradient) {
-  const ConvShape s = make_shape(1, 1, 3, 3, 1, 2, 1, 0);
+  const ConvShape s = kd::ref::conv_shape(1, 1, 3, 3, 1, 2, 1, 0);
   const std::vector<float> dy = {1, 0, 0, 0};  // only output (0,0), whose window is x[0..1][0..1]
   std::vector<float> dw = nan_filled(4);
   conv2d_backward_filter(kImage3x3.data(), dy.data(), dw.data(), nullptr, s);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "error_test_util.h"
 #include "kd/data.h"
 #include "kd/error.h"
 
@@ -44,21 +45,8 @@ Bytes image_pixels(uint32_t n, uint32_t h, uint32_t w) {
 Bytes idx_images(uint32_t n, uint32_t h, uint32_t w) { return idx_bytes(2051, {n, h, w}, image_pixels(n, h, w)); }
 Bytes idx_labels(const Bytes& labels) { return idx_bytes(2049, {uint32_t(labels.size())}, labels); }
 
-// The message of the kd::Error that f throws, or "" (and a test failure) when it does not throw.
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected kd::Error";
-  return "";
-}
-
-void expect_mentions(const std::string& message, std::initializer_list<std::string> words) {
-  for (const std::string& w : words) EXPECT_NE(message.find(w), std::string::npos) << "'" << w << "' not in: " << message;
-}
+using test::error_of;
+using test::expect_mentions;
 
 class DataTest : public ::testing::Test {
  protected:

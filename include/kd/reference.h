@@ -19,6 +19,18 @@ struct ConvShape {
   int out_h() const { return (h + 2 * pad - k) / stride + 1; }
   int out_w() const { return (w + 2 * pad - k) / stride + 1; }
 };
+inline ConvShape conv_shape(int n, int in_c, int h, int w, int out_c, int k, int stride = 1, int pad = 0) {
+  ConvShape s;
+  s.n = n;
+  s.in_c = in_c;
+  s.h = h;
+  s.w = w;
+  s.out_c = out_c;
+  s.k = k;
+  s.stride = stride;
+  s.pad = pad;
+  return s;
+}
 // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) or null -> y: (n, out_c, out_h, out_w)
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s);
 // dy: (n, out_c, out_h, out_w), w -> dx: (n, in_c, h, w)

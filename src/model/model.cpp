@@ -48,16 +48,7 @@ uint64_t dropout_seed(uint64_t run_seed, int layer_index) {
 
 namespace {
 ref::ConvShape conv_shape(const Layer& l, int b) {
-  ref::ConvShape s;
-  s.n = b;
-  s.in_c = l.in.c;
-  s.h = l.in.h;
-  s.w = l.in.w;
-  s.out_c = l.out;
-  s.k = l.kernel;
-  s.stride = l.stride;
-  s.pad = l.pad;
-  return s;
+  return ref::conv_shape(b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad);
 }
 }  // namespace
 
