@@ -556,6 +556,11 @@ std::string report_table(const RunReport& r) {
   std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
+  if (!r.phases.empty()) {
+    std::vector<std::vector<std::string>> phase_rows = {{"phase", "wall time"}};
+    for (const PhaseTime& p : r.phases) phase_rows.push_back({p.phase, format("%.2f s", p.seconds)});
+    out += "\n" + aligned(phase_rows);
+  }
   return out;
 }
 
