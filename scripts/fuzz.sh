@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DKD_WITH_CUDA=OFF -DKD_BUILD_TESTS=OFF -DKD_BUILD_BENCH=OFF \
   -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)"
-for fuzzer in build-fuzz/*_fuzz; do
-  name=$(basename "$fuzzer")
+fuzzers=$(cd tests/fuzz && ls ./*_fuzz.cpp | sed 's|^\./||; s|\.cpp$||')
+# shellcheck disable=SC2086  # one target name per word
+cmake --build build-fuzz -j"$(nproc)" --target $fuzzers
+for name in $fuzzers; do
+  fuzzer="build-fuzz/$name"
   corpus="build-fuzz/corpus-$name"
   mkdir -p "$corpus"
   echo "fuzz: $name for ${seconds}s"
