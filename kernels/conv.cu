@@ -189,10 +189,10 @@ __global__ void bias_grad_finish_kernel(const double* __restrict__ partial, floa
   db[channel] = float(sum);
 }
 
-// Sets *found = 1 when some element of y: (n) is not exactly 0 (NaN included).
-__global__ void find_nonzero_kernel(const float* __restrict__ y, int64_t n, int* __restrict__ found) {
+// Sets *found = 1 when some element of y: (n) is not exactly `expected` (NaN included).
+__global__ void find_mismatch_kernel(const float* __restrict__ y, int64_t n, float expected, int* __restrict__ found) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    if (!(y[i] == 0.0f)) *found = 1;
+    if (!(y[i] == expected)) *found = 1;
   }
 }
 
@@ -261,12 +261,14 @@ struct ConvPlan::State {
   }
 
   // Chooses the three algorithms, sizes the workspace, decides the fused
-  // forward and runs every call once, all on scratch buffers (x, w, bias zero;
-  // y NaN) and before any stream capture can be active, so first-use work
-  // (kernel loading, plan building) stays out of captured training steps.
-  // The fused forward is used only if cuDNN accepts fwd_algo with the ReLU and
-  // writes y = 0 everywhere, which also shows that it does not read z = y when
-  // alpha2 = 0 (stale output memory cannot leak into results).
+  // forward and runs every call once, all on scratch buffers (x, w zero; y NaN)
+  // and before any stream capture can be active, so first-use work (kernel
+  // loading, plan building) stays out of captured training steps.
+  // The fused forward is used only if cuDNN accepts fwd_algo with the ReLU and,
+  // with bias 1, writes y = relu(0 + 1) = 1 everywhere: that shows the bias is
+  // added and that z = y (NaN) is not read when alpha2 = 0 (0 * NaN would give a
+  // NaN pre-activation, which the non-propagating ReLU turns into 0, not 1), so
+  // stale output memory cannot leak into results.
   void choose_algorithms() {
     DeviceBuffer<float> x(size_t(x_count()), "convolution probe input");
     DeviceBuffer<float> w(size_t(w_count()), "convolution probe filter");
@@ -276,7 +278,6 @@ struct ConvPlan::State {
     DeviceBuffer<unsigned char> scratch_workspace;
     KD_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
     KD_CUDA_CHECK(cudaMemset(w.data(), 0, w.bytes()));
-    KD_CUDA_CHECK(cudaMemset(bias.data(), 0, bias.bytes()));
     KD_CUDA_CHECK(cudaMemset(y.data(), 0xFF, y.bytes()));
     KD_CUDA_CHECK(cudaMemset(found.data(), 0, found.bytes()));
     const float one = 1.0f, zero = 0.0f;
@@ -360,14 +361,15 @@ struct ConvPlan::State {
     KD_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
     KD_CUDA_CHECK(cudaMemset(w.data(), 0, w.bytes()));
     KD_CUDA_CHECK(cudaMemset(y.data(), 0xFF, y.bytes()));
+    bias.upload(std::vector<float>(size_t(shape.out_c), 1.0f));
     fused_bias_relu = false;
     if (succeeded_or_unsupported(
             cudnnConvolutionBiasActivationForward(cudnn(), &one, x_desc, x.data(), w_desc, w.data(), conv_desc,
                                                   fwd_algo, workspace.data(), workspace.bytes(), &zero, y_desc,
                                                   y.data(), bias_desc, bias.data(), relu_desc, y_desc, y.data()),
             "cudnnConvolutionBiasActivationForward")) {
-      find_nonzero_kernel<<<blocks_for(y_count()), kThreads>>>(y.data(), y_count(), found.data());
-      KD_CUDA_CHECK_LAUNCH(find_nonzero_kernel);
+      find_mismatch_kernel<<<blocks_for(y_count()), kThreads>>>(y.data(), y_count(), 1.0f, found.data());
+      KD_CUDA_CHECK_LAUNCH(find_mismatch_kernel);
       fused_bias_relu = found.download()[0] == 0;
     }
     KD_CUDA_CHECK(cudaDeviceSynchronize());

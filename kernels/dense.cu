@@ -357,7 +357,6 @@ struct DenseContext::State {
     KD_CUDA_CHECK(cudaGetDevice(&device));
     KD_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     KD_CUBLAS_CHECK(cublasSetMathMode(blas.handle, CUBLAS_DEFAULT_MATH));  // fp32 throughout, no TF32
-    KD_CUBLAS_CHECK(cublasSetWorkspace(blas.handle, blas_workspace.data(), blas_workspace.bytes()));
   }
 };
 
@@ -373,6 +372,15 @@ const char* dense_impl_name(DenseImpl impl) {
 }
 
 namespace {
+
+// Points the cuBLAS handle at `stream` and at this context's workspace.
+// cublasSetStream also resets the handle to cuBLAS's own workspace pool, which
+// may allocate on first use of a stream (illegal inside graph capture), so the
+// workspace is bound again after every stream change.
+void bind_blas_stream(DenseContext::State& st, cudaStream_t stream) {
+  KD_CUBLAS_CHECK(cublasSetStream(st.blas.handle, stream));
+  KD_CUBLAS_CHECK(cublasSetWorkspace(st.blas.handle, st.blas_workspace.data(), st.blas_workspace.bytes()));
+}
 
 // C = A . B (+ epilogue) through the custom kernels; see gemm_kernel for the layouts.
 template <bool kATrans, bool kBTrans>
@@ -437,7 +445,7 @@ void cublas_forward(DenseContext::State& st, const float* x, const float* w, con
       return;
     }
   }
-  KD_CUBLAS_CHECK(cublasSetStream(st.blas.handle, stream));
+  bind_blas_stream(st, stream);
   KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, out, b, in, &one, w, in, x, in, &zero, y, out));
   const int64_t n = int64_t(b) * out;
   bias_act_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(y, bias, n, out, relu);
@@ -447,7 +455,7 @@ void cublas_forward(DenseContext::State& st, const float* x, const float* w, con
 void cublas_backward(DenseContext::State& st, const float* x, const float* w, const float* dy, float* dx,
                      bool mask_dx_by_x, float* dw, int b, int in, int out, cudaStream_t stream) {
   const float one = 1.0f, zero = 0.0f;
-  KD_CUBLAS_CHECK(cublasSetStream(st.blas.handle, stream));
+  bind_blas_stream(st, stream);
   if (dx) {
     // dx^T (in x b) = w-as-stored (in x out) . dy^T (out x b)
     KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, in, b, out, &one, w, in, dy, out, &zero, dx,
