@@ -12,8 +12,6 @@
 namespace kd::cuda {
 namespace {
 
-// Inference batch: large enough to fill the GPU, small enough that the
-// teacher's activations stay well under a gigabyte.
 // Forward passes run before timing, so clocks, caches and lazy module loading settle.
 constexpr int kLatencyWarmup = 5;
 
@@ -36,6 +34,9 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
                      const TrainSettings& settings)
     : context_(context), settings_(settings), net_(arch, settings, context), classes_(int(arch.output.size())) {
   if (settings.batch_size < 1) fail("--batch-size must be >= 1, got " + std::to_string(settings.batch_size));
+  // for_each_inference_batch advances by this much: below 1 it would never end.
+  if (settings.eval_batch_size < 1)
+    fail("--eval-batch-size must be >= 1, got " + std::to_string(settings.eval_batch_size));
   if (context.loaded() && classes_ < context.num_classes())
     fail("model '" + arch.text + "' has " + std::to_string(classes_) + " outputs but the data has " +
          std::to_string(context.num_classes()) + " classes");
@@ -138,7 +139,6 @@ void CudaModel::begin_epoch(const std::vector<int32_t>& order) {
   cursor_placed_ = false;
   order_size_ = int64_t(order.size());
   epoch_steps_ = 0;
-  epoch_first_step_ = step_;
 }
 
 void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
@@ -169,6 +169,9 @@ void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
     start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
     cursor_placed_ = true;
     next_begin_ = begin;
+    // Here, not in begin_epoch: set_optim_state may move the step count in
+    // between, and the CPU engine numbers a bad step by the count at that step.
+    epoch_first_step_ = step_;
   }
   const GraphKey key{b, loss.temperature, loss.alpha, distill ? context_.soft_targets() : nullptr};
   const auto graph = graphs_.find(key);

@@ -47,6 +47,8 @@ class CudaModel final : public ModelEngine {
   // Inference logits of every image of `split`, in order -> logits: (split n,
   // classes) device memory, written on the engine's stream.
   void infer_split(SplitId split, float* logits);
+  // The engine state this model reads its data from and orders its work on.
+  const EngineContext& context() const { return context_; }
 
  private:
   // Buffers of inference passes (evaluation, soft targets, latency), grown
