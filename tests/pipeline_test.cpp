@@ -163,6 +163,47 @@ TEST_F(PipelineEndToEnd, SameSeedGivesIdenticalMetrics) {
             load_model_file(out_ + "/student.safetensors").params);
 }
 
+TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
+  Options teach = small_run(fresh_dir("teach"));
+  teach.command = Command::TrainTeacher;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(teach, *engine), 0);
+  EXPECT_FALSE(fs::exists(teach.out_dir + "/student.safetensors")) << "train-teacher trains the teacher only";
+
+  Options distill = small_run(fresh_dir("distill"));
+  distill.command = Command::Distill;
+  distill.teacher_path = teach.out_dir + "/teacher.safetensors";
+  distill.no_baseline = true;
+  distill.epochs_student = 1;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(distill, *engine2), 0);
+  EXPECT_TRUE(fs::exists(distill.out_dir + "/student.safetensors"));
+  EXPECT_FALSE(fs::exists(distill.out_dir + "/teacher.safetensors")) << "distill does not rewrite the teacher";
+  const auto a = nlohmann::json::parse(read_text(teach.out_dir + "/summary.json"));
+  const auto b = nlohmann::json::parse(read_text(distill.out_dir + "/summary.json"));
+  EXPECT_EQ(a["models"][0]["test_errors"], b["models"][0]["test_errors"]) << "the loaded teacher is the saved one";
+  ASSERT_EQ(b["models"].size(), 2u);
+}
+
+TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {
+  const std::string dir = fresh_dir("teach_small");
+  // A valid model file for 14x14 inputs: the data's 28x28 images cannot feed it.
+  const Arch small = parse_arch("flatten,dense:10", Shape{1, 14, 14, false}, 10, "--arch");
+  std::vector<float> params(size_t(small.param_count), 0.0f);
+  save_model_file(dir + "/small.safetensors", small, params, {});
+  Options distill = small_run(fresh_dir("distill_bad"));
+  distill.command = Command::Distill;
+  distill.teacher_path = dir + "/small.safetensors";
+  auto engine2 = make_cpu_engine();
+  try {
+    run_command(distill, *engine2);
+    FAIL() << "expected an input-shape error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1x14x14"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("28x28"), std::string::npos) << e.what();
+  }
+}
+
 // Wraps the CPU engine and records every train_step (begin, b).
 class RecordingModel final : public ModelEngine {
  public:
