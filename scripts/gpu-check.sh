@@ -35,6 +35,8 @@ for t in "$bundle"/bin/*_gpu_test; do
   name=$(basename "$t")
   if timeout 300 "$t" --gtest_brief=1 >"$out/$name.log" 2>&1; then status=PASS; else status=FAIL; fi
   summary=$(grep -E "^\[  (PASSED|FAILED|SKIPPED) \]" "$out/$name.log" | tr '\n' ' ')
+  # A skipped GPU test on a GPU machine means the device was not seen: not a pass.
+  [[ $status == PASS ]] && grep -q "^\[  SKIPPED \]" "$out/$name.log" && status=SKIPPED
   echo "$name: $status $summary"
   [[ $status == FAIL ]] && tail -30 "$out/$name.log"
   rows+=("$(printf '%-28s %s' "$name" "$status")")
