@@ -187,6 +187,14 @@ inline double copy_bandwidth_gbps() {
   return gbps;
 }
 
+// Counters of a memory-bound kernel that must move `bytes` per launch:
+// "GB/s" and "of_copy" (the fraction of the measured copy bandwidth).
+inline void set_bandwidth_counters(benchmark::State& state, double bytes, const Timing& timing) {
+  const double gbps = bytes / timing.median_s / 1e9;
+  state.counters["GB/s"] = gbps;
+  state.counters["of_copy"] = gbps / copy_bandwidth_gbps();
+}
+
 namespace detail {
 __device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;

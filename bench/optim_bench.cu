@@ -58,11 +58,9 @@ void BM_adam(benchmark::State& state, const std::vector<int64_t>& tensors, bool 
       offset += size;
     }
   });
-  const double gbps = kBytesPerParameter * double(n) / timing.median_s / 1e9;
   state.counters["params"] = double(n);
   state.counters["launches"] = fused ? 1.0 : double(tensors.size());
-  state.counters["GB/s"] = gbps;
-  state.counters["of_copy"] = gbps / kd::bench::copy_bandwidth_gbps();
+  kd::bench::set_bandwidth_counters(state, kBytesPerParameter * double(n), timing);
 }
 
 BENCHMARK_CAPTURE(BM_adam, teacher_fused, kTeacherTensors, true)->Apply(kd::bench::manual_time);

@@ -6,7 +6,7 @@
 //
 // Counters: GB/s against the bytes that must move (read s, read t, write the
 // gradient: 3 * B * C * 4; labels and row outputs are O(B) and left out), and
-// copy_frac, that rate over the device-to-device copy bandwidth measured in
+// of_copy, that rate over the device-to-device copy bandwidth measured in
 // this binary. Inputs rotate across buffers larger than 2x L2 (bench_util.h).
 #include <cuda_runtime.h>
 
@@ -187,10 +187,7 @@ void fill_inputs(RotatingPool& pool, const LossSet& set, const Shape& shape) {
 }
 
 void set_counters(benchmark::State& state, const Shape& shape, const kd::bench::Timing& timing) {
-  const double bytes = 3.0 * double(shape.b) * shape.c * sizeof(float);
-  const double gbps = bytes / timing.median_s / 1e9;
-  state.counters["GB/s"] = gbps;
-  state.counters["copy_frac"] = gbps / kd::bench::copy_bandwidth_gbps();
+  kd::bench::set_bandwidth_counters(state, 3.0 * double(shape.b) * shape.c * sizeof(float), timing);
 }
 
 void bm_fused(benchmark::State& state, Shape shape) {
