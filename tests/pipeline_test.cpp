@@ -1,11 +1,13 @@
 // The CPU pipeline end to end on a small MNIST subset, and the orchestration
-// logic around it: batch accounting, determinism, resume, SIGINT, non-finite
-// losses. Needs data/mnist (scripts/setup.sh fetches it).
+// logic around it: batch accounting, determinism, resume, SIGINT/SIGTERM,
+// non-finite losses, oversized batches and the memory check. Needs
+// data/mnist (scripts/setup.sh fetches it).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -13,8 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "kd/error.h"
+#include "kd/interrupt.h"
 #include "kd/model_io.h"
 #include "kd/train.h"
 
@@ -234,6 +238,8 @@ class RecordingEngine final : public Engine {
   std::string versions() const override { return inner_->versions(); }
   bool is_reference_cpu() const override { return true; }
   void load(const Splits& s) override { inner_->load(s); }
+  MemoryNeed memory_need(const Arch& a, const TrainSettings& s) override { return inner_->memory_need(a, s); }
+  int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
     return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log);
@@ -326,42 +332,229 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   }
 }
 
-// A real SIGINT to a real kdtrain process: it finishes the step, writes a
-// checkpoint and exits non-zero saying how to resume.
-TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
+// Starts the built kdtrain with `args`, stdout to /dev/null and stderr to
+// `err_path`; returns its pid.
+pid_t spawn_kdtrain(const std::vector<std::string>& args, const std::string& err_path) {
   const std::string binary = std::string(KD_BINARY_DIR) + "/kdtrain";
-  ASSERT_TRUE(fs::exists(binary)) << binary;
-  const std::string out = fresh_dir("sigint");
-  const std::string err_path = out + "/stderr.txt";
-  const std::string data = mnist_dir();
+  EXPECT_TRUE(fs::exists(binary)) << binary;
+  std::vector<const char*> argv = {binary.c_str()};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
   if (pid == 0) {
     FILE* err = std::freopen(err_path.c_str(), "w", stderr);
     FILE* null_out = std::freopen("/dev/null", "w", stdout);
     (void)err;
     (void)null_out;
-    execl(binary.c_str(), binary.c_str(), "train-teacher", "--device", "cpu", "--data", data.c_str(), "--out",
-          (out + "/run").c_str(), "--train-limit", "1000", "--val-size", "200", "--epochs-teacher", "1000",
-          "--teacher-arch", kSmallTeacher, static_cast<char*>(nullptr));
+    execv(binary.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
-  // Wait for the first end-of-epoch checkpoint: by then training is under way.
+  return pid;
+}
+
+// Waits up to two minutes for `path` to appear (a child's first checkpoint).
+bool wait_for_file(const std::string& path) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(out + "/run/checkpoint.safetensors") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_EQ(kill(pid, SIGINT), 0);
+  while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return fs::exists(path);
+}
+
+// Sends `signals` to `pid` one after the other, waits for it and checks that
+// it exited (not died of a signal) non-zero, saying how to resume; returns its stderr.
+std::string stop_and_reap(pid_t pid, const std::vector<int>& signals, const std::string& err_path) {
+  for (int sig : signals) EXPECT_EQ(kill(pid, sig), 0);
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "kdtrain must exit, not die of the signal";
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "kdtrain must exit, not die of the signal";
   EXPECT_NE(WEXITSTATUS(status), 0);
   const std::string err = read_text(err_path);
   EXPECT_NE(err.find("interrupted"), std::string::npos) << err;
   EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  return err;
+}
+
+// A real SIGINT to a real kdtrain process: it finishes the step, writes a
+// checkpoint and exits non-zero saying how to resume.
+TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
+  const std::string out = fresh_dir("sigint");
+  const std::string err_path = out + "/stderr.txt";
+  const pid_t pid = spawn_kdtrain({"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", out + "/run",
+                                   "--train-limit", "1000", "--val-size", "200", "--epochs-teacher", "1000",
+                                   "--teacher-arch", kSmallTeacher},
+                                  err_path);
+  ASSERT_GT(pid, 0);
+  // Wait for the first end-of-epoch checkpoint: by then training is under way.
+  wait_for_file(out + "/run/checkpoint.safetensors");
+  const std::string err = stop_and_reap(pid, {SIGINT}, err_path);
+  EXPECT_NE(err.find("SIGINT"), std::string::npos) << err;
   EXPECT_TRUE(fs::exists(out + "/run/checkpoint.safetensors"));
   const TrainingCheckpoint ck = load_training_checkpoint(out + "/run/checkpoint.safetensors");
   EXPECT_EQ(ck.phase, "teacher");
   EXPECT_GT(ck.optim.step, 0);
+}
+
+// What timeout, Slurm, Kubernetes and systemd send: SIGTERM, here followed at
+// once by SIGHUP, which lands while the first one's step or checkpoint is
+// being finished and must change nothing. Resuming then ends with the weights
+// of an uninterrupted run.
+TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRun) {
+  Options straight = small_run(fresh_dir("term_straight"));
+  straight.command = Command::TrainTeacher;
+  straight.train_limit = 1000;
+  straight.val_size = 200;
+  straight.test_limit = 200;
+  straight.epochs_teacher = 4;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+
+  const std::string out = fresh_dir("term");
+  const std::string err_path = out + "/stderr.txt", run_dir = out + "/run";
+  // The same settings as `straight`, on the command line.
+  const std::vector<std::string> args = {"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", run_dir,
+                                         "--seed", "42", "--train-limit", "1000", "--val-size", "200",
+                                         "--test-limit", "200", "--epochs-teacher", "4", "--teacher-arch",
+                                         kSmallTeacher, "--quiet"};
+  const pid_t pid = spawn_kdtrain(args, err_path);
+  ASSERT_GT(pid, 0);
+  // After epoch 1's checkpoint, three epochs remain: the signal lands mid-training.
+  ASSERT_TRUE(wait_for_file(run_dir + "/checkpoint.safetensors"));
+  const std::string err = stop_and_reap(pid, {SIGTERM, SIGHUP}, err_path);
+  EXPECT_NE(err.find("SIGTERM"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(run_dir + "/teacher.safetensors")) << "stopped before the teacher was finished";
+  const TrainingCheckpoint ck = load_training_checkpoint(run_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.phase, "teacher");
+  EXPECT_GE(ck.epochs_done, 1);
+
+  Options resumed = straight;
+  resumed.out_dir = run_dir;
+  resumed.resume_dir = run_dir;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine2), 0);
+  EXPECT_EQ(load_model_file(run_dir + "/teacher.safetensors").params,
+            load_model_file(straight.out_dir + "/teacher.safetensors").params);
+}
+
+// A stop after an epoch's last step (its validation not yet run) resumes
+// straight to that validation, and the epoch still reports the mean training
+// loss of all its steps, not of none.
+TEST(PipelineOrchestration, StopAtTheEndOfAnEpochResumesWithItsLoss) {
+  Options straight = small_run(fresh_dir("edge_straight"));
+  straight.command = Command::TrainTeacher;
+  straight.train_limit = 1000;  // 1,000 training images: 16 steps of 64 (the last of 40)
+  straight.val_size = 200;
+  straight.epochs_teacher = 2;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+
+  Options broken = straight;
+  broken.out_dir = fresh_dir("edge_broken");
+  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "16", 1);
+  auto engine2 = make_cpu_engine();
+  EXPECT_THROW(run_command(broken, *engine2), Error);
+  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
+  const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.epochs_done, 0);
+  EXPECT_EQ(ck.epoch_steps, 16);
+
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  auto engine3 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine3), 0);
+  const std::vector<CsvRow> a = parse_metrics(read_text(straight.out_dir + "/metrics.csv"));
+  const std::vector<CsvRow> b = parse_metrics(read_text(resumed.out_dir + "/metrics.csv"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    // The sum is rebuilt from a mean times the step count: equal up to double rounding.
+    EXPECT_NEAR(b[i].train_loss, a[i].train_loss, 1e-9 * a[i].train_loss) << "epoch " << i + 1;
+    EXPECT_EQ(b[i].val_acc, a[i].val_acc) << "epoch " << i + 1;
+  }
+  EXPECT_EQ(load_model_file(resumed.out_dir + "/teacher.safetensors").params,
+            load_model_file(straight.out_dir + "/teacher.safetensors").params);
+}
+
+// Evaluation stops at a batch boundary once a stop is requested, returning
+// what it did.
+TEST(PipelineOrchestration, EvaluationStopsAtABatchBoundaryOnRequest) {
+  auto engine = make_cpu_engine();
+  engine->load(load_splits(mnist_dir(), 500, 1000));
+  const Arch arch = parse_arch("flatten,dense:10", Shape{1, 28, 28, false}, 10, "--arch");
+  std::vector<float> params(size_t(arch.param_count), 0.01f);
+  TrainSettings settings;
+  settings.eval_batch_size = 100;
+  auto model = engine->create_model(arch, params, settings);
+  EXPECT_EQ(model->evaluate(SplitId::Val).n, 500);
+  request_interrupt();
+  const EvalResult stopped = model->evaluate(SplitId::Val);
+  clear_interrupt();
+  EXPECT_EQ(stopped.n, 0) << "a stop requested before the pass runs no batch";
+  EXPECT_EQ(stopped.loss, 0.0);
+}
+
+// Batch flags larger than the data behave as PyTorch's DataLoader: one batch
+// of the whole training split per epoch, and the sizes used are recorded.
+TEST(PipelineOrchestration, BatchSizesLargerThanTheDataAreCappedAndRecorded) {
+  Options o = small_run(fresh_dir("oversized"));
+  o.train_limit = 100;
+  o.val_size = 50;
+  o.test_limit = 200;
+  o.epochs_teacher = 2;
+  o.epochs_student = 1;
+  o.batch_size = 100000;
+  o.eval_batch_size = 10000000;
+  o.latency_batches = {1, 64, 100000};
+  RecordingEngine engine;
+  ASSERT_EQ(run_command(o, engine), 0);
+  // teacher 2 epochs, student 1, scratch 1: each one step over all 100 training images
+  const std::vector<std::pair<int64_t, int>> expected = {{0, 100}, {0, 100}, {0, 100}, {0, 100}};
+  EXPECT_EQ(engine.log, expected);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  EXPECT_EQ(summary["batch_sizes_used"]["batch-size"], 100);
+  EXPECT_EQ(summary["batch_sizes_used"]["eval-batch-size"], 200) << "the largest split evaluated: test";
+  // The reference engine times batches <= 64 only (Engine::is_reference_cpu).
+  EXPECT_EQ(summary["batch_sizes_used"]["latency-batches"], nlohmann::json::array({1, 64}));
+  EXPECT_EQ(summary["config"]["batch-size"], 100000) << "the flag as given stays in the config";
+}
+
+// A size no machine has: refused before anything is allocated or written,
+// naming the need, what is free and the flag to lower.
+TEST(PipelineOrchestration, ImpossibleMemoryNeedIsRefusedBeforeAnythingIsWritten) {
+  Options o = small_run((fs::path(fresh_dir("impossible")) / "run").string());
+  o.train_limit = 1000;
+  o.val_size = 100;
+  o.test_limit = 0;  // 10,000 test images
+  o.eval_batch_size = 10000;
+  // ~200 MB of activations per image: 10,000 of them need ~2 TB.
+  o.teacher_arch = "conv:16384:3,relu,maxpool:2,flatten,dense:10";
+  auto engine = make_cpu_engine();
+  try {
+    run_command(o, *engine);
+    FAIL() << "expected a memory error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("--eval-batch-size 10000 needs ", 0), 0u) << what;
+    EXPECT_NE(what.find("GiB available; lower --eval-batch-size"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(o.out_dir)) << "nothing written but the message";
+}
+
+TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
+  const std::string out = fresh_dir("impossible_cli");
+  const std::string err_path = out + "/stderr.txt";
+  const pid_t pid = spawn_kdtrain({"--device", "cpu", "--data", mnist_dir(), "--out", out + "/run", "--train-limit",
+                                   "1000", "--val-size", "100", "--eval-batch-size", "10000", "--teacher-arch",
+                                   "conv:16384:3,relu,maxpool:2,flatten,dense:10", "--quiet"},
+                                  err_path);
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string err = read_text(err_path);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(err.rfind("kdtrain: --eval-batch-size 10000 needs ", 0), 0u) << err;
+  EXPECT_FALSE(fs::exists(out + "/run"));
 }
 
 }  // namespace

@@ -56,6 +56,10 @@ struct RunReport {
   std::string data_dir;
   int64_t train_n = 0, val_n = 0, test_n = 0;
   int num_classes = 0;
+  // The batch sizes used: the flags' values capped at the data they batch
+  // (a training batch at the training split, and so on).
+  int batch_size_used = 0, eval_batch_size_used = 0;
+  std::vector<int> latency_batches_used;
   std::vector<ModelReport> models;   // teacher first, then student, then scratch if run
   std::vector<PhaseTime> phases;
   double total_seconds = 0;

@@ -31,6 +31,9 @@ class CudaModel final : public ModelEngine {
   CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
             const TrainSettings& settings);
   ~CudaModel() override;
+  // What the constructor and the first training, evaluation and latency
+  // calls allocate for (arch, settings), computed without allocating.
+  static MemoryNeed memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings);
 
   const Arch& arch() const override { return net_.arch(); }
   void begin_epoch(const std::vector<int32_t>& order) override;
@@ -67,8 +70,9 @@ class CudaModel final : public ModelEngine {
   const DeviceSplit& input_split(SplitId split) const;
   // Gathers `split` in order in batches of up to settings.eval_batch_size and calls
   // visit(logits (b, classes), begin, b) after each batch's forward pass.
+  // Returns the images visited: split.n, or fewer after a stop request.
   template <typename Visit>
-  void for_each_inference_batch(const DeviceSplit& split, Visit&& visit);
+  int64_t for_each_inference_batch(const DeviceSplit& split, Visit&& visit);
 
   EngineContext& context_;
   TrainSettings settings_;

@@ -491,6 +491,9 @@ std::string summary_json(const RunReport& r) {
                      {"config", config_json(r.options)},
                      {"device", r.device},
                      {"versions", r.versions},
+                     {"batch_sizes_used", json{{"batch-size", r.batch_size_used},
+                                               {"eval-batch-size", r.eval_batch_size_used},
+                                               {"latency-batches", r.latency_batches_used}}},
                      {"data", json{{"dir", r.data_dir},
                                    {"train", r.train_n},
                                    {"val", r.val_n},
@@ -501,6 +504,23 @@ std::string summary_json(const RunReport& r) {
                      {"phases", phases}};
   // replace: a path or device string with invalid UTF-8 must not make the report unwritable.
   return summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// "--batch-size 100000 -> 50, --eval-batch-size 1000 -> 100" for each flag
+// whose value was larger than the data it batches; empty when none was.
+std::string capped_batches(const RunReport& r) {
+  const Options& o = r.options;
+  std::string out;
+  auto note = [&](const std::string& flag, int asked, int used) {
+    if (used > 0 && used != asked) out += (out.empty() ? "" : ", ") + flag + " " + thousands(asked) + " -> " + thousands(used);
+  };
+  note("--batch-size", o.batch_size, r.batch_size_used);
+  note("--eval-batch-size", o.eval_batch_size, r.eval_batch_size_used);
+  const std::vector<int>& timed = r.latency_batches_used;
+  for (int asked : o.latency_batches)  // a batch larger than the test split is timed at all of it
+    if (asked > r.test_n && std::find(timed.begin(), timed.end(), int(r.test_n)) != timed.end())
+      note("--latency-batches", asked, int(r.test_n));
+  return out;
 }
 
 std::string report_table(const RunReport& r) {
@@ -556,6 +576,8 @@ std::string report_table(const RunReport& r) {
   std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
+  const std::string capped = capped_batches(r);
+  if (!capped.empty()) out += "batch sizes capped at the data: " + capped + "\n";
   if (!r.phases.empty()) {
     std::vector<std::vector<std::string>> phase_rows = {{"phase", "wall time"}};
     for (const PhaseTime& p : r.phases) phase_rows.push_back({p.phase, format("%.2f s", p.seconds)});
