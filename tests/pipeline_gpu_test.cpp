@@ -458,5 +458,32 @@ TEST(PipelineGpu, EvaluationStopsOnRequest) {
   EXPECT_EQ(stopped.loss, 0.0);
 }
 
+// --select best on the CUDA engine: keep_best copies the parameters on the
+// device, training moves on, restore_best brings the kept ones back bit for
+// bit; get_best / set_best carry them through a checkpoint (pipeline logic is
+// engine-agnostic and tested on the CPU in pipeline_test).
+TEST(PipelineGpu, KeptBestParametersAreRestoredExactly) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  const TrainSettings s = deterministic_settings(64);
+  const LossConfig ce{1.0f, 0.0f};
+  auto engine = loaded(make_cuda_engine(), w);
+  std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, s);
+  EXPECT_TRUE(model->get_best().empty());
+  EXPECT_THROW(model->restore_best(), Error);
+  const RunResult first = train(*model, w, s, ce);
+  model->keep_best();
+  const RunResult second = train(*model, w, s, ce);
+  ASSERT_NE(second.params, first.params);
+  EXPECT_TRUE(model->get_best() == first.params);
+  model->restore_best();
+  EXPECT_TRUE(model->get_params() == first.params);
+
+  std::unique_ptr<ModelEngine> resumed = engine->create_model(w.student, second.params, s);
+  resumed->set_best(first.params);
+  resumed->restore_best();
+  EXPECT_TRUE(resumed->get_params() == first.params);
+}
+
 }  // namespace
 }  // namespace kd

@@ -208,11 +208,21 @@ TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {
   }
 }
 
-// Wraps the CPU engine and records every train_step (begin, b).
+// Validation results by epoch, replacing the real ones: the selection tests
+// construct runs whose last epoch is not the best. Entry k: the result after
+// epoch k + 1 (epochs are told apart by the optimiser's step count).
+struct ValScript {
+  std::vector<EvalResult> by_epoch;
+  int64_t steps_per_epoch = 0;
+};
+
+// Wraps the CPU engine and records every train_step (begin, b); with a
+// script, validation returns the scripted results.
 class RecordingModel final : public ModelEngine {
  public:
-  RecordingModel(std::unique_ptr<ModelEngine> inner, std::vector<std::pair<int64_t, int>>& log)
-      : inner_(std::move(inner)), log_(log) {}
+  RecordingModel(std::unique_ptr<ModelEngine> inner, std::vector<std::pair<int64_t, int>>& log,
+                 const ValScript& script)
+      : inner_(std::move(inner)), log_(log), script_(script) {}
   const Arch& arch() const override { return inner_->arch(); }
   void begin_epoch(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
   void train_step(int64_t begin, int b, const LossConfig& loss) override {
@@ -220,17 +230,28 @@ class RecordingModel final : public ModelEngine {
     inner_->train_step(begin, b, loss);
   }
   TrainStats end_epoch() override { return inner_->end_epoch(); }
-  EvalResult evaluate(SplitId s) override { return inner_->evaluate(s); }
+  EvalResult evaluate(SplitId s) override {
+    if (s != SplitId::Val || script_.by_epoch.empty()) return inner_->evaluate(s);
+    const int64_t epoch = inner_->get_optim_state().step / script_.steps_per_epoch;
+    EXPECT_GE(epoch, 1);
+    EXPECT_LE(epoch, int64_t(script_.by_epoch.size()));
+    return script_.by_epoch.at(size_t(epoch - 1));
+  }
   LatencyRecord measure_latency(int batch, int repeats) override { return inner_->measure_latency(batch, repeats); }
   std::vector<float> get_params() override { return inner_->get_params(); }
   void set_params(const std::vector<float>& p) override { inner_->set_params(p); }
   OptimState get_optim_state() override { return inner_->get_optim_state(); }
   void set_optim_state(const OptimState& s) override { inner_->set_optim_state(s); }
+  void keep_best() override { inner_->keep_best(); }
+  void restore_best() override { inner_->restore_best(); }
+  std::vector<float> get_best() override { return inner_->get_best(); }
+  void set_best(const std::vector<float>& p) override { inner_->set_best(p); }
   ModelEngine* inner() { return inner_.get(); }
 
  private:
   std::unique_ptr<ModelEngine> inner_;
   std::vector<std::pair<int64_t, int>>& log_;
+  const ValScript& script_;
 };
 class RecordingEngine final : public Engine {
  public:
@@ -242,12 +263,13 @@ class RecordingEngine final : public Engine {
   int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
-    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log);
+    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log, script);
   }
   void compute_soft_targets(ModelEngine& teacher) override {
     inner_->compute_soft_targets(*static_cast<RecordingModel&>(teacher).inner());
   }
   std::vector<std::pair<int64_t, int>> log;
+  ValScript script;
 
  private:
   std::unique_ptr<Engine> inner_ = make_cpu_engine();
@@ -277,6 +299,14 @@ TEST(PipelineOrchestration, NonFiniteLossStopsWithTheStepNamed) {
     EXPECT_NE(std::string(e.what()).find("teacher"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(o.out_dir + "/teacher.safetensors")) << "no model file from a diverged run";
+}
+
+// Runs `o` with the test hook stopping it after `steps` training steps, as a
+// signal would; the run must end with the stop.
+void run_stopped_after(const Options& o, Engine& engine, int steps) {
+  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", std::to_string(steps).c_str(), 1);
+  EXPECT_THROW(run_command(o, engine), Error);
+  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
 }
 
 TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
@@ -318,10 +348,8 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   Options o = small_run(fresh_dir("refuse"));
   o.command = Command::TrainTeacher;
   o.epochs_teacher = 1;
-  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "3", 1);
   auto engine = make_cpu_engine();
-  EXPECT_THROW(run_command(o, *engine), Error);
-  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
+  run_stopped_after(o, *engine, 3);
   o.resume_dir = o.out_dir;
   o.lr = 5e-4;
   try {
@@ -449,10 +477,8 @@ TEST(PipelineOrchestration, StopAtTheEndOfAnEpochResumesWithItsLoss) {
 
   Options broken = straight;
   broken.out_dir = fresh_dir("edge_broken");
-  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "16", 1);
   auto engine2 = make_cpu_engine();
-  EXPECT_THROW(run_command(broken, *engine2), Error);
-  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
+  run_stopped_after(broken, *engine2, 16);
   const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
   EXPECT_EQ(ck.epochs_done, 0);
   EXPECT_EQ(ck.epoch_steps, 16);
@@ -555,6 +581,140 @@ TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   EXPECT_EQ(err.rfind("kdtrain: --eval-batch-size 10000 needs ", 0), 0u) << err;
   EXPECT_FALSE(fs::exists(out + "/run"));
+}
+
+// ------------------------------------------------------------ --select
+
+// 1,000 training images (16 steps of 64 per epoch), a 500-image test split.
+Options selection_run(const std::string& name, int epochs) {
+  Options o = small_run(fresh_dir(name));
+  o.train_limit = 1000;
+  o.val_size = 200;
+  o.test_limit = 500;
+  o.epochs_teacher = epochs;
+  o.epochs_student = epochs;
+  return o;
+}
+
+// Validation accuracy 0.5, 0.9, 0.7 (of 1,000) after epochs 1, 2, 3: epoch 2 is the best.
+ValScript peak_at_epoch_two() {
+  ValScript v;
+  v.steps_per_epoch = 16;
+  for (int64_t correct : {500, 900, 700}) v.by_epoch.push_back(EvalResult{0.5, correct, 1000});
+  return v;
+}
+
+nlohmann::json model_summary(const std::string& out, const std::string& role) {
+  const auto summary = nlohmann::json::parse(read_text(out + "/summary.json"));
+  for (const auto& m : summary["models"])
+    if (m["role"] == role) return m;
+  ADD_FAILURE() << "no " << role << " in " << out << "/summary.json";
+  return {};
+}
+
+std::vector<float> saved_params(const std::string& out, const std::string& file) {
+  return load_model_file(out + "/" + file).params;
+}
+
+// Every model's best validation epoch (2 of 3) is saved, tested and timed;
+// the distilled student learns from the epoch-2 teacher. The reference: the
+// same run stopped after epoch 2 (same seed, so the same first two epochs)
+// keeping its last epoch. The last epoch's test accuracy is reported too:
+// that of 3 epochs under --select last (the students' from the epoch-2 teacher).
+TEST(PipelineSelection, BestValidationEpochIsKeptForEveryModel) {
+  Options best = selection_run("select_best", 3);
+  RecordingEngine engine;
+  engine.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(best, engine), 0);
+
+  Options two = selection_run("select_two", 2);
+  two.select = SelectRule::Last;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(two, *engine2), 0);
+  Options last = selection_run("select_last", 3);  // students: 3 epochs from the epoch-2 teacher
+  last.epochs_teacher = 2;
+  last.select = SelectRule::Last;
+  auto engine3 = make_cpu_engine();
+  ASSERT_EQ(run_command(last, *engine3), 0);
+  Options last_teacher = selection_run("select_last_teacher", 3);
+  last_teacher.command = Command::TrainTeacher;
+  last_teacher.select = SelectRule::Last;
+  auto engine4 = make_cpu_engine();
+  ASSERT_EQ(run_command(last_teacher, *engine4), 0);
+
+  for (const auto& [role, file] : std::vector<std::pair<std::string, std::string>>{
+           {"teacher", "teacher.safetensors"},
+           {"student", "student.safetensors"},
+           {"scratch", "student_scratch.safetensors"}}) {
+    const std::string& last_dir = role == "teacher" ? last_teacher.out_dir : last.out_dir;
+    EXPECT_EQ(saved_params(best.out_dir, file), saved_params(two.out_dir, file)) << role;
+    EXPECT_NE(saved_params(best.out_dir, file), saved_params(last_dir, file)) << role;
+    const auto m = model_summary(best.out_dir, role);
+    EXPECT_EQ(m["selection"], "best") << role;
+    EXPECT_EQ(m["selected_epoch"], 2) << role;
+    EXPECT_EQ(m["test_acc"], model_summary(two.out_dir, role)["test_acc"]) << role;
+    EXPECT_EQ(m["last_epoch_test_acc"], model_summary(last_dir, role)["test_acc"]) << role;
+    EXPECT_EQ(m["curve"].size(), 3u) << role << ": the curves keep every epoch";
+    EXPECT_EQ(model_summary(last_dir, role)["selected_epoch"], 3) << role;
+  }
+  EXPECT_NE(read_text(best.out_dir + "/plots.gp").find("point pt 6"), std::string::npos)
+      << "curves.png circles the selected epochs";
+}
+
+// Ties: equal accuracy goes to the lower validation loss, then to the earlier epoch.
+TEST(PipelineSelection, TiesGoToTheLowerLossThenTheEarlierEpoch) {
+  Options o = selection_run("select_ties", 3);
+  o.command = Command::TrainTeacher;
+  RecordingEngine engine;
+  engine.script.steps_per_epoch = 16;
+  engine.script.by_epoch = {EvalResult{0.5, 900, 1000}, EvalResult{0.3, 900, 1000}, EvalResult{0.3, 900, 1000}};
+  ASSERT_EQ(run_command(o, engine), 0);
+  EXPECT_EQ(model_summary(o.out_dir, "teacher")["selected_epoch"], 2);
+}
+
+// A run stopped mid-way through epoch 3, after its best epoch 2, resumes
+// with epoch 2 kept: the checkpoint carries the kept parameters.
+TEST(PipelineSelection, ResumeMidEpochAfterTheBestEpochKeepsIt) {
+  Options straight = selection_run("select_straight", 3);
+  straight.command = Command::TrainTeacher;
+  RecordingEngine engine;
+  engine.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(straight, engine), 0);
+
+  Options broken = selection_run("select_broken", 3);
+  broken.command = Command::TrainTeacher;
+  RecordingEngine engine2;
+  engine2.script = peak_at_epoch_two();
+  run_stopped_after(broken, engine2, 16 + 16 + 5);  // inside epoch 3
+  const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.epochs_done, 2);
+  EXPECT_EQ(ck.best_epoch, 2);
+  EXPECT_EQ(ck.best_params.size(), ck.params.size());
+
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  RecordingEngine engine3;
+  engine3.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(resumed, engine3), 0);
+  EXPECT_EQ(saved_params(resumed.out_dir, "teacher.safetensors"), saved_params(straight.out_dir, "teacher.safetensors"));
+  EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["selected_epoch"], 2);
+  EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["last_epoch_test_acc"],
+            model_summary(straight.out_dir, "teacher")["last_epoch_test_acc"]);
+}
+
+// --val-size 0: nothing to select on, so the last epoch, and the report says so.
+TEST(PipelineSelection, NoValidationSplitFallsBackToTheLastEpoch) {
+  Options o = selection_run("select_noval", 2);
+  o.command = Command::TrainTeacher;
+  o.val_size = 0;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(o, *engine), 0);
+  const auto m = model_summary(o.out_dir, "teacher");
+  EXPECT_EQ(m["selection"], "last");
+  EXPECT_EQ(m["selected_epoch"], 2);
+  EXPECT_EQ(m["last_epoch_test_acc"], m["test_acc"]);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  EXPECT_NE(summary["selection"].get<std::string>().find("--val-size 0"), std::string::npos) << summary["selection"];
 }
 
 }  // namespace

@@ -37,9 +37,15 @@ struct ModelReport {
   int64_t params = 0;
   int64_t bytes = 0;         // params * 4 (fp32)
   std::vector<EpochRecord> curve;
-  double test_acc = 0;
+  // The epoch whose parameters were saved, tested and timed (--select), and
+  // by which rule: "best" (validation accuracy) or "last"; 0 and "" for a
+  // model not trained in this run (distill's teacher).
+  int selected_epoch = 0;
+  std::string selection;
+  double test_acc = 0;       // of the selected epoch
   int64_t test_errors = 0;
   double test_loss = 0;
+  double last_epoch_test_acc = 0;  // of the last epoch (== test_acc when it is the selected one)
   double train_seconds = 0;
   std::vector<LatencyRecord> latency;
 };

@@ -99,6 +99,16 @@ class ModelEngine {
   virtual void set_params(const std::vector<float>& params) = 0;
   virtual OptimState get_optim_state() = 0;
   virtual void set_optim_state(const OptimState& state) = 0;
+
+  // The best epoch's parameters (--select best): one more parameter buffer on
+  // the model's device. keep_best copies the current parameters into it (a
+  // device-to-device copy on the GPU, no host round trip); restore_best
+  // copies them back. get_best / set_best move the copy to and from the host
+  // for checkpoints; get_best is empty while nothing was kept.
+  virtual void keep_best() = 0;
+  virtual void restore_best() = 0;
+  virtual std::vector<float> get_best() = 0;
+  virtual void set_best(const std::vector<float>& params) = 0;
 };
 
 class Engine {

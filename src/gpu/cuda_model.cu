@@ -78,8 +78,8 @@ MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, cons
   const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
   const int64_t train_n = context.loaded() ? context.split(SplitId::Train).n : 0;
   MemoryNeed need;
-  // params_, grads_, moments; order_, epoch_loss_, epoch_kl_ (train n each)
-  need.state = (2 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f);
+  // params_, grads_, moments, best_; order_, epoch_loss_, epoch_kl_ (train n each)
+  need.state = (3 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f);
   const bool conv = std::any_of(arch.layers.begin(), arch.layers.end(),
                                 [](const Layer& l) { return l.kind == LayerKind::Conv; });
   need.workspace = conv ? kConvWorkspaceAllowance : 0;
@@ -119,6 +119,38 @@ std::vector<float> CudaModel::get_params() {
   std::vector<float> out(params_.size());
   copy_to_host(out.data(), params_.data(), out.size(), context_.stream());
   return out;
+}
+
+void CudaModel::keep_best() {
+  if (best_.size() != params_.size()) {
+    KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // allocating may not overtake queued steps
+    best_.allocate(params_.size(), "best epoch's parameters (--select best)");
+  }
+  KD_CUDA_CHECK(cudaMemcpyAsync(best_.data(), params_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
+                                context_.stream()));
+}
+
+void CudaModel::restore_best() {
+  if (best_.size() != params_.size()) fail("restore_best: no parameters were kept (keep_best was never called)");
+  KD_CUDA_CHECK(cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
+                                context_.stream()));
+}
+
+std::vector<float> CudaModel::get_best() {
+  std::vector<float> out(best_.size());
+  copy_to_host(out.data(), best_.data(), out.size(), context_.stream());
+  return out;
+}
+
+void CudaModel::set_best(const std::vector<float>& params) {
+  if (params.size() != params_.size())
+    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(params_.size()) + " parameters");
+  if (best_.size() != params_.size()) {
+    KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+    best_.allocate(params_.size(), "best epoch's parameters (--select best)");
+  }
+  copy_to_device(best_.data(), params.data(), params.size(), context_.stream());
 }
 
 OptimState CudaModel::get_optim_state() {

@@ -46,6 +46,10 @@ class CudaModel final : public ModelEngine {
   void set_params(const std::vector<float>& params) override;
   OptimState get_optim_state() override;
   void set_optim_state(const OptimState& state) override;
+  void keep_best() override;
+  void restore_best() override;
+  std::vector<float> get_best() override;
+  void set_best(const std::vector<float>& params) override;
 
   // Inference logits of every image of `split`, in order -> logits: (split n,
   // classes) device memory, written on the engine's stream.
@@ -82,6 +86,7 @@ class CudaModel final : public ModelEngine {
   // Flat (param_count) buffers, layer by layer as in kd/model.h.
   DeviceBuffer<float> params_, grads_;
   DeviceBuffer<float> moment1_, moment2_;  // Adam m and v; SGD: momentum buffer and (empty)
+  DeviceBuffer<float> best_;               // the best epoch's parameters; empty until keep_best
   DeviceBuffer<uint64_t> step_counter_;    // (1) updates applied; the graph increments it first
   int64_t step_ = 0;                       // host mirror of *step_counter_
 

@@ -68,6 +68,10 @@ class CpuModelEngine final : public ModelEngine {
   void set_params(const std::vector<float>& params) override;
   OptimState get_optim_state() override { return optim_; }
   void set_optim_state(const OptimState& state) override;
+  void keep_best() override { best_ = model_.params(); }
+  void restore_best() override;
+  std::vector<float> get_best() override { return best_; }
+  void set_best(const std::vector<float>& params) override;
 
   // logits: (n, classes) of every image of `split` in inference mode.
   std::vector<float> infer_all(SplitId split);
@@ -80,6 +84,7 @@ class CpuModelEngine final : public ModelEngine {
   TrainSettings settings_;
   CpuModel model_;
   OptimState optim_;
+  std::vector<float> best_;  // (param_count) once keep_best was called, else empty
   std::vector<int32_t> order_;
   std::vector<float> batch_x_, dlogits_, teacher_rows_;
   std::vector<int32_t> batch_y_;
@@ -99,8 +104,8 @@ class CpuEngine final : public Engine {
   MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
     MemoryNeed need;
     const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
-    // parameters, gradients, moments
-    need.state = (2 + moments) * arch.param_count * int64_t(sizeof(float));
+    // parameters, gradients, moments, the best epoch's copy
+    need.state = (3 + moments) * arch.param_count * int64_t(sizeof(float));
     const int rows = buffer_rows(settings);
     const int64_t activations = CpuModel::activation_bytes(arch, rows) + engine_row_bytes(arch, rows);
     // One set of buffers: it counts against the flag that sizes it.
@@ -151,6 +156,18 @@ void CpuModelEngine::set_params(const std::vector<float>& params) {
     fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
          std::to_string(model_.arch().param_count) + " parameters");
   model_.params() = params;
+}
+
+void CpuModelEngine::restore_best() {
+  if (best_.empty()) fail("restore_best: no parameters were kept (keep_best was never called)");
+  model_.params() = best_;
+}
+
+void CpuModelEngine::set_best(const std::vector<float>& params) {
+  if (int64_t(params.size()) != model_.arch().param_count)
+    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(model_.arch().param_count) + " parameters");
+  best_ = params;
 }
 
 void CpuModelEngine::set_optim_state(const OptimState& state) {

@@ -140,10 +140,12 @@ void save_training_checkpoint(const std::string& path, const TrainingCheckpoint&
   st.metadata["epoch_loss_sum"] = exact_text(ck.epoch_loss_sum);
   st.metadata["epoch_kl_sum"] = exact_text(ck.epoch_kl_sum);
   st.metadata["epoch_steps"] = std::to_string(ck.epoch_steps);
+  st.metadata["best_epoch"] = std::to_string(ck.best_epoch);
   st.metadata["options"] = ck.options_fingerprint;
   st.tensors.push_back(flat_tensor("params", ck.params));
   st.tensors.push_back(flat_tensor("optim.m", ck.optim.m));
   st.tensors.push_back(flat_tensor("optim.v", ck.optim.v));
+  st.tensors.push_back(flat_tensor("best", ck.best_params));
   save_safetensors(path, st);
 }
 
@@ -160,12 +162,17 @@ TrainingCheckpoint load_training_checkpoint(const std::string& path) {
   ck.epoch_loss_sum = parse_double_meta(st, "epoch_loss_sum", path);
   ck.epoch_kl_sum = parse_double_meta(st, "epoch_kl_sum", path);
   ck.epoch_steps = parse_int_meta(st, "epoch_steps", path);
+  ck.best_epoch = parse_int_meta(st, "best_epoch", path);
+  if (ck.best_epoch < 0 || ck.best_epoch > ck.epochs_done)
+    fail(path + ": metadata 'best_epoch' is " + std::to_string(ck.best_epoch) + ", outside [0, epochs_done = " +
+         std::to_string(ck.epochs_done) + "]");
   ck.options_fingerprint = require_meta(st, "options", path);
   const size_t n = size_t(ck.arch.param_count);
   ck.params = read_flat(st, "params", n, path);
   ck.optim.m = read_flat(st, "optim.m", n, path);
   const TensorData& v = st.get("optim.v");
   ck.optim.v = read_flat(st, "optim.v", v.numel() == 0 ? 0 : n, path);
+  ck.best_params = read_flat(st, "best", ck.best_epoch > 0 ? n : 0, path);
   return ck;
 }
 

@@ -106,6 +106,7 @@ std::string options_fingerprint(const Options& o) {
   s << "seed=" << o.seed << " batch=" << o.batch_size << " lr=" << o.lr << " optimizer=" << int(o.optimizer)
     << " momentum=" << o.momentum << " T=" << o.temperature << " alpha=" << o.alpha << " teacher=" << o.teacher_arch
     << " student=" << o.student_arch << " val=" << o.val_size << " limit=" << o.train_limit
+    << " select=" << select_rule_name(o.select)
     << " data=" << fs::weakly_canonical(o.data_dir).string();
   return s.str();
 }
@@ -322,17 +323,14 @@ class Pipeline {
 
     auto teacher = engine_.create_model(teacher_arch, teacher_params, settings_);
     ModelReport teacher_report = new_report("teacher", teacher_arch);
+    bool teacher_saved = false;  // holds the selected epoch already, saved by the interrupted run
     if (opt_.command != Command::Distill) {
-      const bool teacher_done = resume_ && resume_->phase != "teacher";
-      if (teacher_done) {
-        ModelFile f = load_model_file(out_dir_ + "/teacher.safetensors");
-        teacher->set_params(f.params);
-        teacher_report.curve = history_for("teacher");
-      } else {
-        train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
-      }
+      teacher_saved = resume_ && resume_->phase != "teacher";
+      if (teacher_saved) load_finished("teacher", *teacher, teacher_report);
+      else train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
     }
-    finish_model(*teacher, teacher_report);
+    // The soft targets below come from the selected teacher: finish_model restores it.
+    finish_model(*teacher, teacher_report, !teacher_saved);
     stop_if_interrupted("the teacher's test evaluation and timing");
     if (opt_.command != Command::Distill)
       save_model_file(out_dir_ + "/teacher.safetensors", teacher_arch, teacher->get_params(),
@@ -367,18 +365,30 @@ class Pipeline {
                             const LossConfig& loss) {
     auto model = engine_.create_model(arch, init, settings_);
     ModelReport rep = new_report(phase, arch);
-    const bool done = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
-    if (done) {
-      ModelFile f = load_model_file(out_dir_ + "/" + phase_file(phase));
-      model->set_params(f.params);
-      rep.curve = history_for(phase);
-    } else {
-      train_phase(phase, *model, loss, opt_.epochs_student, rep);
-    }
-    finish_model(*model, rep);
+    const bool saved = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
+    if (saved) load_finished(phase, *model, rep);
+    else train_phase(phase, *model, loss, opt_.epochs_student, rep);
+    finish_model(*model, rep, !saved);
     stop_if_interrupted("the " + phase + "'s test evaluation and timing");
     save_model_file(out_dir_ + "/" + phase_file(phase), arch, model->get_params(), model_facts(rep));
     report_.models.push_back(rep);
+  }
+
+  // A phase the interrupted run finished: its saved model (the selected
+  // epoch) and what the run recorded about it.
+  void load_finished(const std::string& phase, ModelEngine& model, ModelReport& rep) {
+    const std::string path = out_dir_ + "/" + phase_file(phase);
+    const ModelFile f = load_model_file(path);
+    model.set_params(f.params);
+    rep.curve = history_for(phase);
+    const auto fact = [&](const char* key) {
+      const auto it = f.metadata.find(key);
+      if (it == f.metadata.end()) fail(path + ": metadata has no '" + key + "'; it was not written by this run");
+      return it->second;
+    };
+    rep.selection = fact("selection");
+    rep.selected_epoch = std::stoi(fact("selected_epoch"));
+    rep.last_epoch_test_acc = std::stod(fact("last_epoch_test_accuracy"));
   }
 
   static int phase_rank(const std::string& phase) {
@@ -396,9 +406,15 @@ class Pipeline {
     int first_epoch = 1;
     int64_t resume_begin = 0;
     EpochSums carried;  // the interrupted epoch's steps before the resume
+    best_ = BestEpoch{};
     if (resume_ && resume_->phase == phase) {
       model.set_params(resume_->params);
       model.set_optim_state(resume_->optim);
+      if (resume_->best_epoch > 0) {
+        model.set_best(resume_->best_params);
+        for (const EpochRecord& e : history_for(phase))
+          if (e.epoch == resume_->best_epoch) best_ = BestEpoch{e.epoch, e.val_acc, e.val_loss};
+      }
       first_epoch = resume_->epochs_done + 1;
       resume_begin = std::min<int64_t>(resume_batches_done_ * int64_t(batch), splits_.train.n);
       carried.loss = resume_->epoch_loss_sum;
@@ -452,6 +468,10 @@ class Pipeline {
       e.samples_per_s = double(n - (epoch == first_epoch ? resume_begin : 0)) / std::max(secs, 1e-9);
       rep.curve.push_back(e);
       history_.push_back(e);
+      if (select_best() && best_.beaten_by(e)) {
+        model.keep_best();
+        best_ = BestEpoch{epoch, e.val_acc, e.val_loss};
+      }
       if (tty_) std::printf("\r%*s\r", 100, "");
       if (!opt_.quiet) {
         std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n",
@@ -463,6 +483,8 @@ class Pipeline {
       save_checkpoint(phase, epoch, 0, model);
     }
     rep.train_seconds = seconds_since(phase_t0);
+    rep.selection = select_best() ? "best" : "last";
+    rep.selected_epoch = select_best() ? best_.epoch : (rep.curve.empty() ? 0 : rep.curve.back().epoch);
     add_phase(phase + " training", rep.train_seconds);
   }
 
@@ -513,6 +535,8 @@ class Pipeline {
     ck.epoch_loss_sum = sums.loss;
     ck.epoch_kl_sum = sums.kl;
     ck.epoch_steps = sums.steps;
+    ck.best_epoch = best_.epoch;
+    if (best_.epoch > 0) ck.best_params = model.get_best();
     ck.options_fingerprint = options_fingerprint(opt_) + " batches_done=" + std::to_string(batches_done);
     save_training_checkpoint(checkpoint_path(), ck);
   }
@@ -550,15 +574,32 @@ class Pipeline {
     return r;
   }
 
-  void finish_model(ModelEngine& model, ModelReport& rep) {
+  // Tests and times the selected epoch. `holds_last`: the model holds the
+  // last epoch's parameters (not a saved selected model), so when another
+  // epoch was selected the last one is tested first, then the kept one restored.
+  void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last) {
     const auto t0 = Clock::now();
+    const int last = rep.curve.empty() ? 0 : rep.curve.back().epoch;
+    const bool earlier_selected = holds_last && rep.selected_epoch != last;
+    if (earlier_selected) {
+      rep.last_epoch_test_acc = model.evaluate(SplitId::Test).accuracy();
+      model.restore_best();
+    }
     const EvalResult test = model.evaluate(SplitId::Test);
     add_phase(rep.role + " evaluation", seconds_since(t0));
     rep.test_acc = test.accuracy();
     rep.test_errors = test.n - test.correct;
     rep.test_loss = test.loss;
+    if (holds_last && !earlier_selected) rep.last_epoch_test_acc = rep.test_acc;
+    std::string which;
+    if (rep.selected_epoch > 0 && rep.selected_epoch != last)
+      which = " at epoch " + std::to_string(rep.selected_epoch) + " of " + std::to_string(last) +
+              " (best validation accuracy; the last epoch's: " +
+              std::to_string(100 * rep.last_epoch_test_acc).substr(0, 6) + "%)";
+    else if (rep.selected_epoch > 0)
+      which = " at epoch " + std::to_string(rep.selected_epoch) + " (" + rep.selection + ")";
     say(rep.role + ": test accuracy " + std::to_string(100 * rep.test_acc).substr(0, 6) + "% (" +
-        std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")");
+        std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")" + which);
     const auto l0 = Clock::now();
     rep.latency = measure_latencies(model);
     add_phase(rep.role + " latency", seconds_since(l0));
@@ -574,8 +615,13 @@ class Pipeline {
   }
 
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const {
+    char last_acc[32];
+    std::snprintf(last_acc, sizeof last_acc, "%.9g", rep.last_epoch_test_acc);
     return {{"role", rep.role},
             {"test_accuracy", std::to_string(rep.test_acc)},
+            {"selection", rep.selection},
+            {"selected_epoch", std::to_string(rep.selected_epoch)},
+            {"last_epoch_test_accuracy", last_acc},
             {"seed", std::to_string(opt_.seed)},
             {"data", opt_.data_dir},
             {"trained_on", report_.device},
@@ -625,6 +671,19 @@ class Pipeline {
   std::unique_ptr<TrainingCheckpoint> resume_;
   int64_t resume_batches_done_ = 0;
   std::vector<int> latency_batches_;  // what size_batches() made of --latency-batches
+  // The best epoch so far of the phase in training (--select best).
+  struct BestEpoch {
+    int epoch = 0;  // 0: none yet
+    double val_acc = 0, val_loss = 0;
+    // Higher validation accuracy wins; at equal accuracy the lower loss; at
+    // equal both the earlier epoch, which is already held.
+    bool beaten_by(const EpochRecord& e) const {
+      return epoch == 0 || e.val_acc > val_acc || (e.val_acc == val_acc && e.val_loss < val_loss);
+    }
+  };
+  BestEpoch best_;
+  // --val-size 0 leaves nothing to select on: best falls back to last.
+  bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   int64_t interrupt_after_steps_ = 0, steps_run_ = 0;
 };
 
