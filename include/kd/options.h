@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,7 +10,7 @@
 
 namespace kd {
 
-enum class Command { Run, TrainTeacher, Distill, Eval, Latency };
+enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Sweep };
 enum class DeviceChoice { Auto, Cuda, Cpu };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
@@ -46,6 +47,17 @@ struct Options {
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
   std::vector<int> latency_batches = {1, 64, 1024, 10000};
+
+  // kdtrain sweep (kd/sweep.h). --student-arch, --temperature and --alpha take
+  // lists there (repeated flags or ';'-separated values); every other command
+  // takes one value, copied into student_arch, temperature and alpha above.
+  // An empty list means the sweep's default grid.
+  std::vector<std::string> student_archs;
+  std::vector<double> temperatures, alphas;
+  int seeds = 1;                         // --seeds: runs per configuration
+  std::optional<double> max_latency_us;  // constraints for the recommended student
+  std::optional<int64_t> max_params;
+  std::optional<double> min_accuracy;    // percent
 };
 
 // Parses argv into Options. Throws kd::Error with a one-line message naming the

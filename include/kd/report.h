@@ -88,4 +88,24 @@ std::string report_table(const RunReport& r);
 // skipped (gnuplot missing) or an empty string.
 std::string write_report_files(const RunReport& r, const std::string& out_dir);
 
+// Table text: 1234567 -> "1,234,567"; bytes -> "918.5 KiB"; rows of cells
+// aligned in columns (the first left-aligned, the others right-aligned).
+std::string thousands(int64_t v);
+std::string byte_size(int64_t bytes);
+std::string aligned(const std::vector<std::vector<std::string>>& rows);
+
+// A picture a gnuplot script draws: the script sets its output to the
+// variable `variable`, which render_plots points at a temporary file.
+struct PlotPicture {
+  std::string variable;  // e.g. "curves_png"
+  std::string file;      // e.g. "curves.png", in the plot directory
+};
+// Writes `script` to dir/script_name and runs gnuplot on it in `dir`, drawing
+// each picture into a temporary file renamed into place (a reader never sees
+// half a PNG). Returns a note when gnuplot is missing or failed, else "".
+std::string render_plots(const std::string& dir, const std::string& script_name, const std::string& script,
+                         const std::vector<PlotPicture>& pictures);
+// `s` as a gnuplot single-quoted string literal.
+std::string gnuplot_string(const std::string& s);
+
 }  // namespace kd

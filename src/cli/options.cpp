@@ -14,9 +14,11 @@
 #include <cstdlib>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "kd/error.h"
+#include "kd/sweep.h"
 
 namespace kd {
 namespace {
@@ -33,7 +35,8 @@ constexpr Named<Command> kCommands[] = {{"run", Command::Run},
                                         {"train-teacher", Command::TrainTeacher},
                                         {"distill", Command::Distill},
                                         {"eval", Command::Eval},
-                                        {"latency", Command::Latency}};
+                                        {"latency", Command::Latency},
+                                        {"sweep", Command::Sweep}};
 constexpr Named<DeviceChoice> kDevices[] = {
     {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu}};
 constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
@@ -145,6 +148,14 @@ void parse_value(const std::string& flag, const std::string& text, std::vector<i
   out = values;
 }
 
+// A constraint that is off until given.
+template <class T>
+void parse_value(const std::string& flag, const std::string& text, std::optional<T>& out) {
+  T v{};
+  parse_value(flag, text, v);
+  out = v;
+}
+
 template <class E>
 std::enable_if_t<std::is_enum<E>::value> parse_value(const std::string& flag, const std::string& text, E& out) {
   for (const Named<E>& n : Choices<E>::table)
@@ -171,6 +182,10 @@ std::string value_text(const std::vector<int>& v) {
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
   return out;
 }
+template <class T>
+std::string value_text(const std::optional<T>& v) {
+  return v ? value_text(*v) : "none";
+}
 template <class E>
 std::enable_if_t<std::is_enum<E>::value, std::string> value_text(E v) {
   return name_of(Choices<E>::table, v);
@@ -194,6 +209,40 @@ CLI::Option* add_value(CLI::App& app, const std::string& flag, T& target, const 
       ->default_str(value_text(target));
 }
 
+// Adds `flag` taking a list into `target` (kdtrain sweep): the flag may be
+// repeated, and each value may hold several items separated by ';' (arch
+// strings contain commas). --help shows `default_value`.
+template <class T>
+CLI::Option* add_list(CLI::App& app, const std::string& flag, std::vector<T>& target, const std::string& value_name,
+                      const std::string& default_value, const std::string& help) {
+  const auto convert = [flag, &target](const std::vector<std::string>& texts) {
+    target.clear();
+    for (const std::string& text : texts) {
+      if (text.size() > 1 && text[0] == '-' && text[1] == '-') fail(flag + ": needs a value, got the flag '" + text + "'");
+      size_t start = 0;
+      for (;;) {
+        const size_t semicolon = text.find(';', start);
+        const std::string item = text.substr(start, semicolon == std::string::npos ? std::string::npos : semicolon - start);
+        if (item.find_first_not_of(" \t") == std::string::npos)
+          fail(flag + ": empty value" + (texts.size() > 1 || semicolon != std::string::npos ? " in the list '" + text + "'" : ""));
+        T v{};
+        parse_value(flag, item, v);
+        if (std::find(target.begin(), target.end(), v) != target.end())
+          fail(flag + ": '" + item + "' is listed twice");
+        target.push_back(v);
+        if (semicolon == std::string::npos) break;
+        start = semicolon + 1;
+      }
+    }
+  };
+  return app.add_option_function<std::vector<std::string>>(flag, convert, help)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->type_name(value_name)
+      ->default_str(default_value);
+}
+
 // The flags every command accepts. Subcommands fall through to the app, so
 // these are defined once and may be written before or after the command.
 void add_global_flags(CLI::App& app, Options& o) {
@@ -211,12 +260,17 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
   add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
   add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
-  add_value(app, "--temperature", o.temperature, "T", "distillation temperature (> 0)");
-  add_value(app, "--alpha", o.alpha, "X", "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels");
+  const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
+  add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
+           "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
+  add_list(app, "--alpha", o.alphas, "X", value_text(o.alpha),
+           "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels" + sweep_list + " (default 0.9)");
   add_value(app, "--teacher-arch", o.teacher_arch, "ARCH",
             "teacher layers: comma-separated conv:OUT[:K[:STRIDE[:PAD]]], relu, maxpool[:2], dropout:P, "
             "flatten, dense:OUT");
-  add_value(app, "--student-arch", o.student_arch, "ARCH", "student layers, same grammar as --teacher-arch");
+  add_list(app, "--student-arch", o.student_archs, "ARCH", o.student_arch,
+           "student layers, same grammar as --teacher-arch" + sweep_list +
+               " (quote it; default: the grid in kdtrain sweep --help)");
   add_value(app, "--val-size", o.val_size, "N", "the last N training images form the validation split (>= 0)");
   add_value(app, "--train-limit", o.train_limit, "N", "train on the first N training images only; 0 = all");
   add_value(app, "--test-limit", o.test_limit, "N", "evaluate on the first N test images only; 0 = all");
@@ -246,12 +300,65 @@ void check_ranges(const Options& o) {
   require(o.momentum >= 0 && o.momentum < 1, "--momentum", "in [0, 1)", value_text(o.momentum));
   require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
+  for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
+  for (double a : o.alphas) require(a >= 0 && a <= 1, "--alpha", "in [0, 1]", value_text(a));
+  require(o.seeds >= 1, "--seeds", ">= 1", value_text(o.seeds));
+  if (o.max_latency_us) require(*o.max_latency_us > 0, "--max-latency-us", "> 0", value_text(*o.max_latency_us));
+  if (o.max_params) require(*o.max_params >= 1, "--max-params", ">= 1", value_text(*o.max_params));
+  if (o.min_accuracy)
+    require(*o.min_accuracy >= 0 && *o.min_accuracy <= 100, "--min-accuracy", "a percentage in [0, 100]",
+            value_text(*o.min_accuracy));
   require(o.val_size >= 0, "--val-size", ">= 0", value_text(o.val_size));
   require(o.train_limit >= 0, "--train-limit", ">= 0 (0 = all)", value_text(o.train_limit));
   require(o.test_limit >= 0, "--test-limit", ">= 0 (0 = all)", value_text(o.test_limit));
   require(o.eval_batch_size >= 1, "--eval-batch-size", ">= 1", value_text(o.eval_batch_size));
   for (int b : o.latency_batches)
     require(b >= 1, "--latency-batches", "a list of batch sizes >= 1", value_text(o.latency_batches));
+}
+
+// `kdtrain sweep`'s own flags and its help footer (kd/sweep.h).
+void add_sweep_command(CLI::App& sweep, Options& o) {
+  add_value(sweep, "--teacher", o.teacher_path, "FILE",
+            "distill from this saved teacher instead of training one with the teacher flags");
+  add_value(sweep, "--seeds", o.seeds, "N", "runs per configuration, each from its own seed (>= 1); seed 0 is --seed");
+  add_value(sweep, "--max-latency-us", o.max_latency_us, "US",
+            "recommend only students at most this batch-1 latency on the run's device, microseconds (> 0)");
+  add_value(sweep, "--max-params", o.max_params, "N", "recommend only students with at most N parameters (>= 1)");
+  add_value(sweep, "--min-accuracy", o.min_accuracy, "PCT",
+            "recommend only students with at least this mean test accuracy, percent (0 to 100)");
+  std::string grid;
+  for (const std::string& arch : default_sweep_archs(10)) grid += "\n  " + arch;
+  std::string temperatures, alphas;
+  for (double t : kDefaultSweepTemperatures) temperatures += (temperatures.empty() ? "" : ";") + value_text(t);
+  for (double a : kDefaultSweepAlphas) alphas += (alphas.empty() ? "" : ";") + value_text(a);
+  sweep.footer(
+      "Lists: --student-arch, --temperature and --alpha may be repeated, or given ';'-separated values (quote them: "
+      "arch strings contain commas), e.g. --student-arch 'flatten,dense:64,relu,dense:10;flatten,dense:10' "
+      "--temperature '2;4'.\nEvery architecture is distilled at every (T, alpha) and also trained from scratch, each "
+      "--seeds times, for --epochs-student epochs; the teacher trains with the teacher flags (or comes from --teacher), "
+      "and its soft targets are computed once.\nDefault grid (the last layer is dense:<classes of the data>):" +
+      grid + "\n  --temperature " + temperatures + "   --alpha " + alphas +
+      "\nWrites sweep.csv, sweep.json, pareto.png, teacher.safetensors, models/*.safetensors and "
+      "recommended.safetensors (the most accurate student meeting --max-latency-us, --max-params and "
+      "--min-accuracy) to --out. --resume DIR continues an interrupted sweep: finished runs are skipped.\n"
+      "Every flag of 'kdtrain --help' is accepted here too.");
+}
+
+// --student-arch, --temperature and --alpha: sweep keeps their lists; every
+// other command takes at most one value, copied into the scalar option.
+void settle_lists(Options& o) {
+  const bool sweep = o.command == Command::Sweep;
+  auto one = [&](const char* flag, const auto& list, auto& scalar) {
+    if (list.empty()) return;
+    if (list.size() > 1 && !sweep)
+      fail(std::string(flag) + ": takes one value (got " + std::to_string(list.size()) +
+           "); lists are for 'kdtrain sweep'");
+    if (!sweep) scalar = list.front();
+  };
+  one("--student-arch", o.student_archs, o.student_arch);
+  one("--temperature", o.temperatures, o.temperature);
+  one("--alpha", o.alphas, o.alpha);
+  if (!sweep) o.student_archs.clear(), o.temperatures.clear(), o.alphas.clear();
 }
 
 // The long names of every flag, for "did you mean" hints.
@@ -338,6 +445,9 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
             "model .safetensors to evaluate (required)");
   add_value(*add_command(Command::Latency, "inference latency of a saved model at --latency-batches"), "--model",
             o.model_path, "FILE", "model .safetensors to time (required)");
+  add_sweep_command(*add_command(Command::Sweep, "distill a grid of students from one teacher and choose one by "
+                                                 "accuracy, latency and size"),
+                    o);
 
   try {
     app.parse(argc, argv);
@@ -361,6 +471,7 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
     fail("distill: --teacher FILE is required (a .safetensors written by 'kdtrain train-teacher')");
   if ((o.command == Command::Eval || o.command == Command::Latency) && o.model_path.empty())
     fail(std::string(command_name(o.command)) + ": --model FILE is required (a .safetensors written by kdtrain)");
+  settle_lists(o);
   check_ranges(o);
   out = o;
   return true;

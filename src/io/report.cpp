@@ -203,6 +203,8 @@ json comparisons_json(const Comparisons& c) {
 }
 
 // ------------------------------------------------------------ table text
+}  // namespace
+
 std::string thousands(int64_t v) {
   std::string digits = std::to_string(v < 0 ? -v : v), out;
   for (size_t i = 0; i < digits.size(); ++i) {
@@ -217,6 +219,8 @@ std::string byte_size(int64_t bytes) {
   if (bytes < 1024 * 1024) return format("%.1f KiB", double(bytes) / 1024);
   return format("%.2f MiB", double(bytes) / (1024.0 * 1024.0));
 }
+
+namespace {
 
 std::string percent(double fraction) { return std::isfinite(fraction) ? format("%.2f %%", 100 * fraction) : "n/a"; }
 
@@ -235,8 +239,9 @@ std::string signed_points(double fraction) {
   return std::isfinite(fraction) ? format("%+.2f points", 100 * fraction) : "n/a";
 }
 
-// Rows of cells; the first column left-aligned, the others right-aligned, each
-// as wide as its widest cell.
+}  // namespace
+
+// Each column as wide as its widest cell.
 std::string aligned(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
   for (const auto& row : rows)
@@ -256,15 +261,9 @@ std::string aligned(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
-// ------------------------------------------------------------ plots
-// A gnuplot single-quoted string literal ('' is its only escape; a line break
-// would end the command, so control characters become spaces).
-std::string gnuplot_string(const std::string& s) {
-  std::string out = "'";
-  for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, (unsigned char)ch < 0x20 ? ' ' : ch);
-  return out + "'";
-}
+namespace {
 
+// ------------------------------------------------------------ plots
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
@@ -410,8 +409,8 @@ std::string last_line(const std::string& text) {
   return text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
 }
 
-// Draws the pictures into temporary files and renames them into place, so a
-// reader never sees half a PNG. Returns a note when they could not be drawn.
+// curves.png and latency.png, when there is something to draw. Returns a note
+// when they could not be drawn.
 std::string draw_plots(const RunReport& r, const fs::path& dir) {
   std::vector<std::string> phases, timed_roles;
   for (const ModelReport& m : r.models) {
@@ -424,48 +423,58 @@ std::string draw_plots(const RunReport& r, const fs::path& dir) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return kGnuplotMissingNote;
 
   if (!timed_roles.empty()) write_file_atomic((dir / "latency.csv").string(), latency_csv(r));
-  const std::string script = (dir / "plots.gp").string();
-  write_file_atomic(script, gnuplot_script(r, phases, timed_roles));
-
-  struct Picture {
-    std::string variable, name;
-  };
-  std::vector<Picture> pictures;
+  std::vector<PlotPicture> pictures;
   if (!phases.empty()) pictures.push_back({"curves_png", "curves.png"});
   if (!timed_roles.empty()) pictures.push_back({"latency_png", "latency.png"});
+  return render_plots(dir.string(), "plots.gp", gnuplot_script(r, phases, timed_roles), pictures);
+}
+
+}  // namespace
+
+// '' is a gnuplot single-quoted string's only escape; a line break would end
+// the command, so control characters become spaces.
+std::string gnuplot_string(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, (unsigned char)ch < 0x20 ? ' ' : ch);
+  return out + "'";
+}
+
+std::string render_plots(const std::string& dir, const std::string& script_name, const std::string& script,
+                         const std::vector<PlotPicture>& pictures) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return kGnuplotMissingNote;
+  const std::string script_path = (fs::path(dir) / script_name).string();
+  write_file_atomic(script_path, script);
   const std::string tmp_suffix = ".tmp." + std::to_string(::getpid());
   std::string names;
-  for (const Picture& p : pictures) names += p.variable + "=" + gnuplot_string(p.name + tmp_suffix) + "; ";
+  for (const PlotPicture& p : pictures) names += p.variable + "=" + gnuplot_string(p.file + tmp_suffix) + "; ";
   auto remove_temporaries = [&] {
     std::error_code ec;
-    for (const Picture& p : pictures) fs::remove(dir / (p.name + tmp_suffix), ec);
+    for (const PlotPicture& p : pictures) fs::remove(fs::path(dir) / (p.file + tmp_suffix), ec);
   };
 
   std::string output;
-  const int status = run_shell("cd " + shell_quote(dir.string()) + " && gnuplot -e " + shell_quote(names) + " plots.gp",
-                               output);
+  const int status =
+      run_shell("cd " + shell_quote(dir) + " && gnuplot -e " + shell_quote(names) + " " + shell_quote(script_name), output);
   if (status != 0) {
     remove_temporaries();
     return "plots skipped: gnuplot failed (exit " + std::to_string(status) + "): " + last_line(output) + "; see " +
-           script;
+           script_path;
   }
-  for (const Picture& p : pictures) {
+  for (const PlotPicture& p : pictures) {
     std::error_code ec;
-    const fs::path tmp = dir / (p.name + tmp_suffix);
+    const fs::path tmp = fs::path(dir) / (p.file + tmp_suffix);
     if (fs::file_size(tmp, ec) == 0 || ec) {
       remove_temporaries();
-      return "plots skipped: gnuplot wrote no " + p.name + " (" + last_line(output) + "); see " + script;
+      return "plots skipped: gnuplot wrote no " + p.file + " (" + last_line(output) + "); see " + script_path;
     }
-    fs::rename(tmp, dir / p.name, ec);
+    fs::rename(tmp, fs::path(dir) / p.file, ec);
     if (ec) {
       remove_temporaries();
-      return "plots skipped: cannot rename " + tmp.string() + " to " + p.name + ": " + ec.message();
+      return "plots skipped: cannot rename " + tmp.string() + " to " + p.file + ": " + ec.message();
     }
   }
   return "";
 }
-
-}  // namespace
 
 LatencyRecord latency_stats(int batch, std::vector<double> ms) {
   if (ms.empty()) fail("latency_stats: no timings");

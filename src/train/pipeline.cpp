@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -21,6 +23,7 @@
 #include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/model_io.h"
+#include "kd/sweep.h"
 #include "kd/train.h"
 
 namespace fs = std::filesystem;
@@ -41,7 +44,14 @@ uint64_t mix_seed(uint64_t seed, uint64_t salt) {  // splitmix64 of seed + salt
 // Salts that make every phase draw its own init and shuffles from the run's seed.
 // The scratch baseline shares the distilled student's init so that the two
 // differ only in their loss.
-constexpr uint64_t kTeacherSalt = 1, kStudentSalt = 2;
+constexpr uint64_t kTeacherSalt = 1, kStudentSalt = 2, kSweepSeedSalt = 1000;
+
+// The run seed of a sweep's seed index: --seed itself for index 0, so that a
+// sweep's seed-0 student is the one `kdtrain run` trains with the same
+// architecture, T and alpha; an independent mix of (--seed, index) otherwise.
+uint64_t sweep_run_seed(uint64_t seed, int seed_index) {
+  return seed_index == 0 ? seed : mix_seed(seed, kSweepSeedSalt + uint64_t(seed_index));
+}
 uint64_t phase_salt(const std::string& phase) {
   if (phase == "teacher") return 10;
   if (phase == "student") return 20;
@@ -152,6 +162,9 @@ class Pipeline {
       case Command::Latency:
         latency_of_model_file();
         break;
+      case Command::Sweep:
+        sweep();
+        break;
     }
     report_.total_seconds = seconds_since(t0);
     return 0;
@@ -185,13 +198,17 @@ class Pipeline {
   // of all of it), inference batches at most the largest split evaluated,
   // latency batches at most the test split. The buffers are sized from these.
   void size_batches() {
-    const bool soft_targets = opt_.command == Command::Run || opt_.command == Command::Distill;
+    const bool soft_targets =
+        opt_.command == Command::Run || opt_.command == Command::Distill || opt_.command == Command::Sweep;
     int64_t largest_eval = std::max(splits_.val.n, splits_.test.n);
     if (soft_targets) largest_eval = std::max(largest_eval, splits_.train.n);
     settings_.batch_size = int(std::min<int64_t>(opt_.batch_size, splits_.train.n));
     settings_.eval_batch_size = int(std::clamp<int64_t>(opt_.eval_batch_size, 1, std::max<int64_t>(largest_eval, 1)));
     latency_batches_.clear();
-    for (int batch : opt_.latency_batches) {
+    const std::vector<int> asked = opt_.command == Command::Sweep
+                                       ? std::vector<int>(std::begin(kSweepLatencyBatches), std::end(kSweepLatencyBatches))
+                                       : opt_.latency_batches;
+    for (int batch : asked) {
       if (engine_.is_reference_cpu() && batch > 64) continue;  // see Engine::is_reference_cpu
       const int used = int(std::clamp<int64_t>(batch, 1, std::max<int64_t>(splits_.test.n, 1)));
       if (std::find(latency_batches_.begin(), latency_batches_.end(), used) == latency_batches_.end())
@@ -299,42 +316,18 @@ class Pipeline {
     // Both arch strings are checked before any training, so a typo in the
     // student's costs seconds, not a trained teacher.
     const Arch student_arch = parse_model_arch(opt_.student_arch, "--student-arch");
-    // Teacher: trained here, or loaded for `distill --teacher F`.
-    Arch teacher_arch;
-    std::vector<float> teacher_params;
-    if (opt_.command == Command::Distill) {
-      ModelFile f = load_model_file(opt_.teacher_path);
-      check_input_shape(f.arch, opt_.teacher_path);
-      teacher_arch = f.arch;
-      teacher_params = f.params;
-    } else {
-      teacher_arch = parse_model_arch(opt_.teacher_arch, "--teacher-arch");
-      teacher_params.resize(size_t(teacher_arch.param_count));
-      init_params(teacher_arch, mix_seed(opt_.seed, kTeacherSalt), teacher_params.data());
-    }
+    const ModelFile teacher_file = teacher_start();
     const bool distills = opt_.command != Command::TrainTeacher;
-    std::vector<LiveModel> live = {
-        {&teacher_arch, "teacher", opt_.command == Command::Distill ? "--teacher " + opt_.teacher_path : "--teacher-arch"}};
+    std::vector<LiveModel> live = {{&teacher_file.arch, "teacher", teacher_flag()}};
     if (distills) live.push_back({&student_arch, "student", "--student-arch"});
     check_memory(live, distills);
     // Only now is anything written: a refused configuration leaves no trace.
     prepare_out_dir();
     install_interrupt_handlers();
 
-    auto teacher = engine_.create_model(teacher_arch, teacher_params, settings_);
-    ModelReport teacher_report = new_report("teacher", teacher_arch);
-    bool teacher_saved = false;  // holds the selected epoch already, saved by the interrupted run
-    if (opt_.command != Command::Distill) {
-      teacher_saved = resume_ && resume_->phase != "teacher";
-      if (teacher_saved) load_finished("teacher", *teacher, teacher_report);
-      else train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
-    }
-    // The soft targets below come from the selected teacher: finish_model restores it.
-    finish_model(*teacher, teacher_report, !teacher_saved);
-    stop_if_interrupted("the teacher's test evaluation and timing");
-    if (opt_.command != Command::Distill)
-      save_model_file(out_dir_ + "/teacher.safetensors", teacher_arch, teacher->get_params(),
-                      model_facts(teacher_report));
+    ModelReport teacher_report;
+    // Past the teacher's phase, the interrupted run saved it already.
+    auto teacher = ready_teacher(teacher_file, resume_ && resume_->phase != "teacher", teacher_report);
 
     if (opt_.command != Command::TrainTeacher) {
       const auto t0 = Clock::now();
@@ -361,13 +354,51 @@ class Pipeline {
     say("wrote " + written + " to " + out_dir_);
   }
 
+  // The teacher's architecture and starting parameters: the file of
+  // --teacher F (distill, sweep), or --teacher-arch freshly initialised.
+  ModelFile teacher_start() const {
+    if (!opt_.teacher_path.empty()) {
+      ModelFile f = load_model_file(opt_.teacher_path);
+      check_input_shape(f.arch, opt_.teacher_path);
+      return f;
+    }
+    ModelFile f;
+    f.arch = parse_model_arch(opt_.teacher_arch, "--teacher-arch");
+    f.params.resize(size_t(f.arch.param_count));
+    init_params(f.arch, mix_seed(opt_.seed, kTeacherSalt), f.params.data());
+    return f;
+  }
+  std::string teacher_flag() const {
+    return opt_.teacher_path.empty() ? "--teacher-arch" : "--teacher " + opt_.teacher_path;
+  }
+
+  // The teacher, ready to give soft targets: trained (continuing an
+  // interrupted run's checkpoint), or loaded from the out dir when `saved`
+  // (an interrupted run finished it), or given (--teacher F); then tested,
+  // timed, and saved as teacher.safetensors when trained here.
+  std::unique_ptr<ModelEngine> ready_teacher(const ModelFile& start, bool saved, ModelReport& rep) {
+    auto teacher = engine_.create_model(start.arch, start.params, settings_);
+    rep = new_report("teacher", start.arch);
+    const bool given = !opt_.teacher_path.empty();
+    if (!given) {
+      if (saved) load_finished("teacher", *teacher, rep);
+      else train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, rep, opt_.seed);
+    }
+    // The soft targets come from the selected teacher: finish_model restores it.
+    finish_model(*teacher, rep, given || !saved);
+    stop_if_interrupted("the teacher's test evaluation and timing");
+    if (!given)
+      save_model_file(out_dir_ + "/teacher.safetensors", start.arch, teacher->get_params(), model_facts(rep));
+    return teacher;
+  }
+
   void train_student(const std::string& phase, const Arch& arch, const std::vector<float>& init,
                             const LossConfig& loss) {
     auto model = engine_.create_model(arch, init, settings_);
     ModelReport rep = new_report(phase, arch);
     const bool saved = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
     if (saved) load_finished(phase, *model, rep);
-    else train_phase(phase, *model, loss, opt_.epochs_student, rep);
+    else train_phase(phase, *model, loss, opt_.epochs_student, rep, opt_.seed);
     finish_model(*model, rep, !saved);
     stop_if_interrupted("the " + phase + "'s test evaluation and timing");
     save_model_file(out_dir_ + "/" + phase_file(phase), arch, model->get_params(), model_facts(rep));
@@ -399,9 +430,193 @@ class Pipeline {
   }
   std::string checkpoint_path() const { return out_dir_ + "/checkpoint.safetensors"; }
 
+  // ------------------------------------------------------------ sweep (kd/sweep.h)
+  // One teacher and its soft targets, then every run of the grid; each
+  // finished run is recorded in sweep_state.json, so a resumed sweep skips it.
+  void sweep() {
+    const auto t0 = Clock::now();
+    // Every architecture is checked before any training.
+    const std::vector<std::string> texts =
+        opt_.student_archs.empty() ? default_sweep_archs(splits_.num_classes) : opt_.student_archs;
+    std::vector<Arch> archs;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const std::string flag =
+          texts.size() > 1 ? "--student-arch (value " + std::to_string(i + 1) + " of " + std::to_string(texts.size()) + ")"
+                           : "--student-arch";
+      archs.push_back(parse_model_arch(texts[i], flag.c_str()));
+      for (size_t j = 0; j < i; ++j)
+        if (archs[j].text == archs[i].text)
+          fail("--student-arch: values " + std::to_string(j + 1) + " and " + std::to_string(i + 1) +
+               " are the same architecture (" + archs[i].text + ")");
+    }
+    std::vector<std::string> arch_texts;
+    for (const Arch& a : archs) arch_texts.push_back(a.text);
+    const auto or_default = [](const std::vector<double>& list, const auto& defaults) {
+      return list.empty() ? std::vector<double>(std::begin(defaults), std::end(defaults)) : list;
+    };
+    const std::vector<SweepRun> plan =
+        sweep_plan(arch_texts, or_default(opt_.temperatures, kDefaultSweepTemperatures),
+                   or_default(opt_.alphas, kDefaultSweepAlphas), opt_.seeds);
+
+    const ModelFile teacher_file = teacher_start();
+    const Arch* largest = &*std::max_element(
+        archs.begin(), archs.end(), [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
+    check_memory({{&teacher_file.arch, "teacher", teacher_flag()}, {largest, "student", "--student-arch"}}, true);
+
+    SweepState state;
+    state.fingerprint = sweep_fingerprint();
+    if (!opt_.resume_dir.empty()) state = load_sweep_state();
+    prepare_out_dir();
+    install_interrupt_handlers();
+    const std::string state_path = out_dir_ + "/sweep_state.json";
+    // The teacher: an interrupted one continues its checkpoint; a finished one is loaded.
+    if (!state.teacher_done && !opt_.resume_dir.empty() && fs::exists(checkpoint_path())) {
+      resume_ = load_resume_checkpoint();
+      history_ = parse_metrics_csv_rows(resume_->history_csv);
+    }
+    if (state.teacher_done) history_ = parse_metrics_csv_rows(state.teacher_history_csv);
+    write_file_atomic(state_path, sweep_state_json(state));
+    ModelReport teacher_report;
+    auto teacher = ready_teacher(teacher_file, state.teacher_done, teacher_report);
+    resume_.reset();  // students never continue a checkpoint: an interrupted one trains again
+    state.teacher_done = true;
+    for (const EpochRecord& e : history_for("teacher")) state.teacher_history_csv += metrics_csv_row(e);
+    write_file_atomic(state_path, sweep_state_json(state));
+    fs::remove(checkpoint_path());
+    sweep_stop_note_ = "the teacher and every finished run are recorded in " + state_path +
+                       "; a resumed sweep skips them and trains the interrupted run again. " + resume_hint();
+
+    const auto s0 = Clock::now();
+    engine_.compute_soft_targets(*teacher);
+    stop_if_interrupted("the soft-target pass");
+    add_phase("soft targets", seconds_since(s0));
+
+    std::map<std::string, SweepRun> finished;
+    for (const SweepRun& r : state.runs) finished[sweep_run_key(r)] = r;
+    int skipped = 0;
+    for (const SweepRun& r : plan) skipped += int(finished.count(sweep_run_key(r)));
+    say("sweep: " + std::to_string(archs.size()) + " architectures, " + std::to_string(plan.size()) + " runs of " +
+        std::to_string(opt_.epochs_student) + " epochs" +
+        (skipped ? " (" + std::to_string(skipped) + " finished before, skipped)" : ""));
+    std::error_code ec;
+    fs::create_directories(out_dir_ + "/models", ec);
+    if (ec) fail("--out: cannot create directory '" + out_dir_ + "/models': " + ec.message());
+    std::vector<SweepRun> runs;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const auto it = finished.find(sweep_run_key(plan[i]));
+      if (it != finished.end()) {
+        runs.push_back(it->second);
+        continue;
+      }
+      const Arch& arch = archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), plan[i].arch) - arch_texts.begin())];
+      say("[sweep " + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " + sweep_run_key(plan[i]));
+      runs.push_back(train_sweep_run(plan[i], arch));
+      state.runs.push_back(runs.back());
+      write_file_atomic(state_path, sweep_state_json(state));
+    }
+    sweep_stop_note_.clear();
+
+    SweepResult result;
+    report_.models = {teacher_report};
+    report_.total_seconds = seconds_since(t0);
+    result.run = report_;
+    result.runs = runs;
+    result.configs = aggregate_sweep(runs);
+    result.constraints = {opt_.max_latency_us, opt_.max_params, opt_.min_accuracy};
+    result.recommended = recommend_student(result.configs, result.constraints, result.why_none);
+    const std::string recommended_path = out_dir_ + "/recommended.safetensors";
+    fs::remove(recommended_path, ec);  // a resumed sweep may choose differently
+    if (result.recommended >= 0) save_recommended(result.configs[size_t(result.recommended)], recommended_path);
+    const std::string note = write_sweep_files(result, out_dir_);
+    if (!opt_.quiet) std::cout << "\n" << sweep_table(result);
+    if (!note.empty()) say(note);
+    say("wrote sweep.csv, sweep.json" + std::string(note.empty() ? ", pareto.png" : "") +
+        (result.recommended >= 0 ? ", recommended.safetensors" : "") + " to " + out_dir_);
+    if (result.recommended < 0) fail(result.why_none + "; every result is in " + out_dir_ + "/sweep.csv");
+  }
+
+  // Trains, tests and times one run of the grid and saves its weights in
+  // models/. Its seed: sweep_run_seed; its init and shuffles derive from it as
+  // `kdtrain run --seed <seed>` derives the student's and the baseline's.
+  SweepRun train_sweep_run(SweepRun run, const Arch& arch) {
+    const std::string phase = run.kind == "distilled" ? "student" : "scratch";
+    run.seed = sweep_run_seed(opt_.seed, run.seed_index);
+    std::vector<float> init(size_t(arch.param_count));
+    init_params(arch, mix_seed(run.seed, kStudentSalt), init.data());
+    TrainSettings settings = settings_;
+    settings.seed = run.seed;  // the dropout streams
+    auto model = engine_.create_model(arch, init, settings);
+    ModelReport rep = new_report(phase, arch);
+    train_phase(phase, *model, LossConfig{float(run.temperature), float(run.alpha)}, opt_.epochs_student, rep, run.seed);
+    finish_model(*model, rep, true);
+    stop_if_interrupted("the test evaluation and timing of " + sweep_run_key(run));
+    run.params = rep.params;
+    run.bytes = rep.bytes;
+    run.selected_epoch = rep.selected_epoch;
+    for (const EpochRecord& e : rep.curve)
+      if (e.epoch == rep.selected_epoch) run.val_acc = e.val_acc;
+    run.test_acc = rep.test_acc;
+    run.train_seconds = rep.train_seconds;
+    for (const LatencyRecord& l : rep.latency) {
+      if (l.batch == 1) run.latency_b1_ms = l.median_ms;
+      else run.latency_large_ms = l.median_ms, run.large_batch = l.batch;
+    }
+    run.model_file = "models/" + sweep_file_stem(run) + ".safetensors";
+    std::map<std::string, std::string> facts = model_facts(rep);
+    facts["seed"] = std::to_string(run.seed);
+    facts["sweep_run"] = sweep_run_key(run);
+    save_model_file(out_dir_ + "/" + run.model_file, arch, model->get_params(), facts);
+    return run;
+  }
+
+  // "distilled_flatten_dense-32_relu_dense-10_T4_a0.9_s0": readable and unique per run key.
+  static std::string sweep_file_stem(const SweepRun& r) {
+    std::string arch;
+    for (char ch : r.arch) arch += ch == ',' ? '_' : ch == ':' ? '-' : std::isalnum((unsigned char)ch) || ch == '.' ? ch : '~';
+    char tail[96];
+    if (r.kind == "distilled") std::snprintf(tail, sizeof tail, "_T%g_a%g_s%d", r.temperature, r.alpha, r.seed_index);
+    else std::snprintf(tail, sizeof tail, "_s%d", r.seed_index);
+    return r.kind + "_" + arch + tail;
+  }
+
+  // recommended.safetensors: the chosen configuration's kept seed, with the
+  // sweep's reasons in its metadata.
+  void save_recommended(const SweepConfig& c, const std::string& path) const {
+    ModelFile f = load_model_file(out_dir_ + "/" + c.model_file);
+    std::map<std::string, std::string> facts = f.metadata;
+    facts["recommended_by"] = "kdtrain sweep";
+    facts["sweep_test_accuracy_mean"] = std::to_string(c.acc_mean);
+    facts["sweep_latency_b1_us"] = std::to_string(c.latency_b1_us);
+    facts["sweep_source"] = c.model_file;
+    save_model_file(path, f.arch, f.params, facts);
+  }
+
+  // Settings a resumed sweep must share with the interrupted one (the grid may differ).
+  std::string sweep_fingerprint() const {
+    return options_fingerprint(opt_) + " epochs_teacher=" + std::to_string(opt_.epochs_teacher) +
+           " epochs_student=" + std::to_string(opt_.epochs_student) + " test_limit=" + std::to_string(opt_.test_limit) +
+           " teacher_file=" + opt_.teacher_path;
+  }
+
+  SweepState load_sweep_state() const {
+    if (!opt_.out_dir.empty() && fs::weakly_canonical(opt_.out_dir) != fs::weakly_canonical(opt_.resume_dir))
+      fail("--resume: a sweep continues in its own directory " + opt_.resume_dir + "; leave out --out");
+    const std::string path = opt_.resume_dir + "/sweep_state.json";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("--resume: no sweep state at " + path + " (not the directory of a 'kdtrain sweep')");
+    std::stringstream text;
+    text << in.rdbuf();
+    SweepState state = parse_sweep_state(text.str(), path);
+    if (state.fingerprint != sweep_fingerprint())
+      fail("--resume: " + path + " was written with other settings (" + state.fingerprint +
+           "); pass the same flags as the interrupted sweep (the lists of the grid may differ)");
+    return state;
+  }
+
   // ------------------------------------------------------------ one phase
+  // Shuffles come from (seed, phase, epoch): --seed, or a sweep run's seed.
   void train_phase(const std::string& phase, ModelEngine& model, const LossConfig& loss, int epochs,
-                   ModelReport& rep) {
+                   ModelReport& rep, uint64_t seed) {
     const int batch = settings_.batch_size;
     int first_epoch = 1;
     int64_t resume_begin = 0;
@@ -428,7 +643,7 @@ class Pipeline {
     const int64_t batches = (n + batch - 1) / batch;
     const auto phase_t0 = Clock::now();
     for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
-      const std::vector<int32_t> order = epoch_order(n, opt_.seed, phase, epoch);
+      const std::vector<int32_t> order = epoch_order(n, seed, phase, epoch);
       model.begin_epoch(order);
       const auto t0 = Clock::now();
       const int64_t start = epoch == first_epoch ? resume_begin : 0;
@@ -490,6 +705,10 @@ class Pipeline {
 
   void stop_if_not_finite(const std::string& phase, int epoch, const EpochSums& sums) const {
     if (sums.finite) return;
+    if (!sweep_stop_note_.empty())
+      fail(phase + " training: non-finite loss at step " + std::to_string(sums.first_bad_step + 1) + " (epoch " +
+           std::to_string(epoch) + "); stopped. Try a smaller --lr, or leave this configuration out: " +
+           sweep_stop_note_);
     fail(phase + " training: non-finite loss at step " + std::to_string(sums.first_bad_step + 1) + " (epoch " +
          std::to_string(epoch) + "); stopped. The last good checkpoint is " +
          (fs::exists(checkpoint_path()) ? checkpoint_path() : std::string("(none: failed in the first epoch)")) +
@@ -506,8 +725,11 @@ class Pipeline {
   [[noreturn]] void stop_in_epoch(const std::string& phase, int epoch, ModelEngine& model, int64_t batches_done,
                                   const EpochSums& sums, const std::string& where) {
     stop_if_not_finite(phase, epoch, sums);  // never a checkpoint of diverged weights
-    save_checkpoint(phase, epoch - 1, batches_done, model, sums);
     std::fflush(stdout);
+    if (!sweep_stop_note_.empty())
+      fail("interrupted (" + std::string(interrupt_reason()) + ") during " + phase + " epoch " + std::to_string(epoch) +
+           " " + where + "; " + sweep_stop_note_);
+    save_checkpoint(phase, epoch - 1, batches_done, model, sums);
     fail("interrupted (" + std::string(interrupt_reason()) + ") during " + phase + " epoch " + std::to_string(epoch) +
          " " + where + "; checkpoint written to " + checkpoint_path() + ". " + resume_hint());
   }
@@ -518,12 +740,14 @@ class Pipeline {
     if (!interrupted()) return;
     std::fflush(stdout);
     const std::string what = "interrupted (" + std::string(interrupt_reason()) + ") during " + during;
+    if (!sweep_stop_note_.empty()) fail(what + "; " + sweep_stop_note_);
     if (fs::exists(checkpoint_path())) fail(what + "; the last checkpoint is " + checkpoint_path() + ". " + resume_hint());
     fail(what + ", before any training checkpoint was written; nothing to resume: run the command again");
   }
 
   void save_checkpoint(const std::string& phase, int epochs_done, int64_t batches_done, ModelEngine& model,
                        const EpochSums& sums = {}) {
+    if (!sweep_stop_note_.empty()) return;  // a sweep's student is not continued: it trains again
     TrainingCheckpoint ck;
     ck.phase = phase;
     ck.epochs_done = epochs_done;
@@ -685,6 +909,9 @@ class Pipeline {
   // --val-size 0 leaves nothing to select on: best falls back to last.
   bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   int64_t interrupt_after_steps_ = 0, steps_run_ = 0;
+  // While a sweep trains its students: what a stop or failure says about
+  // resuming, instead of pointing at a checkpoint (students write none).
+  std::string sweep_stop_note_;
 };
 
 }  // namespace
