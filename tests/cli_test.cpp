@@ -237,6 +237,86 @@ TEST(Cli, Rejections) {
   }
 }
 
+// kdtrain sweep: --student-arch, --temperature and --alpha take lists, from
+// repeated flags or ';'-separated values (arch strings contain commas).
+TEST(Cli, SweepListsFromRepeatedFlagsAndSemicolons) {
+  const Options o = parse({"sweep", "--student-arch", "flatten,dense:32,relu,dense:10;flatten,dense:10",
+                           "--student-arch", "flatten,dense:64,relu,dense:10", "--temperature", "2;4", "--temperature",
+                           "8", "--alpha", "0.5", "--seeds", "3", "--max-latency-us", "20", "--max-params", "100000",
+                           "--min-accuracy", "97.5", "--teacher", "t.safetensors"});
+  EXPECT_EQ(o.command, Command::Sweep);
+  EXPECT_EQ(o.student_archs, (std::vector<std::string>{"flatten,dense:32,relu,dense:10", "flatten,dense:10",
+                                                        "flatten,dense:64,relu,dense:10"}));
+  EXPECT_EQ(o.temperatures, (std::vector<double>{2, 4, 8}));
+  EXPECT_EQ(o.alphas, (std::vector<double>{0.5}));
+  EXPECT_EQ(o.seeds, 3);
+  EXPECT_EQ(o.max_latency_us, 20.0);
+  EXPECT_EQ(o.max_params, int64_t(100000));
+  EXPECT_EQ(o.min_accuracy, 97.5);
+  EXPECT_EQ(o.teacher_path, "t.safetensors");
+  EXPECT_EQ(o.temperature, 4.0) << "the single-value option keeps its default";
+
+  const Options d = parse({"sweep"});  // empty lists: the default grid
+  EXPECT_TRUE(d.student_archs.empty() && d.temperatures.empty() && d.alphas.empty());
+  EXPECT_EQ(d.seeds, 1);
+  EXPECT_FALSE(d.max_latency_us || d.max_params || d.min_accuracy);
+}
+
+TEST(Cli, OtherCommandsTakeOneValueOfTheListFlags) {
+  const Options o = parse({"--temperature", "2", "--alpha", "0.5", "--student-arch", "flatten,dense:10"});
+  EXPECT_EQ(o.temperature, 2.0);
+  EXPECT_EQ(o.alpha, 0.5);
+  EXPECT_EQ(o.student_arch, "flatten,dense:10");
+  EXPECT_TRUE(o.temperatures.empty() && o.alphas.empty() && o.student_archs.empty());
+  EXPECT_EQ(rejection({"--temperature", "2;4"}), "--temperature: takes one value (got 2); lists are for 'kdtrain sweep'");
+  EXPECT_EQ(rejection({"distill", "--teacher", "t", "--alpha", "0.1", "--alpha", "0.2"}),
+            "--alpha: takes one value (got 2); lists are for 'kdtrain sweep'");
+}
+
+TEST(Cli, BadSweepValuesNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {{"sweep", "--temperature", "2;0"}, "--temperature: must be > 0, got 0"},
+      {{"sweep", "--temperature", "2", "--temperature", "-1"}, "--temperature: must be > 0, got -1"},
+      {{"sweep", "--alpha", "0.5;1.5"}, "--alpha: must be in [0, 1], got 1.5"},
+      {{"sweep", "--temperature", "2;;4"}, "--temperature: empty value in the list '2;;4'"},
+      {{"sweep", "--temperature", "2;x"}, "--temperature: 'x' is not a number"},
+      {{"sweep", "--temperature", "2;nan"}, "--temperature: 'nan' is not a finite number"},
+      {{"sweep", "--temperature", "2", "--temperature", "2.0"}, "--temperature: '2.0' is listed twice"},
+      {{"sweep", "--student-arch", ";"}, "--student-arch: empty value in the list ';'"},
+      {{"sweep", "--student-arch", "--quiet"}, "--student-arch: needs a value"},
+      {{"sweep", "--seeds", "0"}, "--seeds: must be >= 1, got 0"},
+      {{"sweep", "--seeds", "two"}, "--seeds: 'two' is not an integer"},
+      {{"sweep", "--max-latency-us", "0"}, "--max-latency-us: must be > 0, got 0"},
+      {{"sweep", "--max-params", "0"}, "--max-params: must be >= 1, got 0"},
+      {{"sweep", "--min-accuracy", "101"}, "--min-accuracy: must be a percentage in [0, 100], got 101"},
+      {{"--seeds", "2"}, "--seeds: only valid with 'sweep', written after the command"},
+      {{"--teacher", "t"}, "--teacher: only valid with 'distill' or 'sweep', written after the command"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const std::string& a : c.args) joined += "'" + a + "' ";
+    SCOPED_TRACE("kdtrain " + joined);
+    const std::string msg = rejection(c.args);
+    EXPECT_EQ(msg.rfind(c.expected, 0), 0u) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(Cli, SweepHelpDocumentsListsAndTheDefaultGrid) {
+  Options o;
+  testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse_into({"sweep", "--help"}, o));
+  const std::string help = testing::internal::GetCapturedStdout();
+  for (const char* shown : {"--seeds", "--max-latency-us", "--max-params", "--min-accuracy", "--teacher",
+                            "';'-separated values", "flatten,dense:800,relu,dense:800,relu,dense:10", "--temperature 2;4;8",
+                            "--resume DIR"})
+    EXPECT_NE(help.find(shown), std::string::npos) << shown << "\n" << help;
+}
+
 TEST(Cli, RejectionLeavesTheOptionsUntouched) {
   Options o;
   o.batch_size = 77;
