@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/gpu/engine_context.h"
 #include "gpu_test_util.h"
 #include "kd/ops.h"
 #include "kd/reference.h"
@@ -108,28 +109,35 @@ struct ConvCase {
   DeviceBuffer<float> d_x, d_w, d_bias, d_dy, d_y, d_dx, d_dw, d_db;
 };
 
+// The CPU reference's outputs for one case's inputs.
+struct ConvReference {
+  explicit ConvReference(const ConvCase& c)
+      : y(y_count(c.s)), y_relu(y_count(c.s)), dx(x_count(c.s)), dw(w_count(c.s)), db(size_t(c.s.out_c)) {
+    kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y.data(), c.s);
+    kd::ref::relu_forward(y.data(), y_relu.data(), int64_t(y.size()));
+    kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx.data(), c.s);
+    kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw.data(), db.data(), c.s);
+  }
+  std::vector<float> y, y_relu, dx, dw, db;
+};
+
 // Both plans of a shape (timed and deterministic algorithm choice) against one
 // reference computation.
 void check_against_reference(const ConvShape& shape, std::mt19937_64& rng) {
   SCOPED_TRACE(shape_name(shape));
   ConvCase c(shape, rng);
-  std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape)), dx_ref(x_count(shape));
-  std::vector<float> dw_ref(w_count(shape)), db_ref(size_t(shape.out_c));
-  kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y_ref.data(), shape);
-  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
-  kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx_ref.data(), shape);
-  kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw_ref.data(), db_ref.data(), shape);
+  const ConvReference ref(c);
 
   for (const bool deterministic : {false, true}) {
     SCOPED_TRACE(deterministic ? "deterministic plan" : "timed plan");
     ConvPlan plan(shape, deterministic);
     std::printf("[ conv     ] %s%s: %s\n", shape_name(shape).c_str(), deterministic ? " deterministic" : "",
                 plan.describe().c_str());
-    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/false), y_ref), kConvTolerance) << "forward";
-    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/true), y_relu_ref), kConvTolerance) << "forward + ReLU";
-    EXPECT_LE(kd::test::rel_error(c.backward_data(plan), dx_ref), kConvTolerance) << "backward data";
-    EXPECT_LE(kd::test::rel_error(c.backward_filter(plan), dw_ref), kConvTolerance) << "backward filter";
-    EXPECT_LE(kd::test::rel_error(c.d_db.download(), db_ref), kBiasTolerance) << "bias gradient";
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/false), ref.y), kConvTolerance) << "forward";
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/true), ref.y_relu), kConvTolerance) << "forward + ReLU";
+    EXPECT_LE(kd::test::rel_error(c.backward_data(plan), ref.dx), kConvTolerance) << "backward data";
+    EXPECT_LE(kd::test::rel_error(c.backward_filter(plan), ref.dw), kConvTolerance) << "backward filter";
+    EXPECT_LE(kd::test::rel_error(c.d_db.download(), ref.db), kBiasTolerance) << "bias gradient";
   }
 }
 
@@ -200,21 +208,10 @@ TEST(ConvGpu, RejectsInvalidShapes) {
 
 namespace {
 
-// out = the plan's call on `stream`, which is created non-blocking like the
-// engine's: it does not wait for the legacy default stream, so the test
-// drains the device after poisoning and waits for the stream before reading.
-class NonBlockingStream {
- public:
-  NonBlockingStream() { KD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  ~NonBlockingStream() { cudaStreamDestroy(stream_); }
-  NonBlockingStream(const NonBlockingStream&) = delete;
-  NonBlockingStream& operator=(const NonBlockingStream&) = delete;
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
+// out = the plan's call on `stream`, a non-blocking stream like the engine's
+// (kd::cuda::OwnedStream): it does not wait for the legacy default stream, so
+// the test drains the device after poisoning and waits for the stream before
+// reading.
 template <typename Call>
 std::vector<float> on_stream(DeviceBuffer<float>& out, cudaStream_t stream, Call&& call) {
   kd::test::poison(out);
@@ -231,16 +228,11 @@ std::vector<float> on_stream(DeviceBuffer<float>& out, cudaStream_t stream, Call
 TEST(ConvGpu, BothForwardReluPathsOnANonBlockingStream) {
   KD_REQUIRE_GPU();
   std::mt19937_64 rng(kd::test::test_seed() + 11);
-  const NonBlockingStream stream;
+  const kd::cuda::OwnedStream stream;
   for (const ConvShape& shape : test_shapes()) {
     SCOPED_TRACE(shape_name(shape));
     ConvCase c(shape, rng);
-    std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape)), dx_ref(x_count(shape));
-    std::vector<float> dw_ref(w_count(shape)), db_ref(size_t(shape.out_c));
-    kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y_ref.data(), shape);
-    kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
-    kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx_ref.data(), shape);
-    kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw_ref.data(), db_ref.data(), shape);
+    const ConvReference ref(c);
     ConvPlan plan(shape, /*deterministic=*/false);
     const auto forward_relu = [&] {
       return on_stream(c.d_y, stream.get(),
@@ -249,25 +241,25 @@ TEST(ConvGpu, BothForwardReluPathsOnANonBlockingStream) {
     std::printf("[ conv     ] %s: fused conv+bias+ReLU %s\n", shape_name(shape).c_str(),
                 plan.fused_forward() ? "accepted" : "not offered");
     if (plan.fused_forward()) {
-      EXPECT_LE(kd::test::rel_error(forward_relu(), y_relu_ref), kConvTolerance) << "fused";
+      EXPECT_LE(kd::test::rel_error(forward_relu(), ref.y_relu), kConvTolerance) << "fused";
     }
     plan.force_unfused_forward();
     EXPECT_FALSE(plan.fused_forward());
-    EXPECT_LE(kd::test::rel_error(forward_relu(), y_relu_ref), kConvTolerance) << "unfused";
+    EXPECT_LE(kd::test::rel_error(forward_relu(), ref.y_relu), kConvTolerance) << "unfused";
     const std::vector<float> y = on_stream(c.d_y, stream.get(), [&] {
       plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), false, stream.get());
     });
-    EXPECT_LE(kd::test::rel_error(y, y_ref), kConvTolerance) << "forward";
+    EXPECT_LE(kd::test::rel_error(y, ref.y), kConvTolerance) << "forward";
     const std::vector<float> dx = on_stream(c.d_dx, stream.get(), [&] {
       plan.backward_data(c.d_dy.data(), c.d_w.data(), c.d_dx.data(), stream.get());
     });
-    EXPECT_LE(kd::test::rel_error(dx, dx_ref), kConvTolerance) << "backward data";
+    EXPECT_LE(kd::test::rel_error(dx, ref.dx), kConvTolerance) << "backward data";
     kd::test::poison(c.d_db);
     const std::vector<float> dw = on_stream(c.d_dw, stream.get(), [&] {
       plan.backward_filter(c.d_x.data(), c.d_dy.data(), c.d_dw.data(), c.d_db.data(), stream.get());
     });
-    EXPECT_LE(kd::test::rel_error(dw, dw_ref), kConvTolerance) << "backward filter";
-    EXPECT_LE(kd::test::rel_error(c.d_db.download(), db_ref), kBiasTolerance) << "bias gradient";
+    EXPECT_LE(kd::test::rel_error(dw, ref.dw), kConvTolerance) << "backward filter";
+    EXPECT_LE(kd::test::rel_error(c.d_db.download(), ref.db), kBiasTolerance) << "bias gradient";
   }
 }
 
