@@ -88,11 +88,13 @@ class Check:
         """Runs cmd with its output in work/log_name, killed (process group) at
         min(cap, what is left). Returns (rc, seconds, log text); rc 124 on
         timeout, None when no time was left to start it."""
-        limit = min(cap, self.left())
-        if limit < 5:
-            self.record(step, "NOT RUN", 0, "deadline reached",
-                        f"not started: {self.left():.0f} s left of the {self.args.deadline} s deadline")
+        left = self.left()
+        if left < 5 or cap < 1:
+            why = "deadline reached" if left < 5 else "its group's time cap is used up"
+            self.record(step, "NOT RUN", 0, why,
+                        f"not started ({why}): {left:.0f} s left of the {self.args.deadline} s deadline")
             return None, 0, ""
+        limit = min(cap, left)
         path = os.path.join(self.work, log_name)
         t0 = time.monotonic()
         with open(path, "w") as log:
@@ -131,7 +133,8 @@ class Check:
                             "gpu-bundle with the call")
         info = os.path.join(self.bundle, "build-info.txt")
         if os.path.exists(info):
-            env_lines += ["built with: " + line.strip() for line in open(info) if line.strip()]
+            with open(info) as f:
+                env_lines += ["built with: " + line.strip() for line in f if line.strip()]
 
         smi = shutil.which("nvidia-smi")
         gpu = ""
@@ -240,7 +243,8 @@ class Check:
             self.record("kdtrain default pipeline", status, secs, f"exit {rc}", lib.tail(log, 25))
             return
         shutil.copy(summary, os.path.join(self.out, "kdtrain-summary.json"))
-        models = {m["role"]: m for m in json.load(open(summary)).get("models", [])}
+        with open(summary) as f:
+            models = {m["role"]: m for m in json.load(f).get("models", [])}
         acc = {role: models.get(role, {}).get("test_acc") for role in ("teacher", "student", "scratch")}
         detail = ", ".join(f"{r} {100 * a:.2f} %" for r, a in acc.items() if isinstance(a, (int, float)))
         self.record("kdtrain default pipeline", "ok", secs, detail)
@@ -279,7 +283,10 @@ class Check:
                                             "--benchmark_out_format=json"], cap, name + ".txt")
             if rc is None:
                 continue
-            text = open(json_path).read() if os.path.exists(json_path) else ""
+            text = ""
+            if os.path.exists(json_path):
+                with open(json_path) as f:
+                    text = f.read()
             status, line = lib.parse_benchmark(text, rc)
             digest.append(f"{name}: {status}: {line}")
             self.record(name, status, secs, line[:150], lib.tail(log, 12))
@@ -325,15 +332,15 @@ class Check:
                  f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}; {elapsed:.0f} s of {self.args.deadline} s",
                  f"{'step':<42} {'status':<8} {'time':>6}  detail"]
         for step, status, secs, detail in self.rows:
-            lines.append(f"{step:<42} {status:<8} {secs:>5.0f}s  {detail}"[:200])
+            lines.append(f"{step:<42} {status:<8} {secs:>5.0f}s  {detail}"[:130])  # the table stays ~3 KB
         verdict = "PASS" if self.rows and not failed else "FAIL"
         lines.append(f"RESULT: {verdict} ({len(failed)} of {len(self.rows)} steps failed)")
         reasons = lib.bounded_reasons(self.reasons, REASON_BUDGET)
         text = "\n".join(lines) + "\n" + (f"== why\n{reasons}" if reasons else "")
         with open(os.path.join(self.out, "summary.txt"), "w") as f:
             f.write(text)
-        shutil.copy(os.path.join(self.work, "environment.txt"), os.path.join(self.out, "environment.txt")) \
-            if os.path.exists(os.path.join(self.work, "environment.txt")) else None
+        if os.path.exists(os.path.join(self.work, "environment.txt")):
+            shutil.copy(os.path.join(self.work, "environment.txt"), os.path.join(self.out, "environment.txt"))
         with tarfile.open(os.path.join(self.out, "gpu-check.tar.gz"), "w:gz") as tar:
             tar.add(self.work, arcname="gpu-check",
                     filter=lambda ti: None if ti.name.endswith(".safetensors") else ti)

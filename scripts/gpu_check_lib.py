@@ -14,8 +14,10 @@ import subprocess
 import sys
 import sysconfig
 
-# The shared libraries the GPU binaries load (ldd names), and where each may come from.
-NEEDED_LIBS = ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcudnn.so.9", "libbenchmark.so.1debian")
+# The shared libraries the GPU binaries load (ldd names; libcuda.so.1 is the
+# driver's, which the runtime loads), and where each may come from.
+NEEDED_LIBS = ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcudnn.so.9", "libbenchmark.so.1debian",
+               "libcuda.so.1")
 STANDARD_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/lib", "/usr/local/cuda/targets/x86_64-linux/lib",
                  "/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64")
 

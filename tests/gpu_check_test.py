@@ -218,6 +218,107 @@ class DryRun(unittest.TestCase):
         self.assertIn("--deadline", r.stderr)
 
 
+FAKE_GTEST = """#!/bin/sh
+cat <<'LOG'
+{log}
+LOG
+{tail}
+"""
+FAKE_KDTRAIN = """#!/usr/bin/env python3
+import json, os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out)
+models = [{"role": "teacher", "test_acc": 0.9912, "test_errors": 88, "arch": "t"},
+          {"role": "student", "test_acc": 0.9811, "test_errors": 189, "arch": "s"}]
+json.dump({"models": models}, open(os.path.join(out, "summary.json"), "w"))
+print("trained")
+"""
+FAKE_BENCH = """#!/usr/bin/env python3
+import json, sys
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--benchmark_out=")][0]
+json.dump({"benchmarks": [{"name": "x/64", "median_us": 2.0, "GB/s": 900.0}]}, open(out, "w"))
+"""
+
+
+class HarnessFlow(unittest.TestCase):
+    """scripts/gpu_check.py's steps on fake binaries (a fake nvidia-smi, the
+    device probe replaced): every outcome lands in its row, the table comes
+    after every step, the reasons after it, and the exit status says FAIL."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.path = os.environ["PATH"]
+
+    def tearDown(self):
+        os.environ["PATH"] = self.path
+        shutil.rmtree(self.tmp)
+
+    def write(self, rel, text):
+        path = os.path.join(self.tmp, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+
+    def test_every_step_reports_and_the_summary_comes_last(self):
+        import contextlib
+        import io
+        import gpu_check
+        self.write("fakebin/nvidia-smi", "#!/bin/sh\necho 'Fake GPU, 580.0, 1000 MiB'\n")
+        os.environ["PATH"] = os.path.join(self.tmp, "fakebin") + os.pathsep + self.path
+        bundle = os.path.join(self.tmp, "gpu-bundle")
+        self.write("gpu-bundle/lib/libcuda.so.1", "")
+        self.write("gpu-bundle/lib/libbenchmark.so.1debian", "")
+        self.write("gpu-bundle/bin/a_ok_gpu_test", FAKE_GTEST.format(log=GTEST_PASS, tail="exit 0"))
+        self.write("gpu-bundle/bin/b_bad_gpu_test", FAKE_GTEST.format(log=GTEST_FAIL, tail="exit 1"))
+        self.write("gpu-bundle/bin/c_crash_gpu_test",
+                   FAKE_GTEST.format(log="[ RUN      ] Conv.Crashes\nlast words", tail="kill -SEGV $$"))
+        self.write("gpu-bundle/bin/d_slow_gpu_test", "#!/bin/sh\necho started\nsleep 60\n")
+        self.write("gpu-bundle/bin/kdtrain", FAKE_KDTRAIN)
+        self.write("gpu-bundle/bin/a_fast_bench", FAKE_BENCH)
+        self.write("gpu-bundle/bin/b_nogpu_bench", "#!/bin/sh\necho no device\nexit 77\n")
+        out = os.path.join(self.tmp, "out")
+        os.makedirs(out)
+        saved_caps = dict(gpu_check.CAPS)
+        gpu_check.CAPS.update(gpu_test=3, gate=20, bench=10)
+        try:
+            check = gpu_check.Check(gpu_check.parse_args(["--out", out, "--deadline", "120"]))
+            check.bundle = bundle
+            check.library_versions = lambda found: {"lines": ["devices: 1"], "short": "driver CUDA 13.0", "problem": None}
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                self.assertTrue(check.preflight())
+                check.gpu_tests()
+                check.pipeline()
+                check.benchmarks()
+                rc = check.finish()
+        finally:
+            gpu_check.CAPS.clear()
+            gpu_check.CAPS.update(saved_caps)
+        text = printed.getvalue()
+        self.assertEqual(rc, 1)
+        rows = {step: status for step, status, _, _ in check.rows}
+        self.assertEqual(rows["preflight"], "ok")
+        self.assertEqual(rows["a_ok_gpu_test"], "PASS")
+        self.assertEqual(rows["b_bad_gpu_test"], "FAIL")
+        self.assertEqual(rows["c_crash_gpu_test"], "CRASH")
+        self.assertEqual(rows["d_slow_gpu_test"], "TIMEOUT")
+        self.assertEqual(rows["kdtrain default pipeline"], "ok")
+        self.assertEqual(rows["pipeline gate (accuracy, PyTorch reload)"], "FAIL")  # student 98.11 % < 98.3 %
+        self.assertEqual(rows["a_fast_bench"], "ran")
+        self.assertEqual(rows["b_nogpu_bench"], "NO-GPU")
+        summary_at = text.index("== gpu-check summary")
+        self.assertEqual(text[summary_at:].count("[    "), 0, "a step line after the summary")
+        why = text[text.index("== why"):]
+        self.assertIn("KD_TEST_SEED=123", why)
+        self.assertIn("last words", why)
+        self.assertIn("student test accuracy 98.11 % is below the gate 98.3 %", why)
+        self.assertIn("a_fast_bench: ran: 1 benchmarks, GB/s 900..900", text[:summary_at])
+        files, within = lib.files_to_return(out)
+        self.assertTrue(within, files)
+        self.assertEqual(files, ["environment.txt", "gpu-check.tar.gz", "kdtrain-summary.json", "summary.txt"])
+
+
 @functools.lru_cache(maxsize=None)
 def python_with_torch():
     """A python3 here that can import torch (this one, or Debian's), or None (asked once)."""
