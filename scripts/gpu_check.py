@@ -56,6 +56,19 @@ CAPS = {                # seconds per step (each also limited by what is left of
 TEACHER_GATE, STUDENT_GATE = 0.990, 0.983
 
 
+def stop_group(proc):
+    """SIGTERM, then SIGKILL after 5 s, to the process group a step runs in."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+
+
 class Check:
     def __init__(self, args):
         self.args = args
@@ -109,15 +122,12 @@ class Check:
             try:
                 rc = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(proc.pid, sig)
-                        proc.wait(timeout=5)
-                        break
-                    except (subprocess.TimeoutExpired, ProcessLookupError):
-                        continue
+                stop_group(proc)
                 rc = 124
                 log.write(f"\n[gpu-check] killed after {limit:.0f} s (step cap {cap} s, deadline)\n")
+            except BaseException:  # SIGTERM / SIGINT while it runs: it goes down with the check
+                stop_group(proc)
+                raise
         with open(path, errors="replace") as f:
             return rc, time.monotonic() - t0, f.read()
 
