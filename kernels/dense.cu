@@ -333,7 +333,7 @@ struct Event {
 };
 
 using LtPlanKey = std::tuple<int, int, int, bool, uint32_t, uint32_t, uint32_t>;  // b, in, out, relu, alignments
-using ShapeKey = std::tuple<int, int, int, bool>;                                 // b, in, out, relu
+using ShapeKey = std::tuple<int, int, int, bool, bool>;                           // b, in, out, relu, training
 
 }  // namespace
 
@@ -524,10 +524,12 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaSt
   KD_CUDA_CHECK_LAUNCH(relu_backward_kernel);
 }
 
-DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream) {
+DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream,
+                           PlanUse use) {
   check_dense_shape("dense_autoselect", b, in, out);
   DenseContext::State& st = ctx.state();
-  const ShapeKey key{b, in, out, relu};
+  const bool training = use == PlanUse::Training;
+  const ShapeKey key{b, in, out, relu, training};
   const auto known = st.autoselected.find(key);
   if (known != st.autoselected.end()) return known->second;
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -537,14 +539,19 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
          "the CUDA graph");
   if (b == 0) return st.autoselected[key] = DenseImpl::Cublas;
 
-  // One training step's dense work (forward, then backward with dx) on random
-  // data of this shape, per implementation.
+  // One training step's dense work (forward, then backward with dx), or the
+  // forward alone, on random data of this shape, per implementation; after
+  // the stream's queued work, which would otherwise run under the timing.
+  KD_CUDA_CHECK(cudaStreamSynchronize(stream));
   const size_t xs = size_t(b) * in, ws = size_t(out) * in, ys = size_t(b) * out;
+  const size_t backward_sized = training ? 1 : 0;  // 0: an inference choice allocates no backward buffers
   DeviceBuffer<float> x(xs, "dense autoselect x"), w(ws, "dense autoselect w"), bias(out, "dense autoselect bias"),
-      y(ys, "dense autoselect y"), dy(ys, "dense autoselect dy"), dx(xs, "dense autoselect dx"),
-      dw(ws, "dense autoselect dw"), db(out, "dense autoselect db");
+      y(ys, "dense autoselect y"), dy(ys * backward_sized, "dense autoselect dy"),
+      dx(xs * backward_sized, "dense autoselect dx"), dw(ws * backward_sized, "dense autoselect dw"),
+      db(out * backward_sized, "dense autoselect db");
   uint32_t seed = 1;
   for (DeviceBuffer<float>* buf : {&x, &w, &bias, &dy}) {
+    if (buf->size() == 0) continue;  // dy of an inference choice
     fill_hash_kernel<<<elementwise_blocks(int64_t(buf->size())), kElementwiseThreads, 0, stream>>>(
         buf->data(), int64_t(buf->size()), seed++);
     KD_CUDA_CHECK_LAUNCH(fill_hash_kernel);
@@ -556,8 +563,9 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
     for (int rep = 0; rep < kWarmup + kTimed; ++rep) {
       KD_CUDA_CHECK(cudaEventRecord(start.event, stream));
       dense_forward(ctx, impl, x.data(), w.data(), bias.data(), y.data(), b, in, out, relu, stream);
-      dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
-                     stream);
+      if (training)
+        dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
+                       stream);
       KD_CUDA_CHECK(cudaEventRecord(stop.event, stream));
       KD_CUDA_CHECK(cudaEventSynchronize(stop.event));
       float ms = 0;
