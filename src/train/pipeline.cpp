@@ -21,6 +21,7 @@
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/model_io.h"
+#include "kd/onnx_runtime.h"
 #include "kd/train.h"
 
 namespace fs = std::filesystem;
@@ -126,6 +127,8 @@ class Pipeline {
         break;
       case Command::Latency:
         latency_of_model_file();
+        break;
+      case Command::Export:  // main() runs it before any data or device (kd/onnx_export.h)
         break;
     }
     report_.total_seconds = seconds_since(t0);
@@ -411,6 +414,11 @@ class Pipeline {
     const auto l0 = Clock::now();
     rep.latency = measure_latencies(model);
     add_phase(rep.role + " latency", seconds_since(l0));
+    if (!opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
+      const auto o0 = Clock::now();
+      rep.ort = ort_latency(model.arch(), model.get_params());
+      add_phase(rep.role + " ONNX Runtime latency", seconds_since(o0));
+    }
   }
 
   std::vector<LatencyRecord> measure_latencies(ModelEngine& model) {
@@ -455,6 +463,7 @@ class Pipeline {
                 "median ms", "p90 ms", "samples/s");
     for (const LatencyRecord& r : measure_latencies(*model))
       std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
+    if (!opt_.no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
   }
 
   // ------------------------------------------------------------ helpers
