@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs the Debian packages kdtrain needs (when run as
-# root and something is missing), then fetches and verifies the data sets.
-# Usage: scripts/setup.sh [--no-data]
+# root and something is missing), then fetches and verifies the data sets and
+# installs ONNX Runtime for node (scripts/onnxruntime.sh).
+# Usage: scripts/setup.sh [--no-data]   (--no-data: no downloads at all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,5 @@ fi
 
 if [[ "${1:-}" != "--no-data" ]]; then
   data/fetch.sh
+  scripts/onnxruntime.sh   # ONNX Runtime for node, into .ort/: the export test and the report's ORT latency
 fi

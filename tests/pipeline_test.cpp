@@ -55,6 +55,7 @@ Options small_run(const std::string& out) {
   o.epochs_student = 2;
   o.teacher_arch = kSmallTeacher;
   o.quiet = true;
+  o.no_ort = true;  // the ONNX Runtime columns are tested in onnx_export_test
   return o;
 }
 

@@ -175,8 +175,15 @@ class Pipeline {
     say("output: " + out_dir_);
   }
 
+  // An arch string for this run's images; a rejection also names the data, since
+  // its image size and class count are what the arch must fit.
   Arch parse_model_arch(const std::string& text, const char* flag) const {
-    return parse_arch(text, input_, splits_.num_classes, flag);
+    try {
+      return parse_arch(text, input_, splits_.num_classes, flag);
+    } catch (const Error& e) {
+      fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" +
+           std::to_string(input_.w) + " images and " + std::to_string(splits_.num_classes) + " classes)");
+    }
   }
 
   void check_input_shape(const Arch& arch, const std::string& path) const {
