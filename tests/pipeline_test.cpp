@@ -186,6 +186,27 @@ TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
   ASSERT_EQ(b["models"].size(), 2u);
 }
 
+// Any MNIST-format data set: Fashion-MNIST (data/fetch.sh copies it from the
+// Debian package dataset-fashion-mnist) through the whole pipeline.
+TEST(PipelineCommands, FashionMnistRunsEndToEnd) {
+  const std::string data = std::string(KD_SOURCE_DIR) + "/data/fashion";
+  if (!fs::exists(data + "/train-images-idx3-ubyte"))
+    GTEST_SKIP() << data << " has no Fashion-MNIST (apt-get install dataset-fashion-mnist, then data/fetch.sh)";
+  Options o = small_run(fresh_dir("fashion"));
+  o.data_dir = data;
+  o.train_limit = 1000;
+  o.epochs_teacher = 1;
+  o.epochs_student = 1;
+  o.no_baseline = true;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(o, *engine), 0);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  ASSERT_EQ(summary["models"].size(), 2u);
+  EXPECT_EQ(summary["data"]["classes"], 10);
+  // Chance is 10 %; one epoch over 1,000 images reaches ~60 % on Fashion-MNIST.
+  for (const auto& m : summary["models"]) EXPECT_GE(m["test_acc"].get<double>(), 0.4) << m["role"];
+}
+
 TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {
   const std::string dir = fresh_dir("teach_small");
   // A valid model file for 14x14 inputs: the data's 28x28 images cannot feed it.
