@@ -17,7 +17,6 @@
 #include "kd/checkpoint.h"
 #include "kd/data.h"
 #include "kd/error.h"
-#include "kd/model.h"
 #include "kd/model_io.h"
 
 namespace kd {
