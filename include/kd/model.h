@@ -34,6 +34,9 @@ uint64_t dropout_seed(uint64_t run_seed, int layer_index);
 class CpuModel {
  public:
   CpuModel(const Arch& arch, int max_batch);
+  // Bytes of the buffers the constructor sizes by max_batch (activations,
+  // masks, input, gradient scratch); the parameters and gradients come on top.
+  static int64_t activation_bytes(const Arch& arch, int max_batch);
   const Arch& arch() const { return arch_; }
   int max_batch() const { return max_batch_; }
   std::vector<float>& params() { return params_; }

@@ -70,6 +70,18 @@ CpuModel::CpuModel(const Arch& arch, int max_batch)
   grad_b_.resize(size_t(max_batch) * widest);
 }
 
+// Keep in step with the constructor above.
+int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
+  int64_t floats = arch.input.size(), mask_bytes = 0, widest = arch.input.size();
+  for (const Layer& l : arch.layers) {
+    floats += l.out_shape.size();
+    if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool) mask_bytes += l.out_shape.size();
+    widest = std::max(widest, l.out_shape.size());
+  }
+  floats += 2 * widest;  // grad_a_, grad_b_
+  return int64_t(max_batch) * (floats * int64_t(sizeof(float)) + mask_bytes);
+}
+
 const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step) {
   if (b < 1 || b > max_batch_) fail("CpuModel::forward: batch " + std::to_string(b) + " outside [1, " +
                                     std::to_string(max_batch_) + "]");
