@@ -2,8 +2,8 @@
 # Run HERE (the build machine) before a GPU check: builds kdtrain with CUDA and
 # packs what the GPU machine needs into gpu-bundle/ (git-ignored; it must stay
 # <= 48 MiB, and the whole carried tree <= 64 MiB): stripped kdtrain, GPU test
-# and benchmark binaries, libbenchmark (the GPU image has no Google Benchmark;
-# GoogleTest is linked statically), gzipped MNIST, and build-info.txt (the
+# and benchmark binaries, libbenchmark, libonnx and libprotobuf (the GPU image
+# has none of them; GoogleTest is linked statically), gzipped MNIST, and build-info.txt (the
 # toolkit and library versions it was compiled against). The scripts the check
 # runs (scripts/gpu_check*.py, bench/*.py) travel with the working tree.
 # Then, on the GPU machine with gpu-bundle carried: bash scripts/gpu-check.sh
@@ -16,6 +16,8 @@ mkdir -p gpu-bundle/bin gpu-bundle/lib gpu-bundle/mnist
 cp build/kdtrain build/*_gpu_test build/*_bench gpu-bundle/bin/
 strip gpu-bundle/bin/*
 cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian gpu-bundle/lib/
+# kdtrain links ONNX (export) and protobuf, which the GPU image does not have either (6.7 MB).
+cp -L /usr/lib/x86_64-linux-gnu/{libonnx.so.1,libonnx_proto.so.1,libprotobuf.so.32} gpu-bundle/lib/
 for f in data/mnist/*-ubyte; do gzip -9 -c "$f" > "gpu-bundle/mnist/$(basename "$f").gz"; done
 header_version() {  # header_version FILE MACRO...: "a.b.c" from #define lines
   local file=$1; shift

@@ -10,7 +10,7 @@
 
 namespace kd {
 
-enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Sweep };
+enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Export, Sweep };
 enum class DeviceChoice { Auto, Cuda, Cpu };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
@@ -43,7 +43,9 @@ struct Options {
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
   SelectRule select = SelectRule::Best;
   std::string teacher_path;            // distill --teacher F
-  std::string model_path;              // eval / latency --model F
+  std::string model_path;              // eval / latency / export --model F
+  std::string onnx_path;               // export --onnx OUT
+  bool no_ort = false;                 // --no-ort: no ONNX Runtime latency in the report
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
   std::vector<int> latency_batches = {1, 64, 1024, 10000};

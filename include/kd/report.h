@@ -31,6 +31,16 @@ struct LatencyRecord {
 // `batch` samples each; samples_per_s = batch / median.
 LatencyRecord latency_stats(int batch, std::vector<double> ms);
 
+// ONNX Runtime's CPU latency of the model exported to ONNX (kd/onnx_runtime.h),
+// measured in the same run beside kdtrain's own, or why there is none.
+struct OrtLatency {
+  bool measured = false;
+  std::string note;      // !measured: "ONNX Runtime not installed (...)", "ONNX Runtime failed: ..."; "" = not asked
+  std::string version;   // ONNX Runtime version, e.g. "1.23.2"
+  int threads = 0;       // intra-op threads asked for; 0 = ONNX Runtime's default (one per physical core)
+  std::vector<LatencyRecord> latency;  // one per batch size
+};
+
 struct ModelReport {
   std::string role;          // "teacher", "student", "scratch"
   std::string arch;
@@ -48,6 +58,7 @@ struct ModelReport {
   double last_epoch_test_acc = 0;  // of the last epoch (== test_acc when it is the selected one)
   double train_seconds = 0;
   std::vector<LatencyRecord> latency;
+  OrtLatency ort;            // the exported model under ONNX Runtime (CPU)
 };
 
 struct PhaseTime {
