@@ -60,6 +60,7 @@ struct Options {
   std::optional<double> max_latency_us;  // constraints for the recommended student
   std::optional<int64_t> max_params;
   std::optional<double> min_accuracy;    // percent
+  std::string export_best;               // --export-best OUT.onnx: the recommended student as ONNX
 };
 
 // Parses argv into Options. Throws kd::Error with a one-line message naming the

@@ -47,6 +47,9 @@ struct SweepRun {
   // (the larger one capped at the test split: large_batch); 0 = not timed.
   double latency_b1_ms = 0, latency_large_ms = 0;
   int large_batch = 0;
+  // The same under ONNX Runtime on the CPU (kd/onnx_runtime.h), measured once
+  // per architecture (for its first run trained); 0 = not measured.
+  double ort_b1_ms = 0, ort_large_ms = 0;
   std::string model_file;              // its saved weights, relative to the out dir
 };
 
@@ -73,6 +76,7 @@ struct SweepConfig {
   // pass, so pooling removes timing noise from the comparison). 0 = not timed.
   double latency_b1_us = 0, latency_large_us = 0;
   int large_batch = 0;
+  double ort_b1_us = 0, ort_large_us = 0;  // ONNX Runtime's, the same way; 0 = not measured
   bool pareto = false;
   std::string model_file;              // the seed with the best validation accuracy (ties: the lower seed index)
 };
@@ -110,6 +114,7 @@ struct SweepResult {
   SweepConstraints constraints;
   int recommended = -1;          // index into configs
   std::string why_none;          // recommended == -1: why
+  std::string ort_note;          // why there are no ONNX Runtime latencies, or ""
 };
 
 // sweep.csv: one row per configuration (and the teacher first), mean and std

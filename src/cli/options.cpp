@@ -329,6 +329,8 @@ void add_sweep_command(CLI::App& sweep, Options& o) {
   add_value(sweep, "--max-params", o.max_params, "N", "recommend only students with at most N parameters (>= 1)");
   add_value(sweep, "--min-accuracy", o.min_accuracy, "PCT",
             "recommend only students with at least this mean test accuracy, percent (0 to 100)");
+  add_value(sweep, "--export-best", o.export_best, "OUT.onnx",
+            "also write the recommended student as ONNX, as 'kdtrain export' does");
   std::string grid;
   for (const std::string& arch : default_sweep_archs(10)) grid += "\n  " + arch;
   std::string temperatures, alphas;

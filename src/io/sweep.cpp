@@ -79,15 +79,20 @@ int bulk_batch(const SweepResult& r) {
   return 0;
 }
 
-const LatencyRecord* latency_at(const ModelReport& m, int batch) {
-  for (const LatencyRecord& l : m.latency)
-    if (l.batch == batch) return &l;
-  return nullptr;
-}
-double teacher_latency_us(const SweepResult& r, int batch) {
+// The teacher's median latency at `batch` in microseconds, on the run's
+// device or (ort) under ONNX Runtime; 0 when not measured.
+double teacher_latency_us(const SweepResult& r, int batch, bool ort = false) {
   if (r.run.models.empty() || batch <= 0) return 0;
-  const LatencyRecord* l = latency_at(r.run.models.front(), batch);
-  return l ? 1000 * l->median_ms : 0;
+  const ModelReport& t = r.run.models.front();
+  for (const LatencyRecord& l : ort ? t.ort.latency : t.latency)
+    if (l.batch == batch) return 1000 * l.median_ms;
+  return 0;
+}
+
+bool any_ort(const SweepResult& r) {
+  for (const SweepConfig& c : r.configs)
+    if (c.ort_b1_us > 0) return true;
+  return teacher_latency_us(r, 1, true) > 0;
 }
 
 json run_json(const SweepRun& r) {
@@ -106,6 +111,8 @@ json run_json(const SweepRun& r) {
               {"latency_b1_ms", measured(r.latency_b1_ms)},
               {"latency_bulk_ms", measured(r.latency_large_ms)},
               {"bulk_batch", r.large_batch},
+              {"ort_latency_b1_ms", measured(r.ort_b1_ms)},
+              {"ort_latency_bulk_ms", measured(r.ort_large_ms)},
               {"model_file", r.model_file}};
 }
 
@@ -127,6 +134,8 @@ SweepRun run_from_json(const json& j) {
   r.latency_b1_ms = ms("latency_b1_ms");
   r.latency_large_ms = ms("latency_bulk_ms");
   r.large_batch = j.at("bulk_batch").get<int>();
+  r.ort_b1_ms = ms("ort_latency_b1_ms");
+  r.ort_large_ms = ms("ort_latency_bulk_ms");
   r.model_file = j.at("model_file").get<std::string>();
   if (r.kind != "distilled" && r.kind != "scratch") throw std::runtime_error("unknown kind '" + r.kind + "'");
   return r;
@@ -236,11 +245,16 @@ std::vector<bool> pareto_optimal(const std::vector<ParetoPoint>& points) {
 }
 
 std::vector<SweepConfig> aggregate_sweep(const std::vector<SweepRun>& runs) {
-  // The architecture's latency: the median over all its runs.
-  std::map<std::string, std::vector<double>> b1, bulk;
+  // The architecture's latency: the median over all its runs that measured it.
+  std::map<std::string, std::vector<double>> b1, bulk, ort_b1, ort_bulk;
+  const auto add = [](std::vector<double>& to, double ms) {
+    if (ms > 0) to.push_back(1000 * ms);
+  };
   for (const SweepRun& r : runs) {
-    if (r.latency_b1_ms > 0) b1[r.arch].push_back(1000 * r.latency_b1_ms);
-    if (r.latency_large_ms > 0) bulk[r.arch].push_back(1000 * r.latency_large_ms);
+    add(b1[r.arch], r.latency_b1_ms);
+    add(bulk[r.arch], r.latency_large_ms);
+    add(ort_b1[r.arch], r.ort_b1_ms);
+    add(ort_bulk[r.arch], r.ort_large_ms);
   }
   std::vector<SweepConfig> configs;
   std::vector<std::vector<const SweepRun*>> members;
@@ -256,6 +270,8 @@ std::vector<SweepConfig> aggregate_sweep(const std::vector<SweepRun>& runs) {
       c.latency_b1_us = median(b1[r.arch]);
       c.latency_large_us = median(bulk[r.arch]);
       c.large_batch = c.latency_large_us > 0 ? r.large_batch : 0;
+      c.ort_b1_us = median(ort_b1[r.arch]);
+      c.ort_large_us = median(ort_bulk[r.arch]);
       configs.push_back(c);
       members.emplace_back();
     }
@@ -321,14 +337,15 @@ int recommend_student(const std::vector<SweepConfig>& configs, const SweepConstr
 std::string sweep_csv(const SweepResult& r) {
   std::string out =
       "kind,arch,temperature,alpha,seeds,test_acc_mean,test_acc_std,params,bytes,train_seconds,latency_b1_us,"
-      "latency_bulk_us,bulk_batch,pareto,recommended\n";
+      "latency_bulk_us,bulk_batch,ort_latency_b1_us,ort_latency_bulk_us,pareto,recommended\n";
   const int bulk = bulk_batch(r);
   auto us = [](double v) { return v > 0 ? format("%.6g", v) : std::string(); };
   if (!r.run.models.empty()) {
     const ModelReport& t = r.run.models.front();
     out += "teacher,\"" + t.arch + "\",,,1," + format("%.6f", t.test_acc) + ",," + std::to_string(t.params) + "," +
            std::to_string(t.bytes) + "," + format("%.3f", t.train_seconds) + "," + us(teacher_latency_us(r, 1)) + "," +
-           us(teacher_latency_us(r, bulk)) + "," + (bulk ? std::to_string(bulk) : "") + ",,\n";
+           us(teacher_latency_us(r, bulk)) + "," + (bulk ? std::to_string(bulk) : "") + "," +
+           us(teacher_latency_us(r, 1, true)) + "," + us(teacher_latency_us(r, bulk, true)) + ",,\n";
   }
   for (size_t i = 0; i < r.configs.size(); ++i) {
     const SweepConfig& c = r.configs[i];
@@ -337,7 +354,8 @@ std::string sweep_csv(const SweepResult& r) {
            (d ? format("%g", c.alpha) : "") + "," + std::to_string(c.seeds) + "," + format("%.6f", c.acc_mean) + "," +
            format("%.6f", c.acc_std) + "," + std::to_string(c.params) + "," + std::to_string(c.bytes) + "," +
            format("%.3f", c.train_seconds) + "," + us(c.latency_b1_us) + "," + us(c.latency_large_us) + "," +
-           (c.large_batch ? std::to_string(c.large_batch) : "") + "," + (c.pareto ? "1" : "0") + "," +
+           (c.large_batch ? std::to_string(c.large_batch) : "") + "," + us(c.ort_b1_us) + "," + us(c.ort_large_us) +
+           "," + (c.pareto ? "1" : "0") + "," +
            (int(i) == r.recommended ? "1" : "0") + "\n";
   }
   return out;
@@ -362,6 +380,8 @@ std::string sweep_json(const SweepResult& r) {
                            {"latency_b1_us", measured(c.latency_b1_us)},
                            {"latency_bulk_us", measured(c.latency_large_us)},
                            {"bulk_batch", c.large_batch},
+                           {"ort_latency_b1_us", measured(c.ort_b1_us)},
+                           {"ort_latency_bulk_us", measured(c.ort_large_us)},
                            {"pareto", c.pareto},
                            {"recommended", int(i) == r.recommended},
                            {"model_file", c.model_file}});
@@ -377,7 +397,9 @@ std::string sweep_json(const SweepResult& r) {
                    {"test_acc", number(t.test_acc)},
                    {"train_seconds", number(t.train_seconds)},
                    {"latency_b1_us", measured(teacher_latency_us(r, 1))},
-                   {"latency_bulk_us", measured(teacher_latency_us(r, bulk_batch(r)))}};
+                   {"latency_bulk_us", measured(teacher_latency_us(r, bulk_batch(r)))},
+                   {"ort_latency_b1_us", measured(teacher_latency_us(r, 1, true))},
+                   {"ort_latency_bulk_us", measured(teacher_latency_us(r, bulk_batch(r), true))}};
   }
   auto optional_json = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   const json out{
@@ -385,6 +407,8 @@ std::string sweep_json(const SweepResult& r) {
       {"total_seconds", number(r.run.total_seconds)},
       {"device", r.run.device},
       {"versions", r.run.versions},
+      {"onnx_runtime", r.ort_note.empty() ? json("ONNX Runtime latencies: CPU, the exported model timed from node")
+                                          : json(r.ort_note)},
       {"data", json{{"dir", r.run.data_dir},
                     {"train", r.run.train_n},
                     {"val", r.run.val_n},
@@ -417,12 +441,15 @@ std::string sweep_table(const SweepResult& r) {
   const std::string bulk_head = bulk ? "b" + std::to_string(bulk) + " us" : "bulk us";
   auto us = [](double v) { return v > 0 ? format(v < 100 ? "%.1f" : "%.0f", v) : std::string("-"); };
   std::vector<std::vector<std::string>> rows;
+  const bool ort = any_ort(r);
   rows.push_back({"  student", "kind", "T", "alpha", "test acc", "params", "size", "train", "b1 us", bulk_head});
+  if (ort) rows.back().insert(rows.back().end(), {"ORT b1 us", "ORT " + bulk_head});
   if (!r.run.models.empty()) {
     const ModelReport& t = r.run.models.front();
     rows.push_back({"  teacher " + arch_label(t.arch).substr(0, 40), "teacher", "", "", format("%.2f%%", 100 * t.test_acc),
                     thousands(t.params), byte_size(t.bytes), format("%.1fs", t.train_seconds),
                     us(teacher_latency_us(r, 1)), us(teacher_latency_us(r, bulk))});
+    if (ort) rows.back().insert(rows.back().end(), {us(teacher_latency_us(r, 1, true)), us(teacher_latency_us(r, bulk, true))});
   }
   for (size_t i = 0; i < r.configs.size(); ++i) {
     const SweepConfig& c = r.configs[i];
@@ -432,6 +459,7 @@ std::string sweep_table(const SweepResult& r) {
     rows.push_back({std::string(c.pareto ? "* " : "  ") + arch_label(c.arch), c.kind, d ? format("%g", c.temperature) : "",
                     d ? format("%g", c.alpha) : "", acc + "%", thousands(c.params), byte_size(c.bytes),
                     format("%.1fs", c.train_seconds), us(c.latency_b1_us), us(c.latency_large_us)});
+    if (ort) rows.back().insert(rows.back().end(), {us(c.ort_b1_us), us(c.ort_large_us)});
     if (int(i) == r.recommended) rows.back()[0] += "  <- recommended";
   }
   int seeds = 0;
@@ -440,7 +468,11 @@ std::string sweep_table(const SweepResult& r) {
                     " runs (" + std::to_string(seeds) + (seeds == 1 ? " seed" : " seeds, accuracy mean ± std") +
                     "), on " + r.run.device + "\n" + aligned(rows);
   out += "* Pareto-optimal: no other student is at least as accurate and at least as fast at batch 1, and strictly "
-         "better in one.\n  Latencies are the architecture's: the median over all its runs.\n";
+         "better in one.\n  Latencies are the architecture's: the median over all its runs" +
+         std::string(ort ? "; ORT: ONNX Runtime on the CPU, the exported model timed from node, once per "
+                           "architecture.\n"
+                         : ".\n");
+  if (!r.ort_note.empty()) out += "  " + r.ort_note + "\n";
   return out;
 }
 

@@ -23,6 +23,7 @@
 #include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/model_io.h"
+#include "kd/onnx_export.h"
 #include "kd/onnx_runtime.h"
 #include "kd/sweep.h"
 #include "kd/train.h"
@@ -468,6 +469,11 @@ class Pipeline {
         sweep_plan(arch_texts, or_default(opt_.temperatures, kDefaultSweepTemperatures),
                    or_default(opt_.alphas, kDefaultSweepAlphas), opt_.seeds);
 
+    if (!opt_.export_best.empty()) {
+      const fs::path parent = fs::absolute(opt_.export_best).parent_path();
+      if (!fs::is_directory(parent))
+        fail("--export-best: directory " + parent.string() + " does not exist (for " + opt_.export_best + ")");
+    }
     const ModelFile teacher_file = teacher_start();
     const Arch* largest = &*std::max_element(
         archs.begin(), archs.end(), [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
@@ -511,6 +517,10 @@ class Pipeline {
     std::error_code ec;
     fs::create_directories(out_dir_ + "/models", ec);
     if (ec) fail("--out: cannot create directory '" + out_dir_ + "/models': " + ec.message());
+    // One cheap check before many models: is ONNX Runtime there at all?
+    std::string ort_why;
+    const bool ort_ready = !opt_.no_ort && !ort_version(ort_why).empty();
+    if (!opt_.no_ort && !ort_ready) ort_note_ = ort_why;
     std::vector<SweepRun> runs;
     for (size_t i = 0; i < plan.size(); ++i) {
       const auto it = finished.find(sweep_run_key(plan[i]));
@@ -520,7 +530,14 @@ class Pipeline {
       }
       const Arch& arch = archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), plan[i].arch) - arch_texts.begin())];
       say("[sweep " + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " + sweep_run_key(plan[i]));
-      runs.push_back(train_sweep_run(plan[i], arch));
+      // ONNX Runtime's latency, like the device's, depends on the architecture
+      // only: its first run trained here measures it, unless one did before.
+      const bool ort_timed = std::any_of(runs.begin(), runs.end(), [&](const SweepRun& r) {
+        return r.arch == plan[i].arch && r.ort_b1_ms > 0;
+      }) || std::any_of(state.runs.begin(), state.runs.end(), [&](const SweepRun& r) {
+        return r.arch == plan[i].arch && r.ort_b1_ms > 0;
+      });
+      runs.push_back(train_sweep_run(plan[i], arch, ort_ready && !ort_timed));
       state.runs.push_back(runs.back());
       write_file_atomic(state_path, sweep_state_json(state));
     }
@@ -534,6 +551,7 @@ class Pipeline {
     result.configs = aggregate_sweep(runs);
     result.constraints = {opt_.max_latency_us, opt_.max_params, opt_.min_accuracy};
     result.recommended = recommend_student(result.configs, result.constraints, result.why_none);
+    result.ort_note = opt_.no_ort ? "ONNX Runtime latencies skipped (--no-ort)" : ort_note_;
     const std::string recommended_path = out_dir_ + "/recommended.safetensors";
     fs::remove(recommended_path, ec);  // a resumed sweep may choose differently
     if (result.recommended >= 0) save_recommended(result.configs[size_t(result.recommended)], recommended_path);
@@ -542,13 +560,18 @@ class Pipeline {
     if (!note.empty()) say(note);
     say("wrote sweep.csv, sweep.json" + std::string(note.empty() ? ", pareto.png" : "") +
         (result.recommended >= 0 ? ", recommended.safetensors" : "") + " to " + out_dir_);
-    if (result.recommended < 0) fail(result.why_none + "; every result is in " + out_dir_ + "/sweep.csv");
+    if (result.recommended < 0)
+      fail(result.why_none + "; every result is in " + out_dir_ + "/sweep.csv" +
+           (opt_.export_best.empty() ? "" : ", and " + opt_.export_best + " was not written"));
+    say(recommendation_line(result));
+    if (!opt_.export_best.empty()) export_model_file(recommended_path, opt_.export_best, opt_.quiet);
   }
 
-  // Trains, tests and times one run of the grid and saves its weights in
-  // models/. Its seed: sweep_run_seed; its init and shuffles derive from it as
-  // `kdtrain run --seed <seed>` derives the student's and the baseline's.
-  SweepRun train_sweep_run(SweepRun run, const Arch& arch) {
+  // Trains, tests and times one run of the grid (`time_ort`: under ONNX
+  // Runtime too) and saves its weights in models/. Its seed: sweep_run_seed;
+  // its init and shuffles derive from it as `kdtrain run --seed <seed>`
+  // derives the student's and the baseline's.
+  SweepRun train_sweep_run(SweepRun run, const Arch& arch, bool time_ort) {
     const std::string phase = run.kind == "distilled" ? "student" : "scratch";
     run.seed = sweep_run_seed(opt_.seed, run.seed_index);
     std::vector<float> init(size_t(arch.param_count));
@@ -558,7 +581,7 @@ class Pipeline {
     auto model = engine_.create_model(arch, init, settings);
     ModelReport rep = new_report(phase, arch);
     train_phase(phase, *model, LossConfig{float(run.temperature), float(run.alpha)}, opt_.epochs_student, rep, run.seed);
-    finish_model(*model, rep, true);
+    finish_model(*model, rep, true, /*ort=*/false);
     stop_if_interrupted("the test evaluation and timing of " + sweep_run_key(run));
     run.params = rep.params;
     run.bytes = rep.bytes;
@@ -570,6 +593,17 @@ class Pipeline {
     for (const LatencyRecord& l : rep.latency) {
       if (l.batch == 1) run.latency_b1_ms = l.median_ms;
       else run.latency_large_ms = l.median_ms, run.large_batch = l.batch;
+    }
+    if (time_ort) {
+      const auto o0 = Clock::now();
+      std::vector<int> batches = {1};
+      if (run.large_batch > 1) batches.push_back(run.large_batch);
+      OrtLatencyOptions ort_options;
+      ort_options.batches = batches;
+      const OrtLatency ort = ort_latency(arch, model->get_params(), ort_options);
+      for (const LatencyRecord& l : ort.latency) (l.batch == 1 ? run.ort_b1_ms : run.ort_large_ms) = l.median_ms;
+      if (!ort.measured) ort_note_ = ort.note;
+      add_phase("ONNX Runtime latency", seconds_since(o0));
     }
     run.model_file = "models/" + sweep_file_stem(run) + ".safetensors";
     std::map<std::string, std::string> facts = model_facts(rep);
@@ -599,6 +633,27 @@ class Pipeline {
     facts["sweep_latency_b1_us"] = std::to_string(c.latency_b1_us);
     facts["sweep_source"] = c.model_file;
     save_model_file(path, f.arch, f.params, facts);
+  }
+
+  // "recommended: MLP ... distilled T 4 alpha 0.9, 97.91% ..., -> recommended.safetensors".
+  std::string recommendation_line(const SweepResult& r) const {
+    const SweepConfig& c = r.configs[size_t(r.recommended)];
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%.2f%% mean test accuracy, %.1f us at batch 1, %lld parameters", 100 * c.acc_mean,
+                  c.latency_b1_us, (long long)c.params);
+    const auto g = [](const char* prefix, double v) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%s%g", prefix, v);
+      return std::string(text);
+    };
+    std::string constraints;
+    const auto add = [&](const std::string& text) { constraints += (constraints.empty() ? "" : ", ") + text; };
+    if (opt_.max_latency_us) add(g("--max-latency-us ", *opt_.max_latency_us));
+    if (opt_.max_params) add("--max-params " + std::to_string(*opt_.max_params));
+    if (opt_.min_accuracy) add(g("--min-accuracy ", *opt_.min_accuracy));
+    return "recommended: " + c.kind + " " + c.arch +
+           (c.kind == "distilled" ? g(" (T ", c.temperature) + g(", alpha ", c.alpha) + ")" : std::string()) + ": " + buf + (constraints.empty() ? " (the most accurate; no constraints given)" : " under " + constraints) +
+           "; weights of " + c.model_file + " in " + out_dir_ + "/recommended.safetensors";
   }
 
   // Settings a resumed sweep must share with the interrupted one (the grid may differ).
@@ -811,7 +866,9 @@ class Pipeline {
   // Tests and times the selected epoch. `holds_last`: the model holds the
   // last epoch's parameters (not a saved selected model), so when another
   // epoch was selected the last one is tested first, then the kept one restored.
-  void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last) {
+  // `ort`: time it under ONNX Runtime too (unless --no-ort); a sweep does that
+  // once per architecture instead.
+  void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last, bool ort = true) {
     const auto t0 = Clock::now();
     const int last = rep.curve.empty() ? 0 : rep.curve.back().epoch;
     const bool earlier_selected = holds_last && rep.selected_epoch != last;
@@ -837,7 +894,7 @@ class Pipeline {
     const auto l0 = Clock::now();
     rep.latency = measure_latencies(model);
     add_phase(rep.role + " latency", seconds_since(l0));
-    if (!opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
+    if (ort && !opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
       const auto o0 = Clock::now();
       rep.ort = ort_latency(model.arch(), model.get_params());
       add_phase(rep.role + " ONNX Runtime latency", seconds_since(o0));
@@ -928,6 +985,8 @@ class Pipeline {
   // While a sweep trains its students: what a stop or failure says about
   // resuming, instead of pointing at a checkpoint (students write none).
   std::string sweep_stop_note_;
+  std::string ort_note_;  // why a sweep has no ONNX Runtime latencies, or ""
+
 };
 
 }  // namespace
