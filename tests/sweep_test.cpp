@@ -17,6 +17,7 @@
 
 #include "kd/error.h"
 #include "kd/model_io.h"
+#include "kd/onnx_runtime.h"
 #include "kd/sweep.h"
 #include "kd/train.h"
 
@@ -193,6 +194,7 @@ Options small_sweep(const std::string& out) {
   o.temperatures = {2, 4};
   o.alphas = {0.9};
   o.quiet = true;
+  o.no_ort = true;  // SweepOrt times ONNX Runtime; the others need not wait for it
   return o;
 }
 
@@ -355,6 +357,7 @@ TEST_F(SmallSweep, ConstraintsNothingMeetsIsAClearErrorAfterTheResults) {
   o.resume_dir = *dir_;
   o.out_dir.clear();
   o.max_params = 5;
+  o.export_best = fresh_dir("best") + ".onnx";
   const auto before = state_of(*dir_).runs.size();
   try {
     auto engine = make_cpu_engine();
@@ -362,7 +365,9 @@ TEST_F(SmallSweep, ConstraintsNothingMeetsIsAClearErrorAfterTheResults) {
     FAIL() << "no student has 5 parameters";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("no student meets all of --max-params 5 (0 of 6 do)", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find(o.export_best + " was not written"), std::string::npos) << e.what();
   }
+  EXPECT_FALSE(fs::exists(o.export_best));
   EXPECT_EQ(state_of(*dir_).runs.size(), before);
   EXPECT_FALSE(fs::exists(*dir_ + "/recommended.safetensors"));
   const nlohmann::json j = nlohmann::json::parse(read_text(*dir_ + "/sweep.json"));
@@ -377,6 +382,33 @@ TEST_F(SmallSweep, ConstraintsNothingMeetsIsAClearErrorAfterTheResults) {
   const auto& chosen = k.at("configs")[k.at("recommended").get<size_t>()];
   EXPECT_EQ(chosen.at("arch"), kArchB);
   EXPECT_TRUE(fs::exists(*dir_ + "/recommended.safetensors"));
+  EXPECT_GT(fs::file_size(o.export_best), 4u * 7850) << "the recommended student as ONNX, weights included";
+  fs::remove(o.export_best);
+}
+
+// With ONNX Runtime installed (scripts/onnxruntime.sh) every configuration
+// gets its latency under it; without, the sweep says why and goes on.
+TEST(SweepOrt, LatencyPerArchitectureOrANote) {
+  Options o = small_sweep(fresh_dir("ort"));
+  o.student_archs = {kArchB};
+  o.temperatures = {4};
+  o.no_ort = false;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(o, *engine), 0);
+  const nlohmann::json j = nlohmann::json::parse(read_text(o.out_dir + "/sweep.json"));
+  ASSERT_EQ(j.at("configs").size(), 2u);
+  std::string why_not;
+  if (ort_version(why_not).empty()) {
+    EXPECT_EQ(j.at("onnx_runtime"), why_not);
+    EXPECT_TRUE(j.at("configs")[0].at("ort_latency_b1_us").is_null());
+    GTEST_SKIP() << why_not;
+  }
+  // One measurement for the architecture, shared by its distilled and scratch rows.
+  EXPECT_GT(j.at("configs")[0].at("ort_latency_b1_us").get<double>(), 0);
+  EXPECT_EQ(j.at("configs")[0].at("ort_latency_b1_us"), j.at("configs")[1].at("ort_latency_b1_us"));
+  int measured = 0;
+  for (const auto& run : j.at("runs")) measured += !run.at("ort_latency_b1_ms").is_null();
+  EXPECT_EQ(measured, 1);
 }
 
 TEST(SweepErrors, BadArchitectureInTheListNamesWhichValue) {
