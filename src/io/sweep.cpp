@@ -479,9 +479,10 @@ std::string sweep_table(const SweepResult& r) {
 std::string write_sweep_files(const SweepResult& r, const std::string& out_dir) {
   write_file_atomic(out_dir + "/sweep.csv", sweep_csv(r));
   write_file_atomic(out_dir + "/sweep.json", sweep_json(r));
+  const bool timed = std::any_of(r.configs.begin(), r.configs.end(), [](const SweepConfig& c) { return c.latency_b1_us > 0; });
+  if (!timed) return "";  // no latency axis: nothing to draw
   std::string front;
   const std::string points = pareto_data(r, front);
-  if (r.configs.empty() || front.find('\n') == front.size() - 1) return "";  // nothing timed: nothing to draw
   write_file_atomic(out_dir + "/pareto.dat", points);
   write_file_atomic(out_dir + "/pareto_front.dat", front);
   return render_plots(out_dir, "pareto.gp", pareto_script(r), {{"pareto_png", "pareto.png"}});
