@@ -174,7 +174,7 @@ std::string pareto_data(const SweepResult& r, std::string& front) {
 }
 
 std::string pareto_script(const SweepResult& r) {
-  const std::string title = "students distilled from one teacher: test accuracy vs batch-1 latency (" + r.run.device + ")";
+  const std::string title = "kdtrain sweep: test accuracy vs batch-1 latency (" + r.run.device + ")";
   return "# Written by kdtrain sweep; redraw with: gnuplot pareto.gp (in this directory)\n"
          "if (!exists('pareto_png')) pareto_png = 'pareto.png'\n"
          "term = strstrt(GPVAL_TERMINALS, 'pngcairo') > 0 ? 'pngcairo' : 'png'\n"
@@ -446,7 +446,7 @@ std::string sweep_table(const SweepResult& r) {
   if (ort) rows.back().insert(rows.back().end(), {"ORT b1 us", "ORT " + bulk_head});
   if (!r.run.models.empty()) {
     const ModelReport& t = r.run.models.front();
-    rows.push_back({"  teacher " + arch_label(t.arch).substr(0, 40), "teacher", "", "", format("%.2f%%", 100 * t.test_acc),
+    rows.push_back({"  teacher", "teacher", "", "", format("%.2f%%", 100 * t.test_acc),
                     thousands(t.params), byte_size(t.bytes), format("%.1fs", t.train_seconds),
                     us(teacher_latency_us(r, 1)), us(teacher_latency_us(r, bulk))});
     if (ort) rows.back().insert(rows.back().end(), {us(teacher_latency_us(r, 1, true)), us(teacher_latency_us(r, bulk, true))});

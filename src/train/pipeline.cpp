@@ -502,11 +502,6 @@ class Pipeline {
     sweep_stop_note_ = "the teacher and every finished run are recorded in " + state_path +
                        "; a resumed sweep skips them and trains the interrupted run again. " + resume_hint();
 
-    const auto s0 = Clock::now();
-    engine_.compute_soft_targets(*teacher);
-    stop_if_interrupted("the soft-target pass");
-    add_phase("soft targets", seconds_since(s0));
-
     std::map<std::string, SweepRun> finished;
     for (const SweepRun& r : state.runs) finished[sweep_run_key(r)] = r;
     int skipped = 0;
@@ -522,11 +517,19 @@ class Pipeline {
     const bool ort_ready = !opt_.no_ort && !ort_version(ort_why).empty();
     if (!opt_.no_ort && !ort_ready) ort_note_ = ort_why;
     std::vector<SweepRun> runs;
+    bool soft_targets_ready = false;
     for (size_t i = 0; i < plan.size(); ++i) {
       const auto it = finished.find(sweep_run_key(plan[i]));
       if (it != finished.end()) {
         runs.push_back(it->second);
         continue;
+      }
+      if (!soft_targets_ready) {  // only when a run is left to train (a finished sweep resumed needs none)
+        const auto s0 = Clock::now();
+        engine_.compute_soft_targets(*teacher);
+        stop_if_interrupted("the soft-target pass");
+        add_phase("soft targets", seconds_since(s0));
+        soft_targets_ready = true;
       }
       const Arch& arch = archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), plan[i].arch) - arch_texts.begin())];
       say("[sweep " + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " + sweep_run_key(plan[i]));
