@@ -138,12 +138,14 @@ TEST(SweepState, RoundTripAndRejection) {
   s.fingerprint = "seed=1 batch=64";
   s.teacher_done = true;
   s.teacher_history_csv = "teacher,1,0.5,0,0.4,0.9,1.0,100\n";
+  s.teacher_train_seconds = 12.5;
   s.runs = {made_run("distilled", "a", 4, 0, 0.9, 0.91, 0.01), made_run("scratch", "b", 1, 1, 0.8, 0.81, 0)};
   s.runs[0].seed = 18446744073709551615ull;  // every uint64 seed survives JSON
   const SweepState back = parse_sweep_state(sweep_state_json(s), "x.json");
   EXPECT_EQ(back.fingerprint, s.fingerprint);
   EXPECT_TRUE(back.teacher_done);
   EXPECT_EQ(back.teacher_history_csv, s.teacher_history_csv);
+  EXPECT_EQ(back.teacher_train_seconds, 12.5);
   ASSERT_EQ(back.runs.size(), 2u);
   EXPECT_EQ(sweep_state_json(back), sweep_state_json(s));
   EXPECT_EQ(back.runs[0].seed, s.runs[0].seed);
@@ -326,6 +328,9 @@ TEST_F(SmallSweep, ResumeSkipsFinishedRunsAndEqualsUninterrupted) {
   ASSERT_EQ(run_command(resumed, *engine), 0);
   const SweepState done = state_of(broken.out_dir);
   ASSERT_EQ(done.runs.size(), 6u);
+  EXPECT_EQ(done.teacher_history_csv, partial.teacher_history_csv) << "one teacher epoch, recorded once";
+  EXPECT_EQ(done.teacher_train_seconds, partial.teacher_train_seconds);
+  EXPECT_GT(done.teacher_train_seconds, 0);
   std::set<std::string> keys;
   for (const SweepRun& r : done.runs) keys.insert(sweep_run_key(r));
   EXPECT_EQ(keys.size(), 6u) << "no run trained twice";

@@ -134,6 +134,7 @@ struct SweepState {
   std::string fingerprint;           // the settings that must match on resume
   bool teacher_done = false;         // DIR/teacher.safetensors holds the teacher
   std::string teacher_history_csv;   // its metrics.csv rows
+  double teacher_train_seconds = 0;  // its training time
   std::vector<SweepRun> runs;        // finished runs
 };
 std::string sweep_state_json(const SweepState& s);

@@ -495,6 +495,7 @@ std::string sweep_state_json(const SweepState& s) {
               {"fingerprint", s.fingerprint},
               {"teacher_done", s.teacher_done},
               {"teacher_history_csv", s.teacher_history_csv},
+              {"teacher_train_seconds", s.teacher_train_seconds},
               {"runs", runs}}
              .dump(2, ' ', false, json::error_handler_t::replace) +
          "\n";
@@ -508,6 +509,7 @@ SweepState parse_sweep_state(const std::string& text, const std::string& path) {
     s.fingerprint = j.at("fingerprint").get<std::string>();
     s.teacher_done = j.at("teacher_done").get<bool>();
     s.teacher_history_csv = j.at("teacher_history_csv").get<std::string>();
+    s.teacher_train_seconds = j.at("teacher_train_seconds").get<double>();
     for (const json& r : j.at("runs")) s.runs.push_back(run_from_json(r));
   } catch (const std::exception& e) {
     fail(path + ": not a kdtrain sweep state (" + std::string(e.what()) + ")");

@@ -495,7 +495,10 @@ class Pipeline {
     ModelReport teacher_report;
     auto teacher = ready_teacher(teacher_file, state.teacher_done, teacher_report);
     resume_.reset();  // students never continue a checkpoint: an interrupted one trains again
+    if (state.teacher_done) teacher_report.train_seconds = state.teacher_train_seconds;
+    else state.teacher_train_seconds = teacher_report.train_seconds;
     state.teacher_done = true;
+    state.teacher_history_csv.clear();
     for (const EpochRecord& e : history_for("teacher")) state.teacher_history_csv += metrics_csv_row(e);
     write_file_atomic(state_path, sweep_state_json(state));
     fs::remove(checkpoint_path());
