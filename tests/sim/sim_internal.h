@@ -90,7 +90,7 @@ Scheduler& scheduler();
 void report(const std::string& message);
 std::string describe(const Thread& t);  // "thread (3,0,0) of block (1,0,0)"
 std::string site_text(Site s);
-std::string symbolize(uintptr_t pc);    // "function at file:line" of a return address
+std::string symbolize(uintptr_t pc);    // "kernels/x.cu:123" for a return address in kernel code
 
 // Static shared memory (the executable's thread_local block) and its copies for the
 // blocks of a cluster that are not running.

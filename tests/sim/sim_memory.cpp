@@ -105,7 +105,8 @@ std::string where_in_arena(uintptr_t p) {
 
 // ------------------------------------------------------------------ shared-memory shadow
 struct Access {
-  int32_t who = -1;  // rank * 1024 + thread; -1 none; -2 several readers
+  int32_t who = -1;      // rank * 1024 + thread (the latest one); -1 none
+  bool several = false;  // reads: more than one thread read in this interval
   uint32_t gen = 0, cgen = 0, wgen = 0;
   uintptr_t pc = 0;
 };
@@ -114,7 +115,7 @@ struct Word {  // 4 bytes of a block's shared memory
   uint8_t init = 0;  // bit i: byte i written
   Access write, read;
 };
-constexpr int32_t kNobody = -1, kSeveral = -2;
+constexpr int32_t kNobody = -1;
 std::vector<Word> g_shadow[kMaxClusterBlocks];
 std::set<std::pair<uintptr_t, uintptr_t>> g_reported;
 size_t g_dynamic_offset = 0;
@@ -132,8 +133,9 @@ bool ordered(const Access& prev, const Access& now, int32_t now_who, unsigned ta
   return prev_rank == now_rank && prev_warp == now_warp && prev.wgen != now.wgen;  // a warp collective
 }
 
-std::string who_text(int32_t id) {
-  if (id < 0) return "other threads";
+std::string who_text(const Access& a) {
+  if (a.several) return "several threads (last " + who_text(Access{a.who, false, 0, 0, 0, 0}) + ")";
+  const int32_t id = a.who;
   const Block& b = g_run.blocks[unsigned(id) / 1024];
   return describe(*b.threads[unsigned(id) % 1024]);
 }
@@ -142,7 +144,7 @@ void report_race(const char* kind, const Access& prev, const char* prev_verb, co
                  const char* verb, unsigned rank, size_t offset) {
   if (!g_reported.insert({prev.pc, pc}).second) return;
   std::ostringstream msg;
-  msg << "shared-memory race (" << kind << ") in " << g_run.kernel_name << ": " << who_text(prev.who) << " "
+  msg << "shared-memory race (" << kind << ") in " << g_run.kernel_name << ": " << who_text(prev) << " "
       << prev_verb << " byte " << offset << " of " << (rank == t.block->rank ? "its block's" : "a cluster block's")
       << " shared memory at " << symbolize(prev.pc) << "; " << describe(t) << " " << verb << " it at "
       << symbolize(pc) << " with no barrier between";
@@ -164,7 +166,7 @@ void shared_access(Thread& t, unsigned rank, size_t offset, size_t size, bool wr
   std::vector<Word>& shadow = g_shadow[rank];
   if (shadow.empty()) shadow.resize(shared_window().size / 4 + 1);
   const int32_t me = who(t);
-  Access now{me, target.barrier_gen, g_run.cluster_gen, t.block->warp_gen[t.warp], pc};
+  Access now{me, false, target.barrier_gen, g_run.cluster_gen, t.block->warp_gen[t.warp], pc};
   for (size_t w = offset / 4; w <= (offset + size - 1) / 4; ++w) {
     Word& e = shadow[w];
     if (e.serial != target.serial) e = Word{target.serial, 0, {}, {}};
@@ -177,7 +179,7 @@ void shared_access(Thread& t, unsigned rank, size_t offset, size_t size, bool wr
     if (write) {
       if (e.write.who != kNobody && e.write.who != me && !ordered(e.write, now, me, rank))
         report_race("write after write", e.write, "wrote", t, pc, "writes", rank, offset);
-      else if (e.read.who != kNobody && e.read.who != me && !ordered(e.read, now, me, rank))
+      else if (e.read.who != kNobody && (e.read.several || e.read.who != me) && !ordered(e.read, now, me, rank))
         report_race("write after read", e.read, "read", t, pc, "writes", rank, offset);
       e.write = now;
       e.read.who = kNobody;
@@ -188,12 +190,10 @@ void shared_access(Thread& t, unsigned rank, size_t offset, size_t size, bool wr
                std::to_string(offset) + ", which no thread of the block has written, at " + symbolize(pc));
       if (e.write.who != kNobody && e.write.who != me && !ordered(e.write, now, me, rank))
         report_race("read after write", e.write, "wrote", t, pc, "reads", rank, offset);
-      if (e.read.who == kNobody || e.read.who == me || ordered(e.read, now, me, rank)) {
-        e.read = now;
-      } else {
-        e.read = now;
-        e.read.who = kSeveral;
-      }
+      const bool several = e.read.who != kNobody && (e.read.several || e.read.who != me) &&
+                           !ordered(e.read, now, me, rank);
+      e.read = now;
+      e.read.several = several;
     }
   }
 }

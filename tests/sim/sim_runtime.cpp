@@ -591,9 +591,28 @@ std::string site_text(Site s) {
   return std::string(file) + ":" + std::to_string(s.line);
 }
 
-std::string symbolize(uintptr_t pc) {
-  static std::map<uintptr_t, std::string> cache;
-  const auto known = cache.find(pc);
+namespace {
+// "kd::cuda::gemm_kernel<64, 64, 4, 4, false, true>" from addr2line's
+// "void kd::cuda::(anonymous namespace)::gemm_kernel<...>(float const*, ...)".
+std::string short_function_name(std::string f) {
+  for (size_t at; (at = f.find("(anonymous namespace)::")) != std::string::npos;) f.erase(at, 23);
+  if (f.rfind("void ", 0) == 0) f.erase(0, 5);
+  if (!f.empty() && f.back() == ')') {  // drop the parameter list
+    int depth = 0;
+    for (size_t i = f.size(); i-- > 0;) {
+      depth += f[i] == ')' ? 1 : f[i] == '(' ? -1 : 0;
+      if (depth == 0) {
+        f.erase(i);
+        break;
+      }
+    }
+  }
+  return f;
+}
+
+std::string symbolize(uintptr_t pc, bool with_function) {
+  static std::map<std::pair<uintptr_t, bool>, std::string> cache;
+  const auto known = cache.find({pc, with_function});
   if (known != cache.end()) return known->second;
   Dl_info info{};
   std::string text = "pc 0x" + [&] {
@@ -616,16 +635,19 @@ std::string symbolize(uintptr_t pc) {
         if (paren != std::string::npos) w = w.substr(0, paren);
         if (colon != std::string::npos) {
           const std::string line = w.substr(w.rfind(':') + 1);
-          text = site_text(Site{nullptr, 0});
           std::string file = w.substr(0, w.rfind(':'));
-          text = site_text(Site{file.c_str(), std::atoi(line.c_str())}) + " in " + function;
+          text = site_text(Site{file.c_str(), std::atoi(line.c_str())});
+          if (with_function) text = short_function_name(function);
         }
       }
       pclose(p);
     }
   }
-  return cache[pc] = text;
+  return cache[{pc, with_function}] = text;
 }
+}  // namespace
+
+std::string symbolize(uintptr_t pc) { return symbolize(pc, false); }
 
 // ------------------------------------------------------------------ launches
 cudaError_t record_error(cudaError_t status) {
@@ -664,9 +686,7 @@ cudaError_t launch(const Launch& l) {
   g_window = &shared_window();
   g_run.launch = &l;
   g_run.failed = false;
-  g_run.kernel_name = symbolize(reinterpret_cast<uintptr_t>(l.kernel) + 1);
-  if (const size_t at = g_run.kernel_name.find(" in "); at != std::string::npos)
-    g_run.kernel_name = g_run.kernel_name.substr(at + 4);
+  g_run.kernel_name = symbolize(reinterpret_cast<uintptr_t>(l.kernel) + 1, true);
   {
     // Poison dynamic shared memory: a read of what no thread wrote yields NaN / garbage.
     std::memset(kdsim_dynamic_shared, 0xFF, std::min(l.dynamic_smem, kMaxDynamicShared));
