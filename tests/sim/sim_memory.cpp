@@ -19,9 +19,8 @@
 
 #include "sim_internal.h"
 
-namespace kdsim {
-
 #if defined(KDSIM_ACCESS_CHECKER)
+namespace kdsim {
 namespace {
 
 // ------------------------------------------------------------------ the arena
