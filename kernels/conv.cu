@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
@@ -429,7 +430,8 @@ struct ConvPlan::State {
             "cudnnConvolutionBiasActivationForward", algo_name(fwd_algo), refused)) {
       return false;
     }
-    find_mismatch_kernel<<<blocks_for(y_count()), kThreads>>>(y.data(), y_count(), 1.0f, found.data());
+    launch(find_mismatch_kernel, blocks_for(y_count()), kThreads, 0, cudaStream_t{}, y.data(), y_count(), 1.0f,
+           found.data());
     KD_CUDA_CHECK_LAUNCH(find_mismatch_kernel);
     return found.download()[0] == 0;
   }
@@ -489,11 +491,11 @@ void ConvPlan::forward(const float* x, const float* w, const float* bias, float*
   if (bias == nullptr && !relu) return;
   const int hw = st.shape.out_h() * st.shape.out_w();
   if (relu) {
-    bias_activation_kernel<true><<<blocks_for(st.y_count()), kThreads, 0, stream>>>(y, bias, st.y_count(),
-                                                                                     st.shape.out_c, hw);
+    launch(bias_activation_kernel<true>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+           st.shape.out_c, hw);
   } else {
-    bias_activation_kernel<false><<<blocks_for(st.y_count()), kThreads, 0, stream>>>(y, bias, st.y_count(),
-                                                                                      st.shape.out_c, hw);
+    launch(bias_activation_kernel<false>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+           st.shape.out_c, hw);
   }
   KD_CUDA_CHECK_LAUNCH(bias_activation_kernel);
 }
@@ -530,11 +532,11 @@ void ConvPlan::backward_filter(const float* x, const float* dy, float* dw, float
   // cudnnConvolutionBackwardBias, whose summation order is not documented.
   const ref::ConvShape& s = st.shape;
   const dim3 partial_grid(unsigned(st.bias_splits), unsigned(s.out_c));
-  bias_grad_partial_kernel<<<partial_grid, kThreads, 0, stream>>>(dy, st.bias_partial.data(), s.n, s.out_c,
-                                                                  s.out_h() * s.out_w(), st.bias_images_per_split);
+  launch(bias_grad_partial_kernel, partial_grid, kThreads, 0, stream, dy, st.bias_partial.data(), s.n, s.out_c,
+         s.out_h() * s.out_w(), st.bias_images_per_split);
   KD_CUDA_CHECK_LAUNCH(bias_grad_partial_kernel);
-  bias_grad_finish_kernel<<<(s.out_c + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-      st.bias_partial.data(), db, s.out_c, st.bias_splits);
+  launch(bias_grad_finish_kernel, (s.out_c + kThreads - 1) / kThreads, kThreads, 0, stream, st.bias_partial.data(), db,
+         s.out_c, st.bias_splits);
   KD_CUDA_CHECK_LAUNCH(bias_grad_finish_kernel);
 }
 
