@@ -131,6 +131,9 @@ TEST(SweepPlan, EveryArchitectureDistilledAtEveryTAndAlphaThenFromScratch) {
   EXPECT_EQ(sweep_run_key(plan[1]), "distilled a T=2 alpha=0.5 seed=1");
   EXPECT_EQ(sweep_run_key(plan[8]), "scratch a T=1 alpha=0 seed=0");
   EXPECT_EQ(plan[10].arch, "b");
+  for (const SweepRun& r : sweep_plan({"a", "b"}, {2, 4}, {0.5, 0.9}, 2, /*no_scratch=*/true))
+    EXPECT_EQ(r.kind, "distilled") << "--no-baseline";
+  EXPECT_EQ(sweep_plan({"a", "b"}, {2, 4}, {0.5, 0.9}, 2, true).size(), 2u * 2 * 2 * 2);
 }
 
 TEST(SweepState, RoundTripAndRejection) {

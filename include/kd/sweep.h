@@ -58,10 +58,11 @@ struct SweepRun {
 std::string sweep_run_key(const SweepRun& r);
 
 // The runs a grid asks for, in training order: per architecture, its distilled
-// configurations (T outer, alpha inner), then scratch; each for seed indices
-// 0 .. seeds-1. Only the "what was asked" fields are set.
+// configurations (T outer, alpha inner), then scratch unless `no_scratch`
+// (--no-baseline); each for seed indices 0 .. seeds-1. Only the "what was
+// asked" fields are set.
 std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const std::vector<double>& temperatures,
-                                 const std::vector<double>& alphas, int seeds);
+                                 const std::vector<double>& alphas, int seeds, bool no_scratch = false);
 
 // One configuration (kind, arch, T, alpha) over its seeds.
 struct SweepConfig {

@@ -211,7 +211,7 @@ std::string sweep_run_key(const SweepRun& r) {
 }
 
 std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const std::vector<double>& temperatures,
-                                 const std::vector<double>& alphas, int seeds) {
+                                 const std::vector<double>& alphas, int seeds, bool no_scratch) {
   std::vector<SweepRun> plan;
   auto add = [&](const std::string& kind, const std::string& arch, double t, double a) {
     for (int s = 0; s < seeds; ++s) {
@@ -223,7 +223,7 @@ std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const st
   for (const std::string& arch : archs) {
     for (double t : temperatures)
       for (double a : alphas) add("distilled", arch, t, a);
-    add("scratch", arch, 1.0, 0.0);
+    if (!no_scratch) add("scratch", arch, 1.0, 0.0);
   }
   return plan;
 }

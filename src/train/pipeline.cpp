@@ -467,7 +467,7 @@ class Pipeline {
     };
     const std::vector<SweepRun> plan =
         sweep_plan(arch_texts, or_default(opt_.temperatures, kDefaultSweepTemperatures),
-                   or_default(opt_.alphas, kDefaultSweepAlphas), opt_.seeds);
+                   or_default(opt_.alphas, kDefaultSweepAlphas), opt_.seeds, opt_.no_baseline);
 
     if (!opt_.export_best.empty()) {
       const fs::path parent = fs::absolute(opt_.export_best).parent_path();
