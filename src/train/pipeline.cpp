@@ -537,10 +537,9 @@ class Pipeline {
       const Arch& arch = archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), plan[i].arch) - arch_texts.begin())];
       say("[sweep " + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " + sweep_run_key(plan[i]));
       // ONNX Runtime's latency, like the device's, depends on the architecture
-      // only: its first run trained here measures it, unless one did before.
-      const bool ort_timed = std::any_of(runs.begin(), runs.end(), [&](const SweepRun& r) {
-        return r.arch == plan[i].arch && r.ort_b1_ms > 0;
-      }) || std::any_of(state.runs.begin(), state.runs.end(), [&](const SweepRun& r) {
+      // only: its first run trained measures it, unless a finished one did
+      // (state.runs holds every finished run, this sweep's and before).
+      const bool ort_timed = std::any_of(state.runs.begin(), state.runs.end(), [&](const SweepRun& r) {
         return r.arch == plan[i].arch && r.ort_b1_ms > 0;
       });
       runs.push_back(train_sweep_run(plan[i], arch, ort_ready && !ort_timed));
