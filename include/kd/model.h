@@ -1,5 +1,5 @@
 // kd/model.h: a sequential model from an Arch, its flat parameter buffer and
-// the CPU engine that runs it with the reference ops.
+// the CPU layer loop that runs it with the reference or the fast ops (kd/cpu_ops.h).
 //
 // Parameters of all layers live in one flat float buffer, layer by layer in
 // arch order, each layer's weight then bias (PyTorch state_dict order), so one
@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/cpu_ops.h"
 
 namespace kd {
 
@@ -30,10 +32,12 @@ void init_params(const Arch& arch, uint64_t seed, float* params);
 // `run_seed`; the CPU and GPU engines both use it so their masks agree.
 uint64_t dropout_seed(uint64_t run_seed, int layer_index);
 
-// Runs an Arch on the CPU with kd::ref ops. Buffers are sized once for max_batch.
+// Runs an Arch on the CPU with `ops` (the reference ops unless given). Buffers
+// are sized once for max_batch.
 class CpuModel {
  public:
-  CpuModel(const Arch& arch, int max_batch);
+  CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops = make_reference_ops());
+  CpuOps& ops() { return *ops_; }
   const Arch& arch() const { return arch_; }
   int max_batch() const { return max_batch_; }
   std::vector<float>& params() { return params_; }
@@ -49,6 +53,7 @@ class CpuModel {
  private:
   Arch arch_;
   int max_batch_;
+  std::unique_ptr<CpuOps> ops_;
   std::vector<float> params_, grads_;
   // acts_[i]: output of layer i (b, layers[i].out_shape.size()); input kept separately.
   std::vector<std::vector<float>> acts_;

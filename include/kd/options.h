@@ -10,7 +10,7 @@
 namespace kd {
 
 enum class Command { Run, TrainTeacher, Distill, Eval, Latency };
-enum class DeviceChoice { Auto, Cuda, Cpu };
+enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
 
@@ -41,6 +41,7 @@ struct Options {
   std::string model_path;              // eval / latency --model F
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
+  int threads = 0;                     // fast CPU engine threads; 0 = every hardware thread
   std::vector<int> latency_batches = {1, 64, 1024, 10000};
 };
 

@@ -1,4 +1,4 @@
-// CpuModel: an Arch run layer by layer with the kd::ref ops.
+// CpuModel: an Arch run layer by layer with its CpuOps (reference or fast).
 // Each layer reads the previous layer's output buffer and writes its own, so
 // the backward pass has every input it needs without recomputation.
 #include "kd/model.h"
@@ -52,8 +52,8 @@ ref::ConvShape conv_shape(const Layer& l, int b) {
 }
 }  // namespace
 
-CpuModel::CpuModel(const Arch& arch, int max_batch)
-    : arch_(arch), max_batch_(max_batch), params_(arch.param_count), grads_(arch.param_count) {
+CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
+    : arch_(arch), max_batch_(max_batch), ops_(std::move(ops)), params_(arch.param_count), grads_(arch.param_count) {
   if (max_batch < 1) fail("CpuModel: max_batch must be >= 1");
   int64_t widest = arch.input.size();
   acts_.resize(arch.layers.size());
@@ -83,19 +83,19 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
     const float* w = params_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ref::conv2d_forward(in, w, w + l.weight_count, out, conv_shape(l, b));
+        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b));
         break;
       case LayerKind::Dense:
-        ref::dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, /*relu=*/false);
+        ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out);
         break;
       case LayerKind::Relu:
-        ref::relu_forward(in, out, n_out);
+        ops_->relu_forward(in, out, n_out);
         break;
       case LayerKind::MaxPool:
-        ref::maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
+        ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
         break;
       case LayerKind::Dropout:
-        if (training) ref::dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
+        if (training) ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
         else std::copy(in, in + n_out, out);
         break;
       case LayerKind::Flatten:
@@ -124,21 +124,20 @@ void CpuModel::backward(const float* dlogits, int b) {
     float* dw = grads_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ref::conv2d_backward_filter(x, dy, dw, dw + l.weight_count, conv_shape(l, b));
-        if (need_dx) ref::conv2d_backward_data(dy, w, dx, conv_shape(l, b));
+        ops_->conv_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, conv_shape(l, b));
         break;
       case LayerKind::Dense:
-        ref::dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
+        ops_->dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
         break;
       case LayerKind::Relu:
-        ref::relu_backward(acts_[i].data(), dy, dx, n_in);
+        ops_->relu_backward(acts_[i].data(), dy, dx, n_in);
         break;
       case LayerKind::MaxPool:
-        ref::maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
+        ops_->maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
         break;
       case LayerKind::Dropout:
         // Backward only follows a training forward, which drew the mask.
-        ref::dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
+        ops_->dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
         break;
       case LayerKind::Flatten:
         std::copy(dy, dy + n_in, dx);
