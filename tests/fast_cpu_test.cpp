@@ -15,7 +15,8 @@
 //    in both; only the final rounding differs) and for oneDNN's conv bias
 //    gradient (fp32 over n*oh*ow terms, 3e-6 measured at conv1, B = 64).
 //  - Exact equality for ReLU, max pooling (values and argmax) and dropout
-//    (masks and values): the fast loops do the same fp32 operations per element.
+//    (masks and values): the fast loops do the same fp32 operations per element
+//    (a dropped element may be -0 where the reference writes 0: equal numbers).
 //  - Optimiser: the fast Adam/SGD compute in fp32 what the reference computes in
 //    double; parameters agree to a few fp32 ulps (kOptimTolerance = 1e-6 relative).
 #include <gtest/gtest.h>

@@ -18,7 +18,7 @@
 
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
-#include "kd/philox.h"
+#include "cpu_kernels.h"
 #include "onednn_conv.h"
 
 namespace kd {
@@ -110,83 +110,41 @@ class FastOps final : public CpuOps {
   }
 
   void relu_forward(const float* x, float* y, int64_t n) override {
-    use_threads();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { relu_forward_kernel(x + lo, y + lo, hi - lo); });
   }
   void relu_backward(const float* y, const float* dy, float* dx, int64_t n) override {
-    use_threads();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { relu_backward_kernel(y + lo, dy + lo, dx + lo, hi - lo); });
   }
 
-  // Same windows, tie rule and argmax encoding as ref::maxpool2x2_forward; one plane per iteration.
+  // Threads take whole (h, w) planes.
   void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) override {
-    use_threads();
-    const int oh = h / 2, ow = w / 2;
-    const int64_t planes = int64_t(n) * c;
-    const size_t offset[4] = {0, 1, size_t(w), size_t(w) + 1};
-#pragma omp parallel for schedule(static) if (planes * h * w >= kParallelMin)
-    for (int64_t p = 0; p < planes; ++p) {
-      const float* xp = x + size_t(p) * h * w;
-      float* yp = y + size_t(p) * oh * ow;
-      uint8_t* ap = argmax + size_t(p) * oh * ow;
-      for (int oy = 0; oy < oh; ++oy)
-        for (int ox = 0; ox < ow; ++ox) {
-          const float* corner = xp + size_t(2 * oy) * w + 2 * ox;
-          int best = 0;
-          for (int q = 1; q < 4; ++q)
-            if (corner[offset[q]] > corner[offset[best]]) best = q;
-          yp[oy * ow + ox] = corner[offset[best]];
-          ap[oy * ow + ox] = uint8_t(best);
-        }
-    }
+    const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
+      maxpool_forward_kernel(x + lo * in_plane, y + lo * out_plane, argmax + lo * out_plane, hi - lo, h, w);
+    }, int64_t(in_plane));
   }
   void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w) override {
-    use_threads();
-    const int oh = h / 2, ow = w / 2;
-    const int64_t planes = int64_t(n) * c;
-    const size_t offset[4] = {0, 1, size_t(w), size_t(w) + 1};
-#pragma omp parallel for schedule(static) if (planes * h * w >= kParallelMin)
-    for (int64_t p = 0; p < planes; ++p) {
-      float* dxp = dx + size_t(p) * h * w;
-      std::fill(dxp, dxp + size_t(h) * w, 0.0f);
-      const float* dyp = dy + size_t(p) * oh * ow;
-      const uint8_t* ap = argmax + size_t(p) * oh * ow;
-      for (int oy = 0; oy < oh; ++oy)
-        for (int ox = 0; ox < ow; ++ox)
-          dxp[size_t(2 * oy) * w + 2 * ox + offset[ap[oy * ow + ox]]] = dyp[oy * ow + ox];
-    }
+    const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
+      maxpool_backward_kernel(dy + lo * out_plane, argmax + lo * out_plane, dx + lo * in_plane, hi - lo, h, w);
+    }, int64_t(in_plane));
   }
 
-  // The mask of ref::dropout_forward: element i kept when lane i % 4 of Philox
-  // block i / 4 for (seed, step) is >= p. One block serves four elements here.
+  // The mask of ref::dropout_forward, bit for bit (same Philox counters).
   void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
                        uint64_t step) override {
-    use_threads();
     if (p == 0.0f) {
       std::copy(x, x + n, y);
       std::fill(mask, mask + n, uint8_t(1));
       return;
     }
-    const float scale = 1.0f / (1.0f - p);
-    const int64_t blocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const Philox4 r = philox_draw_block(seed, step, uint64_t(blk));
-      const int64_t end = std::min<int64_t>(n, blk * 4 + 4);
-      for (int64_t i = blk * 4; i < end; ++i) {
-        const bool keep = philox_lane_uniform(r.v[i & 3]) >= p;
-        mask[i] = keep ? 1 : 0;
-        y[i] = keep ? x[i] * scale : 0.0f;
-      }
-    }
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step); });
   }
   void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
-    use_threads();
     const float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      dropout_backward_kernel(dy + lo, mask + lo, dx + lo, hi - lo, scale);
+    });
   }
 
   // torch.optim.Adam's update in fp32 (as torch computes it for fp32 tensors):
@@ -197,32 +155,19 @@ class FastOps final : public CpuOps {
   void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
                  int64_t step) override {
     if (step < 1) fail("fast adam_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
-    use_threads();
-    const float b1 = a.beta1, b2 = a.beta2, wd = a.weight_decay, eps = a.eps;
     const float step_size = float(double(a.lr) / (1.0 - std::pow(double(a.beta1), double(step))));
     const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(a.beta2), double(step))));
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float grad = g[i] + wd * p[i];
-      const float mi = b1 * m[i] + (1.0f - b1) * grad;
-      const float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
-      m[i] = mi;
-      v[i] = vi;
-      p[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
-    }
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      adam_kernel(p + lo, g + lo, m + lo, v + lo, hi - lo, a, step_size, inv_sqrt_bc2);
+    });
   }
   // torch.optim.SGD with momentum (dampening 0): buf = g (step 1) or momentum buf + g; p -= lr buf.
   void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
                          int64_t step) override {
     if (step < 1) fail("fast sgd_momentum_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
-    use_threads();
-    const float lr = a.lr, mom = step == 1 ? 0.0f : a.momentum, wd = a.weight_decay;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float grad = g[i] + wd * p[i];
-      buf[i] = mom * buf[i] + grad;
-      p[i] -= lr * buf[i];
-    }
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      sgd_kernel(p + lo, g + lo, buf + lo, hi - lo, a.lr, a.momentum, a.weight_decay, step == 1);
+    });
   }
 
  private:
@@ -230,6 +175,25 @@ class FastOps final : public CpuOps {
   // counts may live in one process (tests), and the OpenMP setting is global.
   void use_threads() const {
     if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+
+  // Splits [0, n) into one contiguous range per thread (OpenMP static order)
+  // and runs f(lo, hi) on each; small loops run on the calling thread.
+  // `weight` is the work per item, for the threshold.
+  template <class F>
+  void parallel_ranges(int64_t n, F&& f, int64_t weight = 1) {
+    use_threads();
+    if (n * weight < kParallelMin || threads_ == 1) {
+      if (n > 0) f(int64_t(0), n);
+      return;
+    }
+#pragma omp parallel
+    {
+      const int64_t parts = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t per = (n + parts - 1) / parts;
+      const int64_t lo = std::min(n, t * per), hi = std::min(n, lo + per);
+      if (lo < hi) f(lo, hi);
+    }
   }
 
   OnednnConv& plan(const ref::ConvShape& s) {
