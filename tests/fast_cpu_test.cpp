@@ -21,6 +21,7 @@
 //    double; parameters agree to a few fp32 ulps (kOptimTolerance = 1e-6 relative).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -87,9 +88,14 @@ TEST(FastConv, ForwardAndBothBackwardsMatchTheReference) {
     const auto x = uniform(nx, -1, 1, rng), w = uniform(nw, -0.5, 0.5, rng), b = uniform(s.out_c, -1, 1, rng),
                dy = uniform(ny, -1, 1, rng);
     auto y = nan_filled(ny), y_ref = nan_filled(ny);
-    fast->conv_forward(x.data(), w.data(), b.data(), y.data(), s);
-    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_ref.data(), s);
+    fast->conv_forward(x.data(), w.data(), b.data(), y.data(), s, /*relu=*/false);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_ref.data(), s, /*relu=*/false);
     EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward";
+    auto y_relu = nan_filled(ny), y_relu_ref = nan_filled(ny);
+    fast->conv_forward(x.data(), w.data(), b.data(), y_relu.data(), s, /*relu=*/true);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_relu_ref.data(), s, /*relu=*/true);
+    EXPECT_LE(rel_error(y_relu, y_relu_ref), kGemmTolerance) << "forward with fused ReLU";
+    for (size_t i = 0; i < ny; ++i) ASSERT_EQ(y_relu[i], std::max(y[i], 0.0f)) << "the post-op is max(y, 0), at " << i;
 
     auto dx = nan_filled(nx), dw = nan_filled(nw), db = nan_filled(s.out_c);
     auto dx_ref = nan_filled(nx), dw_ref = nan_filled(nw), db_ref = nan_filled(s.out_c);
@@ -117,10 +123,12 @@ TEST(FastDense, ForwardAndBackwardMatchTheReference) {
     SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out));
     const auto x = uniform(size_t(c.b) * c.in, -1, 1, rng), w = uniform(size_t(c.out) * c.in, -0.1f, 0.1f, rng),
                bias = uniform(c.out, -1, 1, rng), dy = uniform(size_t(c.b) * c.out, -1, 1, rng);
-    auto y = nan_filled(size_t(c.b) * c.out), y_ref = y;
-    fast->dense_forward(x.data(), w.data(), bias.data(), y.data(), c.b, c.in, c.out);
-    ref_ops->dense_forward(x.data(), w.data(), bias.data(), y_ref.data(), c.b, c.in, c.out);
-    EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward";
+    for (const bool relu : {false, true}) {
+      auto y = nan_filled(size_t(c.b) * c.out), y_ref = y;
+      fast->dense_forward(x.data(), w.data(), bias.data(), y.data(), c.b, c.in, c.out, relu);
+      ref_ops->dense_forward(x.data(), w.data(), bias.data(), y_ref.data(), c.b, c.in, c.out, relu);
+      EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward, relu " << relu;
+    }
     auto dx = nan_filled(x.size()), dw = nan_filled(w.size()), db = nan_filled(c.out);
     auto dx_ref = dx, dw_ref = dw, db_ref = db;
     fast->dense_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), c.b, c.in, c.out);

@@ -27,15 +27,19 @@ class CpuOps {
   virtual std::string describe() const = 0;
   virtual bool is_reference() const = 0;
 
-  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w)
-  virtual void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s) = 0;
-  // x, w and dy: (n, out_c, out_h, out_w) of the last forward -> dw, db (overwritten),
-  // and dx: (n, in_c, h, w) unless dx is null (the first layer needs no input gradient).
+  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w),
+  // then max(y, 0) when relu (a following ReLU layer fused into this one).
+  virtual void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
+                            bool relu) = 0;
+  // x, w and dy: (n, out_c, out_h, out_w) -> dw, db (overwritten), and dx: (n, in_c, h, w)
+  // unless dx is null (the first layer needs no input gradient). x must be unchanged since
+  // the last conv_forward of this shape that read it from the same pointer, if any (the fast
+  // ops reuse that forward's copy of x in their own layout).
   virtual void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                              const ref::ConvShape& s) = 0;
-  // x: (b, in), w: (out, in), bias: (out) -> y: (b, out) = x . w^T + bias
-  virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in,
-                             int out) = 0;
+  // x: (b, in), w: (out, in), bias: (out) -> y: (b, out) = x . w^T + bias, then max(y, 0) when relu
+  virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
+                             bool relu) = 0;
   // dy: (b, out) -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
   virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               int b, int in, int out) = 0;

@@ -55,8 +55,12 @@ class CpuModel {
   int max_batch_;
   std::unique_ptr<CpuOps> ops_;
   std::vector<float> params_, grads_;
-  // acts_[i]: output of layer i (b, layers[i].out_shape.size()); input kept separately.
+  // Layer i's output (b, layers[i].out_shape.size()): acts_[i], or for a ReLU
+  // fused into the layer before it, that layer's buffer (acts_[i] stays empty).
+  float* output(size_t i);
+  // acts_[i]: output of layer i; input kept separately.
   std::vector<std::vector<float>> acts_;
+  std::vector<bool> relu_fused_;
   std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;

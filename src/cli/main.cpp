@@ -1,7 +1,10 @@
 // kdtrain: parse the command line, pick the device, run the command.
 // Every user-facing failure arrives here as kd::Error and leaves as one line
 // on stderr and a non-zero exit status.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 
@@ -14,6 +17,20 @@
 #endif
 
 namespace {
+
+// The fast CPU engine's threads (OpenMP, shared with oneDNN) meet at a barrier
+// after every op. By default libgomp's waiting threads spin, which on a machine
+// whose cores other programs also use takes the CPU from the very thread they
+// wait for: 150 samples/s at 2 threads against 582 with passive waiting
+// (teacher, 2-core VM at load 7, bench/RESULTS.md). libgomp reads
+// OMP_WAIT_POLICY once, when it is loaded, so unless the user chose a policy
+// kdtrain sets it and re-executes itself (same pid, arguments and
+// environment otherwise); if that fails it simply carries on.
+void prefer_passive_openmp_waits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+}
 
 // The engine for --device: cuda (a GPU is required), cpu (the fast CPU
 // engine), reference (the CPU reference), or auto (the GPU when one is
@@ -38,6 +55,7 @@ std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  prefer_passive_openmp_waits(argv);
   try {
     kd::Options opt;
     if (!kd::parse_command_line(argc, argv, opt)) return 0;  // --help / --version

@@ -79,9 +79,10 @@ class FastOps final : public CpuOps {
   }
   bool is_reference() const override { return false; }
 
-  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s) override {
+  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
+                    bool relu) override {
     OnednnConv& conv = plan(s);
-    onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y); });
+    onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const ref::ConvShape& s) override {
@@ -90,10 +91,12 @@ class FastOps final : public CpuOps {
   }
 
   // y = x . w^T + bias: rows of y start as the bias, then SGEMM adds x . w^T (beta = 1).
-  void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out) override {
+  void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
+                     bool relu) override {
     use_threads();
     for (int i = 0; i < b; ++i) std::copy(bias, bias + out, y + size_t(i) * out);
     sgemm('N', 'T', b, out, in, x, in, w, in, 1.0f, y, out);
+    if (relu) relu_forward(y, y, int64_t(b) * out);
   }
   void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b, int in,
                       int out) override {

@@ -24,6 +24,8 @@ dnnl::memory& Staged::load(dnnl::stream& stream, const void* ptr) {
   return inner_;
 }
 
+dnnl::memory& Staged::current() { return same_ ? plain_ : inner_; }
+
 dnnl::memory& Staged::target(void* ptr) {
   plain_.set_data_handle(ptr);
   return same_ ? plain_ : inner_;
@@ -52,6 +54,7 @@ struct Pds {
   dnnl::convolution_forward::primitive_desc fwd;
   dnnl::convolution_backward_data::primitive_desc bwd_data;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+  dnnl::algorithm alg;
 };
 Pds make_pds(const dnnl::engine& engine, const ref::ConvShape& s, dnnl::algorithm alg) {
   const dnnl::memory::dims x{s.n, s.in_c, s.h, s.w}, w{s.out_c, s.in_c, s.k, s.k}, b{s.out_c},
@@ -59,6 +62,7 @@ Pds make_pds(const dnnl::engine& engine, const ref::ConvShape& s, dnnl::algorith
   const dnnl::memory::desc x_any(x, dt::f32, tag::any), w_any(w, dt::f32, tag::any), y_any(y, dt::f32, tag::any),
       b_plain(b, dt::f32, tag::x);
   Pds p;
+  p.alg = alg;
   p.fwd = dnnl::convolution_forward::primitive_desc(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_any, w_any, b_plain, y_any, strides,
                                       pad, pad),
@@ -88,6 +92,20 @@ OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : sh
   bwd_data_pd_ = pds.bwd_data;
   bwd_weights_pd_ = pds.bwd_weights;
   fwd_ = dnnl::convolution_forward(fwd_pd_);
+  {
+    // The fused ReLU variant, pinned to the layouts the plain forward chose so
+    // both share the staging buffers and the backward primitives.
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    const dnnl::memory::dims strides{s.stride, s.stride}, pad{s.pad, s.pad};
+    fwd_relu_ = dnnl::convolution_forward(dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, pds.alg, fwd_pd_.src_desc(),
+                                        fwd_pd_.weights_desc(), fwd_pd_.bias_desc(), fwd_pd_.dst_desc(), strides, pad,
+                                        pad),
+        attr, engine));
+  }
   bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_);
   bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_);
 
@@ -107,15 +125,17 @@ OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : sh
   diff_bias_ = dnnl::memory(bwd_weights_pd_.diff_bias_desc(), engine, DNNL_MEMORY_NONE);
 }
 
-void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, const float* b, float* y) {
+void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, const float* b, float* y, bool relu) {
   bias_.set_data_handle(const_cast<float*>(b));
   dnnl::memory& dst = fwd_y_.target(y);
-  fwd_.execute(stream, {{DNNL_ARG_SRC, fwd_x_.load(stream, x)},
+  last_x_ = nullptr;  // until the load below has completed
+  (relu ? fwd_relu_ : fwd_).execute(stream, {{DNNL_ARG_SRC, fwd_x_.load(stream, x)},
                         {DNNL_ARG_WEIGHTS, fwd_w_.load(stream, w)},
                         {DNNL_ARG_BIAS, bias_},
                         {DNNL_ARG_DST, dst}});
   fwd_y_.store(stream);
   stream.wait();
+  last_x_ = x;
 }
 
 void OnednnConv::backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx,
@@ -123,7 +143,9 @@ void OnednnConv::backward(dnnl::stream& stream, const float* x, const float* w, 
   diff_bias_.set_data_handle(db);
   dnnl::memory& diff_weights = bww_dw_.target(dw);
   dnnl::memory& diff_dst = bww_dy_.load(stream, dy);
-  bwd_weights_.execute(stream, {{DNNL_ARG_SRC, bww_x_.load(stream, x)},
+  // Backward-weights usually wants x in the forward's layout: reuse the forward's copy.
+  const bool reuse_x = x == last_x_ && bwd_weights_pd_.src_desc() == fwd_pd_.src_desc();
+  bwd_weights_.execute(stream, {{DNNL_ARG_SRC, reuse_x ? fwd_x_.current() : bww_x_.load(stream, x)},
                                 {DNNL_ARG_DIFF_DST, diff_dst},
                                 {DNNL_ARG_DIFF_WEIGHTS, diff_weights},
                                 {DNNL_ARG_DIFF_BIAS, diff_bias_}});

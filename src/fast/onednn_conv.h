@@ -27,6 +27,8 @@ class Staged {
          bool to_inner);
   // For an input: wraps `ptr`, reorders it into the inner layout when needed, returns what the primitive reads.
   dnnl::memory& load(dnnl::stream& stream, const void* ptr);
+  // What the last load() returned (the caller's data, or its copy in the inner layout).
+  dnnl::memory& current();
   // For an output: the memory the primitive writes; store() then moves it to `ptr`.
   dnnl::memory& target(void* ptr);
   void store(dnnl::stream& stream);
@@ -40,9 +42,11 @@ class Staged {
 class OnednnConv {
  public:
   OnednnConv(const dnnl::engine& engine, const ref::ConvShape& shape);
-  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w)
-  void forward(dnnl::stream& stream, const float* x, const float* w, const float* b, float* y);
-  // dy: (n, out_c, out_h, out_w) -> dw, db, and dx: (n, in_c, h, w) unless null.
+  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w),
+  // with ReLU applied in the primitive (a post-op) when relu.
+  void forward(dnnl::stream& stream, const float* x, const float* w, const float* b, float* y, bool relu);
+  // dy: (n, out_c, out_h, out_w) -> dw, db, and dx: (n, in_c, h, w) unless null. When x is
+  // the pointer the last forward read, that forward's copy of x in oneDNN's layout is reused.
   void backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx, float* dw,
                 float* db);
   // "jit_wino_4x3:avx512_core" etc. for the three primitives.
@@ -55,12 +59,13 @@ class OnednnConv {
   dnnl::convolution_forward::primitive_desc fwd_pd_;
   dnnl::convolution_backward_data::primitive_desc bwd_data_pd_;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights_pd_;
-  dnnl::convolution_forward fwd_;
+  dnnl::convolution_forward fwd_, fwd_relu_;  // the same layouts; the second with a ReLU post-op
   dnnl::convolution_backward_data bwd_data_;
   dnnl::convolution_backward_weights bwd_weights_;
   // Forward: x, w, y. Backward-weights: x, dy, dw. Backward-data: dy, w, dx. Biases are plain (x) everywhere.
   Staged fwd_x_, fwd_w_, fwd_y_, bww_x_, bww_dy_, bww_dw_, bwd_dy_, bwd_w_, bwd_dx_;
   dnnl::memory bias_, diff_bias_;
+  const float* last_x_ = nullptr;  // what fwd_x_ holds, in oneDNN's layout
 };
 
 }  // namespace kd::fast

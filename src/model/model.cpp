@@ -1,6 +1,9 @@
 // CpuModel: an Arch run layer by layer with its CpuOps (reference or fast).
 // Each layer reads the previous layer's output buffer and writes its own, so
-// the backward pass has every input it needs without recomputation.
+// the backward pass has every input it needs without recomputation. A ReLU
+// that directly follows a conv or dense layer is applied by that layer in its
+// own output buffer (fused: one pass over the activations fewer), and the
+// ReLU layer shares the buffer: no layer's backward needs the pre-ReLU values.
 #include "kd/model.h"
 
 #include <algorithm>
@@ -12,6 +15,8 @@
 #include "kd/reference.h"
 
 namespace kd {
+
+float* CpuModel::output(size_t i) { return relu_fused_[i] ? acts_[i - 1].data() : acts_[i].data(); }
 
 std::vector<ParamTensor> param_tensors(const Arch& arch) {
   std::vector<ParamTensor> out;
@@ -58,9 +63,12 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   int64_t widest = arch.input.size();
   acts_.resize(arch.layers.size());
   masks_.resize(arch.layers.size());
+  relu_fused_.assign(arch.layers.size(), false);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
-    acts_[i].resize(size_t(max_batch) * l.out_shape.size());
+    relu_fused_[i] = l.kind == LayerKind::Relu && i > 0 &&
+                     (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
+    if (!relu_fused_[i]) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
       masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
@@ -78,18 +86,19 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
   const float* in = input_.data();
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
-    float* out = acts_[i].data();
+    float* out = output(i);
+    const bool relu_next = i + 1 < arch_.layers.size() && relu_fused_[i + 1];
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     const float* w = params_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b));
+        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next);
         break;
       case LayerKind::Dense:
-        ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out);
+        ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next);
         break;
       case LayerKind::Relu:
-        ops_->relu_forward(in, out, n_out);
+        if (!relu_fused_[i]) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
         break;
       case LayerKind::MaxPool:
         ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
@@ -117,7 +126,7 @@ void CpuModel::backward(const float* dlogits, int b) {
   std::copy(dlogits, dlogits + n_logits, dy);
   for (size_t i = arch_.layers.size(); i-- > 0;) {
     const Layer& l = arch_.layers[i];
-    const float* x = i == 0 ? input_.data() : acts_[i - 1].data();
+    const float* x = i == 0 ? input_.data() : output(i - 1);
     const int64_t n_in = int64_t(b) * l.in.size();
     const bool need_dx = i > 0;  // no gradient w.r.t. the input images
     float* w = params_.data() + l.param_offset;
@@ -130,7 +139,7 @@ void CpuModel::backward(const float* dlogits, int b) {
         ops_->dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
         break;
       case LayerKind::Relu:
-        ops_->relu_backward(acts_[i].data(), dy, dx, n_in);
+        ops_->relu_backward(output(i), dy, dx, n_in);
         break;
       case LayerKind::MaxPool:
         ops_->maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);

@@ -11,16 +11,19 @@ class ReferenceOps final : public CpuOps {
  public:
   std::string describe() const override { return "CPU reference ops (double accumulation, 1 thread)"; }
   bool is_reference() const override { return true; }
-  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s) override {
+  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
+                    bool relu) override {
     ref::conv2d_forward(x, w, b, y, s);
+    if (relu) ref::relu_forward(y, y, int64_t(s.n) * s.out_c * s.out_h() * s.out_w());
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const ref::ConvShape& s) override {
     ref::conv2d_backward_filter(x, dy, dw, db, s);
     if (dx) ref::conv2d_backward_data(dy, w, dx, s);
   }
-  void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out) override {
-    ref::dense_forward(x, w, bias, y, b, in, out, /*relu=*/false);
+  void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
+                     bool relu) override {
+    ref::dense_forward(x, w, bias, y, b, in, out, relu);
   }
   void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b, int in,
                       int out) override {
