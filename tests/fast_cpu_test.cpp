@@ -277,6 +277,26 @@ TEST(FastModel, DefaultTeacherForwardAndBackwardMatchTheReference) {
   }
 }
 
+// Inference skips dropout and flatten without copying; the layers after them
+// must still read the right buffer. Reference: the same net with p = 0 in
+// training mode, where dropout is an explicit copy.
+TEST(FastModel, InferenceThroughDropoutThenFlattenReadsTheLiveBuffer) {
+  const Arch with_p = mnist_arch("conv:4:3,relu,maxpool:2,dropout:0.5,flatten,dense:10");
+  const Arch without_p = mnist_arch("conv:4:3,relu,maxpool:2,dropout:0,flatten,dense:10");
+  auto rng = make_rng(16);
+  const auto x = uniform(size_t(2) * 784, -0.4f, 2.8f, rng);
+  for (const bool fast_ops : {false, true}) {
+    CpuModel a(with_p, 2, fast_ops ? make_fast_ops(kThreads) : make_reference_ops());
+    CpuModel b(without_p, 2, fast_ops ? make_fast_ops(kThreads) : make_reference_ops());
+    init_params(with_p, 4, a.params().data());
+    b.params() = a.params();
+    a.forward(x.data(), 2, /*training=*/true, 1, 1);  // leaves a dropped-out copy in the dropout buffer
+    const float* la = a.forward(x.data(), 2, /*training=*/false, 0, 0);
+    const float* lb = b.forward(x.data(), 2, /*training=*/true, 0, 0);
+    EXPECT_EQ(std::vector<float>(la, la + 20), std::vector<float>(lb, lb + 20)) << "fast ops " << fast_ops;
+  }
+}
+
 // One engine's model after `steps` training steps of batch 64 from the same
 // initial parameters, on random_splits().
 struct Trained {

@@ -55,11 +55,12 @@ class CpuModel {
   int max_batch_;
   std::unique_ptr<CpuOps> ops_;
   std::vector<float> params_, grads_;
-  // Layer i's output (b, layers[i].out_shape.size()): acts_[i], or for a ReLU
-  // fused into the layer before it, that layer's buffer (acts_[i] stays empty).
+  // Layer i's output (b, layers[i].out_shape.size()): acts_[storage_[i]], or
+  // input_ when storage_[i] is -1. A fused ReLU and a flatten store nothing
+  // of their own (acts_[i] stays empty) and share the buffer before them.
   float* output(size_t i);
-  // acts_[i]: output of layer i; input kept separately.
   std::vector<std::vector<float>> acts_;
+  std::vector<int> storage_;
   std::vector<bool> relu_fused_;
   std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;

@@ -27,7 +27,7 @@ namespace {
 // kdtrain sets it and re-executes itself (same pid, arguments and
 // environment otherwise); if that fails it simply carries on.
 void prefer_passive_openmp_waits(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   execv("/proc/self/exe", argv);
 }

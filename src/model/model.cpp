@@ -4,6 +4,8 @@
 // that directly follows a conv or dense layer is applied by that layer in its
 // own output buffer (fused: one pass over the activations fewer), and the
 // ReLU layer shares the buffer: no layer's backward needs the pre-ReLU values.
+// Flatten shares its input's buffer too ((C, H, W) is already contiguous in
+// flatten order), and inference skips dropout; neither copies anything.
 #include "kd/model.h"
 
 #include <algorithm>
@@ -16,7 +18,7 @@
 
 namespace kd {
 
-float* CpuModel::output(size_t i) { return relu_fused_[i] ? acts_[i - 1].data() : acts_[i].data(); }
+float* CpuModel::output(size_t i) { return storage_[i] < 0 ? input_.data() : acts_[size_t(storage_[i])].data(); }
 
 std::vector<ParamTensor> param_tensors(const Arch& arch) {
   std::vector<ParamTensor> out;
@@ -64,11 +66,14 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   acts_.resize(arch.layers.size());
   masks_.resize(arch.layers.size());
   relu_fused_.assign(arch.layers.size(), false);
+  storage_.assign(arch.layers.size(), 0);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
     relu_fused_[i] = l.kind == LayerKind::Relu && i > 0 &&
                      (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
-    if (!relu_fused_[i]) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
+    const bool shares = relu_fused_[i] || l.kind == LayerKind::Flatten;
+    storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
+    if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
       masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
@@ -86,7 +91,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
   const float* in = input_.data();
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
-    float* out = output(i);
+    float* out = output(i);  // the same buffer as `in` for a fused ReLU and for flatten
     const bool relu_next = i + 1 < arch_.layers.size() && relu_fused_[i + 1];
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     const float* w = params_.data() + l.param_offset;
@@ -105,10 +110,10 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
         break;
       case LayerKind::Dropout:
         if (training) ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
-        else std::copy(in, in + n_out, out);
+        else out = const_cast<float*>(in);  // identity in inference; backward never follows an inference forward
         break;
       case LayerKind::Flatten:
-        std::copy(in, in + n_out, out);  // (C, H, W) is already contiguous in flatten order
+        out = const_cast<float*>(in);  // not output(i): in inference `in` may be a skipped dropout's input
         break;
     }
     in = out;
@@ -119,7 +124,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
 void CpuModel::backward(const float* dlogits, int b) {
   if (b != last_b_) fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " +
                          std::to_string(last_b_));
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  // grads_ needs no clearing: every conv and dense backward overwrites its dw and db.
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
   const int64_t n_logits = int64_t(b) * arch_.output.size();
@@ -149,8 +154,7 @@ void CpuModel::backward(const float* dlogits, int b) {
         ops_->dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
         break;
       case LayerKind::Flatten:
-        std::copy(dy, dy + n_in, dx);
-        break;
+        continue;  // the gradient passes through unchanged, in place
     }
     std::swap(dx, dy);
   }
