@@ -52,7 +52,7 @@ const std::vector<std::string> kAllFlags = {
     "--epochs-teacher", "--epochs-student", "--lr",         "--optimizer",    "--momentum",
     "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
-    "--dense-impl",  "--resume",          "--eval-batch-size", "--latency-batches", "--version",
+    "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
     "--help"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
@@ -85,6 +85,7 @@ TEST(Cli, NoArgumentsGiveTheDefaults) {
   EXPECT_EQ(o.resume_dir, "");
   EXPECT_EQ(o.eval_batch_size, 1000);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 64, 1024, 10000}));
+  EXPECT_EQ(o.select, SelectRule::Best);
 }
 
 TEST(Cli, EveryFlagSetsItsField) {
@@ -93,7 +94,7 @@ TEST(Cli, EveryFlagSetsItsField) {
                            "--optimizer", "sgd", "--momentum", "0", "--temperature", "0.5", "--alpha", "1",
                            "--teacher-arch", "flatten,dense:10", "--student-arch", "flatten,dense:32,relu,dense:10",
                            "--val-size", "0", "--train-limit", "1000", "--test-limit", "500", "--no-baseline",
-                           "--deterministic", "--quiet", "--dense-impl", "cublas", "--resume", "runs/a",
+                           "--deterministic", "--quiet", "--dense-impl", "cublas", "--select", "last", "--resume", "runs/a",
                            "--eval-batch-size", "1", "--latency-batches", "1,7,64"});
   EXPECT_EQ(o.data_dir, "d/fashion");
   EXPECT_EQ(o.device, DeviceChoice::Cpu);
@@ -116,6 +117,7 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_TRUE(o.deterministic);
   EXPECT_TRUE(o.quiet);
   EXPECT_EQ(o.dense_impl, DenseImplChoice::Cublas);
+  EXPECT_EQ(o.select, SelectRule::Last);
   EXPECT_EQ(o.resume_dir, "runs/a");
   EXPECT_EQ(o.eval_batch_size, 1);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
@@ -131,6 +133,8 @@ TEST(Cli, ChoiceValues) {
   EXPECT_EQ(parse({"--optimizer", "adam"}).optimizer, OptimizerKind::Adam);
   EXPECT_EQ(parse({"--dense-impl", "custom"}).dense_impl, DenseImplChoice::Custom);
   EXPECT_EQ(parse({"--dense-impl", "auto"}).dense_impl, DenseImplChoice::Auto);
+  EXPECT_EQ(parse({"--select", "best"}).select, SelectRule::Best);
+  EXPECT_NE(rejection({"--select", "first"}).find("--select: 'first' is not one of best, last"), std::string::npos);
 }
 
 TEST(Cli, ValueSyntaxes) {

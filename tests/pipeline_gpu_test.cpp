@@ -19,6 +19,7 @@
 #include "kd/arch.h"
 #include "kd/cuda_engine.h"
 #include "kd/error.h"
+#include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/train.h"
 
@@ -411,6 +412,77 @@ TEST(PipelineGpu, LatencyIsTimedOnAtMostTheTestSplit) {
   }
   EXPECT_NE(engine->versions().find("cuDNN"), std::string::npos);
   EXPECT_FALSE(engine->device_description().empty());
+}
+
+// The memory check's estimate against what a model really takes: free device
+// memory before, and after creating the teacher, training an epoch (training
+// activations, epoch buffers, cuDNN plans), evaluating (inference buffers)
+// and timing the largest latency batch. cudaMalloc rounds to 2 MiB pages and
+// the libraries create handles lazily, hence the 64 MiB of slack; the
+// estimate also holds a 512 MiB cuDNN workspace allowance, an upper bound.
+TEST(PipelineGpu, MemoryNeedCoversWhatAModelAllocates) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  auto engine = loaded(make_cuda_engine(), w);
+  TrainSettings s;
+  s.eval_batch_size = 1000;
+  s.max_latency_batch = int(kTestN);
+  const MemoryNeed need = engine->memory_need(w.teacher, s);
+  EXPECT_GT(need.train_activations, 0);
+  EXPECT_EQ(need.eval_activations, 0) << "the latency batch (1100) sizes the inference buffers";
+  EXPECT_GT(need.latency_activations, 0);
+  const int64_t free_before = engine->available_memory();
+  {
+    std::unique_ptr<ModelEngine> model = engine->create_model(w.teacher, w.teacher_init, s);
+    train(*model, w, s, LossConfig{1.0f, 0.0f});
+    model->evaluate(SplitId::Test);
+    model->measure_latency(int(kTestN), 1);
+    const int64_t used = free_before - engine->available_memory();
+    EXPECT_LE(used, need.total() + (int64_t(64) << 20)) << "the estimate must not undercount";
+    EXPECT_GE(used, (need.total() - need.workspace) / 2) << "an estimate far above the use refuses runs that fit";
+  }
+}
+
+// A stop request ends evaluation at a batch boundary: 1,100 test images in
+// batches of 1,000, the request before the pass: nothing evaluated.
+TEST(PipelineGpu, EvaluationStopsOnRequest) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  auto engine = loaded(make_cuda_engine(), w);
+  std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, TrainSettings{});
+  EXPECT_EQ(model->evaluate(SplitId::Test).n, kTestN);
+  request_interrupt();
+  const EvalResult stopped = model->evaluate(SplitId::Test);
+  clear_interrupt();
+  EXPECT_EQ(stopped.n, 0);
+  EXPECT_EQ(stopped.loss, 0.0);
+}
+
+// --select best on the CUDA engine: keep_best copies the parameters on the
+// device, training moves on, restore_best brings the kept ones back bit for
+// bit; get_best / set_best carry them through a checkpoint (pipeline logic is
+// engine-agnostic and tested on the CPU in pipeline_test).
+TEST(PipelineGpu, KeptBestParametersAreRestoredExactly) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  const TrainSettings s = deterministic_settings(64);
+  const LossConfig ce{1.0f, 0.0f};
+  auto engine = loaded(make_cuda_engine(), w);
+  std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, s);
+  EXPECT_TRUE(model->get_best().empty());
+  EXPECT_THROW(model->restore_best(), Error);
+  const RunResult first = train(*model, w, s, ce);
+  model->keep_best();
+  const RunResult second = train(*model, w, s, ce);
+  ASSERT_NE(second.params, first.params);
+  EXPECT_TRUE(model->get_best() == first.params);
+  model->restore_best();
+  EXPECT_TRUE(model->get_params() == first.params);
+
+  std::unique_ptr<ModelEngine> resumed = engine->create_model(w.student, second.params, s);
+  resumed->set_best(first.params);
+  resumed->restore_best();
+  EXPECT_TRUE(resumed->get_params() == first.params);
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // The CPU pipeline end to end on a small MNIST subset, and the orchestration
-// logic around it: batch accounting, determinism, resume, SIGINT, non-finite
-// losses. Needs data/mnist (scripts/setup.sh fetches it).
+// logic around it: batch accounting, determinism, resume, SIGINT/SIGTERM,
+// non-finite losses, oversized batches and the memory check. Needs
+// data/mnist (scripts/setup.sh fetches it).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -13,8 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "kd/error.h"
+#include "kd/interrupt.h"
 #include "kd/model_io.h"
 #include "kd/train.h"
 
@@ -204,11 +208,21 @@ TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {
   }
 }
 
-// Wraps the CPU engine and records every train_step (begin, b).
+// Validation results by epoch, replacing the real ones: the selection tests
+// construct runs whose last epoch is not the best. Entry k: the result after
+// epoch k + 1 (epochs are told apart by the optimiser's step count).
+struct ValScript {
+  std::vector<EvalResult> by_epoch;
+  int64_t steps_per_epoch = 0;
+};
+
+// Wraps the CPU engine and records every train_step (begin, b); with a
+// script, validation returns the scripted results.
 class RecordingModel final : public ModelEngine {
  public:
-  RecordingModel(std::unique_ptr<ModelEngine> inner, std::vector<std::pair<int64_t, int>>& log)
-      : inner_(std::move(inner)), log_(log) {}
+  RecordingModel(std::unique_ptr<ModelEngine> inner, std::vector<std::pair<int64_t, int>>& log,
+                 const ValScript& script)
+      : inner_(std::move(inner)), log_(log), script_(script) {}
   const Arch& arch() const override { return inner_->arch(); }
   void begin_epoch(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
   void train_step(int64_t begin, int b, const LossConfig& loss) override {
@@ -216,17 +230,28 @@ class RecordingModel final : public ModelEngine {
     inner_->train_step(begin, b, loss);
   }
   TrainStats end_epoch() override { return inner_->end_epoch(); }
-  EvalResult evaluate(SplitId s) override { return inner_->evaluate(s); }
+  EvalResult evaluate(SplitId s) override {
+    if (s != SplitId::Val || script_.by_epoch.empty()) return inner_->evaluate(s);
+    const int64_t epoch = inner_->get_optim_state().step / script_.steps_per_epoch;
+    EXPECT_GE(epoch, 1);
+    EXPECT_LE(epoch, int64_t(script_.by_epoch.size()));
+    return script_.by_epoch.at(size_t(epoch - 1));
+  }
   LatencyRecord measure_latency(int batch, int repeats) override { return inner_->measure_latency(batch, repeats); }
   std::vector<float> get_params() override { return inner_->get_params(); }
   void set_params(const std::vector<float>& p) override { inner_->set_params(p); }
   OptimState get_optim_state() override { return inner_->get_optim_state(); }
   void set_optim_state(const OptimState& s) override { inner_->set_optim_state(s); }
+  void keep_best() override { inner_->keep_best(); }
+  void restore_best() override { inner_->restore_best(); }
+  std::vector<float> get_best() override { return inner_->get_best(); }
+  void set_best(const std::vector<float>& p) override { inner_->set_best(p); }
   ModelEngine* inner() { return inner_.get(); }
 
  private:
   std::unique_ptr<ModelEngine> inner_;
   std::vector<std::pair<int64_t, int>>& log_;
+  const ValScript& script_;
 };
 class RecordingEngine final : public Engine {
  public:
@@ -234,14 +259,17 @@ class RecordingEngine final : public Engine {
   std::string versions() const override { return inner_->versions(); }
   bool is_reference_cpu() const override { return true; }
   void load(const Splits& s) override { inner_->load(s); }
+  MemoryNeed memory_need(const Arch& a, const TrainSettings& s) override { return inner_->memory_need(a, s); }
+  int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
-    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log);
+    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log, script);
   }
   void compute_soft_targets(ModelEngine& teacher) override {
     inner_->compute_soft_targets(*static_cast<RecordingModel&>(teacher).inner());
   }
   std::vector<std::pair<int64_t, int>> log;
+  ValScript script;
 
  private:
   std::unique_ptr<Engine> inner_ = make_cpu_engine();
@@ -271,6 +299,14 @@ TEST(PipelineOrchestration, NonFiniteLossStopsWithTheStepNamed) {
     EXPECT_NE(std::string(e.what()).find("teacher"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(o.out_dir + "/teacher.safetensors")) << "no model file from a diverged run";
+}
+
+// Runs `o` with the test hook stopping it after `steps` training steps, as a
+// signal would; the run must end with the stop.
+void run_stopped_after(const Options& o, Engine& engine, int steps) {
+  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", std::to_string(steps).c_str(), 1);
+  EXPECT_THROW(run_command(o, engine), Error);
+  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
 }
 
 TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
@@ -312,10 +348,8 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   Options o = small_run(fresh_dir("refuse"));
   o.command = Command::TrainTeacher;
   o.epochs_teacher = 1;
-  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "3", 1);
   auto engine = make_cpu_engine();
-  EXPECT_THROW(run_command(o, *engine), Error);
-  unsetenv("KD_TEST_INTERRUPT_AFTER_STEPS");
+  run_stopped_after(o, *engine, 3);
   o.resume_dir = o.out_dir;
   o.lr = 5e-4;
   try {
@@ -326,42 +360,361 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   }
 }
 
-// A real SIGINT to a real kdtrain process: it finishes the step, writes a
-// checkpoint and exits non-zero saying how to resume.
-TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
+// Starts the built kdtrain with `args`, stdout to /dev/null and stderr to
+// `err_path`; returns its pid.
+pid_t spawn_kdtrain(const std::vector<std::string>& args, const std::string& err_path) {
   const std::string binary = std::string(KD_BINARY_DIR) + "/kdtrain";
-  ASSERT_TRUE(fs::exists(binary)) << binary;
-  const std::string out = fresh_dir("sigint");
-  const std::string err_path = out + "/stderr.txt";
-  const std::string data = mnist_dir();
+  EXPECT_TRUE(fs::exists(binary)) << binary;
+  std::vector<const char*> argv = {binary.c_str()};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
   if (pid == 0) {
     FILE* err = std::freopen(err_path.c_str(), "w", stderr);
     FILE* null_out = std::freopen("/dev/null", "w", stdout);
     (void)err;
     (void)null_out;
-    execl(binary.c_str(), binary.c_str(), "train-teacher", "--device", "cpu", "--data", data.c_str(), "--out",
-          (out + "/run").c_str(), "--train-limit", "1000", "--val-size", "200", "--epochs-teacher", "1000",
-          "--teacher-arch", kSmallTeacher, static_cast<char*>(nullptr));
+    execv(binary.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
-  // Wait for the first end-of-epoch checkpoint: by then training is under way.
+  return pid;
+}
+
+// Waits up to two minutes for `path` to appear (a child's first checkpoint).
+bool wait_for_file(const std::string& path) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(out + "/run/checkpoint.safetensors") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_EQ(kill(pid, SIGINT), 0);
+  while (!fs::exists(path) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return fs::exists(path);
+}
+
+// Sends `signals` to `pid` one after the other, waits for it and checks that
+// it exited (not died of a signal) non-zero, saying how to resume; returns its stderr.
+std::string stop_and_reap(pid_t pid, const std::vector<int>& signals, const std::string& err_path) {
+  for (int sig : signals) EXPECT_EQ(kill(pid, sig), 0);
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "kdtrain must exit, not die of the signal";
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "kdtrain must exit, not die of the signal";
   EXPECT_NE(WEXITSTATUS(status), 0);
   const std::string err = read_text(err_path);
   EXPECT_NE(err.find("interrupted"), std::string::npos) << err;
   EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  return err;
+}
+
+// A real SIGINT to a real kdtrain process: it finishes the step, writes a
+// checkpoint and exits non-zero saying how to resume.
+TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
+  const std::string out = fresh_dir("sigint");
+  const std::string err_path = out + "/stderr.txt";
+  const pid_t pid = spawn_kdtrain({"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", out + "/run",
+                                   "--train-limit", "1000", "--val-size", "200", "--epochs-teacher", "1000",
+                                   "--teacher-arch", kSmallTeacher},
+                                  err_path);
+  ASSERT_GT(pid, 0);
+  // Wait for the first end-of-epoch checkpoint: by then training is under way.
+  wait_for_file(out + "/run/checkpoint.safetensors");
+  const std::string err = stop_and_reap(pid, {SIGINT}, err_path);
+  EXPECT_NE(err.find("SIGINT"), std::string::npos) << err;
   EXPECT_TRUE(fs::exists(out + "/run/checkpoint.safetensors"));
   const TrainingCheckpoint ck = load_training_checkpoint(out + "/run/checkpoint.safetensors");
   EXPECT_EQ(ck.phase, "teacher");
   EXPECT_GT(ck.optim.step, 0);
+}
+
+// What timeout, Slurm, Kubernetes and systemd send: SIGTERM, here followed at
+// once by SIGHUP, which lands while the first one's step or checkpoint is
+// being finished and must change nothing. Resuming then ends with the weights
+// of an uninterrupted run.
+TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRun) {
+  Options straight = small_run(fresh_dir("term_straight"));
+  straight.command = Command::TrainTeacher;
+  straight.train_limit = 1000;
+  straight.val_size = 200;
+  straight.test_limit = 200;
+  straight.epochs_teacher = 4;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+
+  const std::string out = fresh_dir("term");
+  const std::string err_path = out + "/stderr.txt", run_dir = out + "/run";
+  // The same settings and engine (the reference: make_cpu_engine) as `straight`, on the command line.
+  const std::vector<std::string> args = {"train-teacher", "--device", "reference", "--data", mnist_dir(), "--out", run_dir,
+                                         "--seed", "42", "--train-limit", "1000", "--val-size", "200",
+                                         "--test-limit", "200", "--epochs-teacher", "4", "--teacher-arch",
+                                         kSmallTeacher, "--quiet"};
+  const pid_t pid = spawn_kdtrain(args, err_path);
+  ASSERT_GT(pid, 0);
+  // After epoch 1's checkpoint, three epochs remain: the signal lands mid-training.
+  ASSERT_TRUE(wait_for_file(run_dir + "/checkpoint.safetensors"));
+  const std::string err = stop_and_reap(pid, {SIGTERM, SIGHUP}, err_path);
+  EXPECT_NE(err.find("SIGTERM"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(run_dir + "/teacher.safetensors")) << "stopped before the teacher was finished";
+  const TrainingCheckpoint ck = load_training_checkpoint(run_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.phase, "teacher");
+  EXPECT_GE(ck.epochs_done, 1);
+
+  Options resumed = straight;
+  resumed.out_dir = run_dir;
+  resumed.resume_dir = run_dir;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine2), 0);
+  EXPECT_EQ(load_model_file(run_dir + "/teacher.safetensors").params,
+            load_model_file(straight.out_dir + "/teacher.safetensors").params);
+}
+
+// A stop after an epoch's last step (its validation not yet run) resumes
+// straight to that validation, and the epoch still reports the mean training
+// loss of all its steps, not of none.
+TEST(PipelineOrchestration, StopAtTheEndOfAnEpochResumesWithItsLoss) {
+  Options straight = small_run(fresh_dir("edge_straight"));
+  straight.command = Command::TrainTeacher;
+  straight.train_limit = 1000;  // 1,000 training images: 16 steps of 64 (the last of 40)
+  straight.val_size = 200;
+  straight.epochs_teacher = 2;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+
+  Options broken = straight;
+  broken.out_dir = fresh_dir("edge_broken");
+  auto engine2 = make_cpu_engine();
+  run_stopped_after(broken, *engine2, 16);
+  const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.epochs_done, 0);
+  EXPECT_EQ(ck.epoch_steps, 16);
+
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  auto engine3 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine3), 0);
+  const std::vector<CsvRow> a = parse_metrics(read_text(straight.out_dir + "/metrics.csv"));
+  const std::vector<CsvRow> b = parse_metrics(read_text(resumed.out_dir + "/metrics.csv"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    // The sum is rebuilt from a mean times the step count: equal up to double rounding.
+    EXPECT_NEAR(b[i].train_loss, a[i].train_loss, 1e-9 * a[i].train_loss) << "epoch " << i + 1;
+    EXPECT_EQ(b[i].val_acc, a[i].val_acc) << "epoch " << i + 1;
+  }
+  EXPECT_EQ(load_model_file(resumed.out_dir + "/teacher.safetensors").params,
+            load_model_file(straight.out_dir + "/teacher.safetensors").params);
+}
+
+// Evaluation stops at a batch boundary once a stop is requested, returning
+// what it did.
+TEST(PipelineOrchestration, EvaluationStopsAtABatchBoundaryOnRequest) {
+  auto engine = make_cpu_engine();
+  engine->load(load_splits(mnist_dir(), 500, 1000));
+  const Arch arch = parse_arch("flatten,dense:10", Shape{1, 28, 28, false}, 10, "--arch");
+  std::vector<float> params(size_t(arch.param_count), 0.01f);
+  TrainSettings settings;
+  settings.eval_batch_size = 100;
+  auto model = engine->create_model(arch, params, settings);
+  EXPECT_EQ(model->evaluate(SplitId::Val).n, 500);
+  request_interrupt();
+  const EvalResult stopped = model->evaluate(SplitId::Val);
+  clear_interrupt();
+  EXPECT_EQ(stopped.n, 0) << "a stop requested before the pass runs no batch";
+  EXPECT_EQ(stopped.loss, 0.0);
+}
+
+// Batch flags larger than the data behave as PyTorch's DataLoader: one batch
+// of the whole training split per epoch, and the sizes used are recorded.
+TEST(PipelineOrchestration, BatchSizesLargerThanTheDataAreCappedAndRecorded) {
+  Options o = small_run(fresh_dir("oversized"));
+  o.train_limit = 100;
+  o.val_size = 50;
+  o.test_limit = 200;
+  o.epochs_teacher = 2;
+  o.epochs_student = 1;
+  o.batch_size = 100000;
+  o.eval_batch_size = 10000000;
+  o.latency_batches = {1, 64, 100000};
+  RecordingEngine engine;
+  ASSERT_EQ(run_command(o, engine), 0);
+  // teacher 2 epochs, student 1, scratch 1: each one step over all 100 training images
+  const std::vector<std::pair<int64_t, int>> expected = {{0, 100}, {0, 100}, {0, 100}, {0, 100}};
+  EXPECT_EQ(engine.log, expected);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  EXPECT_EQ(summary["batch_sizes_used"]["batch-size"], 100);
+  EXPECT_EQ(summary["batch_sizes_used"]["eval-batch-size"], 200) << "the largest split evaluated: test";
+  // The reference engine times batches <= 64 only (Engine::is_reference_cpu).
+  EXPECT_EQ(summary["batch_sizes_used"]["latency-batches"], nlohmann::json::array({1, 64}));
+  EXPECT_EQ(summary["config"]["batch-size"], 100000) << "the flag as given stays in the config";
+}
+
+// A size no machine has: refused before anything is allocated or written,
+// naming the need, what is free and the flag to lower.
+TEST(PipelineOrchestration, ImpossibleMemoryNeedIsRefusedBeforeAnythingIsWritten) {
+  Options o = small_run((fs::path(fresh_dir("impossible")) / "run").string());
+  o.train_limit = 1000;
+  o.val_size = 100;
+  o.test_limit = 0;  // 10,000 test images
+  o.eval_batch_size = 10000;
+  // ~200 MB of activations per image: 10,000 of them need ~2 TB.
+  o.teacher_arch = "conv:16384:3,relu,maxpool:2,flatten,dense:10";
+  auto engine = make_cpu_engine();
+  try {
+    run_command(o, *engine);
+    FAIL() << "expected a memory error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("--eval-batch-size 10000 needs ", 0), 0u) << what;
+    EXPECT_NE(what.find("GiB available; lower --eval-batch-size"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(o.out_dir)) << "nothing written but the message";
+}
+
+TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
+  const std::string out = fresh_dir("impossible_cli");
+  const std::string err_path = out + "/stderr.txt";
+  const pid_t pid = spawn_kdtrain({"--device", "cpu", "--data", mnist_dir(), "--out", out + "/run", "--train-limit",
+                                   "1000", "--val-size", "100", "--eval-batch-size", "10000", "--teacher-arch",
+                                   "conv:16384:3,relu,maxpool:2,flatten,dense:10", "--quiet"},
+                                  err_path);
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string err = read_text(err_path);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(err.rfind("kdtrain: --eval-batch-size 10000 needs ", 0), 0u) << err;
+  EXPECT_FALSE(fs::exists(out + "/run"));
+}
+
+// ------------------------------------------------------------ --select
+
+// 1,000 training images (16 steps of 64 per epoch), a 500-image test split.
+Options selection_run(const std::string& name, int epochs) {
+  Options o = small_run(fresh_dir(name));
+  o.train_limit = 1000;
+  o.val_size = 200;
+  o.test_limit = 500;
+  o.epochs_teacher = epochs;
+  o.epochs_student = epochs;
+  return o;
+}
+
+// Validation accuracy 0.5, 0.9, 0.7 (of 1,000) after epochs 1, 2, 3: epoch 2 is the best.
+ValScript peak_at_epoch_two() {
+  ValScript v;
+  v.steps_per_epoch = 16;
+  for (int64_t correct : {500, 900, 700}) v.by_epoch.push_back(EvalResult{0.5, correct, 1000});
+  return v;
+}
+
+nlohmann::json model_summary(const std::string& out, const std::string& role) {
+  const auto summary = nlohmann::json::parse(read_text(out + "/summary.json"));
+  for (const auto& m : summary["models"])
+    if (m["role"] == role) return m;
+  ADD_FAILURE() << "no " << role << " in " << out << "/summary.json";
+  return {};
+}
+
+std::vector<float> saved_params(const std::string& out, const std::string& file) {
+  return load_model_file(out + "/" + file).params;
+}
+
+// Every model's best validation epoch (2 of 3) is saved, tested and timed;
+// the distilled student learns from the epoch-2 teacher. The reference: the
+// same run stopped after epoch 2 (same seed, so the same first two epochs)
+// keeping its last epoch. The last epoch's test accuracy is reported too:
+// that of 3 epochs under --select last (the students' from the epoch-2 teacher).
+TEST(PipelineSelection, BestValidationEpochIsKeptForEveryModel) {
+  Options best = selection_run("select_best", 3);
+  RecordingEngine engine;
+  engine.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(best, engine), 0);
+
+  Options two = selection_run("select_two", 2);
+  two.select = SelectRule::Last;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(two, *engine2), 0);
+  Options last = selection_run("select_last", 3);  // students: 3 epochs from the epoch-2 teacher
+  last.epochs_teacher = 2;
+  last.select = SelectRule::Last;
+  auto engine3 = make_cpu_engine();
+  ASSERT_EQ(run_command(last, *engine3), 0);
+  Options last_teacher = selection_run("select_last_teacher", 3);
+  last_teacher.command = Command::TrainTeacher;
+  last_teacher.select = SelectRule::Last;
+  auto engine4 = make_cpu_engine();
+  ASSERT_EQ(run_command(last_teacher, *engine4), 0);
+
+  for (const auto& [role, file] : std::vector<std::pair<std::string, std::string>>{
+           {"teacher", "teacher.safetensors"},
+           {"student", "student.safetensors"},
+           {"scratch", "student_scratch.safetensors"}}) {
+    const std::string& last_dir = role == "teacher" ? last_teacher.out_dir : last.out_dir;
+    EXPECT_EQ(saved_params(best.out_dir, file), saved_params(two.out_dir, file)) << role;
+    EXPECT_NE(saved_params(best.out_dir, file), saved_params(last_dir, file)) << role;
+    const auto m = model_summary(best.out_dir, role);
+    EXPECT_EQ(m["selection"], "best") << role;
+    EXPECT_EQ(m["selected_epoch"], 2) << role;
+    EXPECT_EQ(m["test_acc"], model_summary(two.out_dir, role)["test_acc"]) << role;
+    EXPECT_EQ(m["last_epoch_test_acc"], model_summary(last_dir, role)["test_acc"]) << role;
+    EXPECT_EQ(m["curve"].size(), 3u) << role << ": the curves keep every epoch";
+    EXPECT_EQ(model_summary(last_dir, role)["selected_epoch"], 3) << role;
+  }
+  EXPECT_NE(read_text(best.out_dir + "/plots.gp").find("point pt 6"), std::string::npos)
+      << "curves.png circles the selected epochs";
+}
+
+// Ties: equal accuracy goes to the lower validation loss, then to the earlier epoch.
+TEST(PipelineSelection, TiesGoToTheLowerLossThenTheEarlierEpoch) {
+  Options o = selection_run("select_ties", 3);
+  o.command = Command::TrainTeacher;
+  RecordingEngine engine;
+  engine.script.steps_per_epoch = 16;
+  engine.script.by_epoch = {EvalResult{0.5, 900, 1000}, EvalResult{0.3, 900, 1000}, EvalResult{0.3, 900, 1000}};
+  ASSERT_EQ(run_command(o, engine), 0);
+  EXPECT_EQ(model_summary(o.out_dir, "teacher")["selected_epoch"], 2);
+}
+
+// A run stopped mid-way through epoch 3, after its best epoch 2, resumes
+// with epoch 2 kept: the checkpoint carries the kept parameters.
+TEST(PipelineSelection, ResumeMidEpochAfterTheBestEpochKeepsIt) {
+  Options straight = selection_run("select_straight", 3);
+  straight.command = Command::TrainTeacher;
+  RecordingEngine engine;
+  engine.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(straight, engine), 0);
+
+  Options broken = selection_run("select_broken", 3);
+  broken.command = Command::TrainTeacher;
+  RecordingEngine engine2;
+  engine2.script = peak_at_epoch_two();
+  run_stopped_after(broken, engine2, 16 + 16 + 5);  // inside epoch 3
+  const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.epochs_done, 2);
+  EXPECT_EQ(ck.best_epoch, 2);
+  EXPECT_EQ(ck.best_params.size(), ck.params.size());
+
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  RecordingEngine engine3;
+  engine3.script = peak_at_epoch_two();
+  ASSERT_EQ(run_command(resumed, engine3), 0);
+  EXPECT_EQ(saved_params(resumed.out_dir, "teacher.safetensors"), saved_params(straight.out_dir, "teacher.safetensors"));
+  EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["selected_epoch"], 2);
+  EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["last_epoch_test_acc"],
+            model_summary(straight.out_dir, "teacher")["last_epoch_test_acc"]);
+}
+
+// --val-size 0: nothing to select on, so the last epoch, and the report says so.
+TEST(PipelineSelection, NoValidationSplitFallsBackToTheLastEpoch) {
+  Options o = selection_run("select_noval", 2);
+  o.command = Command::TrainTeacher;
+  o.val_size = 0;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(o, *engine), 0);
+  const auto m = model_summary(o.out_dir, "teacher");
+  EXPECT_EQ(m["selection"], "last");
+  EXPECT_EQ(m["selected_epoch"], 2);
+  EXPECT_EQ(m["last_epoch_test_acc"], m["test_acc"]);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  EXPECT_NE(summary["selection"].get<std::string>().find("--val-size 0"), std::string::npos) << summary["selection"];
 }
 
 }  // namespace

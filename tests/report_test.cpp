@@ -226,6 +226,31 @@ TEST(ReportTable, ModelColumnsRowsAndVerdicts) {
     EXPECT_EQ(it->size(), first_row->size()) << *it;
 }
 
+TEST(ReportTable, SelectedEpochsTheirRuleAndCappedBatches) {
+  RunReport r = full_report();
+  for (ModelReport& m : r.models) m.selection = "last", m.selected_epoch = 2, m.last_epoch_test_acc = m.test_acc;
+  r.models[2].selection = "best";
+  r.models[2].selected_epoch = 1;
+  r.models[2].last_epoch_test_acc = 0.955;
+  r.options.batch_size = 100000;
+  r.batch_size_used = 55000;
+  r.eval_batch_size_used = r.options.eval_batch_size;
+  const std::string table = report_table(r);
+  for (const char* part : {"selected epoch", "2 of 2 (last)", "1 of 2 (best)", "test accuracy, last epoch", "95.50 %",
+                           "selected epoch: the best validation accuracy of every model",
+                           "batch sizes capped at the data: --batch-size 100,000 -> 55,000"})
+    EXPECT_TRUE(contains(table, part)) << "'" << part << "' not in:\n" << table;
+  r.val_n = 0;
+  EXPECT_TRUE(contains(report_table(r), "--val-size 0 leaves nothing to select on"));
+
+  const auto summary = nlohmann::json::parse(summary_json(r));
+  EXPECT_EQ(summary["models"][2]["selected_epoch"], 1);
+  EXPECT_EQ(summary["models"][2]["selection"], "best");
+  EXPECT_EQ(summary["models"][2]["last_epoch_test_acc"], 0.955);
+  EXPECT_EQ(summary["batch_sizes_used"]["batch-size"], 55000);
+  EXPECT_EQ(summary["config"]["select"], "best");
+}
+
 TEST(ReportTable, TeacherOnlyHasNoComparisons) {
   RunReport r = full_report();
   r.models.resize(1);

@@ -38,6 +38,9 @@ class CpuModel {
  public:
   CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops = make_reference_ops());
   CpuOps& ops() { return *ops_; }
+  // Bytes of the buffers the constructor sizes by max_batch (activations,
+  // masks, input, gradient scratch); the parameters and gradients come on top.
+  static int64_t activation_bytes(const Arch& arch, int max_batch);
   const Arch& arch() const { return arch_; }
   int max_batch() const { return max_batch_; }
   std::vector<float>& params() { return params_; }

@@ -42,6 +42,14 @@ struct TrainingCheckpoint {
   std::vector<float> params;
   OptimState optim;
   std::string history_csv; // metrics.csv rows of every epoch finished so far (all phases)
+  // Training-loss sums over the steps done so far of the unfinished epoch
+  // (zero at an epoch boundary), so that a resumed epoch still reports the
+  // mean loss of all its steps.
+  double epoch_loss_sum = 0, epoch_kl_sum = 0;
+  int64_t epoch_steps = 0;
+  // --select best: the best epoch so far of `phase` (0: none yet) and its parameters.
+  int best_epoch = 0;
+  std::vector<float> best_params;  // (arch.param_count) when best_epoch > 0, else empty
   std::string options_fingerprint;  // settings that must match on --resume
 };
 void save_training_checkpoint(const std::string& path, const TrainingCheckpoint& ck);

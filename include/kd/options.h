@@ -13,6 +13,9 @@ enum class Command { Run, TrainTeacher, Distill, Eval, Latency };
 enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
+// Which epoch of each model is saved, tested and timed: the one with the best
+// validation accuracy (ties: lower validation loss, then the earlier), or the last.
+enum class SelectRule { Best, Last };
 
 struct Options {
   Command command = Command::Run;
@@ -37,6 +40,7 @@ struct Options {
   bool deterministic = false;
   bool quiet = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
+  SelectRule select = SelectRule::Best;
   std::string teacher_path;            // distill --teacher F
   std::string model_path;              // eval / latency --model F
   std::string resume_dir;              // --resume DIR
@@ -51,5 +55,6 @@ bool parse_command_line(int argc, const char* const* argv, Options& out);
 
 const char* command_name(Command c);
 const char* device_name(DeviceChoice d);
+const char* select_rule_name(SelectRule s);
 
 }  // namespace kd

@@ -37,9 +37,15 @@ struct ModelReport {
   int64_t params = 0;
   int64_t bytes = 0;         // params * 4 (fp32)
   std::vector<EpochRecord> curve;
-  double test_acc = 0;
+  // The epoch whose parameters were saved, tested and timed (--select), and
+  // by which rule: "best" (validation accuracy) or "last"; 0 and "" for a
+  // model not trained in this run (distill's teacher).
+  int selected_epoch = 0;
+  std::string selection;
+  double test_acc = 0;       // of the selected epoch
   int64_t test_errors = 0;
   double test_loss = 0;
+  double last_epoch_test_acc = 0;  // of the last epoch (== test_acc when it is the selected one)
   double train_seconds = 0;
   std::vector<LatencyRecord> latency;
 };
@@ -56,6 +62,10 @@ struct RunReport {
   std::string data_dir;
   int64_t train_n = 0, val_n = 0, test_n = 0;
   int num_classes = 0;
+  // The batch sizes used: the flags' values capped at the data they batch
+  // (a training batch at the training split, and so on).
+  int batch_size_used = 0, eval_batch_size_used = 0;
+  std::vector<int> latency_batches_used;
   std::vector<ModelReport> models;   // teacher first, then student, then scratch if run
   std::vector<PhaseTime> phases;
   double total_seconds = 0;

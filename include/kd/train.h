@@ -2,10 +2,11 @@
 //
 // The orchestrator (src/train/pipeline.cpp) owns everything that is the same on
 // every device: epochs, shuffling, validation, soft-target hand-off, the
-// baseline, checkpoints, SIGINT, non-finite-loss stops, reports. An Engine
-// owns the device: the resident datasets, the soft targets and one
-// ModelEngine per model. CpuEngine runs the kd::ref ops or the fast CPU ops
-// (kd/cpu_ops.h); CudaEngine (kd_cuda) runs kernels/ with CUDA graphs.
+// baseline, checkpoints, SIGINT/SIGTERM/SIGHUP, non-finite-loss stops, the
+// memory check, reports. An Engine owns the device: the resident datasets,
+// the soft targets and one ModelEngine per model. CpuEngine runs the kd::ref
+// ops or the fast CPU ops (kd/cpu_ops.h); CudaEngine (kd_cuda) runs kernels/
+// with CUDA graphs.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,7 @@ enum class SplitId { Train, Val, Test };
 struct TrainSettings {
   int batch_size = 64;
   int eval_batch_size = 1000;  // inference passes (validation, test, soft targets)
+  int max_latency_batch = 1;   // the largest batch measure_latency will be asked for
   OptimizerKind optimizer = OptimizerKind::Adam;
   ref::AdamParams adam;
   ref::SgdParams sgd;
@@ -49,6 +51,8 @@ struct TrainStats {
   int64_t first_bad_step = -1;  // global step index of the first non-finite loss
 };
 
+// n is the number of images evaluated: the whole split, or fewer when a stop
+// request (kd/interrupt.h) ended the pass at a batch boundary.
 struct EvalResult {
   double loss = 0;     // mean cross-entropy
   int64_t correct = 0, n = 0;
@@ -59,6 +63,18 @@ struct EvalResult {
 struct OptimState {
   std::vector<float> m, v;
   int64_t step = 0;    // updates applied so far
+};
+
+// The bytes one model holds on its engine's device, by what sizes them, so
+// that the pipeline can refuse a configuration before allocating it and name
+// the flag to lower.
+struct MemoryNeed {
+  int64_t state = 0;                // parameters, gradients, optimiser state, best-epoch copy, per-epoch buffers
+  int64_t workspace = 0;            // library workspaces (an upper-bound allowance on CUDA)
+  int64_t train_activations = 0;    // sized by the training batch (--batch-size)
+  int64_t eval_activations = 0;     // sized by the evaluation batch (--eval-batch-size)
+  int64_t latency_activations = 0;  // sized by the largest latency batch (--latency-batches)
+  int64_t total() const { return state + workspace + train_activations + eval_activations + latency_activations; }
 };
 
 class ModelEngine {
@@ -73,15 +89,27 @@ class ModelEngine {
   virtual void train_step(int64_t begin, int b, const LossConfig& loss) = 0;
   // Waits for the epoch's steps and returns their loss statistics.
   virtual TrainStats end_epoch() = 0;
-  // Inference (no dropout) over a whole split, in large batches.
+  // Inference (no dropout) over a whole split, in large batches; stops early
+  // at a batch boundary on a stop request (kd/interrupt.h).
   virtual EvalResult evaluate(SplitId split) = 0;
-  // Forward-only latency at `batch` (data already on the device): median and p90 over `repeats`.
+  // Forward-only latency at `batch` (data already on the device): median and
+  // p90 over `repeats`, or over the repeats done when a stop request came.
   virtual LatencyRecord measure_latency(int batch, int repeats) = 0;
 
   virtual std::vector<float> get_params() = 0;
   virtual void set_params(const std::vector<float>& params) = 0;
   virtual OptimState get_optim_state() = 0;
   virtual void set_optim_state(const OptimState& state) = 0;
+
+  // The best epoch's parameters (--select best): one more parameter buffer on
+  // the model's device. keep_best copies the current parameters into it (a
+  // device-to-device copy on the GPU, no host round trip); restore_best
+  // copies them back. get_best / set_best move the copy to and from the host
+  // for checkpoints; get_best is empty while nothing was kept.
+  virtual void keep_best() = 0;
+  virtual void restore_best() = 0;
+  virtual std::vector<float> get_best() = 0;
+  virtual void set_best(const std::vector<float>& params) = 0;
 };
 
 class Engine {
@@ -95,11 +123,18 @@ class Engine {
   virtual bool is_reference_cpu() const { return false; }
   // Makes the splits resident on the device (once per run).
   virtual void load(const Splits& splits) = 0;
+  // What create_model(arch, ., settings) would allocate, without allocating it.
+  virtual MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) = 0;
+  // Bytes still free on the device: MemAvailable of /proc/meminfo on the host,
+  // cudaMemGetInfo's free bytes on a GPU. INT64_MAX when unknown.
+  virtual int64_t available_memory() = 0;
   // A model with the given initial parameters; buffers sized for settings.batch_size.
   virtual std::unique_ptr<ModelEngine> create_model(const Arch& arch, const std::vector<float>& params,
                                                     const TrainSettings& settings) = 0;
   // Computes the teacher's inference logits for every training-split image and
   // keeps them on the device as the soft targets read by distillation steps.
+  // A stop request (kd/interrupt.h) ends it at a batch boundary, the targets
+  // then incomplete.
   virtual void compute_soft_targets(ModelEngine& teacher) = 0;
 };
 

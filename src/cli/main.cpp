@@ -25,11 +25,16 @@ namespace {
 // (teacher, 2-core VM at load 7, bench/RESULTS.md). libgomp reads
 // OMP_WAIT_POLICY once, when it is loaded, so unless the user chose a policy
 // kdtrain sets it and re-executes itself (same pid, arguments and
-// environment otherwise); if that fails it simply carries on.
+// environment otherwise); if that fails it simply carries on. Setting
+// GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself turns this off.
 void prefer_passive_openmp_waits(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;  // the user's choice
+  char self[4096];
+  const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);  // the real path keeps the process name
+  if (len <= 0 || size_t(len) >= sizeof self - 1) return;
+  self[len] = '\0';
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  execv(self, argv);
 }
 
 // The engine for --device: cuda (a GPU is required), cpu (the fast CPU

@@ -40,6 +40,7 @@ constexpr Named<DeviceChoice> kDevices[] = {
 constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
 constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
+constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
 
 // The name table for each enum a flag can take, so one template parses them all.
 template <class E>
@@ -55,6 +56,10 @@ struct Choices<OptimizerKind> {
 template <>
 struct Choices<DenseImplChoice> {
   static constexpr const auto& table = kDenseImpls;
+};
+template <>
+struct Choices<SelectRule> {
+  static constexpr const auto& table = kSelectRules;
 };
 
 template <class E, size_t N>
@@ -224,6 +229,9 @@ void add_global_flags(CLI::App& app, Options& o) {
   app.add_flag("--quiet", o.quiet, "no progress lines or report table on stdout");
   add_value(app, "--dense-impl", o.dense_impl, names_list(kDenseImpls, "|"),
             "dense-layer GEMM: the custom kernel, cuBLAS, or auto (the faster per shape)");
+  add_value(app, "--select", o.select, names_list(kSelectRules, "|"),
+            "which epoch of every model is saved, tested and timed: best validation accuracy (ties: lower "
+            "validation loss, then earlier; last when --val-size is 0) or the last");
   add_value(app, "--resume", o.resume_dir, "DIR", "continue the interrupted run in DIR from its checkpoint");
   add_value(app, "--eval-batch-size", o.eval_batch_size, "N", "batch size for evaluation passes (>= 1)");
   add_value(app, "--latency-batches", o.latency_batches, "LIST", "comma-separated batch sizes to time inference at");
@@ -308,6 +316,7 @@ std::string one_line(std::string s) {
 
 const char* command_name(Command c) { return name_of(kCommands, c); }
 const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
+const char* select_rule_name(SelectRule s) { return name_of(kSelectRules, s); }
 
 bool parse_command_line(int argc, const char* const* argv, Options& out) {
   Options o;

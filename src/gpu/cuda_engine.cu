@@ -50,6 +50,16 @@ class CudaEngine final : public Engine {
 
   void load(const Splits& splits) override { context_.load(splits); }
 
+  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
+    return cuda::CudaModel::memory_need(context_, arch, settings);
+  }
+
+  int64_t available_memory() override {
+    size_t free_bytes = 0, total_bytes = 0;
+    KD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return int64_t(free_bytes);
+  }
+
   std::unique_ptr<ModelEngine> create_model(const Arch& arch, const std::vector<float>& params,
                                             const TrainSettings& settings) override {
     return std::make_unique<cuda::CudaModel>(context_, arch, params, settings);

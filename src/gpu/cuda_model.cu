@@ -8,12 +8,16 @@
 
 #include "epoch_cursor.h"
 #include "kd/data.h"
+#include "kd/interrupt.h"
 
 namespace kd::cuda {
 namespace {
 
 // Forward passes run before timing, so clocks, caches and lazy module loading settle.
 constexpr int kLatencyWarmup = 5;
+// The memory check's allowance for cuDNN workspaces: the cap kernels/conv.cu
+// puts on one plan's workspace. An upper bound for one plan, not exact.
+constexpr int64_t kConvWorkspaceAllowance = int64_t(512) << 20;
 
 // An owned CUDA event.
 class Event {
@@ -68,6 +72,27 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   eval_correct_.allocate(1, "evaluation correct count");
 }
 
+MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings) {
+  const CudaNetwork net(arch, settings, context);
+  const int64_t f = sizeof(float), p = arch.param_count;
+  const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
+  const int64_t train_n = context.loaded() ? context.split(SplitId::Train).n : 0;
+  MemoryNeed need;
+  // params_, grads_, moments, best_; order_, epoch_loss_, epoch_kl_ (train n each)
+  need.state = (3 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f);
+  const bool conv = std::any_of(arch.layers.begin(), arch.layers.end(),
+                                [](const Layer& l) { return l.kind == LayerKind::Conv; });
+  need.workspace = conv ? kConvWorkspaceAllowance : 0;
+  // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row)
+  need.train_activations = net.activation_bytes(settings.batch_size, true) + int64_t(settings.batch_size) * 16;
+  // One inference set, grown to the larger of the two batches (labels and row losses: 8 bytes per row).
+  const int rows = std::max(settings.eval_batch_size, settings.max_latency_batch);
+  const int64_t inference = net.activation_bytes(rows, false) + int64_t(rows) * 8;
+  if (rows == settings.eval_batch_size) need.eval_activations = inference;
+  else need.latency_activations = inference;
+  return need;
+}
+
 CudaModel::~CudaModel() {
   cudaStreamSynchronize(context_.stream());  // queued steps may still use the buffers freed next
 }
@@ -94,6 +119,38 @@ std::vector<float> CudaModel::get_params() {
   std::vector<float> out(params_.size());
   copy_to_host(out.data(), params_.data(), out.size(), context_.stream());
   return out;
+}
+
+void CudaModel::keep_best() {
+  if (best_.size() != params_.size()) {
+    KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // allocating may not overtake queued steps
+    best_.allocate(params_.size(), "best epoch's parameters (--select best)");
+  }
+  KD_CUDA_CHECK(cudaMemcpyAsync(best_.data(), params_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
+                                context_.stream()));
+}
+
+void CudaModel::restore_best() {
+  if (best_.size() != params_.size()) fail("restore_best: no parameters were kept (keep_best was never called)");
+  KD_CUDA_CHECK(cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
+                                context_.stream()));
+}
+
+std::vector<float> CudaModel::get_best() {
+  std::vector<float> out(best_.size());
+  copy_to_host(out.data(), best_.data(), out.size(), context_.stream());
+  return out;
+}
+
+void CudaModel::set_best(const std::vector<float>& params) {
+  if (params.size() != params_.size())
+    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(params_.size()) + " parameters");
+  if (best_.size() != params_.size()) {
+    KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+    best_.allocate(params_.size(), "best epoch's parameters (--select best)");
+  }
+  copy_to_device(best_.data(), params.data(), params.size(), context_.stream());
 }
 
 OptimState CudaModel::get_optim_state() {
@@ -275,11 +332,12 @@ void CudaModel::ensure_inference_capacity(int b) {
 }
 
 template <typename Visit>
-void CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& visit) {
+int64_t CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& visit) {
   const cudaStream_t stream = context_.stream();
   const int batch = int(std::min<int64_t>(settings_.eval_batch_size, split.n));
   ensure_inference_capacity(batch);
-  for (int64_t begin = 0; begin < split.n; begin += batch) {
+  int64_t begin = 0;
+  for (; begin < split.n && !interrupted(); begin += batch) {
     const int b = int(std::min<int64_t>(batch, split.n - begin));
     const CudaNetwork::BatchPlan& plan = net_.plan(b);
     gather_normalize(split.images.data(), split.labels.data(), context_.identity_order() + begin,
@@ -287,17 +345,17 @@ void CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& visit
                      stream);
     visit(net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream), begin, b);
   }
+  return std::min(begin, split.n);
 }
 
 EvalResult CudaModel::evaluate(SplitId split) {
   const DeviceSplit& data = input_split(split);
   EvalResult r;
-  r.n = data.n;
   if (data.n == 0) return r;
   const cudaStream_t stream = context_.stream();
   KD_CUDA_CHECK(cudaMemsetAsync(eval_loss_sum_.data(), 0, eval_loss_sum_.bytes(), stream));
   KD_CUDA_CHECK(cudaMemsetAsync(eval_correct_.data(), 0, eval_correct_.bytes(), stream));
-  for_each_inference_batch(data, [&](const float* logits, int64_t, int b) {
+  r.n = for_each_inference_batch(data, [&](const float* logits, int64_t, int b) {
     SoftmaxKlArgs args;  // alpha = 0, T = 1: the per-row cross-entropy
     args.s = logits;
     args.labels = inference_.labels.data();
@@ -313,7 +371,7 @@ EvalResult CudaModel::evaluate(SplitId split) {
   unsigned long long correct = 0;
   copy_to_host(&loss_sum, eval_loss_sum_.data(), 1, stream);
   copy_to_host(&correct, eval_correct_.data(), 1, stream);
-  r.loss = loss_sum / double(data.n);
+  r.loss = r.n ? loss_sum / double(r.n) : 0;
   r.correct = int64_t(correct);
   return r;
 }
@@ -344,7 +402,7 @@ LatencyRecord CudaModel::measure_latency(int batch, int repeats) {
   // One forward at a time from an idle stream, as a single request would see it.
   const Event start, stop;
   std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
+  for (int r = 0; r < repeats && !(r > 0 && interrupted()); ++r) {
     KD_CUDA_CHECK(cudaEventRecord(start.get(), stream));
     net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
     KD_CUDA_CHECK(cudaEventRecord(stop.get(), stream));

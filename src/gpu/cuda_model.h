@@ -31,6 +31,9 @@ class CudaModel final : public ModelEngine {
   CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
             const TrainSettings& settings);
   ~CudaModel() override;
+  // What the constructor and the first training, evaluation and latency
+  // calls allocate for (arch, settings), computed without allocating.
+  static MemoryNeed memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings);
 
   const Arch& arch() const override { return net_.arch(); }
   void begin_epoch(const std::vector<int32_t>& order) override;
@@ -43,6 +46,10 @@ class CudaModel final : public ModelEngine {
   void set_params(const std::vector<float>& params) override;
   OptimState get_optim_state() override;
   void set_optim_state(const OptimState& state) override;
+  void keep_best() override;
+  void restore_best() override;
+  std::vector<float> get_best() override;
+  void set_best(const std::vector<float>& params) override;
 
   // Inference logits of every image of `split`, in order -> logits: (split n,
   // classes) device memory, written on the engine's stream.
@@ -67,8 +74,9 @@ class CudaModel final : public ModelEngine {
   const DeviceSplit& input_split(SplitId split) const;
   // Gathers `split` in order in batches of up to settings.eval_batch_size and calls
   // visit(logits (b, classes), begin, b) after each batch's forward pass.
+  // Returns the images visited: split.n, or fewer after a stop request.
   template <typename Visit>
-  void for_each_inference_batch(const DeviceSplit& split, Visit&& visit);
+  int64_t for_each_inference_batch(const DeviceSplit& split, Visit&& visit);
 
   EngineContext& context_;
   TrainSettings settings_;
@@ -78,6 +86,7 @@ class CudaModel final : public ModelEngine {
   // Flat (param_count) buffers, layer by layer as in kd/model.h.
   DeviceBuffer<float> params_, grads_;
   DeviceBuffer<float> moment1_, moment2_;  // Adam m and v; SGD: momentum buffer and (empty)
+  DeviceBuffer<float> best_;               // the best epoch's parameters; empty until keep_best
   DeviceBuffer<uint64_t> step_counter_;    // (1) updates applied; the graph increments it first
   int64_t step_ = 0;                       // host mirror of *step_counter_
 

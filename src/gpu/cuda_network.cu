@@ -112,6 +112,28 @@ CudaNetwork::Activations CudaNetwork::inference_activations(int capacity) const 
   return a;
 }
 
+// Keep in step with training_activations and inference_activations above.
+int64_t CudaNetwork::activation_bytes(int capacity, bool training) const {
+  const int64_t f = sizeof(float);
+  int64_t floats = arch_.input.size(), mask_bytes = 0;
+  int64_t widest = training ? arch_.input.size() : 0, widest_pool = 0;
+  for (size_t i = 0; i < arch_.layers.size(); ++i) {
+    const Layer& l = arch_.layers[i];
+    const bool pool = l.kind == LayerKind::MaxPool;
+    if (training) {
+      widest = std::max(widest, l.out_shape.size());
+      if (!is_view(i, true)) floats += l.out_shape.size();
+      if (pool || l.kind == LayerKind::Dropout) mask_bytes += l.out_shape.size();
+    } else {
+      if (!is_view(i, false)) widest = std::max(widest, l.out_shape.size());
+      if (pool) widest_pool = std::max(widest_pool, l.out_shape.size());
+    }
+  }
+  floats += 2 * widest;  // training: grad_a, grad_b; inference: buffers A and B
+  mask_bytes += widest_pool;
+  return int64_t(capacity) * (floats * f + mask_bytes);
+}
+
 const CudaNetwork::BatchPlan& CudaNetwork::plan(int b) {
   const auto known = plans_.find(b);
   if (known != plans_.end()) return known->second;

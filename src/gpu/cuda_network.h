@@ -61,6 +61,8 @@ class CudaNetwork {
   const Arch& arch() const { return arch_; }
   Activations training_activations(int capacity) const;
   Activations inference_activations(int capacity) const;
+  // Bytes the two above allocate, without allocating them (the memory check).
+  int64_t activation_bytes(int capacity, bool training) const;
   // The plan for exactly b samples, created on first use (never while capturing).
   const BatchPlan& plan(int b);
 

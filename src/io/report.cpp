@@ -71,6 +71,7 @@ json config_json(const Options& o) {
               {"deterministic", o.deterministic},
               {"quiet", o.quiet},
               {"dense-impl", dense_impl_flag_value(o.dense_impl)},
+              {"select", select_rule_name(o.select)},
               {"teacher", o.teacher_path},
               {"model", o.model_path},
               {"resume", o.resume_dir},
@@ -138,6 +139,14 @@ Comparisons compare(const RunReport& r) {
   return c;
 }
 
+// Which rule chose the selected epochs, in words.
+std::string selection_rule(const RunReport& r) {
+  if (r.options.select == SelectRule::Last) return "the last of every model (--select last)";
+  if (r.val_n == 0) return "the last of every model: --val-size 0 leaves nothing to select on (--select best fell back to last)";
+  return "the best validation accuracy of every model, ties to the lower validation loss, then the earlier epoch "
+         "(--select best)";
+}
+
 json epoch_json(const EpochRecord& e) {
   return json{{"phase", e.phase},
               {"epoch", e.epoch},
@@ -165,9 +174,12 @@ json model_json(const ModelReport& m) {
               {"arch", m.arch},
               {"params", m.params},
               {"bytes", m.bytes},
+              {"selection", m.selection.empty() ? json(nullptr) : json(m.selection)},
+              {"selected_epoch", m.selected_epoch > 0 ? json(m.selected_epoch) : json(nullptr)},
               {"test_acc", number(m.test_acc)},
               {"test_errors", m.test_errors},
               {"test_loss", number(m.test_loss)},
+              {"last_epoch_test_acc", number(m.last_epoch_test_acc)},
               {"train_seconds", number(m.train_seconds)},
               {"curve", curve},
               {"latency", latency}};
@@ -314,6 +326,21 @@ std::string latency_y_tics(const RunReport& r) {
   return "set ytics (" + tics + ")\n";
 }
 
+// The validation-accuracy panel's title, and a circle around each model's
+// selected epoch (--select) when one was selected.
+std::string selected_epoch_marks(const RunReport& r) {
+  std::string marks;
+  for (const ModelReport& m : r.models)
+    for (const EpochRecord& e : m.curve)
+      if (e.epoch == m.selected_epoch)
+        marks += "set label " + gnuplot_string("") + " at " + std::to_string(e.epoch) + ", " + format("%.9g", 100 * e.val_acc) +
+                 " point pt 6 ps 2.5 lw 2 lc rgb 'black' front\n";
+  return "set title " +
+         gnuplot_string(marks.empty() ? "validation accuracy per epoch"
+                                      : "validation accuracy per epoch (circled: the epoch each model keeps)") +
+         "\n" + marks;
+}
+
 // The gnuplot script drawing curves.png from metrics.csv (when any model has
 // epochs) and latency.png from latency.csv (when any was timed); run in out_dir.
 // The output names are variables so that kdtrain can have gnuplot write
@@ -340,9 +367,10 @@ std::string gnuplot_script(const RunReport& r, const std::vector<std::string>& p
          "set title 'training loss per epoch (the distilled student''s is its distillation loss)'\n"
          "set xlabel 'epoch'\nset ylabel 'mean training loss'\nset key top right\n" +
          plot_per_name("metrics.csv", phases, "$3") +
-         "set title 'validation accuracy per epoch'\nset ylabel 'validation accuracy (%)'\nset key bottom right\n" +
+         selected_epoch_marks(r) +
+         "set ylabel 'validation accuracy (%)'\nset key bottom right\n" +
          plot_per_name("metrics.csv", phases, "100*$6") +
-         "unset multiplot\nset output\nunset offsets\nset autoscale x\nset xtics autofreq\n";
+         "unset label\nunset multiplot\nset output\nunset offsets\nset autoscale x\nset xtics autofreq\n";
   }
   if (!timed_roles.empty()) {
     const std::vector<int> batches = measured_batches(r);
@@ -491,16 +519,37 @@ std::string summary_json(const RunReport& r) {
                      {"config", config_json(r.options)},
                      {"device", r.device},
                      {"versions", r.versions},
+                     {"batch_sizes_used", json{{"batch-size", r.batch_size_used},
+                                               {"eval-batch-size", r.eval_batch_size_used},
+                                               {"latency-batches", r.latency_batches_used}}},
                      {"data", json{{"dir", r.data_dir},
                                    {"train", r.train_n},
                                    {"val", r.val_n},
                                    {"test", r.test_n},
                                    {"classes", r.num_classes}}},
+                     {"selection", selection_rule(r)},
                      {"models", models},
                      {"comparisons", comparisons_json(compare(r))},
                      {"phases", phases}};
   // replace: a path or device string with invalid UTF-8 must not make the report unwritable.
   return summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// "--batch-size 100000 -> 50, --eval-batch-size 1000 -> 100" for each flag
+// whose value was larger than the data it batches; empty when none was.
+std::string capped_batches(const RunReport& r) {
+  const Options& o = r.options;
+  std::string out;
+  auto note = [&](const std::string& flag, int asked, int used) {
+    if (used > 0 && used != asked) out += (out.empty() ? "" : ", ") + flag + " " + thousands(asked) + " -> " + thousands(used);
+  };
+  note("--batch-size", o.batch_size, r.batch_size_used);
+  note("--eval-batch-size", o.eval_batch_size, r.eval_batch_size_used);
+  const std::vector<int>& timed = r.latency_batches_used;
+  for (int asked : o.latency_batches)  // a batch larger than the test split is timed at all of it
+    if (asked > r.test_n && std::find(timed.begin(), timed.end(), int(r.test_n)) != timed.end())
+      note("--latency-batches", asked, int(r.test_n));
+  return out;
 }
 
 std::string report_table(const RunReport& r) {
@@ -515,10 +564,21 @@ std::string report_table(const RunReport& r) {
   rows.push_back(row("", [](const ModelReport& m) { return model_label(m.role); }));
   rows.push_back(row("params", [](const ModelReport& m) { return thousands(m.params); }));
   rows.push_back(row("size (fp32)", [](const ModelReport& m) { return byte_size(m.bytes); }));
+  auto was_trained = [](const ModelReport& m) { return !m.curve.empty() || m.train_seconds > 0; };
+  const bool any_trained = std::any_of(r.models.begin(), r.models.end(), was_trained);
+  if (any_trained)
+    rows.push_back(row("selected epoch", [](const ModelReport& m) {
+      if (m.selected_epoch == 0) return std::string("-");
+      return std::to_string(m.selected_epoch) + " of " + std::to_string(m.curve.back().epoch) + " (" + m.selection +
+             ")";
+    }));
   rows.push_back(row("test accuracy", [](const ModelReport& m) { return percent(m.test_acc); }));
   rows.push_back(row("test errors", [](const ModelReport& m) { return thousands(m.test_errors); }));
-  auto was_trained = [](const ModelReport& m) { return !m.curve.empty() || m.train_seconds > 0; };
-  if (std::any_of(r.models.begin(), r.models.end(), was_trained))
+  if (any_trained)
+    rows.push_back(row("test accuracy, last epoch", [&](const ModelReport& m) {
+      return was_trained(m) ? percent(m.last_epoch_test_acc) : std::string("-");
+    }));
+  if (any_trained)
     rows.push_back(row("training time", [&](const ModelReport& m) {
       return was_trained(m) ? format("%.1f s", m.train_seconds) : std::string("-");
     }));
@@ -556,6 +616,9 @@ std::string report_table(const RunReport& r) {
   std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
+  if (any_trained) out += "selected epoch: " + selection_rule(r) + "\n";
+  const std::string capped = capped_batches(r);
+  if (!capped.empty()) out += "batch sizes capped at the data: " + capped + "\n";
   if (!r.phases.empty()) {
     std::vector<std::vector<std::string>> phase_rows = {{"phase", "wall time"}};
     for (const PhaseTime& p : r.phases) phase_rows.push_back({p.phase, format("%.2f s", p.seconds)});

@@ -54,6 +54,14 @@ uint64_t dropout_seed(uint64_t run_seed, int layer_index) {
 }
 
 namespace {
+// Layer i is a ReLU right after a conv or dense layer, which applies it in its own buffer.
+bool relu_fuses(const Arch& arch, size_t i) {
+  return arch.layers[i].kind == LayerKind::Relu && i > 0 &&
+         (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
+}
+// Layer i has no output buffer of its own (a fused ReLU, a flatten).
+bool shares_buffer(const Arch& arch, size_t i) { return relu_fuses(arch, i) || arch.layers[i].kind == LayerKind::Flatten; }
+
 ref::ConvShape conv_shape(const Layer& l, int b) {
   return ref::conv_shape(b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad);
 }
@@ -69,9 +77,8 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   storage_.assign(arch.layers.size(), 0);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
-    relu_fused_[i] = l.kind == LayerKind::Relu && i > 0 &&
-                     (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
-    const bool shares = relu_fused_[i] || l.kind == LayerKind::Flatten;
+    relu_fused_[i] = relu_fuses(arch, i);
+    const bool shares = shares_buffer(arch, i);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
     if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
@@ -81,6 +88,19 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   input_.resize(size_t(max_batch) * arch.input.size());
   grad_a_.resize(size_t(max_batch) * widest);
   grad_b_.resize(size_t(max_batch) * widest);
+}
+
+// Keep in step with the constructor above.
+int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
+  int64_t floats = arch.input.size(), mask_bytes = 0, widest = arch.input.size();
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const Layer& l = arch.layers[i];
+    if (!shares_buffer(arch, i)) floats += l.out_shape.size();
+    if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool) mask_bytes += l.out_shape.size();
+    widest = std::max(widest, l.out_shape.size());
+  }
+  floats += 2 * widest;  // grad_a_, grad_b_
+  return int64_t(max_batch) * (floats * int64_t(sizeof(float)) + mask_bytes);
 }
 
 const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step) {

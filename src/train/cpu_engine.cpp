@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <thread>
 
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
+#include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/train.h"
 
@@ -25,6 +27,29 @@ std::string cpu_model_name() {
     if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
       return line.substr(line.find(':') + 2);
   return "unknown CPU";
+}
+
+// MemAvailable of /proc/meminfo in bytes: what the kernel can hand out
+// without swapping. INT64_MAX when the file or the line is missing.
+int64_t host_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return std::numeric_limits<int64_t>::max();
+}
+
+// The batch the CPU model's buffers are sized for: one set serves training
+// and evaluation; latency at a larger batch runs in slices of it.
+int buffer_rows(const TrainSettings& s) { return std::max(s.batch_size, s.eval_batch_size); }
+
+// Bytes of CpuModelEngine's own per-row buffers (batch_x_, batch_y_,
+// dlogits_, teacher_rows_) for `rows` rows.
+int64_t engine_row_bytes(const Arch& arch, int rows) {
+  return int64_t(rows) * (arch.input.size() * int64_t(sizeof(float)) + int64_t(sizeof(int32_t)) +
+                          2 * int64_t(arch.output.size()) * int64_t(sizeof(float)));
 }
 
 class CpuEngine;
@@ -43,6 +68,10 @@ class CpuModelEngine final : public ModelEngine {
   void set_params(const std::vector<float>& params) override;
   OptimState get_optim_state() override { return optim_; }
   void set_optim_state(const OptimState& state) override;
+  void keep_best() override { best_ = model_.params(); }
+  void restore_best() override;
+  std::vector<float> get_best() override { return best_; }
+  void set_best(const std::vector<float>& params) override;
 
   // logits: (n, classes) of every image of `split` in inference mode.
   std::vector<float> infer_all(SplitId split);
@@ -59,6 +88,7 @@ class CpuModelEngine final : public ModelEngine {
   TrainSettings settings_;
   CpuModel model_;
   OptimState optim_;
+  std::vector<float> best_;  // (param_count) once keep_best was called, else empty
   std::vector<int32_t> order_;
   std::vector<float> batch_x_, dlogits_, teacher_rows_;
   std::vector<int32_t> batch_y_;
@@ -80,6 +110,21 @@ class CpuEngine final : public Engine {
   bool is_reference_cpu() const override { return !fast_; }
   std::unique_ptr<CpuOps> make_ops() const { return fast_ ? make_fast_ops(threads_) : make_reference_ops(); }
   void load(const Splits& splits) override { splits_ = splits; }
+  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
+    MemoryNeed need;
+    const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
+    // parameters, gradients, moments, the best epoch's copy
+    need.state = (3 + moments) * arch.param_count * int64_t(sizeof(float));
+    const int rows = buffer_rows(settings);
+    const int64_t activations = CpuModel::activation_bytes(arch, rows) + engine_row_bytes(arch, rows);
+    // One set of buffers: it counts against the flag that sizes it.
+    if (rows == settings.batch_size) need.train_activations = activations;
+    else need.eval_activations = activations;
+    // Latency runs in slices of those buffers; it adds the normalised copy of its batch.
+    need.latency_activations = int64_t(settings.max_latency_batch) * arch.input.size() * int64_t(sizeof(float));
+    return need;
+  }
+  int64_t available_memory() override { return host_available_bytes(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& arch, const std::vector<float>& params,
                                             const TrainSettings& settings) override {
     return std::make_unique<CpuModelEngine>(*this, arch, params, settings);
@@ -107,13 +152,11 @@ class CpuEngine final : public Engine {
 
 CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                                const TrainSettings& settings)
-    : engine_(engine),
-      settings_(settings),
-      model_(arch, std::max(settings.batch_size, settings.eval_batch_size), engine.make_ops()) {
+    : engine_(engine), settings_(settings), model_(arch, buffer_rows(settings), engine.make_ops()) {
   set_params(params);
   optim_.m.assign(params.size(), 0.0f);
   if (settings.optimizer == OptimizerKind::Adam) optim_.v.assign(params.size(), 0.0f);
-  const size_t rows = size_t(model_.max_batch());
+  const size_t rows = size_t(model_.max_batch());  // engine_row_bytes counts these
   batch_x_.resize(rows * arch.input.size());
   batch_y_.resize(rows);
   dlogits_.resize(rows * arch.output.size());
@@ -125,6 +168,18 @@ void CpuModelEngine::set_params(const std::vector<float>& params) {
     fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
          std::to_string(model_.arch().param_count) + " parameters");
   model_.params() = params;
+}
+
+void CpuModelEngine::restore_best() {
+  if (best_.empty()) fail("restore_best: no parameters were kept (keep_best was never called)");
+  model_.params() = best_;
+}
+
+void CpuModelEngine::set_best(const std::vector<float>& params) {
+  if (int64_t(params.size()) != model_.arch().param_count)
+    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
+         std::to_string(model_.arch().param_count) + " parameters");
+  best_ = params;
 }
 
 void CpuModelEngine::set_optim_state(const OptimState& state) {
@@ -216,9 +271,10 @@ std::vector<float> CpuModelEngine::infer_all(SplitId split) {
 
 template <class Sink>
 void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
-  std::vector<int32_t> idx(size_t(model_.max_batch()));
-  for (int64_t begin = 0; begin < data.n; begin += model_.max_batch()) {
-    const int b = int(std::min<int64_t>(model_.max_batch(), data.n - begin));
+  const int batch = settings_.eval_batch_size;
+  std::vector<int32_t> idx(static_cast<size_t>(batch));
+  for (int64_t begin = 0; begin < data.n && !interrupted(); begin += batch) {
+    const int b = int(std::min<int64_t>(batch, data.n - begin));
     std::iota(idx.begin(), idx.begin() + b, int32_t(begin));
     gather(data, idx.data(), b);
     sink(begin, b, model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0));
@@ -228,8 +284,9 @@ void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
 // Times one inference forward of `batch` test images, already normalised in
 // memory (as a deployed model receives them). A batch larger than the model's
 // buffers (max(batch size, eval batch size) rows) runs as consecutive slices
-// of that size: on a CPU wider slices only spill the caches, and the slices
-// bound the activation memory (a teacher at batch 10,000 would need ~5 GB).
+// of that size: on a CPU wider slices only spill the caches (throughput per
+// CPU-second is flat from batch 16 to 1000, bench/RESULTS.md), and the slices
+// bound the activation memory (a teacher at batch 10,000 would need ~6 GB).
 // Stops after `repeats` timings, or earlier once kLatencyBudgetS of timing has
 // collected at least kLatencyMinRepeats (a CPU teacher forward at batch 10,000
 // takes seconds).
@@ -254,7 +311,9 @@ LatencyRecord CpuModelEngine::measure_latency(int batch, int repeats) {
   forward_all();  // warm-up: caches, page faults, oneDNN primitive creation
   std::vector<double> ms;
   double spent_s = 0;
-  for (int r = 0; r < repeats && !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS); ++r) {
+  for (int r = 0; r < repeats && !(r > 0 && interrupted()) &&
+                  !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS);
+       ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     forward_all();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());

@@ -1,6 +1,7 @@
 // Model files and training checkpoints as safetensors (see kd/model_io.h).
 #include "kd/model_io.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "kd/checkpoint.h"
@@ -41,6 +42,25 @@ int parse_int_meta(const SafeTensors& st, const std::string& key, const std::str
   } catch (const std::exception&) {
     fail(path + ": metadata '" + key + "' is '" + text + "', expected an integer");
   }
+}
+
+double parse_double_meta(const SafeTensors& st, const std::string& key, const std::string& path) {
+  const std::string& text = require_meta(st, key, path);
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used != text.size()) throw std::invalid_argument(text);
+    return v;
+  } catch (const std::exception&) {
+    fail(path + ": metadata '" + key + "' is '" + text + "', expected a number");
+  }
+}
+
+// %.17g: reads back to the same double.
+std::string exact_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
 
 Arch arch_from_metadata(const SafeTensors& st, const std::string& path) {
@@ -117,10 +137,15 @@ void save_training_checkpoint(const std::string& path, const TrainingCheckpoint&
   st.metadata["seed"] = std::to_string(ck.seed);
   st.metadata["optim_step"] = std::to_string(ck.optim.step);
   st.metadata["history_csv"] = ck.history_csv;
+  st.metadata["epoch_loss_sum"] = exact_text(ck.epoch_loss_sum);
+  st.metadata["epoch_kl_sum"] = exact_text(ck.epoch_kl_sum);
+  st.metadata["epoch_steps"] = std::to_string(ck.epoch_steps);
+  st.metadata["best_epoch"] = std::to_string(ck.best_epoch);
   st.metadata["options"] = ck.options_fingerprint;
   st.tensors.push_back(flat_tensor("params", ck.params));
   st.tensors.push_back(flat_tensor("optim.m", ck.optim.m));
   st.tensors.push_back(flat_tensor("optim.v", ck.optim.v));
+  st.tensors.push_back(flat_tensor("best", ck.best_params));
   save_safetensors(path, st);
 }
 
@@ -134,12 +159,20 @@ TrainingCheckpoint load_training_checkpoint(const std::string& path) {
   ck.seed = std::stoull(require_meta(st, "seed", path));
   ck.optim.step = parse_int_meta(st, "optim_step", path);
   ck.history_csv = require_meta(st, "history_csv", path);
+  ck.epoch_loss_sum = parse_double_meta(st, "epoch_loss_sum", path);
+  ck.epoch_kl_sum = parse_double_meta(st, "epoch_kl_sum", path);
+  ck.epoch_steps = parse_int_meta(st, "epoch_steps", path);
+  ck.best_epoch = parse_int_meta(st, "best_epoch", path);
+  if (ck.best_epoch < 0 || ck.best_epoch > ck.epochs_done)
+    fail(path + ": metadata 'best_epoch' is " + std::to_string(ck.best_epoch) + ", outside [0, epochs_done = " +
+         std::to_string(ck.epochs_done) + "]");
   ck.options_fingerprint = require_meta(st, "options", path);
   const size_t n = size_t(ck.arch.param_count);
   ck.params = read_flat(st, "params", n, path);
   ck.optim.m = read_flat(st, "optim.m", n, path);
   const TensorData& v = st.get("optim.v");
   ck.optim.v = read_flat(st, "optim.v", v.numel() == 0 ? 0 : n, path);
+  ck.best_params = read_flat(st, "best", ck.best_epoch > 0 ? n : 0, path);
   return ck;
 }
 

@@ -1,12 +1,11 @@
 // The device-agnostic orchestrator: phases, epochs, shuffles, validation,
-// checkpoints, SIGINT, non-finite-loss stops and the report (SPEC sections 2-3).
+// checkpoints, SIGINT/SIGTERM/SIGHUP, non-finite-loss stops, the memory check
+// and the report (SPEC sections 2-3).
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -19,6 +18,7 @@
 
 #include "kd/checkpoint.h"
 #include "kd/error.h"
+#include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/model_io.h"
 #include "kd/train.h"
@@ -27,9 +27,6 @@ namespace fs = std::filesystem;
 
 namespace kd {
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted.store(true); }
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -70,6 +67,32 @@ std::string utc_timestamp(const char* format) {
   return buf;
 }
 
+// 35,433,480,192 -> "33.0 GiB"; below a GiB in MiB.
+std::string format_bytes(int64_t bytes) {
+  char buf[32];
+  const double gib = double(bytes) / double(int64_t(1) << 30);
+  if (gib >= 1) std::snprintf(buf, sizeof buf, "%.1f GiB", gib);
+  else std::snprintf(buf, sizeof buf, "%.0f MiB", double(bytes) / double(1 << 20));
+  return buf;
+}
+
+// Training-loss sums of an epoch's steps; a resumed epoch starts from the
+// interrupted run's sums.
+struct EpochSums {
+  double loss = 0, kl = 0;
+  int64_t steps = 0;
+  bool finite = true;
+  int64_t first_bad_step = -1;
+  void add(const TrainStats& s) {
+    loss += s.loss * double(s.steps);
+    kl += s.kl * double(s.steps);
+    steps += s.steps;
+    if (!s.finite && finite) finite = false, first_bad_step = s.first_bad_step;
+  }
+  double mean_loss() const { return steps ? loss / double(steps) : 0; }
+  double mean_kl() const { return steps ? kl / double(steps) : 0; }
+};
+
 std::string format_duration(double s) {
   char buf[32];
   if (s < 120) std::snprintf(buf, sizeof buf, "%.1fs", s);
@@ -83,6 +106,7 @@ std::string options_fingerprint(const Options& o) {
   s << "seed=" << o.seed << " batch=" << o.batch_size << " lr=" << o.lr << " optimizer=" << int(o.optimizer)
     << " momentum=" << o.momentum << " T=" << o.temperature << " alpha=" << o.alpha << " teacher=" << o.teacher_arch
     << " student=" << o.student_arch << " val=" << o.val_size << " limit=" << o.train_limit
+    << " select=" << select_rule_name(o.select)
     << " data=" << fs::weakly_canonical(o.data_dir).string();
   return s.str();
 }
@@ -115,6 +139,7 @@ class Pipeline {
     report_.options = opt_;
     report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
     load_data();
+    size_batches();
     switch (opt_.command) {
       case Command::Run:
       case Command::TrainTeacher:
@@ -155,6 +180,88 @@ class Pipeline {
     say("device: " + report_.device);
   }
 
+  // Batch sizes as PyTorch's DataLoader uses them: never larger than the data
+  // they batch. Training batches take at most the training split (one batch
+  // of all of it), inference batches at most the largest split evaluated,
+  // latency batches at most the test split. The buffers are sized from these.
+  void size_batches() {
+    const bool soft_targets = opt_.command == Command::Run || opt_.command == Command::Distill;
+    int64_t largest_eval = std::max(splits_.val.n, splits_.test.n);
+    if (soft_targets) largest_eval = std::max(largest_eval, splits_.train.n);
+    settings_.batch_size = int(std::min<int64_t>(opt_.batch_size, splits_.train.n));
+    settings_.eval_batch_size = int(std::clamp<int64_t>(opt_.eval_batch_size, 1, std::max<int64_t>(largest_eval, 1)));
+    latency_batches_.clear();
+    for (int batch : opt_.latency_batches) {
+      if (engine_.is_reference_cpu() && batch > 64) continue;  // see Engine::is_reference_cpu
+      const int used = int(std::clamp<int64_t>(batch, 1, std::max<int64_t>(splits_.test.n, 1)));
+      if (std::find(latency_batches_.begin(), latency_batches_.end(), used) == latency_batches_.end())
+        latency_batches_.push_back(used);
+    }
+    settings_.max_latency_batch =
+        latency_batches_.empty() ? 1 : *std::max_element(latency_batches_.begin(), latency_batches_.end());
+    report_.batch_size_used = settings_.batch_size;
+    report_.eval_batch_size_used = settings_.eval_batch_size;
+    report_.latency_batches_used = latency_batches_;
+  }
+
+  // "--eval-batch-size 1000", or "--batch-size 100000 (capped at 50 by the data)".
+  static std::string flag_value(const char* flag, int64_t asked, int64_t used) {
+    std::string text = std::string(flag) + " " + std::to_string(asked);
+    if (used != asked) text += " (capped at " + std::to_string(used) + " by the data)";
+    return text;
+  }
+
+  // Refuses a configuration whose buffers cannot fit the device before any
+  // of them is allocated and before anything is written: one line naming the
+  // largest need, what is free, and the flag to lower. `models` live at the
+  // same time (the teacher stays while a student trains).
+  struct LiveModel {
+    const Arch* arch;
+    std::string role;       // "teacher", "student", "model"
+    std::string arch_flag;  // the flag that chose the architecture
+  };
+  void check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
+    struct Part {
+      int64_t bytes;
+      std::string message;  // "<what> needs <bytes>"
+      std::string advice;
+    };
+    // The soft targets: one row of teacher logits per training image.
+    int64_t total = soft_targets ? splits_.train.n * int64_t(splits_.num_classes) * int64_t(sizeof(float)) : 0;
+    std::vector<Part> parts;
+    const int max_latency = opt_.latency_batches.empty()
+                                ? 1
+                                : *std::max_element(opt_.latency_batches.begin(), opt_.latency_batches.end());
+    for (const auto& [arch, role, arch_flag] : models) {
+      const MemoryNeed need = engine_.memory_need(*arch, settings_);
+      total += need.total();
+      const std::string of = " of " + role + " activations";
+      parts.push_back({need.train_activations,
+                       flag_value("--batch-size", opt_.batch_size, settings_.batch_size) + " needs " +
+                           format_bytes(need.train_activations) + of,
+                       "lower --batch-size"});
+      parts.push_back({need.eval_activations,
+                       flag_value("--eval-batch-size", opt_.eval_batch_size, settings_.eval_batch_size) + " needs " +
+                           format_bytes(need.eval_activations) + of,
+                       "lower --eval-batch-size"});
+      parts.push_back({need.latency_activations,
+                       flag_value("--latency-batches", max_latency, settings_.max_latency_batch) + " needs " +
+                           format_bytes(need.latency_activations) + of,
+                       "lower the largest of --latency-batches"});
+      parts.push_back({need.state + need.workspace,
+                       "the " + role + " (" + arch_flag + ") needs " + format_bytes(need.state + need.workspace) +
+                           " for its " + std::to_string(arch->param_count) +
+                           " parameters, their gradients and optimiser state, and workspaces",
+                       "choose a smaller " + arch_flag});
+    }
+    const int64_t available = engine_.available_memory();
+    if (total <= available) return;
+    const Part& worst = *std::max_element(parts.begin(), parts.end(),
+                                          [](const Part& a, const Part& b) { return a.bytes < b.bytes; });
+    fail(worst.message + " (" + format_bytes(total) + " in all), " + format_bytes(available) + " available; " +
+         worst.advice);
+  }
+
   void prepare_out_dir() {
     out_dir_ = opt_.out_dir;
     if (!opt_.resume_dir.empty() && out_dir_.empty()) out_dir_ = opt_.resume_dir;
@@ -186,8 +293,6 @@ class Pipeline {
 
   // ------------------------------------------------------------ the pipeline
   void train_and_report() {
-    prepare_out_dir();
-    std::signal(SIGINT, on_sigint);
     resume_ = load_resume_checkpoint();
     if (resume_) history_ = parse_metrics_csv_rows(resume_->history_csv);
 
@@ -207,19 +312,26 @@ class Pipeline {
       teacher_params.resize(size_t(teacher_arch.param_count));
       init_params(teacher_arch, mix_seed(opt_.seed, kTeacherSalt), teacher_params.data());
     }
+    const bool distills = opt_.command != Command::TrainTeacher;
+    std::vector<LiveModel> live = {
+        {&teacher_arch, "teacher", opt_.command == Command::Distill ? "--teacher " + opt_.teacher_path : "--teacher-arch"}};
+    if (distills) live.push_back({&student_arch, "student", "--student-arch"});
+    check_memory(live, distills);
+    // Only now is anything written: a refused configuration leaves no trace.
+    prepare_out_dir();
+    install_interrupt_handlers();
+
     auto teacher = engine_.create_model(teacher_arch, teacher_params, settings_);
     ModelReport teacher_report = new_report("teacher", teacher_arch);
+    bool teacher_saved = false;  // holds the selected epoch already, saved by the interrupted run
     if (opt_.command != Command::Distill) {
-      const bool teacher_done = resume_ && resume_->phase != "teacher";
-      if (teacher_done) {
-        ModelFile f = load_model_file(out_dir_ + "/teacher.safetensors");
-        teacher->set_params(f.params);
-        teacher_report.curve = history_for("teacher");
-      } else {
-        train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
-      }
+      teacher_saved = resume_ && resume_->phase != "teacher";
+      if (teacher_saved) load_finished("teacher", *teacher, teacher_report);
+      else train_phase("teacher", *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, teacher_report);
     }
-    finish_model(*teacher, teacher_report);
+    // The soft targets below come from the selected teacher: finish_model restores it.
+    finish_model(*teacher, teacher_report, !teacher_saved);
+    stop_if_interrupted("the teacher's test evaluation and timing");
     if (opt_.command != Command::Distill)
       save_model_file(out_dir_ + "/teacher.safetensors", teacher_arch, teacher->get_params(),
                       model_facts(teacher_report));
@@ -227,6 +339,7 @@ class Pipeline {
     if (opt_.command != Command::TrainTeacher) {
       const auto t0 = Clock::now();
       engine_.compute_soft_targets(*teacher);
+      stop_if_interrupted("the soft-target pass");
       add_phase("soft targets", seconds_since(t0));
 
       std::vector<float> student_init(size_t(student_arch.param_count));
@@ -252,17 +365,30 @@ class Pipeline {
                             const LossConfig& loss) {
     auto model = engine_.create_model(arch, init, settings_);
     ModelReport rep = new_report(phase, arch);
-    const bool done = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
-    if (done) {
-      ModelFile f = load_model_file(out_dir_ + "/" + phase_file(phase));
-      model->set_params(f.params);
-      rep.curve = history_for(phase);
-    } else {
-      train_phase(phase, *model, loss, opt_.epochs_student, rep);
-    }
-    finish_model(*model, rep);
+    const bool saved = resume_ && phase_rank(resume_->phase) > phase_rank(phase);
+    if (saved) load_finished(phase, *model, rep);
+    else train_phase(phase, *model, loss, opt_.epochs_student, rep);
+    finish_model(*model, rep, !saved);
+    stop_if_interrupted("the " + phase + "'s test evaluation and timing");
     save_model_file(out_dir_ + "/" + phase_file(phase), arch, model->get_params(), model_facts(rep));
     report_.models.push_back(rep);
+  }
+
+  // A phase the interrupted run finished: its saved model (the selected
+  // epoch) and what the run recorded about it.
+  void load_finished(const std::string& phase, ModelEngine& model, ModelReport& rep) {
+    const std::string path = out_dir_ + "/" + phase_file(phase);
+    const ModelFile f = load_model_file(path);
+    model.set_params(f.params);
+    rep.curve = history_for(phase);
+    const auto fact = [&](const char* key) {
+      const auto it = f.metadata.find(key);
+      if (it == f.metadata.end()) fail(path + ": metadata has no '" + key + "'; it was not written by this run");
+      return it->second;
+    };
+    rep.selection = fact("selection");
+    rep.selected_epoch = std::stoi(fact("selected_epoch"));
+    rep.last_epoch_test_acc = std::stod(fact("last_epoch_test_accuracy"));
   }
 
   static int phase_rank(const std::string& phase) {
@@ -276,29 +402,41 @@ class Pipeline {
   // ------------------------------------------------------------ one phase
   void train_phase(const std::string& phase, ModelEngine& model, const LossConfig& loss, int epochs,
                    ModelReport& rep) {
+    const int batch = settings_.batch_size;
     int first_epoch = 1;
     int64_t resume_begin = 0;
+    EpochSums carried;  // the interrupted epoch's steps before the resume
+    best_ = BestEpoch{};
     if (resume_ && resume_->phase == phase) {
       model.set_params(resume_->params);
       model.set_optim_state(resume_->optim);
+      if (resume_->best_epoch > 0) {
+        model.set_best(resume_->best_params);
+        for (const EpochRecord& e : history_for(phase))
+          if (e.epoch == resume_->best_epoch) best_ = BestEpoch{e.epoch, e.val_acc, e.val_loss};
+      }
       first_epoch = resume_->epochs_done + 1;
-      resume_begin = resume_batches_done_ * int64_t(opt_.batch_size);
+      resume_begin = std::min<int64_t>(resume_batches_done_ * int64_t(batch), splits_.train.n);
+      carried.loss = resume_->epoch_loss_sum;
+      carried.kl = resume_->epoch_kl_sum;
+      carried.steps = resume_->epoch_steps;
       rep.curve = history_for(phase);
       say("resuming " + phase + " at epoch " + std::to_string(first_epoch) +
           (resume_begin ? ", sample " + std::to_string(resume_begin) : ""));
     }
     const int64_t n = splits_.train.n;
-    const int64_t batches = (n + opt_.batch_size - 1) / opt_.batch_size;
+    const int64_t batches = (n + batch - 1) / batch;
     const auto phase_t0 = Clock::now();
     for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
       const std::vector<int32_t> order = epoch_order(n, opt_.seed, phase, epoch);
       model.begin_epoch(order);
       const auto t0 = Clock::now();
       const int64_t start = epoch == first_epoch ? resume_begin : 0;
-      for (int64_t begin = start; begin < n; begin += opt_.batch_size) {
-        const int b = int(std::min<int64_t>(opt_.batch_size, n - begin));
+      EpochSums sums = epoch == first_epoch ? carried : EpochSums{};
+      for (int64_t begin = start; begin < n; begin += batch) {
+        const int b = int(std::min<int64_t>(batch, n - begin));
         model.train_step(begin, b, loss);
-        const int64_t batch_index = begin / opt_.batch_size + 1;
+        const int64_t batch_index = begin / batch + 1;
         if (tty_ && (batch_index % 50 == 0 || batch_index == batches)) {
           const double s = seconds_since(t0);
           const double rate = double(begin + b - start) / std::max(s, 1e-9);
@@ -307,28 +445,33 @@ class Pipeline {
                       format_duration(double(n - begin - b) / std::max(rate, 1e-9)).c_str());
           std::fflush(stdout);
         }
-        if (interrupt_after_steps_ > 0 && ++steps_run_ == interrupt_after_steps_) g_interrupted.store(true);
-        if (g_interrupted.load()) interrupt(phase, epoch, model, batch_index);
+        if (interrupt_after_steps_ > 0 && ++steps_run_ == interrupt_after_steps_) request_interrupt();
+        if (interrupted()) {
+          sums.add(model.end_epoch());  // drains the device queue
+          stop_in_epoch(phase, epoch, model, batch_index, sums, "after batch " + std::to_string(batch_index));
+        }
       }
-      const TrainStats stats = model.end_epoch();
+      sums.add(model.end_epoch());
       const double secs = seconds_since(t0);
-      if (!stats.finite)
-        fail(phase + " training: non-finite loss at step " + std::to_string(stats.first_bad_step + 1) +
-             " (epoch " + std::to_string(epoch) + "); stopped. The last good checkpoint is " +
-             (fs::exists(checkpoint_path()) ? checkpoint_path() : std::string("(none: failed in the first epoch)")) +
-             ". Try a smaller --lr.");
+      stop_if_not_finite(phase, epoch, sums);
       const EvalResult val = model.evaluate(SplitId::Val);
+      // The epoch's steps are done; only its validation is redone on resume.
+      if (interrupted()) stop_in_epoch(phase, epoch, model, batches, sums, "during validation");
       EpochRecord e;
       e.phase = phase;
       e.epoch = epoch;
-      e.train_loss = stats.loss;
-      e.train_kl = stats.kl;
+      e.train_loss = sums.mean_loss();
+      e.train_kl = sums.mean_kl();
       e.val_loss = val.loss;
       e.val_acc = val.accuracy();
       e.seconds = secs;
       e.samples_per_s = double(n - (epoch == first_epoch ? resume_begin : 0)) / std::max(secs, 1e-9);
       rep.curve.push_back(e);
       history_.push_back(e);
+      if (select_best() && best_.beaten_by(e)) {
+        model.keep_best();
+        best_ = BestEpoch{epoch, e.val_acc, e.val_loss};
+      }
       if (tty_) std::printf("\r%*s\r", 100, "");
       if (!opt_.quiet) {
         std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n",
@@ -340,20 +483,47 @@ class Pipeline {
       save_checkpoint(phase, epoch, 0, model);
     }
     rep.train_seconds = seconds_since(phase_t0);
+    rep.selection = select_best() ? "best" : "last";
+    rep.selected_epoch = select_best() ? best_.epoch : (rep.curve.empty() ? 0 : rep.curve.back().epoch);
     add_phase(phase + " training", rep.train_seconds);
   }
 
-  [[noreturn]] void interrupt(const std::string& phase, int epoch, ModelEngine& model, int64_t batches_done) {
-    model.end_epoch();  // drains the device queue
-    save_checkpoint(phase, epoch - 1, batches_done, model);
-    std::fflush(stdout);
-    fail("interrupted during " + phase + " epoch " + std::to_string(epoch) + " after batch " +
-         std::to_string(batches_done) + "; checkpoint written to " + checkpoint_path() +
-         ". Resume with: kdtrain " + command_name(opt_.command) + " --resume " + out_dir_ +
-         " (and the same flags)");
+  void stop_if_not_finite(const std::string& phase, int epoch, const EpochSums& sums) const {
+    if (sums.finite) return;
+    fail(phase + " training: non-finite loss at step " + std::to_string(sums.first_bad_step + 1) + " (epoch " +
+         std::to_string(epoch) + "); stopped. The last good checkpoint is " +
+         (fs::exists(checkpoint_path()) ? checkpoint_path() : std::string("(none: failed in the first epoch)")) +
+         ". Try a smaller --lr.");
   }
 
-  void save_checkpoint(const std::string& phase, int epochs_done, int64_t batches_done, ModelEngine& model) {
+  std::string resume_hint() const {
+    return "Resume with: kdtrain " + std::string(command_name(opt_.command)) + " --resume " + out_dir_ +
+           " (and the same flags)";
+  }
+
+  // A stop request inside an epoch: the steps so far go into a checkpoint
+  // (batches_done of them, and their loss sums), then the run ends non-zero.
+  [[noreturn]] void stop_in_epoch(const std::string& phase, int epoch, ModelEngine& model, int64_t batches_done,
+                                  const EpochSums& sums, const std::string& where) {
+    stop_if_not_finite(phase, epoch, sums);  // never a checkpoint of diverged weights
+    save_checkpoint(phase, epoch - 1, batches_done, model, sums);
+    std::fflush(stdout);
+    fail("interrupted (" + std::string(interrupt_reason()) + ") during " + phase + " epoch " + std::to_string(epoch) +
+         " " + where + "; checkpoint written to " + checkpoint_path() + ". " + resume_hint());
+  }
+
+  // A stop request outside the training steps (test evaluation, timing, soft
+  // targets): the last checkpoint already holds everything done before it.
+  void stop_if_interrupted(const std::string& during) const {
+    if (!interrupted()) return;
+    std::fflush(stdout);
+    const std::string what = "interrupted (" + std::string(interrupt_reason()) + ") during " + during;
+    if (fs::exists(checkpoint_path())) fail(what + "; the last checkpoint is " + checkpoint_path() + ". " + resume_hint());
+    fail(what + ", before any training checkpoint was written; nothing to resume: run the command again");
+  }
+
+  void save_checkpoint(const std::string& phase, int epochs_done, int64_t batches_done, ModelEngine& model,
+                       const EpochSums& sums = {}) {
     TrainingCheckpoint ck;
     ck.phase = phase;
     ck.epochs_done = epochs_done;
@@ -362,6 +532,11 @@ class Pipeline {
     ck.params = model.get_params();
     ck.optim = model.get_optim_state();
     for (const EpochRecord& e : history_) ck.history_csv += metrics_csv_row(e);
+    ck.epoch_loss_sum = sums.loss;
+    ck.epoch_kl_sum = sums.kl;
+    ck.epoch_steps = sums.steps;
+    ck.best_epoch = best_.epoch;
+    if (best_.epoch > 0) ck.best_params = model.get_best();
     ck.options_fingerprint = options_fingerprint(opt_) + " batches_done=" + std::to_string(batches_done);
     save_training_checkpoint(checkpoint_path(), ck);
   }
@@ -399,35 +574,54 @@ class Pipeline {
     return r;
   }
 
-  void finish_model(ModelEngine& model, ModelReport& rep) {
+  // Tests and times the selected epoch. `holds_last`: the model holds the
+  // last epoch's parameters (not a saved selected model), so when another
+  // epoch was selected the last one is tested first, then the kept one restored.
+  void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last) {
     const auto t0 = Clock::now();
+    const int last = rep.curve.empty() ? 0 : rep.curve.back().epoch;
+    const bool earlier_selected = holds_last && rep.selected_epoch != last;
+    if (earlier_selected) {
+      rep.last_epoch_test_acc = model.evaluate(SplitId::Test).accuracy();
+      model.restore_best();
+    }
     const EvalResult test = model.evaluate(SplitId::Test);
     add_phase(rep.role + " evaluation", seconds_since(t0));
     rep.test_acc = test.accuracy();
     rep.test_errors = test.n - test.correct;
     rep.test_loss = test.loss;
+    if (holds_last && !earlier_selected) rep.last_epoch_test_acc = rep.test_acc;
+    std::string which;
+    if (rep.selected_epoch > 0 && rep.selected_epoch != last)
+      which = " at epoch " + std::to_string(rep.selected_epoch) + " of " + std::to_string(last) +
+              " (best validation accuracy; the last epoch's: " +
+              std::to_string(100 * rep.last_epoch_test_acc).substr(0, 6) + "%)";
+    else if (rep.selected_epoch > 0)
+      which = " at epoch " + std::to_string(rep.selected_epoch) + " (" + rep.selection + ")";
     say(rep.role + ": test accuracy " + std::to_string(100 * rep.test_acc).substr(0, 6) + "% (" +
-        std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")");
+        std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")" + which);
     const auto l0 = Clock::now();
     rep.latency = measure_latencies(model);
     add_phase(rep.role + " latency", seconds_since(l0));
   }
 
+  // At the batch sizes of size_batches(); stops early on a stop request.
   std::vector<LatencyRecord> measure_latencies(ModelEngine& model) {
-    const bool cpu = engine_.is_reference_cpu();
+    const int repeats = engine_.is_reference_cpu() ? 3 : 50;
     std::vector<LatencyRecord> out;
-    for (int batch : opt_.latency_batches) {
-      if (cpu && batch > 64) continue;  // see Engine::is_reference_cpu
-      const LatencyRecord r = model.measure_latency(batch, cpu ? 3 : 50);
-      const bool seen = std::any_of(out.begin(), out.end(), [&](const LatencyRecord& o) { return o.batch == r.batch; });
-      if (!seen) out.push_back(r);
-    }
+    for (size_t i = 0; i < latency_batches_.size() && !interrupted(); ++i)
+      out.push_back(model.measure_latency(latency_batches_[i], repeats));
     return out;
   }
 
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const {
+    char last_acc[32];
+    std::snprintf(last_acc, sizeof last_acc, "%.9g", rep.last_epoch_test_acc);
     return {{"role", rep.role},
             {"test_accuracy", std::to_string(rep.test_acc)},
+            {"selection", rep.selection},
+            {"selected_epoch", std::to_string(rep.selected_epoch)},
+            {"last_epoch_test_accuracy", last_acc},
             {"seed", std::to_string(opt_.seed)},
             {"data", opt_.data_dir},
             {"trained_on", report_.device},
@@ -438,6 +632,7 @@ class Pipeline {
   void eval_model_file() {
     ModelFile f = load_model_file(opt_.model_path);
     check_input_shape(f.arch, opt_.model_path);
+    check_memory({{&f.arch, "model", "--model " + opt_.model_path}}, false);
     auto model = engine_.create_model(f.arch, f.params, settings_);
     for (SplitId split : {SplitId::Val, SplitId::Test}) {
       const EvalResult r = model->evaluate(split);
@@ -450,6 +645,7 @@ class Pipeline {
   void latency_of_model_file() {
     ModelFile f = load_model_file(opt_.model_path);
     check_input_shape(f.arch, opt_.model_path);
+    check_memory({{&f.arch, "model", "--model " + opt_.model_path}}, false);
     auto model = engine_.create_model(f.arch, f.params, settings_);
     std::printf("%s on %s\n%8s %12s %12s %14s\n", opt_.model_path.c_str(), report_.device.c_str(), "batch",
                 "median ms", "p90 ms", "samples/s");
@@ -474,13 +670,27 @@ class Pipeline {
   std::vector<EpochRecord> history_;
   std::unique_ptr<TrainingCheckpoint> resume_;
   int64_t resume_batches_done_ = 0;
+  std::vector<int> latency_batches_;  // what size_batches() made of --latency-batches
+  // The best epoch so far of the phase in training (--select best).
+  struct BestEpoch {
+    int epoch = 0;  // 0: none yet
+    double val_acc = 0, val_loss = 0;
+    // Higher validation accuracy wins; at equal accuracy the lower loss; at
+    // equal both the earlier epoch, which is already held.
+    bool beaten_by(const EpochRecord& e) const {
+      return epoch == 0 || e.val_acc > val_acc || (e.val_acc == val_acc && e.val_loss < val_loss);
+    }
+  };
+  BestEpoch best_;
+  // --val-size 0 leaves nothing to select on: best falls back to last.
+  bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   int64_t interrupt_after_steps_ = 0, steps_run_ = 0;
 };
 
 }  // namespace
 
 int run_command(const Options& opt, Engine& engine) {
-  g_interrupted.store(false);
+  clear_interrupt();
   Pipeline pipeline(opt, engine);
   return pipeline.run();
 }
