@@ -297,6 +297,19 @@ TEST(FastModel, InferenceThroughDropoutThenFlattenReadsTheLiveBuffer) {
   }
 }
 
+std::vector<float> initial_params(const Arch& arch, uint64_t seed) {
+  std::vector<float> p(size_t(arch.param_count));
+  init_params(arch, seed, p.data());
+  return p;
+}
+
+// ||(a - init) - (b - init)|| / ||b - init||: how far apart two runs moved the parameters.
+double move_error(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& init) {
+  std::vector<float> da(init.size()), db(init.size());
+  for (size_t i = 0; i < init.size(); ++i) da[i] = a[i] - init[i], db[i] = b[i] - init[i];
+  return rel_error(da, db);
+}
+
 // One engine's model after `steps` training steps of batch 64 from the same
 // initial parameters, on random_splits().
 struct Trained {
@@ -326,8 +339,7 @@ Trained train_steps(Engine& engine, const Arch& arch, const std::vector<float>& 
 
 TEST(FastEngine, TrainingStepMatchesTheReferenceStep) {
   const Arch arch = mnist_arch(kSmallConvNet);
-  std::vector<float> init(size_t(arch.param_count));
-  init_params(arch, 8, init.data());
+  const std::vector<float> init = initial_params(arch, 8);
   auto fast = make_fast_cpu_engine(kThreads);
   auto slow = make_cpu_engine();
   const Trained f = train_steps(*fast, arch, init, 1), s = train_steps(*slow, arch, init, 1);
@@ -336,16 +348,13 @@ TEST(FastEngine, TrainingStepMatchesTheReferenceStep) {
   // element whose gradient is within rounding of 0 can move differently, so the
   // bound is on the norm of the difference (observed 4.5e-4; a wrong gradient
   // for any tensor gives order 1).
-  std::vector<float> df(init.size()), ds(init.size());
-  for (size_t i = 0; i < init.size(); ++i) df[i] = f.params[i] - init[i], ds[i] = s.params[i] - init[i];
-  EXPECT_LE(rel_error(df, ds), 5e-3);
+  EXPECT_LE(move_error(f.params, s.params, init), 5e-3);
   EXPECT_EQ(f.optim.step, 1);
 }
 
 TEST(FastEngine, RerunAndResumeAreBitIdenticalForAFixedThreadCount) {
   const Arch arch = mnist_arch(kSmallConvNet);
-  std::vector<float> init(size_t(arch.param_count));
-  init_params(arch, 9, init.data());
+  const std::vector<float> init = initial_params(arch, 9);
   auto a = make_fast_cpu_engine(kThreads), b = make_fast_cpu_engine(kThreads);
   const Trained straight = train_steps(*a, arch, init, 5);
   EXPECT_EQ(train_steps(*b, arch, init, 5).params, straight.params) << "a rerun is bit-identical";
@@ -361,20 +370,16 @@ TEST(FastEngine, RerunAndResumeAreBitIdenticalForAFixedThreadCount) {
 
 TEST(FastEngine, OneThreadAgreesWithManyWithinRounding) {
   const Arch arch = mnist_arch(kSmallConvNet);
-  std::vector<float> init(size_t(arch.param_count));
-  init_params(arch, 10, init.data());
+  const std::vector<float> init = initial_params(arch, 10);
   auto one = make_fast_cpu_engine(1), many = make_fast_cpu_engine(kThreads);
   const Trained t1 = train_steps(*one, arch, init, 3), tn = train_steps(*many, arch, init, 3);
   EXPECT_NEAR(t1.stats.loss, tn.stats.loss, 1e-5 * tn.stats.loss);
-  std::vector<float> d1(init.size()), dn(init.size());
-  for (size_t i = 0; i < init.size(); ++i) d1[i] = t1.params[i] - init[i], dn[i] = tn.params[i] - init[i];
-  EXPECT_LE(rel_error(d1, dn), 1e-3) << "observed 2e-5: oneDNN splits its sums by thread count";
+  EXPECT_LE(move_error(t1.params, tn.params, init), 1e-3) << "observed 2e-5: oneDNN splits its sums by thread count";
 }
 
 TEST(FastEngine, EvaluationAndLatencyAtEveryBatchSize) {
   const Arch arch = mnist_arch(kSmallConvNet);
-  std::vector<float> init(size_t(arch.param_count));
-  init_params(arch, 11, init.data());
+  const std::vector<float> init = initial_params(arch, 11);
   auto fast = make_fast_cpu_engine(kThreads);
   auto slow = make_cpu_engine();
   fast->load(random_splits());

@@ -467,6 +467,14 @@ std::string draw_plots(const RunReport& r, const fs::path& dir) {
 
 }  // namespace
 
+int latency_batch(int batch, int repeats, int64_t test_n) {
+  if (test_n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
+  if (batch < 1 || repeats < 1)
+    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
+         std::to_string(repeats));
+  return int(std::min<int64_t>(batch, test_n));
+}
+
 LatencyRecord latency_stats(int batch, std::vector<double> ms) {
   if (ms.empty()) fail("latency_stats: no timings");
   std::sort(ms.begin(), ms.end());

@@ -294,11 +294,7 @@ LatencyRecord CpuModelEngine::measure_latency(int batch, int repeats) {
   constexpr double kLatencyBudgetS = 3.0;
   constexpr int kLatencyMinRepeats = 5;
   const Dataset& data = engine_.split(SplitId::Test);
-  if (data.n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
-  if (batch < 1 || repeats < 1)
-    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
-         std::to_string(repeats));
-  const int b = int(std::min<int64_t>(batch, data.n));
+  const int b = latency_batch(batch, repeats, data.n);
   const int64_t pixels = data.pixels();
   std::vector<int32_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
