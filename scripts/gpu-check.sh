@@ -7,8 +7,8 @@
 #
 # What the GPU image provides (to be confirmed by the "environment" section of
 # the first real run): CUDA 13 with nvcc and cuBLAS, cuDNN 9 from PyTorch's pip
-# wheel (nvidia-cudnn-cu13), no Google Benchmark (carried in gpu-bundle/lib),
-# GoogleTest not needed (linked statically).
+# wheel (nvidia-cudnn-cu13), no Google Benchmark and no oneDNN (both carried in
+# gpu-bundle/lib), GoogleTest not needed (linked statically).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-check-out}"
@@ -22,6 +22,9 @@ echo "== environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
 command -v nvcc >/dev/null && nvcc --version | tail -1
 libdirs=("$PWD/$bundle/lib")
+for gz in "$bundle"/lib/*.so*.gz; do  # oneDNN travels gzipped (gpu-prepare.sh)
+  [[ -f "$gz" && ! -f "${gz%.gz}" ]] && gunzip -k "$gz"
+done
 for lib in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcudart.so.13; do
   found=$(find / -xdev -name "$lib" -not -path "*/proc/*" 2>/dev/null | head -1)
   echo "$lib: ${found:-NOT FOUND}"
