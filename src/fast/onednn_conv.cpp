@@ -86,7 +86,7 @@ Pds make_pds_with_fallback(const dnnl::engine& engine, const ref::ConvShape& s) 
 
 }  // namespace
 
-OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : shape_(s) {
+OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : shape_(s), engine_(engine) {
   Pds pds = make_pds_with_fallback(engine, s);
   fwd_pd_ = pds.fwd;
   bwd_data_pd_ = pds.bwd_data;
@@ -106,23 +106,38 @@ OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : sh
                                         pad),
         attr, engine));
   }
+  fwd_x_ = Staged(engine, x_plain(), fwd_pd_.src_desc(), true);
+  fwd_w_ = Staged(engine, w_plain(), fwd_pd_.weights_desc(), true);
+  fwd_y_ = Staged(engine, y_plain(), fwd_pd_.dst_desc(), false);
+  bias_ = dnnl::memory(fwd_pd_.bias_desc(), engine, DNNL_MEMORY_NONE);
+}
+
+dnnl::memory::desc OnednnConv::x_plain() const {
+  return plain_desc({shape_.n, shape_.in_c, shape_.h, shape_.w}, tag::nchw);
+}
+dnnl::memory::desc OnednnConv::w_plain() const {
+  return plain_desc({shape_.out_c, shape_.in_c, shape_.k, shape_.k}, tag::oihw);
+}
+dnnl::memory::desc OnednnConv::y_plain() const {
+  return plain_desc({shape_.n, shape_.out_c, shape_.out_h(), shape_.out_w()}, tag::nchw);
+}
+
+// The backward primitives and their staging buffers, on the first backward:
+// shapes only ever run in inference (evaluation and latency batch sizes) never
+// allocate them (at batch 1000 they would hold ~0.7 GB for the teacher's conv2).
+void OnednnConv::prepare_backward() {
+  if (backward_ready_) return;
   bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_);
   bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_);
-
-  const dnnl::memory::desc x = plain_desc({s.n, s.in_c, s.h, s.w}, tag::nchw),
-                           w = plain_desc({s.out_c, s.in_c, s.k, s.k}, tag::oihw),
-                           y = plain_desc({s.n, s.out_c, s.out_h(), s.out_w()}, tag::nchw);
-  fwd_x_ = Staged(engine, x, fwd_pd_.src_desc(), true);
-  fwd_w_ = Staged(engine, w, fwd_pd_.weights_desc(), true);
-  fwd_y_ = Staged(engine, y, fwd_pd_.dst_desc(), false);
-  bww_x_ = Staged(engine, x, bwd_weights_pd_.src_desc(), true);
-  bww_dy_ = Staged(engine, y, bwd_weights_pd_.diff_dst_desc(), true);
-  bww_dw_ = Staged(engine, w, bwd_weights_pd_.diff_weights_desc(), false);
-  bwd_dy_ = Staged(engine, y, bwd_data_pd_.diff_dst_desc(), true);
-  bwd_w_ = Staged(engine, w, bwd_data_pd_.weights_desc(), true);
-  bwd_dx_ = Staged(engine, x, bwd_data_pd_.diff_src_desc(), false);
-  bias_ = dnnl::memory(fwd_pd_.bias_desc(), engine, DNNL_MEMORY_NONE);
-  diff_bias_ = dnnl::memory(bwd_weights_pd_.diff_bias_desc(), engine, DNNL_MEMORY_NONE);
+  bww_x_ = Staged(engine_, x_plain(), bwd_weights_pd_.src_desc(), true);
+  bww_dy_ = Staged(engine_, y_plain(), bwd_weights_pd_.diff_dst_desc(), true);
+  bww_dw_ = Staged(engine_, w_plain(), bwd_weights_pd_.diff_weights_desc(), false);
+  if (!(bwd_data_pd_.diff_dst_desc() == bwd_weights_pd_.diff_dst_desc()))
+    bwd_dy_ = Staged(engine_, y_plain(), bwd_data_pd_.diff_dst_desc(), true);
+  bwd_w_ = Staged(engine_, w_plain(), bwd_data_pd_.weights_desc(), true);
+  bwd_dx_ = Staged(engine_, x_plain(), bwd_data_pd_.diff_src_desc(), false);
+  diff_bias_ = dnnl::memory(bwd_weights_pd_.diff_bias_desc(), engine_, DNNL_MEMORY_NONE);
+  backward_ready_ = true;
 }
 
 void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, const float* b, float* y, bool relu) {
@@ -140,6 +155,7 @@ void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, c
 
 void OnednnConv::backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx,
                           float* dw, float* db) {
+  prepare_backward();
   diff_bias_.set_data_handle(db);
   dnnl::memory& diff_weights = bww_dw_.target(dw);
   dnnl::memory& diff_dst = bww_dy_.load(stream, dy);

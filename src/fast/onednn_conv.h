@@ -55,7 +55,15 @@ class OnednnConv {
   static dnnl::algorithm algorithm_for(const ref::ConvShape& shape);
 
  private:
+  void prepare_backward();
+  // Plain layouts at the boundary: x, y NCHW, w OIHW.
+  dnnl::memory::desc x_plain() const;
+  dnnl::memory::desc w_plain() const;
+  dnnl::memory::desc y_plain() const;
+
   ref::ConvShape shape_;
+  dnnl::engine engine_;
+  bool backward_ready_ = false;
   dnnl::convolution_forward::primitive_desc fwd_pd_;
   dnnl::convolution_backward_data::primitive_desc bwd_data_pd_;
   dnnl::convolution_backward_weights::primitive_desc bwd_weights_pd_;

@@ -52,6 +52,18 @@ int64_t engine_row_bytes(const Arch& arch, int rows) {
                           2 * int64_t(arch.output.size()) * int64_t(sizeof(float)));
 }
 
+// An allowance for the fast ops' oneDNN buffers: every convolution keeps its
+// input and output in oneDNN's blocked layout, once per batch size it runs
+// at (forward only at the evaluation batch; forward and backward, about three
+// copies, at the training batch). Library scratchpads come on top and are
+// small next to these at the default shapes.
+int64_t onednn_staging_bytes(const Arch& arch, const TrainSettings& s) {
+  int64_t per_row = 0;
+  for (const Layer& l : arch.layers)
+    if (l.kind == LayerKind::Conv) per_row += l.in.size() + l.out_shape.size();
+  return (int64_t(s.eval_batch_size) + 3 * int64_t(s.batch_size)) * per_row * int64_t(sizeof(float));
+}
+
 class CpuEngine;
 
 class CpuModelEngine final : public ModelEngine {
@@ -122,6 +134,7 @@ class CpuEngine final : public Engine {
     else need.eval_activations = activations;
     // Latency runs in slices of those buffers; it adds the normalised copy of its batch.
     need.latency_activations = int64_t(settings.max_latency_batch) * arch.input.size() * int64_t(sizeof(float));
+    if (fast_) need.workspace = onednn_staging_bytes(arch, settings);
     return need;
   }
   int64_t available_memory() override { return host_available_bytes(); }
