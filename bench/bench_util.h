@@ -1,7 +1,8 @@
 // bench/bench_util.h: what every bench/*_bench.cu shares.
 //
-// - bench_main() / KD_BENCH_MAIN(): a main() that exits 0 with a message when there is no GPU
-//   (CI builds the benchmarks but cannot run them) and turns kd::Error into exit 1.
+// - bench_main() / KD_BENCH_MAIN(): a main() that always lists (--benchmark_list_tests),
+//   exits 77 with a message when asked to run without a GPU (CI builds the benchmarks
+//   but cannot run them) and turns kd::Error into exit 1.
 // - time_launches(): device time per launch from CUDA events, after a warm-up,
 //   reported to Google Benchmark as manual time. Each sample times a batch of
 //   back-to-back launches (so launch gaps of microsecond kernels are amortised the
@@ -226,18 +227,32 @@ void fill_uniform(T* p, size_t n, T lo, T hi, uint64_t seed, cudaStream_t stream
   KD_CUDA_CHECK_LAUNCH(fill_uniform_kernel);
 }
 
+// Exit status of a bench binary asked to run benchmarks where no CUDA device
+// exists: not a failure of the code, but not a run either (77, the "skipped"
+// status of automake and CTest's SKIP_RETURN_CODE convention).
+inline constexpr int kNoDeviceExitStatus = 77;
+
 // The body of every bench binary's main(). `register_benchmarks` (optional) adds
-// benchmarks built from shape tables at run time.
+// benchmarks built from shape tables at run time; it must not touch the device,
+// so that --benchmark_list_tests lists every benchmark on a machine without a GPU.
+// Only running them needs one.
 inline int bench_main(int argc, char** argv, void (*register_benchmarks)() = nullptr) {
   try {
-    if (kd::cuda::device_count() == 0) {
-      std::printf("%s: no CUDA device found; nothing to benchmark (this is not an error).\n", argv[0]);
-      return 0;
+    bool listing = false;  // read before Initialize(), which removes the flags it knows from argv
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      listing = listing || arg == "--benchmark_list_tests" || arg == "--benchmark_list_tests=true" ||
+                arg == "--benchmark_list_tests=1";
     }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    std::printf("device: %s\n", kd::cuda::device_description().c_str());
     if (register_benchmarks) register_benchmarks();
+    if (!listing && kd::cuda::device_count() == 0) {
+      std::printf("%s: no CUDA device found; nothing benchmarked (--benchmark_list_tests lists what would run)\n",
+                  argv[0]);
+      return kNoDeviceExitStatus;
+    }
+    if (!listing) std::printf("device: %s\n", kd::cuda::device_description().c_str());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -9,7 +9,16 @@ inference mode and kept on the GPU, and the scratch baseline. All data is on
 the GPU before timing starts, as in kdtrain. Prints one table per mode
 (eager and torch.compile) and writes JSON with --json.
 
+torch.compile: the compiled modules are the ones trained, evaluated and timed
+for latency; compilation (one warm-up forward and backward per batch shape,
+the weights restored afterwards) is its own phase, "compile warm-up", and
+not part of any epoch. It needs PyTorch 2.0 or later.
+
+--device cpu with --train-limit / --test-limit runs a tiny subset anywhere
+(tests/gpu_check_test.py does so with Debian's CPU-only torch).
+
 Usage: python3 bench/pytorch_reference.py --data data/mnist [--mode eager|compile|both] [--json out.json]
+       [--device cuda|cpu] [--train-limit N] [--test-limit N] [--epochs-teacher N] [--epochs-student N]
 """
 import argparse
 import gzip
@@ -78,8 +87,10 @@ def distill_loss(s, t, y, temperature, alpha):
     return alpha * temperature * temperature * kl + (1 - alpha) * F.cross_entropy(s, y)
 
 
-def sync():
-    torch.cuda.synchronize()
+def sync(dev):
+    """Waits for the device's queued work (a no-op on the CPU)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def train(model, step_fn, x, y, soft, epochs, batch, gen):
@@ -89,12 +100,12 @@ def train(model, step_fn, x, y, soft, epochs, batch, gen):
     for _ in range(epochs):
         model.train()
         perm = torch.randperm(n, device=x.device, generator=gen)
-        sync()
+        sync(x.device)
         t0 = time.perf_counter()
         for begin in range(0, n, batch):
             idx = perm[begin:begin + batch]
             step_fn(x[idx], y[idx], None if soft is None else soft[idx])
-        sync()
+        sync(x.device)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -111,7 +122,9 @@ def accuracy(model, x, y):
 
 
 def latency(model, x, batches, repeats=50):
-    """Forward-only latency (ms): median and p90 over `repeats` after warm-up, CUDA events."""
+    """Forward-only latency (ms): median and p90 over `repeats` after warm-up
+    (which also compiles a compiled model for the shape); CUDA events on a GPU,
+    the wall clock on the CPU. Batches larger than x are timed at x's size."""
     model.eval()
     out = {}
     with torch.no_grad():
@@ -121,19 +134,48 @@ def latency(model, x, batches, repeats=50):
                 model(xb)
             ms = []
             for _ in range(repeats):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                model(xb)
-                end.record()
-                end.synchronize()
-                ms.append(start.elapsed_time(end))
+                if x.device.type == "cuda":
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    model(xb)
+                    end.record()
+                    end.synchronize()
+                    ms.append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter()
+                    model(xb)
+                    ms.append(1e3 * (time.perf_counter() - t0))
             ms.sort()
-            out[b] = {"median_ms": ms[len(ms) // 2], "p90_ms": ms[int(0.9 * len(ms)) - 1]}
+            out[xb.shape[0]] = {"median_ms": ms[len(ms) // 2], "p90_ms": ms[max(0, int(0.9 * len(ms)) - 1)]}
     return out
 
 
+def compile_warmup(compiled, module, shapes_train, shapes_eval, x, classes, loss_fn):
+    """Compiles `compiled` for every batch shape it will see (training forward
+    and backward, inference forward) before any timing, then restores the
+    module's weights and clears its gradients, so the run trains from the
+    same initial weights as without the warm-up."""
+    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    soft = torch.zeros(x.shape[0], classes, device=x.device)
+    compiled.train()
+    for b in shapes_train:
+        loss_fn(compiled(x[:b]), y[:b], soft[:b]).backward()
+    compiled.eval()
+    with torch.no_grad():
+        for b in shapes_eval:
+            compiled(x[:b])
+    module.load_state_dict(saved)
+    module.zero_grad(set_to_none=True)
+
+
+def eval_shapes(n, batch=1000):
+    """The batch sizes logits_of uses for n samples."""
+    return sorted({min(batch, n - i) for i in range(0, n, batch)})
+
+
 def run(args, mode):
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     t_load = time.perf_counter()
@@ -143,10 +185,13 @@ def run(args, mode):
     te_y = read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte")).long()
     norm = lambda u8: ((u8.float() / 255 - MEAN) / STD).unsqueeze(1).to(dev)
     n_train = tr_x.shape[0] - args.val_size
-    x, y = norm(tr_x[:n_train]), tr_y[:n_train].to(dev)
+    n_fit = min(n_train, args.train_limit) if args.train_limit > 0 else n_train  # kdtrain's --train-limit
+    n_test = min(te_x.shape[0], args.test_limit) if args.test_limit > 0 else te_x.shape[0]
+    x, y = norm(tr_x[:n_fit]), tr_y[:n_fit].to(dev)
     vx, vy = norm(tr_x[n_train:]), tr_y[n_train:].to(dev)
-    tx, ty = norm(te_x), te_y.to(dev)
-    sync()
+    tx, ty = norm(te_x[:n_test]), te_y[:n_test].to(dev)
+    classes = int(max(tr_y.max(), te_y.max())) + 1
+    sync(dev)
     phases = {"load data": time.perf_counter() - t_load}
 
     def make_step(model, loss_fn):
@@ -159,40 +204,53 @@ def run(args, mode):
             opt.step()
         return step
 
-    def wrap(model):
-        return torch.compile(model) if mode == "compile" else model
+    n = x.shape[0]
+    train_shapes = sorted({min(args.batch_size, n - i) for i in range(0, n, args.batch_size)})
+    inference_shapes = sorted(set(eval_shapes(n) + eval_shapes(vx.shape[0]) + eval_shapes(tx.shape[0])))
 
+    def prepare(module, loss_fn):
+        """The module the run uses: itself (eager), or compiled and warmed up
+        for every shape, the compilation timed as its own phase."""
+        if mode != "compile":
+            return module
+        compiled = torch.compile(module)
+        sync(dev)
+        t0 = time.perf_counter()
+        compile_warmup(compiled, module, train_shapes, inference_shapes, x, classes, loss_fn)
+        sync(dev)
+        phases["compile warm-up"] = phases.get("compile warm-up", 0.0) + time.perf_counter() - t0
+        return compiled
+
+    ce = lambda s, yb, tb: F.cross_entropy(s, yb)
     results = {}
-    teacher = Teacher().to(dev)
-    t_step = make_step(wrap(teacher), lambda s, yb, tb: F.cross_entropy(s, yb))
-    ep = train(teacher, t_step, x, y, None, args.epochs_teacher, args.batch_size, gen)
+    teacher_module = Teacher(classes).to(dev)
+    teacher = prepare(teacher_module, ce)
+    ep = train(teacher, make_step(teacher, ce), x, y, None, args.epochs_teacher, args.batch_size, gen)
     phases["teacher training"] = sum(ep)
     results["teacher"] = {"epoch_s": ep, "val_acc": accuracy(teacher, vx, vy), "test_acc": accuracy(teacher, tx, ty)}
 
-    sync()
+    sync(dev)
     t0 = time.perf_counter()
     soft = logits_of(teacher, x)
-    sync()
+    sync(dev)
     phases["soft targets"] = time.perf_counter() - t0
 
     for role, alpha in (("student", args.alpha), ("scratch", 0.0)):
-        student = Student().to(dev)
-        loss = (lambda s, yb, tb: distill_loss(s, tb, yb, args.temperature, args.alpha)) if alpha > 0 \
-            else (lambda s, yb, tb: F.cross_entropy(s, yb))
-        s_step = make_step(wrap(student), loss)
-        ep = train(student, s_step, x, y, soft if alpha > 0 else None, args.epochs_student, args.batch_size, gen)
+        loss = (lambda s, yb, tb: distill_loss(s, tb, yb, args.temperature, args.alpha)) if alpha > 0 else ce
+        student = prepare(Student(classes).to(dev), loss)
+        ep = train(student, make_step(student, loss), x, y, soft if alpha > 0 else None, args.epochs_student,
+                   args.batch_size, gen)
         phases[role + " training"] = sum(ep)
         results[role] = {"epoch_s": ep, "val_acc": accuracy(student, vx, vy), "test_acc": accuracy(student, tx, ty)}
         if role == "student":
             results[role]["latency"] = latency(student, tx, args.latency_batches)
     results["teacher"]["latency"] = latency(teacher, tx, args.latency_batches)
-    n = x.shape[0]
-    results["samples_per_s"] = {
-        "teacher": n * args.epochs_teacher / phases["teacher training"],
-        "student": n * args.epochs_student / phases["student training"],
-    }
-    return {"mode": mode, "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "phases": phases, "models": results}
+    rate = lambda epochs, seconds: n * epochs / seconds if seconds > 0 else float("nan")
+    device_name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"
+    return {"mode": mode, "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "train_samples": n, "test_samples": tx.shape[0], "phases": phases, "models": results,
+            "samples_per_s": {"teacher": rate(args.epochs_teacher, phases["teacher training"]),
+                              "student": rate(args.epochs_student, phases["student training"])}}
 
 
 def print_table(r):
@@ -212,7 +270,10 @@ def print_table(r):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/mnist")
-    p.add_argument("--mode", choices=["eager", "compile", "both"], default="both")
+    p.add_argument("--mode", choices=["eager", "compile", "both"], default="eager")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--train-limit", type=int, default=0, help="train on the first N training images; 0 = all")
+    p.add_argument("--test-limit", type=int, default=0, help="test on the first N test images; 0 = all")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs-teacher", type=int, default=5)
@@ -223,10 +284,14 @@ def main():
     p.add_argument("--latency-batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 64, 1024, 10000])
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("pytorch_reference.py: no CUDA device visible to PyTorch")
-    torch.backends.cudnn.allow_tf32 = False  # fp32 like kdtrain
-    torch.backends.cuda.matmul.allow_tf32 = False
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("pytorch_reference.py: no CUDA device visible to PyTorch (--device cpu runs on the CPU)")
+    if args.mode != "eager" and not hasattr(torch, "compile"):
+        raise SystemExit(f"pytorch_reference.py: --mode {args.mode} needs torch.compile (PyTorch 2.0 or later); "
+                         f"this is PyTorch {torch.__version__}: use --mode eager")
+    if args.device == "cuda":
+        torch.backends.cudnn.allow_tf32 = False  # fp32 like kdtrain
+        torch.backends.cuda.matmul.allow_tf32 = False
     modes = ["eager", "compile"] if args.mode == "both" else [args.mode]
     out = [run(args, m) for m in modes]
     for r in out:

@@ -19,24 +19,42 @@
 #include <string>
 #include <vector>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
-#define KD_CUDNN_CHECK(call)                                                                                \
-  do {                                                                                                      \
-    const cudnnStatus_t kd_cudnn_status_ = (call);                                                          \
-    if (kd_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                                           \
-      ::kd::cuda::throw_library_error("cuDNN", int(kd_cudnn_status_), cudnnGetErrorString(kd_cudnn_status_), \
-                                      #call, __FILE__, __LINE__);                                           \
+#define KD_CUDNN_CHECK(call)                                                                                 \
+  do {                                                                                                       \
+    const cudnnStatus_t kd_cudnn_status_ = (call);                                                           \
+    if (kd_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                                            \
+      ::kd::cuda::throw_library_error("cuDNN", int(kd_cudnn_status_), cudnn_reason(kd_cudnn_status_).c_str(), \
+                                      #call, __FILE__, __LINE__);                                            \
   } while (0)
 
 namespace kd::cuda {
 namespace {
 
+// "CUDNN_STATUS_NOT_SUPPORTED_SHAPE: <cudnnGetLastErrorString>": the status
+// name and cuDNN's own explanation of the last failure on this thread.
+std::string cudnn_reason(cudnnStatus_t status) {
+  char detail[512] = {};
+  cudnnGetLastErrorString(detail, sizeof detail);
+  std::string reason = cudnnGetErrorString(status);
+  if (detail[0] != '\0') reason += std::string(": ") + detail;
+  return reason;
+}
+
 constexpr int kThreads = 256;
 // The largest workspace an algorithm may ask for: keeps a plan for a
 // 10,000-image latency batch from claiming gigabytes for a few percent of speed.
 constexpr size_t kMaxWorkspaceBytes = size_t(512) << 20;
+// An inference plan whose probe tensors (x and y) would exceed this is chosen
+// without running anything: cuDNN's heuristic ranking and a workspace-size
+// query, and the unfused forward. At batch 10,000 the teacher's probes would
+// take 2.3 GB and a timed search would allocate as much again inside cuDNN,
+// for a plan that runs eagerly (inference is never captured), where a
+// failing algorithm reports itself at its first call.
+constexpr size_t kMaxInferenceProbeBytes = size_t(256) << 20;
 // About this many elements of one channel of dy go to one block of the
 // bias-gradient reduction (whole images, at least one).
 constexpr int kBiasChunk = 4096;
@@ -101,17 +119,26 @@ auto usable_algorithms(const std::vector<Perf>& results, bool deterministic) {
   return usable;
 }
 
-// cuDNN's answers for "this algorithm cannot do this configuration".
-bool unsupported(cudnnStatus_t status) {
-  const int category = CUDNN_STATUS_CATEGORY(int(status));
-  return category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM;
-}
-
-// Throws unless `call` succeeded or answered "unsupported"; returns whether it succeeded.
-bool succeeded_or_unsupported(cudnnStatus_t status, const char* call) {
-  if (status == CUDNN_STATUS_SUCCESS) return true;
-  if (unsupported(status)) return false;
-  throw_library_error("cuDNN", int(status), cudnnGetErrorString(status), call, __FILE__, __LINE__);
+// Returns whether `call` succeeded; false when cuDNN answered that this
+// algorithm (or the fused call) cannot do it, so another can be tried; throws
+// for a broken environment or a failed execution, where no other algorithm
+// would fare better. `why` collects "<call> <algo>: <status>" per refusal.
+bool succeeded_or_cannot(cudnnStatus_t status, const char* call, const char* algo, std::string& why) {
+  switch (classify_cudnn_status(int(status))) {
+    case CudnnVerdict::Success: return true;
+    case CudnnVerdict::CannotDo:
+      why += std::string(why.empty() ? "" : "; ") + algo + ": " + std::to_string(int(status)) + " " +
+             cudnn_reason(status);
+      return false;
+    case CudnnVerdict::Environment:
+      fail(std::string("cuDNN cannot run here: ") + call + " returned " + std::to_string(int(status)) + " " +
+           cudnn_reason(status) +
+           ". The cuDNN libraries, the CUDA runtime and the driver do not fit together: check that every "
+           "libcudnn*.so.9 sub-library comes from one cuDNN 9 installation on LD_LIBRARY_PATH (ldd shows which) "
+           "and that the driver supports this CUDA runtime");
+    case CudnnVerdict::Fatal: break;
+  }
+  throw_library_error("cuDNN", int(status), cudnn_reason(status).c_str(), call, __FILE__, __LINE__);
 }
 
 template <typename Algo>
@@ -124,22 +151,33 @@ struct Chosen {
 // cuDNN executes, with its workspace size: a ranking is only a promise, and an
 // algorithm that fails here would otherwise fail inside a captured training
 // step. workspace_bytes(algo, &bytes) queries the size and run(algo, workspace,
-// bytes) makes the call, both returning cuDNN's status; an "unsupported"
-// answer from either moves on to the next candidate. `scratch` grows to the
-// largest workspace tried.
+// bytes) makes the call, both returning cuDNN's status; a "cannot" answer
+// from either (classify_cudnn_status) moves on to the next candidate. `run`
+// is skipped when !execute: then the first candidate whose size query
+// succeeds is taken (inference plans too large to probe). `scratch` grows to the largest
+// workspace tried. `offered` is how many algorithms cuDNN listed before the
+// fp32 / workspace / determinism filter, for the message.
 template <typename Algo, typename WorkspaceBytes, typename Run>
-Chosen<Algo> first_runnable(const std::vector<Algo>& candidates, WorkspaceBytes workspace_bytes, Run run,
-                            DeviceBuffer<unsigned char>& scratch, bool deterministic, const char* direction,
-                            const ref::ConvShape& shape) {
+Chosen<Algo> first_runnable(const std::vector<Algo>& candidates, size_t offered, WorkspaceBytes workspace_bytes,
+                            Run run, bool execute, DeviceBuffer<unsigned char>& scratch, bool deterministic,
+                            const char* direction, const ref::ConvShape& shape) {
+  std::string why;
   for (const Algo algo : candidates) {
     size_t bytes = 0;
-    if (!succeeded_or_unsupported(workspace_bytes(algo, &bytes), direction) || bytes > kMaxWorkspaceBytes) continue;
+    if (!succeeded_or_cannot(workspace_bytes(algo, &bytes), direction, algo_name(algo), why)) continue;
+    if (bytes > kMaxWorkspaceBytes) {
+      why += std::string(why.empty() ? "" : "; ") + algo_name(algo) + ": needs " + std::to_string(bytes >> 20) +
+             " MiB of workspace";
+      continue;
+    }
+    if (!execute) return {algo, bytes};
     if (bytes > scratch.bytes()) scratch.allocate(bytes, "convolution workspace for " + shape_string(shape));
-    if (succeeded_or_unsupported(run(algo, scratch.data(), bytes), direction)) return {algo, bytes};
+    if (succeeded_or_cannot(run(algo, scratch.data(), bytes), direction, algo_name(algo), why)) return {algo, bytes};
   }
-  fail(std::string("ConvPlan: cuDNN offered no usable ") + direction + " algorithm (fp32, FMA math" +
-       (deterministic ? ", deterministic" : "") + ", workspace <= 512 MiB) for " + shape_string(shape) +
-       "; try without --deterministic or a smaller --batch-size");
+  fail(std::string("ConvPlan: no usable ") + direction + " algorithm for " + shape_string(shape) + ": cuDNN listed " +
+       std::to_string(offered) + ", " + std::to_string(candidates.size()) + " passed the filter (fp32, FMA math" +
+       (deterministic ? ", deterministic" : "") + ", workspace <= 512 MiB)" + (why.empty() ? "" : "; refused: " + why) +
+       (deterministic && candidates.empty() ? "; try without --deterministic" : ""));
 }
 
 // Adds bias[channel] and, when kRelu, applies ReLU as the reference does
@@ -203,6 +241,7 @@ int blocks_for(int64_t items) { return int(std::min<int64_t>((items + kThreads -
 struct ConvPlan::State {
   ref::ConvShape shape;
   bool deterministic = false;
+  bool training = true;  // false: forward only (PlanUse::Inference)
   std::shared_ptr<cudnnContext> handle;
   cudnnTensorDescriptor_t x_desc = nullptr, y_desc = nullptr, bias_desc = nullptr;
   cudnnFilterDescriptor_t w_desc = nullptr;
@@ -215,6 +254,7 @@ struct ConvPlan::State {
   // (cuDNN supports the fused ReLU for only some algorithms); otherwise the
   // forward is cudnnConvolutionForward plus bias_activation_kernel.
   bool fused_bias_relu = false;
+  bool unfused_forced = false;  // force_unfused_forward()
   DeviceBuffer<unsigned char> workspace;
   int bias_images_per_split = 0, bias_splits = 0;
   DeviceBuffer<double> bias_partial;  // (out_c, bias_splits)
@@ -260,32 +300,40 @@ struct ConvPlan::State {
     }
   }
 
-  // Chooses the three algorithms, sizes the workspace, decides the fused
-  // forward and runs every call once, all on scratch buffers (x, w zero; y NaN)
-  // and before any stream capture can be active, so first-use work (kernel
-  // loading, plan building) stays out of captured training steps.
+  // Chooses the algorithms (forward only for an inference plan), sizes the
+  // workspace, decides the fused forward and runs every call once, all on
+  // scratch buffers (x, w zero; y NaN) and before any stream capture can be
+  // active, so first-use work (kernel loading, plan building) stays out of
+  // captured training steps. Work still queued on other streams (the engine's
+  // is non-blocking, so the default stream does not wait for it) is drained
+  // first: it would share the GPU with the timed search and skew its choice.
   // The fused forward is used only if cuDNN accepts fwd_algo with the ReLU and,
   // with bias 1, writes y = relu(0 + 1) = 1 everywhere: that shows the bias is
   // added and that z = y (NaN) is not read when alpha2 = 0 (0 * NaN would give a
   // NaN pre-activation, which the non-propagating ReLU turns into 0, not 1), so
-  // stale output memory cannot leak into results.
+  // stale output memory cannot leak into results. Any "cannot" answer from the
+  // fused call leaves the unfused path, which is always available.
+  // An inference plan too large to probe (kMaxInferenceProbeBytes) takes
+  // cuDNN's heuristic ranking and a size query instead, unfused.
   void choose_algorithms() {
-    DeviceBuffer<float> x(size_t(x_count()), "convolution probe input");
-    DeviceBuffer<float> w(size_t(w_count()), "convolution probe filter");
-    DeviceBuffer<float> bias(size_t(shape.out_c), "convolution probe bias");
-    DeviceBuffer<float> y(size_t(y_count()), "convolution probe output");
-    DeviceBuffer<int> found(1, "convolution probe flag");
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    const bool probe = training || size_t(x_count() + y_count()) * sizeof(float) <= kMaxInferenceProbeBytes;
+    const bool heuristic = deterministic || !probe;
+    DeviceBuffer<float> x(probe ? size_t(x_count()) : 0, "convolution probe input");
+    DeviceBuffer<float> w(probe ? size_t(w_count()) : 0, "convolution probe filter");
+    DeviceBuffer<float> y(probe ? size_t(y_count()) : 0, "convolution probe output");
     DeviceBuffer<unsigned char> scratch_workspace;
-    KD_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
-    KD_CUDA_CHECK(cudaMemset(w.data(), 0, w.bytes()));
-    KD_CUDA_CHECK(cudaMemset(y.data(), 0xFF, y.bytes()));
-    KD_CUDA_CHECK(cudaMemset(found.data(), 0, found.bytes()));
+    if (probe) {
+      KD_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
+      KD_CUDA_CHECK(cudaMemset(w.data(), 0, w.bytes()));
+      KD_CUDA_CHECK(cudaMemset(y.data(), 0xFF, y.bytes()));
+    }
     const float one = 1.0f, zero = 0.0f;
     int max_count = 0, returned = 0;
 
     KD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(cudnn(), &max_count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(max_count);
-    if (deterministic) {
+    if (heuristic) {
       KD_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn(), x_desc, w_desc, conv_desc, y_desc, max_count,
                                                             &returned, fwd.data()));
     } else {
@@ -294,7 +342,7 @@ struct ConvPlan::State {
     }
     fwd.resize(returned);
     const auto fwd_choice = first_runnable(
-        usable_algorithms(fwd, deterministic),
+        usable_algorithms(fwd, deterministic), fwd.size(),
         [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
           return cudnnGetConvolutionForwardWorkspaceSize(cudnn(), x_desc, w_desc, conv_desc, y_desc, algo, bytes);
         },
@@ -302,81 +350,112 @@ struct ConvPlan::State {
           return cudnnConvolutionForward(cudnn(), &one, x_desc, x.data(), w_desc, w.data(), conv_desc, algo, ws, bytes,
                                          &zero, y_desc, y.data());
         },
-        scratch_workspace, deterministic, "cudnnConvolutionForward", shape);
+        probe, scratch_workspace, deterministic, "cudnnConvolutionForward", shape);
     fwd_algo = fwd_choice.algo;
+    size_t workspace_bytes = fwd_choice.workspace_bytes;
 
-    KD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn(), &max_count));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(max_count);
-    if (deterministic) {
-      KD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn(), w_desc, y_desc, conv_desc, x_desc,
+    if (training) {
+      KD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn(), &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(max_count);
+      if (heuristic) {
+        KD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn(), w_desc, y_desc, conv_desc, x_desc,
+                                                                   max_count, &returned, bwd_data.data()));
+      } else {
+        KD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn(), w_desc, y_desc, conv_desc, x_desc,
                                                                  max_count, &returned, bwd_data.data()));
-    } else {
-      KD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn(), w_desc, y_desc, conv_desc, x_desc, max_count,
-                                                               &returned, bwd_data.data()));
-    }
-    bwd_data.resize(returned);
-    const auto bwd_data_choice = first_runnable(
-        usable_algorithms(bwd_data, deterministic),
-        [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
-          return cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn(), w_desc, y_desc, conv_desc, x_desc, algo, bytes);
-        },
-        [&](cudnnConvolutionBwdDataAlgo_t algo, void* ws, size_t bytes) {
-          return cudnnConvolutionBackwardData(cudnn(), &one, w_desc, w.data(), y_desc, y.data(), conv_desc, algo, ws,
-                                              bytes, &zero, x_desc, x.data());
-        },
-        scratch_workspace, deterministic, "cudnnConvolutionBackwardData", shape);
-    bwd_data_algo = bwd_data_choice.algo;
-
-    KD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn(), &max_count));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(max_count);
-    if (deterministic) {
-      KD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn(), x_desc, y_desc, conv_desc, w_desc,
-                                                                   max_count, &returned, bwd_filter.data()));
-    } else {
-      KD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn(), x_desc, y_desc, conv_desc, w_desc,
-                                                                 max_count, &returned, bwd_filter.data()));
-    }
-    bwd_filter.resize(returned);
-    const auto bwd_filter_choice = first_runnable(
-        usable_algorithms(bwd_filter, deterministic),
-        [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
-          return cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn(), x_desc, y_desc, conv_desc, w_desc, algo,
+      }
+      bwd_data.resize(returned);
+      const auto bwd_data_choice = first_runnable(
+          usable_algorithms(bwd_data, deterministic), bwd_data.size(),
+          [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+            return cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn(), w_desc, y_desc, conv_desc, x_desc, algo,
                                                                 bytes);
-        },
-        [&](cudnnConvolutionBwdFilterAlgo_t algo, void* ws, size_t bytes) {
-          return cudnnConvolutionBackwardFilter(cudnn(), &one, x_desc, x.data(), y_desc, y.data(), conv_desc, algo,
-                                                ws, bytes, &zero, w_desc, w.data());
-        },
-        scratch_workspace, deterministic, "cudnnConvolutionBackwardFilter", shape);
-    bwd_filter_algo = bwd_filter_choice.algo;
+          },
+          [&](cudnnConvolutionBwdDataAlgo_t algo, void* ws, size_t bytes) {
+            return cudnnConvolutionBackwardData(cudnn(), &one, w_desc, w.data(), y_desc, y.data(), conv_desc, algo, ws,
+                                                bytes, &zero, x_desc, x.data());
+          },
+          probe, scratch_workspace, deterministic, "cudnnConvolutionBackwardData", shape);
+      bwd_data_algo = bwd_data_choice.algo;
+
+      KD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn(), &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(max_count);
+      if (heuristic) {
+        KD_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn(), x_desc, y_desc, conv_desc, w_desc,
+                                                                     max_count, &returned, bwd_filter.data()));
+      } else {
+        KD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn(), x_desc, y_desc, conv_desc, w_desc,
+                                                                   max_count, &returned, bwd_filter.data()));
+      }
+      bwd_filter.resize(returned);
+      const auto bwd_filter_choice = first_runnable(
+          usable_algorithms(bwd_filter, deterministic), bwd_filter.size(),
+          [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+            return cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn(), x_desc, y_desc, conv_desc, w_desc, algo,
+                                                                  bytes);
+          },
+          [&](cudnnConvolutionBwdFilterAlgo_t algo, void* ws, size_t bytes) {
+            return cudnnConvolutionBackwardFilter(cudnn(), &one, x_desc, x.data(), y_desc, y.data(), conv_desc, algo,
+                                                  ws, bytes, &zero, w_desc, w.data());
+          },
+          probe, scratch_workspace, deterministic, "cudnnConvolutionBackwardFilter", shape);
+      bwd_filter_algo = bwd_filter_choice.algo;
+      workspace_bytes = std::max({workspace_bytes, bwd_data_choice.workspace_bytes, bwd_filter_choice.workspace_bytes});
+      bias_images_per_split = std::max(1, kBiasChunk / (shape.out_h() * shape.out_w()));
+      bias_splits = (shape.n + bias_images_per_split - 1) / bias_images_per_split;
+      bias_partial.allocate(size_t(shape.out_c) * bias_splits, "convolution bias-gradient partial sums");
+    }
 
     scratch_workspace.release();
-    workspace.allocate(std::max({fwd_choice.workspace_bytes, bwd_data_choice.workspace_bytes,
-                                 bwd_filter_choice.workspace_bytes}),
-                       "convolution workspace for " + shape_string(shape));
-    bias_images_per_split = std::max(1, kBiasChunk / (shape.out_h() * shape.out_w()));
-    bias_splits = (shape.n + bias_images_per_split - 1) / bias_images_per_split;
-    bias_partial.allocate(size_t(shape.out_c) * bias_splits, "convolution bias-gradient partial sums");
+    workspace.allocate(workspace_bytes, "convolution workspace for " + shape_string(shape));
+    fused_bias_relu = probe && fused_forward_works(x, w, y);
+    KD_CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
+  // The fused-forward probe of choose_algorithms on its scratch x, w, y.
+  bool fused_forward_works(DeviceBuffer<float>& x, DeviceBuffer<float>& w, DeviceBuffer<float>& y) {
+    DeviceBuffer<float> bias(size_t(shape.out_c), "convolution probe bias");
+    DeviceBuffer<int> found(1, "convolution probe flag");
+    const float one = 1.0f, zero = 0.0f;
     KD_CUDA_CHECK(cudaMemset(x.data(), 0, x.bytes()));
     KD_CUDA_CHECK(cudaMemset(w.data(), 0, w.bytes()));
     KD_CUDA_CHECK(cudaMemset(y.data(), 0xFF, y.bytes()));
+    KD_CUDA_CHECK(cudaMemset(found.data(), 0, found.bytes()));
     bias.upload(std::vector<float>(size_t(shape.out_c), 1.0f));
-    fused_bias_relu = false;
-    if (succeeded_or_unsupported(
+    std::string refused;  // a refusal only means: use the unfused path
+    if (!succeeded_or_cannot(
             cudnnConvolutionBiasActivationForward(cudnn(), &one, x_desc, x.data(), w_desc, w.data(), conv_desc,
                                                   fwd_algo, workspace.data(), workspace.bytes(), &zero, y_desc,
                                                   y.data(), bias_desc, bias.data(), relu_desc, y_desc, y.data()),
-            "cudnnConvolutionBiasActivationForward")) {
-      find_mismatch_kernel<<<blocks_for(y_count()), kThreads>>>(y.data(), y_count(), 1.0f, found.data());
-      KD_CUDA_CHECK_LAUNCH(find_mismatch_kernel);
-      fused_bias_relu = found.download()[0] == 0;
+            "cudnnConvolutionBiasActivationForward", algo_name(fwd_algo), refused)) {
+      return false;
     }
-    KD_CUDA_CHECK(cudaDeviceSynchronize());
+    launch(find_mismatch_kernel, blocks_for(y_count()), kThreads, 0, cudaStream_t{}, y.data(), y_count(), 1.0f,
+           found.data());
+    KD_CUDA_CHECK_LAUNCH(find_mismatch_kernel);
+    return found.download()[0] == 0;
   }
 };
 
-ConvPlan::ConvPlan(const ref::ConvShape& shape, bool deterministic) : state_(std::make_unique<State>()) {
+CudnnVerdict classify_cudnn_status(int status) {
+  if (status == CUDNN_STATUS_SUCCESS) return CudnnVerdict::Success;
+  // 3005-3009: incompatible driver or runtime, wrong architecture, missing
+  // prerequisite or sub-library; 1xxx: not initialised, sub-library version
+  // mismatch or loading failure. No algorithm can run in such an environment.
+  if ((status >= CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDA_DRIVER &&
+       status <= CUDNN_STATUS_NOT_SUPPORTED_SUBLIBRARY_UNAVAILABLE) ||
+      CUDNN_STATUS_CATEGORY(status) == 1000)
+    return CudnnVerdict::Environment;
+  // Bad parameter, not supported, internal error (which cuDNN 9 also reports
+  // for an engine it cannot build or fit): this algorithm cannot, another may.
+  const int category = CUDNN_STATUS_CATEGORY(status);
+  if (category == CUDNN_STATUS_BAD_PARAM || category == CUDNN_STATUS_NOT_SUPPORTED ||
+      category == CUDNN_STATUS_INTERNAL_ERROR)
+    return CudnnVerdict::CannotDo;
+  return CudnnVerdict::Fatal;  // execution failed, unknown codes
+}
+
+ConvPlan::ConvPlan(const ref::ConvShape& shape, bool deterministic, PlanUse use) : state_(std::make_unique<State>()) {
   const ref::ConvShape& s = shape;
   if (s.n < 1 || s.in_c < 1 || s.h < 1 || s.w < 1 || s.out_c < 1 || s.k < 1 || s.stride < 1 || s.pad < 0 ||
       s.out_h() < 1 || s.out_w() < 1) {
@@ -386,6 +465,7 @@ ConvPlan::ConvPlan(const ref::ConvShape& shape, bool deterministic) : state_(std
   State& st = *state_;
   st.shape = shape;
   st.deterministic = deterministic;
+  st.training = use == PlanUse::Training;
   st.handle = shared_cudnn_handle();
   // The shared handle may still name the stream of an earlier plan's last call,
   // which may be gone; the search and the warm-up run on the default stream.
@@ -400,7 +480,7 @@ void ConvPlan::forward(const float* x, const float* w, const float* bias, float*
   State& st = *state_;
   KD_CUDNN_CHECK(cudnnSetStream(st.cudnn(), stream));
   const float one = 1.0f, zero = 0.0f;
-  if (relu && bias != nullptr && st.fused_bias_relu) {
+  if (relu && bias != nullptr && st.fused_bias_relu && !st.unfused_forced) {
     KD_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
         st.cudnn(), &one, st.x_desc, x, st.w_desc, w, st.conv_desc, st.fwd_algo, st.workspace.data(),
         st.workspace.bytes(), &zero, st.y_desc, y, st.bias_desc, bias, st.relu_desc, st.y_desc, y));
@@ -411,16 +491,26 @@ void ConvPlan::forward(const float* x, const float* w, const float* bias, float*
   if (bias == nullptr && !relu) return;
   const int hw = st.shape.out_h() * st.shape.out_w();
   if (relu) {
-    bias_activation_kernel<true><<<blocks_for(st.y_count()), kThreads, 0, stream>>>(y, bias, st.y_count(),
-                                                                                     st.shape.out_c, hw);
+    launch(bias_activation_kernel<true>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+           st.shape.out_c, hw);
   } else {
-    bias_activation_kernel<false><<<blocks_for(st.y_count()), kThreads, 0, stream>>>(y, bias, st.y_count(),
-                                                                                      st.shape.out_c, hw);
+    launch(bias_activation_kernel<false>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+           st.shape.out_c, hw);
   }
   KD_CUDA_CHECK_LAUNCH(bias_activation_kernel);
 }
 
+void ConvPlan::require_training(const char* call) const {
+  if (!state_->training)
+    fail(std::string("ConvPlan::") + call + ": this plan for " + shape_string(state_->shape) +
+         " was made for inference (forward only); make it with PlanUse::Training");
+}
+
+bool ConvPlan::fused_forward() const { return state_->fused_bias_relu && !state_->unfused_forced; }
+void ConvPlan::force_unfused_forward() { state_->unfused_forced = true; }
+
 void ConvPlan::backward_data(const float* dy, const float* w, float* dx, cudaStream_t stream) {
+  require_training("backward_data");
   State& st = *state_;
   KD_CUDNN_CHECK(cudnnSetStream(st.cudnn(), stream));
   const float one = 1.0f, zero = 0.0f;
@@ -430,6 +520,7 @@ void ConvPlan::backward_data(const float* dy, const float* w, float* dx, cudaStr
 }
 
 void ConvPlan::backward_filter(const float* x, const float* dy, float* dw, float* db, cudaStream_t stream) {
+  require_training("backward_filter");
   State& st = *state_;
   KD_CUDNN_CHECK(cudnnSetStream(st.cudnn(), stream));
   const float one = 1.0f, zero = 0.0f;
@@ -441,17 +532,22 @@ void ConvPlan::backward_filter(const float* x, const float* dy, float* dw, float
   // cudnnConvolutionBackwardBias, whose summation order is not documented.
   const ref::ConvShape& s = st.shape;
   const dim3 partial_grid(unsigned(st.bias_splits), unsigned(s.out_c));
-  bias_grad_partial_kernel<<<partial_grid, kThreads, 0, stream>>>(dy, st.bias_partial.data(), s.n, s.out_c,
-                                                                  s.out_h() * s.out_w(), st.bias_images_per_split);
+  launch(bias_grad_partial_kernel, partial_grid, kThreads, 0, stream, dy, st.bias_partial.data(), s.n, s.out_c,
+         s.out_h() * s.out_w(), st.bias_images_per_split);
   KD_CUDA_CHECK_LAUNCH(bias_grad_partial_kernel);
-  bias_grad_finish_kernel<<<(s.out_c + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-      st.bias_partial.data(), db, s.out_c, st.bias_splits);
+  launch(bias_grad_finish_kernel, (s.out_c + kThreads - 1) / kThreads, kThreads, 0, stream, st.bias_partial.data(), db,
+         s.out_c, st.bias_splits);
   KD_CUDA_CHECK_LAUNCH(bias_grad_finish_kernel);
 }
 
 std::string ConvPlan::describe() const {
   const State& st = *state_;
   char buf[256];
+  if (!st.training) {
+    std::snprintf(buf, sizeof buf, "fwd=%s%s (inference only) workspace=%.1f MiB", algo_name(st.fwd_algo),
+                  st.fused_bias_relu ? "+bias_relu" : "", st.workspace.bytes() / double(1 << 20));
+    return buf;
+  }
   std::snprintf(buf, sizeof buf, "fwd=%s%s bwd_data=%s bwd_filter=%s workspace=%.1f MiB (%s)",
                 algo_name(st.fwd_algo), st.fused_bias_relu ? "+bias_relu" : "", algo_name(st.bwd_data_algo),
                 algo_name(st.bwd_filter_algo), st.workspace.bytes() / double(1 << 20),

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "kd/error.h"
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
@@ -333,7 +334,7 @@ struct Event {
 };
 
 using LtPlanKey = std::tuple<int, int, int, bool, uint32_t, uint32_t, uint32_t>;  // b, in, out, relu, alignments
-using ShapeKey = std::tuple<int, int, int, bool>;                                 // b, in, out, relu
+using ShapeKey = std::tuple<int, int, int, bool, bool>;                           // b, in, out, relu, training
 
 }  // namespace
 
@@ -389,7 +390,7 @@ void custom_gemm(DenseContext::State& st, const float* a, int lda, const float* 
   const auto tiles = [&](int bm, int bn) { return int64_t((M + bm - 1) / bm) * ((N + bn - 1) / bn); };
   if (tiles(128, 128) >= st.sm_count) {
     const dim3 grid((M + 127) / 128, (N + 127) / 128, 1);
-    gemm_kernel<128, 128, 8, 8, kATrans, kBTrans><<<grid, 256, 0, stream>>>(a, lda, b, ldb, c, M, N, K, K, ep);
+    launch(gemm_kernel<128, 128, 8, 8, kATrans, kBTrans>, grid, 256, 0, stream, a, lda, b, ldb, c, M, N, K, K, ep);
     KD_CUDA_CHECK_LAUNCH(gemm_kernel);
     return;
   }
@@ -406,18 +407,20 @@ void custom_gemm(DenseContext::State& st, const float* a, int lda, const float* 
   splits = (K + k_per_split - 1) / k_per_split;  // no empty split
   const dim3 grid((M + 63) / 64, (N + 63) / 64, unsigned(splits));
   float* target = splits > 1 ? st.split_k_partials.data() : c;
-  gemm_kernel<64, 64, 4, 4, kATrans, kBTrans><<<grid, 256, 0, stream>>>(a, lda, b, ldb, target, M, N, K, k_per_split, ep);
+  launch(gemm_kernel<64, 64, 4, 4, kATrans, kBTrans>, grid, 256, 0, stream,
+      a, lda, b, ldb, target, M, N, K, k_per_split, ep);
   KD_CUDA_CHECK_LAUNCH(gemm_kernel);
   if (splits > 1) {
     const int64_t n = int64_t(M) * N;
-    split_k_reduce_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(target, int(splits), M, N, c, ep);
+    launch(split_k_reduce_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream,
+        target, int(splits), M, N, c, ep);
     KD_CUDA_CHECK_LAUNCH(split_k_reduce_kernel);
   }
 }
 
 void column_sums(const float* dy, int rows, int cols, float* out, cudaStream_t stream) {
   const dim3 block(kColumnSumCols, kColumnSumSlices);
-  column_sum_kernel<<<(cols + kColumnSumCols - 1) / kColumnSumCols, block, 0, stream>>>(dy, rows, cols, out);
+  launch(column_sum_kernel, (cols + kColumnSumCols - 1) / kColumnSumCols, block, 0, stream, dy, rows, cols, out);
   KD_CUDA_CHECK_LAUNCH(column_sum_kernel);
 }
 
@@ -448,7 +451,7 @@ void cublas_forward(DenseContext::State& st, const float* x, const float* w, con
   bind_blas_stream(st, stream);
   KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, out, b, in, &one, w, in, x, in, &zero, y, out));
   const int64_t n = int64_t(b) * out;
-  bias_act_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(y, bias, n, out, relu);
+  launch(bias_act_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, y, bias, n, out, relu);
   KD_CUDA_CHECK_LAUNCH(bias_act_kernel);
 }
 
@@ -514,20 +517,22 @@ void dense_backward(DenseContext& ctx, DenseImpl impl, const float* x, const flo
 
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  relu_forward_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, y, n);
+  launch(relu_forward_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, x, y, n);
   KD_CUDA_CHECK_LAUNCH(relu_forward_kernel);
 }
 
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  relu_backward_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(y, dy, dx, n);
+  launch(relu_backward_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, y, dy, dx, n);
   KD_CUDA_CHECK_LAUNCH(relu_backward_kernel);
 }
 
-DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream) {
+DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream,
+                           PlanUse use) {
   check_dense_shape("dense_autoselect", b, in, out);
   DenseContext::State& st = ctx.state();
-  const ShapeKey key{b, in, out, relu};
+  const bool training = use == PlanUse::Training;
+  const ShapeKey key{b, in, out, relu, training};
   const auto known = st.autoselected.find(key);
   if (known != st.autoselected.end()) return known->second;
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -537,15 +542,20 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
          "the CUDA graph");
   if (b == 0) return st.autoselected[key] = DenseImpl::Cublas;
 
-  // One training step's dense work (forward, then backward with dx) on random
-  // data of this shape, per implementation.
+  // One training step's dense work (forward, then backward with dx), or the
+  // forward alone, on random data of this shape, per implementation; after
+  // the stream's queued work, which would otherwise run under the timing.
+  KD_CUDA_CHECK(cudaStreamSynchronize(stream));
   const size_t xs = size_t(b) * in, ws = size_t(out) * in, ys = size_t(b) * out;
+  const size_t backward_sized = training ? 1 : 0;  // 0: an inference choice allocates no backward buffers
   DeviceBuffer<float> x(xs, "dense autoselect x"), w(ws, "dense autoselect w"), bias(out, "dense autoselect bias"),
-      y(ys, "dense autoselect y"), dy(ys, "dense autoselect dy"), dx(xs, "dense autoselect dx"),
-      dw(ws, "dense autoselect dw"), db(out, "dense autoselect db");
+      y(ys, "dense autoselect y"), dy(ys * backward_sized, "dense autoselect dy"),
+      dx(xs * backward_sized, "dense autoselect dx"), dw(ws * backward_sized, "dense autoselect dw"),
+      db(out * backward_sized, "dense autoselect db");
   uint32_t seed = 1;
   for (DeviceBuffer<float>* buf : {&x, &w, &bias, &dy}) {
-    fill_hash_kernel<<<elementwise_blocks(int64_t(buf->size())), kElementwiseThreads, 0, stream>>>(
+    if (buf->size() == 0) continue;  // dy of an inference choice
+    launch(fill_hash_kernel, elementwise_blocks(int64_t(buf->size())), kElementwiseThreads, 0, stream,
         buf->data(), int64_t(buf->size()), seed++);
     KD_CUDA_CHECK_LAUNCH(fill_hash_kernel);
   }
@@ -556,8 +566,9 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
     for (int rep = 0; rep < kWarmup + kTimed; ++rep) {
       KD_CUDA_CHECK(cudaEventRecord(start.event, stream));
       dense_forward(ctx, impl, x.data(), w.data(), bias.data(), y.data(), b, in, out, relu, stream);
-      dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
-                     stream);
+      if (training)
+        dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
+                       stream);
       KD_CUDA_CHECK(cudaEventRecord(stop.event, stream));
       KD_CUDA_CHECK(cudaEventSynchronize(stop.event));
       float ms = 0;

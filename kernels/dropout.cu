@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/philox.h"
 #include "kd/tensor.h"
@@ -96,9 +97,9 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p
   if (n == 0) return;
   const int blocks = blocks_for_groups((n + 3) / 4);
   if (quads_aligned(x, y, mask)) {
-    dropout_forward_kernel<true><<<blocks, kThreads, 0, stream>>>(x, y, mask, n, p, keep_scale(p), seed, step);
+    launch(dropout_forward_kernel<true>, blocks, kThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
   } else {
-    dropout_forward_kernel<false><<<blocks, kThreads, 0, stream>>>(x, y, mask, n, p, keep_scale(p), seed, step);
+    launch(dropout_forward_kernel<false>, blocks, kThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
   }
   KD_CUDA_CHECK_LAUNCH(dropout_forward_kernel);
 }
@@ -107,9 +108,9 @@ void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n
   if (n == 0) return;
   const int blocks = blocks_for_groups((n + 3) / 4);
   if (quads_aligned(dy, dx, mask)) {
-    dropout_backward_kernel<true><<<blocks, kThreads, 0, stream>>>(dy, mask, dx, n, keep_scale(p));
+    launch(dropout_backward_kernel<true>, blocks, kThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
   } else {
-    dropout_backward_kernel<false><<<blocks, kThreads, 0, stream>>>(dy, mask, dx, n, keep_scale(p));
+    launch(dropout_backward_kernel<false>, blocks, kThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
   }
   KD_CUDA_CHECK_LAUNCH(dropout_backward_kernel);
 }

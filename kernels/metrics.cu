@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
@@ -93,19 +94,19 @@ __global__ void accumulate_scalar_kernel(const float* __restrict__ value, double
 
 void argmax_rows(const float* x, int32_t* out, int b, int c, cudaStream_t stream) {
   if (b == 0) return;
-  argmax_rows_kernel<<<blocks_for_rows(b), kThreads, 0, stream>>>(x, out, b, c);
+  launch(argmax_rows_kernel, blocks_for_rows(b), kThreads, 0, stream, x, out, b, c);
   KD_CUDA_CHECK_LAUNCH(argmax_rows_kernel);
 }
 
 void accumulate_correct(const float* x, const int32_t* labels, int b, int c, unsigned long long* correct,
                         cudaStream_t stream) {
   if (b == 0) return;
-  accumulate_correct_kernel<<<blocks_for_rows(b), kThreads, 0, stream>>>(x, labels, b, c, correct);
+  launch(accumulate_correct_kernel, blocks_for_rows(b), kThreads, 0, stream, x, labels, b, c, correct);
   KD_CUDA_CHECK_LAUNCH(accumulate_correct_kernel);
 }
 
 void accumulate_scalar(const float* value, double weight, double* total, cudaStream_t stream) {
-  accumulate_scalar_kernel<<<1, 1, 0, stream>>>(value, weight, total);
+  launch(accumulate_scalar_kernel, 1, 1, 0, stream, value, weight, total);
   KD_CUDA_CHECK_LAUNCH(accumulate_scalar_kernel);
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
@@ -141,9 +142,9 @@ void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const re
                const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, m, v)) {
-    adam_kernel<true><<<blocks_for_quads(n), kThreads, 0, stream>>>(p, g, m, v, n, a, step);
+    launch(adam_kernel<true>, blocks_for_quads(n), kThreads, 0, stream, p, g, m, v, n, a, step);
   } else {
-    adam_kernel<false><<<blocks_for_quads(n), kThreads, 0, stream>>>(p, g, m, v, n, a, step);
+    launch(adam_kernel<false>, blocks_for_quads(n), kThreads, 0, stream, p, g, m, v, n, a, step);
   }
   KD_CUDA_CHECK_LAUNCH(adam_kernel);
 }
@@ -152,15 +153,15 @@ void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const re
                        const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, buf)) {
-    sgd_momentum_kernel<true><<<blocks_for_quads(n), kThreads, 0, stream>>>(p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kThreads, 0, stream, p, g, buf, n, a, step);
   } else {
-    sgd_momentum_kernel<false><<<blocks_for_quads(n), kThreads, 0, stream>>>(p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kThreads, 0, stream, p, g, buf, n, a, step);
   }
   KD_CUDA_CHECK_LAUNCH(sgd_momentum_kernel);
 }
 
 void increment_counter(uint64_t* counter, cudaStream_t stream) {
-  increment_counter_kernel<<<1, 1, 0, stream>>>(counter);
+  launch(increment_counter_kernel, 1, 1, 0, stream, counter);
   KD_CUDA_CHECK_LAUNCH(increment_counter_kernel);
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/launch.h"
 #include "kd/ops.h"
 #include "kd/tensor.h"
 
@@ -72,7 +73,7 @@ void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c,
   const int oh = h / 2, ow = w / 2;
   const int64_t outputs = int64_t(n) * c * oh * ow;
   if (outputs == 0) return;
-  maxpool2x2_forward_kernel<<<blocks_for(outputs), kThreads, 0, stream>>>(x, y, argmax, outputs, h, w, oh, ow);
+  launch(maxpool2x2_forward_kernel, blocks_for(outputs), kThreads, 0, stream, x, y, argmax, outputs, h, w, oh, ow);
   KD_CUDA_CHECK_LAUNCH(maxpool2x2_forward_kernel);
 }
 
@@ -80,7 +81,8 @@ void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int 
                          cudaStream_t stream) {
   const int64_t inputs = int64_t(n) * c * h * w;
   if (inputs == 0) return;
-  maxpool2x2_backward_kernel<<<blocks_for(inputs), kThreads, 0, stream>>>(dy, argmax, dx, inputs, h, w, h / 2, w / 2);
+  launch(maxpool2x2_backward_kernel, blocks_for(inputs), kThreads, 0, stream,
+      dy, argmax, dx, inputs, h, w, h / 2, w / 2);
   KD_CUDA_CHECK_LAUNCH(maxpool2x2_backward_kernel);
 }
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs the Debian packages kdtrain needs (when run as
-# root and something is missing), then fetches and verifies the data sets.
-# Usage: scripts/setup.sh [--no-data]
+# root and something is missing), then fetches and verifies the data sets and
+# installs ONNX Runtime for node (scripts/onnxruntime.sh).
+# Usage: scripts/setup.sh [--no-data]   (--no-data: no downloads at all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          gnuplot-nox dataset-fashion-mnist clang libclang-rt-14-dev ccache libdnnl-dev libomp-dev)
+          gnuplot-nox dataset-fashion-mnist clang libclang-rt-14-dev ccache libonnx-dev libprotobuf-dev
+          libdnnl-dev libomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,4 +33,5 @@ fi
 
 if [[ "${1:-}" != "--no-data" ]]; then
   data/fetch.sh
+  scripts/onnxruntime.sh   # ONNX Runtime for node, into .ort/: the export test and the report's ORT latency
 fi

@@ -53,7 +53,7 @@ const std::vector<std::string> kAllFlags = {
     "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
-    "--help"};
+    "--help",        "--no-ort"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -95,7 +95,7 @@ TEST(Cli, EveryFlagSetsItsField) {
                            "--teacher-arch", "flatten,dense:10", "--student-arch", "flatten,dense:32,relu,dense:10",
                            "--val-size", "0", "--train-limit", "1000", "--test-limit", "500", "--no-baseline",
                            "--deterministic", "--quiet", "--dense-impl", "cublas", "--select", "last", "--resume", "runs/a",
-                           "--eval-batch-size", "1", "--latency-batches", "1,7,64"});
+                           "--eval-batch-size", "1", "--latency-batches", "1,7,64", "--no-ort"});
   EXPECT_EQ(o.data_dir, "d/fashion");
   EXPECT_EQ(o.device, DeviceChoice::Cpu);
   EXPECT_EQ(o.out_dir, "o/x");
@@ -121,6 +121,7 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_EQ(o.resume_dir, "runs/a");
   EXPECT_EQ(o.eval_batch_size, 1);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
+  EXPECT_TRUE(o.no_ort);
   EXPECT_EQ(o.command, Command::Run);
 }
 
@@ -159,6 +160,10 @@ TEST(Cli, Subcommands) {
   EXPECT_EQ(l.command, Command::Latency);
   EXPECT_EQ(l.model_path, "s.safetensors");
   EXPECT_EQ(l.latency_batches, (std::vector<int>{2, 4}));
+  const Options x = parse({"export", "--model", "s.safetensors", "--onnx", "s.onnx"});
+  EXPECT_EQ(x.command, Command::Export);
+  EXPECT_EQ(x.model_path, "s.safetensors");
+  EXPECT_EQ(x.onnx_path, "s.onnx");
 }
 
 TEST(Cli, GlobalFlagsBeforeAndAfterTheCommand) {
@@ -221,6 +226,9 @@ TEST(Cli, Rejections) {
       {{"distill"}, "distill: --teacher FILE is required"},
       {{"eval"}, "eval: --model FILE is required"},
       {{"latency"}, "latency: --model FILE is required"},
+      {{"export", "--onnx", "m.onnx"}, "export: --model FILE is required"},
+      {{"export", "--model", "m"}, "export: --onnx OUT is required"},
+      {{"--onnx", "m.onnx"}, "--onnx: only valid with 'export'"},
       {{"distill", "--teacher"}, "--teacher: needs a value"},
       {{"eval", "--teacher", "t"}, "--teacher: only valid with 'distill'"},
       {{"--model", "m"}, "--model: only valid with 'eval' or 'latency'"},
@@ -263,7 +271,7 @@ TEST(Cli, HelpListsEveryFlagWithItsDefaultAndReturnsFalse) {
   for (const char* shown : {"=data/mnist", "=auto", "=64", "=0.001", "=adam", "=4 ", "=0.9 ", "=5000",
                             "=1,64,1024,10000", "=1000", kDefaultStudentArch, "runs/<timestamp>/"})
     EXPECT_NE(help.find(shown), std::string::npos) << shown << "\n" << help;
-  for (const char* command : {"run", "train-teacher", "distill", "eval", "latency"})
+  for (const char* command : {"run", "train-teacher", "distill", "eval", "latency", "export"})
     EXPECT_NE(help.find(command), std::string::npos) << command;
 }
 
@@ -373,12 +381,12 @@ void write_idx(const std::string& path, uint32_t magic, const std::vector<uint32
   f.write(reinterpret_cast<const char*>(payload.data()), std::streamsize(payload.size()));
 }
 
-// A tiny MNIST-shaped dataset: n 28x28 images with labels cycling through 0..9.
-void write_tiny_mnist(const std::string& dir, const std::string& prefix, uint32_t n) {
-  std::vector<uint8_t> pixels(size_t(n) * 28 * 28), labels(n);
+// A tiny MNIST-format dataset: n side x side images with labels cycling through 0..9.
+void write_tiny_mnist(const std::string& dir, const std::string& prefix, uint32_t n, uint32_t side = 28) {
+  std::vector<uint8_t> pixels(size_t(n) * side * side), labels(n);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = uint8_t(i * 37);
   for (uint32_t i = 0; i < n; ++i) labels[i] = uint8_t(i % 10);
-  write_idx(dir + "/" + prefix + "-images-idx3-ubyte", 2051, {n, 28, 28}, pixels);
+  write_idx(dir + "/" + prefix + "-images-idx3-ubyte", 2051, {n, side, side}, pixels);
   write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", 2049, {n}, labels);
 }
 
@@ -392,6 +400,36 @@ TEST(CliBinary, BadTeacherArchExitsNonZeroNamingTheToken) {
   EXPECT_GT(r.status, 0);
   EXPECT_NE(r.err.find("kdtrain: --teacher-arch: token 2 'dense:7': output width 7 != 10 classes"), std::string::npos)
       << r.err;
+}
+
+// Images too small for the default teacher's two 3x3 convolutions and 2x2 pool:
+// the one-line error names the layer that cannot take them and the data.
+TEST(CliBinary, ImagesTheArchCannotTakeNameTheTokenAndTheData) {
+  const std::string data = fresh_dir();
+  write_tiny_mnist(data, "train", 20, 5);
+  write_tiny_mnist(data, "t10k", 10, 5);
+  const Ran r = run_kdtrain({"--device", "cpu", "--data", data, "--out", data + "/run", "--val-size", "4", "--quiet",
+                             "--no-ort"});
+  std::filesystem::remove_all(data);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  const std::vector<std::string> parts = {"--teacher-arch: token 5 'maxpool:2': spatial size shrinks below 1",
+                                          "input 64x1x1", "the data in " + data + " has 5x5 images and 10 classes"};
+  for (const std::string& part : parts)
+    EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in: " << r.err;
+}
+
+// export needs neither data nor a device; a bad --model is one line naming it,
+// and nothing is written.
+TEST(CliBinary, ExportNamesABadModelAndWritesNothing) {
+  const std::string dir = fresh_dir();
+  const Ran r = run_kdtrain({"export", "--model", dir + "/missing.safetensors", "--onnx", dir + "/m.onnx", "--data",
+                             dir + "/no-data"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(dir + "/missing.safetensors"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

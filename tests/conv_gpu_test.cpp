@@ -13,11 +13,13 @@
 // SPEC's bound for reductions; the only error is the final rounding to float).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../src/gpu/engine_context.h"
 #include "gpu_test_util.h"
 #include "kd/ops.h"
 #include "kd/reference.h"
@@ -107,28 +109,35 @@ struct ConvCase {
   DeviceBuffer<float> d_x, d_w, d_bias, d_dy, d_y, d_dx, d_dw, d_db;
 };
 
+// The CPU reference's outputs for one case's inputs.
+struct ConvReference {
+  explicit ConvReference(const ConvCase& c)
+      : y(y_count(c.s)), y_relu(y_count(c.s)), dx(x_count(c.s)), dw(w_count(c.s)), db(size_t(c.s.out_c)) {
+    kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y.data(), c.s);
+    kd::ref::relu_forward(y.data(), y_relu.data(), int64_t(y.size()));
+    kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx.data(), c.s);
+    kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw.data(), db.data(), c.s);
+  }
+  std::vector<float> y, y_relu, dx, dw, db;
+};
+
 // Both plans of a shape (timed and deterministic algorithm choice) against one
 // reference computation.
 void check_against_reference(const ConvShape& shape, std::mt19937_64& rng) {
   SCOPED_TRACE(shape_name(shape));
   ConvCase c(shape, rng);
-  std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape)), dx_ref(x_count(shape));
-  std::vector<float> dw_ref(w_count(shape)), db_ref(size_t(shape.out_c));
-  kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y_ref.data(), shape);
-  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
-  kd::ref::conv2d_backward_data(c.dy.data(), c.w.data(), dx_ref.data(), shape);
-  kd::ref::conv2d_backward_filter(c.x.data(), c.dy.data(), dw_ref.data(), db_ref.data(), shape);
+  const ConvReference ref(c);
 
   for (const bool deterministic : {false, true}) {
     SCOPED_TRACE(deterministic ? "deterministic plan" : "timed plan");
     ConvPlan plan(shape, deterministic);
     std::printf("[ conv     ] %s%s: %s\n", shape_name(shape).c_str(), deterministic ? " deterministic" : "",
                 plan.describe().c_str());
-    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/false), y_ref), kConvTolerance) << "forward";
-    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/true), y_relu_ref), kConvTolerance) << "forward + ReLU";
-    EXPECT_LE(kd::test::rel_error(c.backward_data(plan), dx_ref), kConvTolerance) << "backward data";
-    EXPECT_LE(kd::test::rel_error(c.backward_filter(plan), dw_ref), kConvTolerance) << "backward filter";
-    EXPECT_LE(kd::test::rel_error(c.d_db.download(), db_ref), kBiasTolerance) << "bias gradient";
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/false), ref.y), kConvTolerance) << "forward";
+    EXPECT_LE(kd::test::rel_error(c.forward(plan, /*relu=*/true), ref.y_relu), kConvTolerance) << "forward + ReLU";
+    EXPECT_LE(kd::test::rel_error(c.backward_data(plan), ref.dx), kConvTolerance) << "backward data";
+    EXPECT_LE(kd::test::rel_error(c.backward_filter(plan), ref.dw), kConvTolerance) << "backward filter";
+    EXPECT_LE(kd::test::rel_error(c.d_db.download(), ref.db), kBiasTolerance) << "bias gradient";
   }
 }
 
@@ -193,6 +202,123 @@ TEST(ConvGpu, RejectsInvalidShapes) {
       EXPECT_NE(std::string(e.what()).find("ConvPlan: invalid convolution"), std::string::npos) << e.what();
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// out = the plan's call on `stream`, a non-blocking stream like the engine's
+// (kd::cuda::OwnedStream): it does not wait for the legacy default stream, so
+// the test drains the device after poisoning and waits for the stream before
+// reading.
+template <typename Call>
+std::vector<float> on_stream(DeviceBuffer<float>& out, cudaStream_t stream, Call&& call) {
+  kd::test::poison(out);
+  KD_CUDA_CHECK(cudaDeviceSynchronize());
+  call();
+  KD_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return out.download();
+}
+
+// Every shape of test_shapes(), forward + ReLU through both paths (cuDNN's
+// fused conv+bias+ReLU where the plan accepted it, then the unfused
+// convolution + bias/ReLU kernel), and the backward passes, all on a
+// non-blocking stream as the engine runs them.
+TEST(ConvGpu, BothForwardReluPathsOnANonBlockingStream) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 11);
+  const kd::cuda::OwnedStream stream;
+  for (const ConvShape& shape : test_shapes()) {
+    SCOPED_TRACE(shape_name(shape));
+    ConvCase c(shape, rng);
+    const ConvReference ref(c);
+    ConvPlan plan(shape, /*deterministic=*/false);
+    const auto forward_relu = [&] {
+      return on_stream(c.d_y, stream.get(),
+                       [&] { plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), true, stream.get()); });
+    };
+    std::printf("[ conv     ] %s: fused conv+bias+ReLU %s\n", shape_name(shape).c_str(),
+                plan.fused_forward() ? "accepted" : "not offered");
+    if (plan.fused_forward()) {
+      EXPECT_LE(kd::test::rel_error(forward_relu(), ref.y_relu), kConvTolerance) << "fused";
+    }
+    plan.force_unfused_forward();
+    EXPECT_FALSE(plan.fused_forward());
+    EXPECT_LE(kd::test::rel_error(forward_relu(), ref.y_relu), kConvTolerance) << "unfused";
+    const std::vector<float> y = on_stream(c.d_y, stream.get(), [&] {
+      plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), false, stream.get());
+    });
+    EXPECT_LE(kd::test::rel_error(y, ref.y), kConvTolerance) << "forward";
+    const std::vector<float> dx = on_stream(c.d_dx, stream.get(), [&] {
+      plan.backward_data(c.d_dy.data(), c.d_w.data(), c.d_dx.data(), stream.get());
+    });
+    EXPECT_LE(kd::test::rel_error(dx, ref.dx), kConvTolerance) << "backward data";
+    kd::test::poison(c.d_db);
+    const std::vector<float> dw = on_stream(c.d_dw, stream.get(), [&] {
+      plan.backward_filter(c.d_x.data(), c.d_dy.data(), c.d_dw.data(), c.d_db.data(), stream.get());
+    });
+    EXPECT_LE(kd::test::rel_error(dw, ref.dw), kConvTolerance) << "backward filter";
+    EXPECT_LE(kd::test::rel_error(c.d_db.download(), ref.db), kBiasTolerance) << "bias gradient";
+  }
+}
+
+// An inference plan searches the forward direction only and refuses backward calls.
+TEST(ConvGpu, InferencePlanIsForwardOnly) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 12);
+  const ConvShape shape = kd::ref::conv_shape(65, 32, 26, 26, 64, 3, 1, 0);
+  ConvCase c(shape, rng);
+  std::vector<float> y_ref(y_count(shape)), y_relu_ref(y_count(shape));
+  kd::ref::conv2d_forward(c.x.data(), c.w.data(), c.bias.data(), y_ref.data(), shape);
+  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
+  ConvPlan plan(shape, false, kd::cuda::PlanUse::Inference);
+  EXPECT_NE(plan.describe().find("inference only"), std::string::npos) << plan.describe();
+  EXPECT_LE(kd::test::rel_error(c.forward(plan, true), y_relu_ref), kConvTolerance);
+  EXPECT_LE(kd::test::rel_error(c.forward(plan, false), y_ref), kConvTolerance);
+  EXPECT_THROW(plan.backward_data(c.d_dy.data(), c.d_w.data(), c.d_dx.data(), nullptr), kd::Error);
+  EXPECT_THROW(plan.backward_filter(c.d_x.data(), c.d_dy.data(), c.d_dw.data(), c.d_db.data(), nullptr), kd::Error);
+}
+
+// At the latency batch of 10,000 the teacher's first convolution is too large
+// to probe (x + y = 0.9 GB): heuristic choice, unfused forward. The output
+// for the first images equals the reference convolution of those images.
+TEST(ConvGpu, LargeInferencePlanChosenWithoutProbing) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 13);
+  const ConvShape big = kd::ref::conv_shape(10000, 1, 28, 28, 32, 3, 1, 0);
+  const ConvShape head = kd::ref::conv_shape(3, 1, 28, 28, 32, 3, 1, 0);
+  const std::vector<float> x = kd::test::random_floats(x_count(big), -1.0f, 1.0f, rng);
+  const std::vector<float> w = kd::test::random_floats(w_count(big), -1.0f, 1.0f, rng);
+  const std::vector<float> bias = kd::test::random_floats(size_t(big.out_c), -1.0f, 1.0f, rng);
+  DeviceBuffer<float> d_x(x.size(), "x"), d_w(w.size(), "w"), d_bias(bias.size(), "bias"), d_y(y_count(big), "y");
+  d_x.upload(x);
+  d_w.upload(w);
+  d_bias.upload(bias);
+  ConvPlan plan(big, false, kd::cuda::PlanUse::Inference);
+  EXPECT_FALSE(plan.fused_forward()) << plan.describe();
+  kd::test::poison(d_y);
+  plan.forward(d_x.data(), d_w.data(), d_bias.data(), d_y.data(), true, nullptr);
+  KD_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> y = d_y.download();
+  std::vector<float> y_ref(y_count(head)), y_relu_ref(y_count(head));
+  kd::ref::conv2d_forward(x.data(), w.data(), bias.data(), y_ref.data(), head);
+  kd::ref::relu_forward(y_ref.data(), y_relu_ref.data(), int64_t(y_ref.size()));
+  EXPECT_LE(kd::test::rel_error(std::vector<float>(y.begin(), y.begin() + long(y_ref.size())), y_relu_ref),
+            kConvTolerance);
+  for (const float v : y) ASSERT_TRUE(std::isfinite(v)) << "an output element was not written";
+}
+
+// How cuDNN statuses steer the search (this test needs no GPU).
+TEST(ConvGpu, ClassifiesCudnnStatuses) {
+  using kd::cuda::CudnnVerdict;
+  using kd::cuda::classify_cudnn_status;
+  EXPECT_EQ(classify_cudnn_status(0), CudnnVerdict::Success);
+  for (const int cannot : {2000, 2003, 3000, 3002, 3010, 4000, 4001, 4004})
+    EXPECT_EQ(classify_cudnn_status(cannot), CudnnVerdict::CannotDo) << cannot;
+  for (const int environment : {1001, 1002, 1008, 3005, 3006, 3007, 3008, 3009})
+    EXPECT_EQ(classify_cudnn_status(environment), CudnnVerdict::Environment) << environment;
+  for (const int fatal : {5000, 5003, 6000}) EXPECT_EQ(classify_cudnn_status(fatal), CudnnVerdict::Fatal) << fatal;
 }
 
 }  // namespace

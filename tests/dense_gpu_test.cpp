@@ -44,11 +44,15 @@ std::ostream& operator<<(std::ostream& os, const Shape& s) {
 // batch 64 and 1024, the SPEC's odd shapes, and shapes chosen for the GEMM
 // variants: M = 1, K = 1, edges off the tile, and outputs of >= 144 128x128
 // tiles for the forward (1536 x 1536), dX (1600 x 1600) and dW (1600 x 1600).
-const Shape kShapes[] = {
-    {64, 784, 256},  {64, 256, 128},  {64, 128, 10},    {64, 9216, 128},  {1024, 784, 256}, {1024, 256, 128},
-    {1024, 128, 10}, {1024, 9216, 128}, {1, 784, 256},  {65, 9216, 128},  {1000, 129, 7},   {1, 1, 1},
-    {3, 1, 5},       {130, 17, 129},  {1536, 33, 1536}, {1600, 1600, 24}, {24, 1600, 1600},
-};
+// The simulated device has 8 SMs: 260 x 260 outputs (9 tiles of 128 x 128)
+// take the large tiles in all three GEMMs, 64 x 784 x 128 splits K 8 ways.
+const std::vector<Shape> kShapes = kd::test::gpu_or_sim<Shape>(
+    {
+        {64, 784, 256},  {64, 256, 128},  {64, 128, 10},    {64, 9216, 128},  {1024, 784, 256}, {1024, 256, 128},
+        {1024, 128, 10}, {1024, 9216, 128}, {1, 784, 256},  {65, 9216, 128},  {1000, 129, 7},   {1, 1, 1},
+        {3, 1, 5},       {130, 17, 129},  {1536, 33, 1536}, {1600, 1600, 24}, {24, 1600, 1600},
+    },
+    {{64, 784, 128}, {64, 128, 10}, {1, 50, 70}, {65, 300, 7}, {1, 1, 1}, {3, 1, 5}, {130, 17, 129}, {260, 260, 260}});
 
 // Host inputs with PyTorch-like scales: w, bias ~ U(-1/sqrt(in), 1/sqrt(in)),
 // x and dy ~ U(-1, 1) (so about half of x is masked by a ReLU mask).
@@ -158,17 +162,26 @@ void check_layer(kd::cuda::DenseContext& ctx, DenseImpl impl, DeviceLayer& d, co
 
 std::mt19937_64 test_rng(uint64_t salt) { return std::mt19937_64(kd::test::test_seed() ^ (salt * 0x9E3779B97F4A7C15ull)); }
 
-TEST(DenseGpu, BothImplementationsMatchReference) {
-  KD_REQUIRE_GPU();
-  auto rng = test_rng(1);
+void check_implementation(DenseImpl impl, uint64_t salt) {
+  auto rng = test_rng(salt);
   kd::cuda::DenseContext ctx;
   for (const Shape& s : kShapes) {
     const Layer layer = random_layer(s, rng);
     const Expected expected = reference(layer);
     DeviceLayer d(layer);
-    check_layer(ctx, DenseImpl::Custom, d, expected);
-    check_layer(ctx, DenseImpl::Cublas, d, expected);
+    check_layer(ctx, impl, d, expected);
   }
+}
+
+TEST(DenseGpu, CustomImplementationMatchesReference) {
+  KD_REQUIRE_GPU();
+  check_implementation(DenseImpl::Custom, 1);
+}
+
+TEST(DenseGpu, CublasImplementationMatchesReference) {
+  KD_REQUIRE_GPU();
+  KD_REQUIRE_CUBLAS();
+  check_implementation(DenseImpl::Cublas, 5);
 }
 
 // The custom GEMM has no atomics and split-K partials are summed in a fixed
@@ -177,7 +190,8 @@ TEST(DenseGpu, CustomImplementationIsDeterministic) {
   KD_REQUIRE_GPU();
   auto rng = test_rng(2);
   kd::cuda::DenseContext ctx;
-  for (const Shape& s : {Shape{64, 9216, 128}, Shape{1024, 784, 256}, Shape{1536, 33, 1536}}) {
+  for (const Shape& s : kd::test::gpu_or_sim<Shape>({{64, 9216, 128}, {1024, 784, 256}, {1536, 33, 1536}},
+                                                    {{64, 784, 128}, {260, 260, 260}})) {
     SCOPED_TRACE(testing::Message() << s);
     DeviceLayer d(random_layer(s, rng));
     const std::vector<float> y = d.forward(ctx, DenseImpl::Custom, true);
@@ -194,6 +208,7 @@ TEST(DenseGpu, CustomImplementationIsDeterministic) {
 // cuBLAS path falls back to Sgemm + a bias kernel and must give the same result.
 TEST(DenseGpu, CublasForwardWithUnalignedBias) {
   KD_REQUIRE_GPU();
+  KD_REQUIRE_CUBLAS();
   auto rng = test_rng(3);
   kd::cuda::DenseContext ctx;
   const Shape s{63, 130, 33};
@@ -219,7 +234,7 @@ TEST(DenseGpu, CublasForwardWithUnalignedBias) {
 TEST(DenseGpu, ReluMatchesReferenceExactly) {
   KD_REQUIRE_GPU();
   auto rng = test_rng(4);
-  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1 << 20) + 3}) {
+  for (int64_t n : kd::test::gpu_or_sim<int64_t>({1, 1000, (1 << 20) + 3}, {1, 1000, 65539})) {
     SCOPED_TRACE(testing::Message() << "n=" << n);
     const std::vector<float> x = kd::test::random_floats(size_t(n), -1.0f, 1.0f, rng);
     const std::vector<float> dy = kd::test::random_floats(size_t(n), -1.0f, 1.0f, rng);
@@ -248,6 +263,7 @@ TEST(DenseGpu, ReluMatchesReferenceExactly) {
 // and refuses to run (it synchronises) while a graph is being captured.
 TEST(DenseGpu, AutoselectReturnsACachedImplementation) {
   KD_REQUIRE_GPU();
+  KD_REQUIRE_CUBLAS();
   kd::cuda::DenseContext ctx;
   for (const Shape& s : {Shape{64, 784, 256}, Shape{1024, 9216, 128}, Shape{64, 128, 10}}) {
     SCOPED_TRACE(testing::Message() << s);

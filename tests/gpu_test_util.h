@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -22,7 +23,27 @@
     if (::kd::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device found"; \
   } while (0)
 
+// Skips the test under the CUDA simulator (tests/sim), which has no cuBLAS.
+#define KD_REQUIRE_CUBLAS()                                                                            \
+  do {                                                                                                 \
+    if (::kd::test::kSimulated) GTEST_SKIP() << "cuBLAS/cuBLASLt run only on a GPU, not on the simulator"; \
+  } while (0)
+
 namespace kd::test {
+
+// True when these tests run on the CUDA simulator (tests/sim) instead of a GPU.
+#if defined(KD_SIM)
+inline constexpr bool kSimulated = true;
+#else
+inline constexpr bool kSimulated = false;
+#endif
+
+// The shapes to test: `gpu` on a GPU; under the simulator, which runs every
+// thread on the CPU, `sim`: smaller, but crossing the same kernel boundaries.
+template <typename T>
+std::vector<T> gpu_or_sim(std::initializer_list<T> gpu, std::initializer_list<T> sim) {
+  return kSimulated ? std::vector<T>(sim) : std::vector<T>(gpu);
+}
 
 // A fresh seed per process, printed so a failure can be replayed with KD_TEST_SEED=<n>.
 inline uint64_t test_seed() {

@@ -397,6 +397,123 @@ TEST(PipelineGpu, RefusesStepsTheGraphCannotTake) {
   EXPECT_EQ(model->end_epoch().steps, 2);
 }
 
+// How many times `needle` occurs in `text`.
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
+constexpr const char* kCaptureWarning = "CUDA graph capture of the training step";
+
+// A capture that fails (forced through the test hook: it ends with a call
+// that is illegal while capturing) warns once per batch size, naming the
+// capture status and the CUDA error, and the steps run eagerly: the same bits
+// as the Eager engine. Batch sizes 100 and 56 each attempt one capture.
+TEST(PipelineGpu, FailedCaptureFallsBackToEagerBitIdentically) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  const TrainSettings s = deterministic_settings(100);
+  const LossConfig ce{1.0f, 0.0f};
+  auto graph = loaded(make_cuda_engine(0, StepExecution::Graph), w);
+  auto eager = loaded(make_cuda_engine(0, StepExecution::Eager), w);
+  force_graph_capture_failure_for_testing(true);
+  testing::internal::CaptureStderr();
+  RunResult g;
+  try {
+    g = train_new(*graph, w.teacher, w.teacher_init, w, s, ce, 2);
+  } catch (...) {
+    force_graph_capture_failure_for_testing(false);
+    testing::internal::GetCapturedStderr();
+    throw;
+  }
+  const std::string warnings = testing::internal::GetCapturedStderr();
+  force_graph_capture_failure_for_testing(false);
+  const RunResult e = train_new(*eager, w.teacher, w.teacher_init, w, s, ce, 2);
+  EXPECT_EQ(occurrences(warnings, kCaptureWarning), 2u) << warnings;
+  EXPECT_NE(warnings.find("capture status"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("cudaErrorStreamCapture"), std::string::npos) << warnings;
+  EXPECT_EQ(g.optim.step, 6);
+  expect_bit_identical(g, e);
+}
+
+// A distillation step (soft targets gathered by sample index, T = 4,
+// alpha = 0.9) replayed from its graph equals the eager steps bit for bit.
+TEST(PipelineGpu, DistillationGraphReplayEqualsEagerExecution) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  const TrainSettings s = deterministic_settings(100);
+  const LossConfig distill{4.0f, 0.9f};
+  RunResult results[2];
+  const StepExecution executions[2] = {StepExecution::Graph, StepExecution::Eager};
+  for (int i = 0; i < 2; ++i) {
+    auto engine = loaded(make_cuda_engine(0, executions[i]), w);
+    std::unique_ptr<ModelEngine> teacher = engine->create_model(w.teacher, w.teacher_init, s);
+    engine->compute_soft_targets(*teacher);
+    results[i] = train_new(*engine, w.student, w.student_init, w, s, distill, 2);
+  }
+  EXPECT_EQ(results[0].optim.step, 6);
+  EXPECT_GT(results[0].epochs[0].kl, 0.0);
+  expect_bit_identical(results[0], results[1]);
+}
+
+// The default run's setting: timed (non-deterministic) algorithm choice. The
+// teacher's steps are captured (no capture warning) and train like the eager
+// engine's: without --deterministic the two engines may pick different
+// algorithms and sum in different orders, so the epoch losses agree to fp32
+// reassociation (~1e-6 relative; 1e-3 allowed, far below the order-1 gap of
+// a replay that trains on garbage), not bit for bit.
+TEST(PipelineGpu, TeacherCaptureWithTimedAlgorithms) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  TrainSettings s;
+  s.batch_size = 100;
+  s.seed = 5;
+  const LossConfig ce{1.0f, 0.0f};
+  auto graph = loaded(make_cuda_engine(0, StepExecution::Graph), w);
+  auto eager = loaded(make_cuda_engine(0, StepExecution::Eager), w);
+  testing::internal::CaptureStderr();
+  const RunResult g = train_new(*graph, w.teacher, w.teacher_init, w, s, ce, 2);
+  const std::string warnings = testing::internal::GetCapturedStderr();
+  const RunResult e = train_new(*eager, w.teacher, w.teacher_init, w, s, ce, 2);
+  EXPECT_EQ(occurrences(warnings, kCaptureWarning), 0u) << warnings;
+  ASSERT_EQ(g.epochs.size(), 2u);
+  for (size_t epoch = 0; epoch < 2; ++epoch) {
+    EXPECT_TRUE(g.epochs[epoch].finite);
+    EXPECT_NEAR(g.epochs[epoch].loss, e.epochs[epoch].loss, 1e-3 * std::abs(e.epochs[epoch].loss)) << epoch;
+  }
+}
+
+// Packed, "conv:3:3" puts conv1.bias at float 27 and every later tensor off
+// 16-byte alignment; the engine's aligned layout must be invisible outside:
+// parameters round-trip exactly, one Adam step matches the CPU engine, and a
+// captured graph equals eager execution.
+TEST(PipelineGpu, OddParameterCountsMatchCpu) {
+  KD_REQUIRE_GPU();
+  World w = make_world();
+  const Shape image{1, 28, 28, false};
+  const Arch odd = parse_arch("conv:3:3,relu,conv:5:3,relu,maxpool:2,flatten,dense:7,relu,dense:10", image, kClasses,
+                              "--teacher-arch");
+  std::vector<float> init(size_t(odd.param_count));
+  init_params(odd, 17, init.data());
+  TrainSettings s;
+  const LossConfig ce{1.0f, 0.0f};
+  auto gpu = loaded(make_cuda_engine(), w);
+  EXPECT_TRUE(gpu->create_model(odd, init, s)->get_params() == init) << "parameters do not round-trip";
+
+  World one_batch = w;
+  one_batch.order.resize(64);
+  auto cpu = loaded(make_cpu_engine(), w);
+  const RunResult c = train_new(*cpu, odd, init, one_batch, s, ce);
+  const RunResult g = train_new(*gpu, odd, init, one_batch, s, ce);
+  expect_same_adam_step(odd, g, c, s);
+  expect_same_loss(g.epochs[0], c.epochs[0], ce);
+
+  const TrainSettings det = deterministic_settings(100);
+  auto eager = loaded(make_cuda_engine(0, StepExecution::Eager), w);
+  expect_bit_identical(train_new(*gpu, odd, init, w, det, ce, 2), train_new(*eager, odd, init, w, det, ce, 2));
+}
+
 TEST(PipelineGpu, LatencyIsTimedOnAtMostTheTestSplit) {
   KD_REQUIRE_GPU();
   const World w = make_world();

@@ -60,6 +60,7 @@ Options small_run(const std::string& out) {
   o.epochs_student = 2;
   o.teacher_arch = kSmallTeacher;
   o.quiet = true;
+  o.no_ort = true;  // the ONNX Runtime columns are tested in onnx_export_test
   return o;
 }
 
@@ -188,6 +189,27 @@ TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
   const auto b = nlohmann::json::parse(read_text(distill.out_dir + "/summary.json"));
   EXPECT_EQ(a["models"][0]["test_errors"], b["models"][0]["test_errors"]) << "the loaded teacher is the saved one";
   ASSERT_EQ(b["models"].size(), 2u);
+}
+
+// Any MNIST-format data set: Fashion-MNIST (data/fetch.sh copies it from the
+// Debian package dataset-fashion-mnist) through the whole pipeline.
+TEST(PipelineCommands, FashionMnistRunsEndToEnd) {
+  const std::string data = std::string(KD_SOURCE_DIR) + "/data/fashion";
+  if (!fs::exists(data + "/train-images-idx3-ubyte"))
+    GTEST_SKIP() << data << " has no Fashion-MNIST (apt-get install dataset-fashion-mnist, then data/fetch.sh)";
+  Options o = small_run(fresh_dir("fashion"));
+  o.data_dir = data;
+  o.train_limit = 1000;
+  o.epochs_teacher = 1;
+  o.epochs_student = 1;
+  o.no_baseline = true;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(o, *engine), 0);
+  const auto summary = nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
+  ASSERT_EQ(summary["models"].size(), 2u);
+  EXPECT_EQ(summary["data"]["classes"], 10);
+  // Chance is 10 %; one epoch over 1,000 images reaches ~60 % on Fashion-MNIST.
+  for (const auto& m : summary["models"]) EXPECT_GE(m["test_acc"].get<double>(), 0.4) << m["role"];
 }
 
 TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {

@@ -273,6 +273,37 @@ TEST(ReportTable, EvalReportShowsOnlyTestNumbers) {
   EXPECT_FALSE(contains(table, "latency"));
 }
 
+// ONNX Runtime timings: rows per batch size, a speed-up verdict and one line
+// naming the runtime; the JSON keeps them per model; a note stands in for
+// models it could not time, and nothing appears when it was not asked.
+TEST(ReportTable, OnnxRuntimeRowsVerdictAndNotes) {
+  RunReport r = full_report();
+  for (ModelReport& m : r.models) {
+    m.ort.measured = true;
+    m.ort.version = "1.23.2";
+    const double base = m.role == "teacher" ? 3.0 : 0.5;
+    m.ort.latency = {latency(1, base), latency(1024, base * 100)};
+  }
+  r.models[2].ort = OrtLatency{};
+  r.models[2].ort.note = "ONNX Runtime not installed (test)";
+  const std::string table = report_table(r);
+  for (const char* part : {"ONNX Runtime b=1 (ms, median)", "3.000", "ONNX Runtime b=1024 (ms, median)", "300.0",
+                           "speed-up under ONNX Runtime: 6.00x at batch 1, 6.00x at batch 1024",
+                           "ONNX Runtime 1.23.2 (CPU, its default threads)", "ONNX Runtime not installed (test)"})
+    EXPECT_TRUE(contains(table, part)) << "'" << part << "' not in:\n" << table;
+
+  const json j = json::parse(summary_json(r));
+  EXPECT_EQ(j["models"][0]["onnxruntime"]["version"], "1.23.2");
+  EXPECT_EQ(j["models"][0]["onnxruntime"]["latency"][1]["batch"], 1024);
+  EXPECT_EQ(j["models"][0]["onnxruntime"]["latency"][1]["median_ms"], 300.0);
+  EXPECT_EQ(j["models"][2]["onnxruntime"]["note"], "ONNX Runtime not installed (test)");
+  EXPECT_NEAR(j["comparisons"]["student_vs_teacher"]["speedup_onnxruntime"][0]["speedup"].get<double>(), 6.0, 1e-12);
+
+  const RunReport plain = full_report();  // not asked (--no-ort)
+  EXPECT_FALSE(contains(report_table(plain), "ONNX Runtime"));
+  EXPECT_TRUE(json::parse(summary_json(plain))["models"][0]["onnxruntime"].is_null());
+}
+
 TEST(ReportTable, NonFiniteShownAsNotAvailable) {
   RunReport r = full_report();
   r.models[1].test_acc = NAN;

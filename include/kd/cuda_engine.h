@@ -22,4 +22,9 @@ enum class StepExecution { Graph, Eager };
 // not exist.
 std::unique_ptr<Engine> make_cuda_engine(int device = 0, StepExecution execution = StepExecution::Graph);
 
+// Test hook: while `on`, every CUDA-graph capture of a training step fails (it
+// ends with a call that is illegal while capturing), so tests can check the
+// fallback: one warning per batch size, then eager steps with the same results.
+void force_graph_capture_failure_for_testing(bool on);
+
 }  // namespace kd

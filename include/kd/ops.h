@@ -37,6 +37,11 @@ void softmax_kl(const SoftmaxKlArgs& args, cudaStream_t stream);
 // Deterministic mean of x: (n) into out: (1), fixed-order tree in one block (no float atomics).
 void mean_reduce(const float* x, int n, float* out, cudaStream_t stream);
 
+// What a per-shape choice (conv algorithms, dense implementation) is made
+// for: Training needs forward and backward; Inference (evaluation, soft
+// targets and latency batch sizes, which never train) only the forward pass.
+enum class PlanUse { Training, Inference };
+
 // ---------------------------------------------------------------- dense.cu
 enum class DenseImpl { Custom, Cublas };
 const char* dense_impl_name(DenseImpl impl);
@@ -62,23 +67,39 @@ void dense_forward(DenseContext& ctx, DenseImpl impl, const float* x, const floa
 // dw: (out, in) = dy^T . x; db: (out) = column sums of dy in a fixed order.
 void dense_backward(DenseContext& ctx, DenseImpl impl, const float* x, const float* w, const float* dy, float* dx,
                     bool mask_dx_by_x, float* dw, float* db, int b, int in, int out, cudaStream_t stream);
-// The faster implementation for one training step of this layer shape
-// (forward + backward with dx), timed once per shape with CUDA events (2 warm-up
-// and 7 timed runs each, median) on random data, then cached in `ctx`.
+// The faster implementation for this layer shape: for Training one step's
+// work (forward + backward with dx), for Inference the forward alone; timed
+// once per shape and use with CUDA events (2 warm-up and 7 timed runs each,
+// median) on random data after `stream` has drained, then cached in `ctx`.
 // Synchronises `stream`: call it before capturing a CUDA graph (throws during capture).
-DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream);
+DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream,
+                           PlanUse use = PlanUse::Training);
 // Elementwise ReLU backward where the mask cannot be fused: dx = dy * (y > 0). n elements.
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream);
 // Elementwise ReLU: y = max(x, 0), may alias. n elements.
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 
 // ---------------------------------------------------------------- conv.cu
+// How cuDNN's answer to a call is handled while choosing algorithms:
+//   Success;
+//   CannotDo     bad parameter, not supported, internal error (2xxx, 3xxx
+//                except 3005-3009, 4xxx): this algorithm or the optional
+//                fused conv+bias+ReLU cannot, so the next candidate (or the
+//                unfused forward) is tried;
+//   Environment  1xxx and 3005-3009 (driver, runtime, architecture,
+//                sub-library): nothing can run, a fatal error saying so;
+//   Fatal        execution failures and unknown codes.
+enum class CudnnVerdict { Success, CannotDo, Environment, Fatal };
+CudnnVerdict classify_cudnn_status(int status);
+
 // A cuDNN convolution for one shape: descriptors, the algorithms chosen once
 // (Find / _v7 search; deterministic algorithms only when `deterministic`),
 // and one workspace sized for the largest of them, allocated once.
+// Construction waits for all work on the device (cudaDeviceSynchronize), so
+// the timed search does not share the GPU with queued work.
 class ConvPlan {
  public:
-  ConvPlan(const ref::ConvShape& shape, bool deterministic);
+  ConvPlan(const ref::ConvShape& shape, bool deterministic, PlanUse use = PlanUse::Training);
   ~ConvPlan();
   ConvPlan(const ConvPlan&) = delete;
   ConvPlan& operator=(const ConvPlan&) = delete;
@@ -90,8 +111,15 @@ class ConvPlan {
   void backward_filter(const float* x, const float* dy, float* dw, float* db, cudaStream_t stream);
   // "fwd=IMPLICIT_PRECOMP_GEMM bwd_data=ALGO_1 bwd_filter=ALGO_1 workspace=12.3 MiB"
   std::string describe() const;
+  // Whether forward(relu = true, bias) runs cuDNN's fused conv+bias+ReLU call
+  // (else cudnnConvolutionForward and this project's bias/ReLU kernel).
+  bool fused_forward() const;
+  // Tests: makes forward() take the unfused path from now on, so both paths
+  // of a shape can be checked.
+  void force_unfused_forward();
   struct State;
  private:
+  void require_training(const char* call) const;
   std::unique_ptr<State> state_;
 };
 

@@ -9,7 +9,7 @@
 
 namespace kd {
 
-enum class Command { Run, TrainTeacher, Distill, Eval, Latency };
+enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Export };
 enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
@@ -42,7 +42,9 @@ struct Options {
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
   SelectRule select = SelectRule::Best;
   std::string teacher_path;            // distill --teacher F
-  std::string model_path;              // eval / latency --model F
+  std::string model_path;              // eval / latency / export --model F
+  std::string onnx_path;               // export --onnx OUT
+  bool no_ort = false;                 // --no-ort: no ONNX Runtime latency in the report
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
   int threads = 0;                     // fast CPU engine threads; 0 = every hardware thread

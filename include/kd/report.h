@@ -35,6 +35,16 @@ LatencyRecord latency_stats(int batch, std::vector<double> ms);
 // empty or batch or repeats is below 1.
 int latency_batch(int batch, int repeats, int64_t test_n);
 
+// ONNX Runtime's CPU latency of the model exported to ONNX (kd/onnx_runtime.h),
+// measured in the same run beside kdtrain's own, or why there is none.
+struct OrtLatency {
+  bool measured = false;
+  std::string note;      // !measured: "ONNX Runtime not installed (...)", "ONNX Runtime failed: ..."; "" = not asked
+  std::string version;   // ONNX Runtime version, e.g. "1.23.2"
+  int threads = 0;       // intra-op threads asked for; 0 = ONNX Runtime's default (one per physical core)
+  std::vector<LatencyRecord> latency;  // one per batch size
+};
+
 struct ModelReport {
   std::string role;          // "teacher", "student", "scratch"
   std::string arch;
@@ -52,6 +62,7 @@ struct ModelReport {
   double last_epoch_test_acc = 0;  // of the last epoch (== test_acc when it is the selected one)
   double train_seconds = 0;
   std::vector<LatencyRecord> latency;
+  OrtLatency ort;            // the exported model under ONNX Runtime (CPU)
 };
 
 struct PhaseTime {

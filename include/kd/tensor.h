@@ -19,9 +19,15 @@ namespace kd::cuda {
 [[noreturn]] void throw_library_error(const char* library, int status, const char* reason, const char* call,
                                       const char* file, int line);
 
-// Number of usable CUDA devices; 0 (never an exception) when there is no
-// driver or no device, so callers can fall back to the CPU.
+// Number of usable CUDA devices; 0 when there is no device or no driver at
+// all, so callers can fall back to the CPU. Throws kd::Error naming the CUDA
+// error and what to do when a driver is present but the runtime cannot start
+// (e.g. cudaErrorInsufficientDriver from a driver older than the runtime).
 int device_count();
+// device_count()'s reading of cudaGetDeviceCount's answer (status, count) given
+// cudaDriverGetVersion (0: no driver) and cudaRuntimeGetVersion: the count, 0,
+// or the kd::Error above. Separate so tests can give it a broken machine's answers.
+int interpret_device_count(cudaError_t status, int count, int driver_version, int runtime_version);
 // "NVIDIA H100 80GB HBM3 (sm_90, driver 13.0, runtime 13.0)" for device 0.
 std::string device_description();
 

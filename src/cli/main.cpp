@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "kd/error.h"
+#include "kd/onnx_export.h"
 #include "kd/options.h"
 #include "kd/train.h"
 #if KD_WITH_CUDA
@@ -64,6 +65,10 @@ int main(int argc, char** argv) {
   try {
     kd::Options opt;
     if (!kd::parse_command_line(argc, argv, opt)) return 0;  // --help / --version
+    if (opt.command == kd::Command::Export) {  // needs no data and no device
+      kd::export_model_file(opt.model_path, opt.onnx_path, opt.quiet);
+      return 0;
+    }
     std::unique_ptr<kd::Engine> engine = choose_engine(opt.device, opt.threads);
     return kd::run_command(opt, *engine);
   } catch (const kd::Error& e) {

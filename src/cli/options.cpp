@@ -33,7 +33,8 @@ constexpr Named<Command> kCommands[] = {{"run", Command::Run},
                                         {"train-teacher", Command::TrainTeacher},
                                         {"distill", Command::Distill},
                                         {"eval", Command::Eval},
-                                        {"latency", Command::Latency}};
+                                        {"latency", Command::Latency},
+                                        {"export", Command::Export}};
 constexpr Named<DeviceChoice> kDevices[] = {
     {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu},
     {"reference", DeviceChoice::Reference}};
@@ -227,6 +228,8 @@ void add_global_flags(CLI::App& app, Options& o) {
   app.add_flag("--no-baseline", o.no_baseline, "skip the student trained from scratch on hard labels");
   app.add_flag("--deterministic", o.deterministic, "bit-identical reruns: deterministic cuDNN algorithms");
   app.add_flag("--quiet", o.quiet, "no progress lines or report table on stdout");
+  app.add_flag("--no-ort", o.no_ort,
+               "skip the ONNX Runtime latency columns (measured when node and scripts/onnxruntime.sh's package exist)");
   add_value(app, "--dense-impl", o.dense_impl, names_list(kDenseImpls, "|"),
             "dense-layer GEMM: the custom kernel, cuBLAS, or auto (the faster per shape)");
   add_value(app, "--select", o.select, names_list(kSelectRules, "|"),
@@ -343,6 +346,11 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
             "model .safetensors to evaluate (required)");
   add_value(*add_command(Command::Latency, "inference latency of a saved model at --latency-batches"), "--model",
             o.model_path, "FILE", "model .safetensors to time (required)");
+  CLI::App* export_app = add_command(Command::Export, "write a saved model as ONNX (opset 13) for deployment");
+  add_value(*export_app, "--model", o.model_path, "FILE", "model .safetensors to export (required)");
+  add_value(*export_app, "--onnx", o.onnx_path, "OUT",
+            "ONNX file to write; its input 'pixels' is float32 (N,1,H,W) pixel values 0..255, normalisation "
+            "folded in (required)");
 
   try {
     app.parse(argc, argv);
@@ -364,8 +372,11 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
 
   if (o.command == Command::Distill && o.teacher_path.empty())
     fail("distill: --teacher FILE is required (a .safetensors written by 'kdtrain train-teacher')");
-  if ((o.command == Command::Eval || o.command == Command::Latency) && o.model_path.empty())
+  if ((o.command == Command::Eval || o.command == Command::Latency || o.command == Command::Export) &&
+      o.model_path.empty())
     fail(std::string(command_name(o.command)) + ": --model FILE is required (a .safetensors written by kdtrain)");
+  if (o.command == Command::Export && o.onnx_path.empty())
+    fail("export: --onnx OUT is required (the .onnx file to write)");
   check_ranges(o);
   out = o;
   return true;

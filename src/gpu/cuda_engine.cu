@@ -86,4 +86,6 @@ std::unique_ptr<Engine> make_cuda_engine(int device, StepExecution execution) {
   return std::make_unique<CudaEngine>(device, execution);
 }
 
+void force_graph_capture_failure_for_testing(bool on) { cuda::graph_capture_failure_forced = on; }
+
 }  // namespace kd

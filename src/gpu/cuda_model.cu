@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "epoch_cursor.h"
@@ -44,7 +45,7 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   if (context.loaded() && classes_ < context.num_classes())
     fail("model '" + arch.text + "' has " + std::to_string(classes_) + " outputs but the data has " +
          std::to_string(context.num_classes()) + " classes");
-  const size_t n = size_t(arch.param_count);
+  const size_t n = size_t(net_.layout().count());
   const bool adam = settings.optimizer == OptimizerKind::Adam;
   params_.allocate(n, "parameters");
   grads_.allocate(n, "parameter gradients");
@@ -52,6 +53,8 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   if (adam) moment2_.allocate(n, "Adam second moments");
   step_counter_.allocate(1, "step counter");
   const cudaStream_t stream = context_.stream();
+  // The gaps between tensors: their gradients are never written, so they stay 0 and so do the gaps' moments.
+  KD_CUDA_CHECK(cudaMemsetAsync(grads_.data(), 0, grads_.bytes(), stream));
   KD_CUDA_CHECK(cudaMemsetAsync(moment1_.data(), 0, moment1_.bytes(), stream));
   if (adam) KD_CUDA_CHECK(cudaMemsetAsync(moment2_.data(), 0, moment2_.bytes(), stream));
   KD_CUDA_CHECK(cudaMemsetAsync(step_counter_.data(), 0, step_counter_.bytes(), stream));
@@ -108,18 +111,28 @@ void CudaModel::reserve_epoch(size_t steps) {
   epoch_kl_.allocate(steps, "per-step KL terms of an epoch");
 }
 
+namespace {
+// Whole-buffer copies in the packed layout of `layout`.
+void upload_packed(const ParamLayout& layout, DeviceBuffer<float>& device, const std::vector<float>& packed,
+                   cudaStream_t stream) {
+  const std::vector<float> aligned = layout.to_device(packed);
+  copy_to_device(device.data(), aligned.data(), aligned.size(), stream);
+}
+std::vector<float> download_packed(const ParamLayout& layout, const DeviceBuffer<float>& device, cudaStream_t stream) {
+  std::vector<float> aligned(device.size());
+  copy_to_host(aligned.data(), device.data(), aligned.size(), stream);
+  return layout.to_packed(aligned);
+}
+}  // namespace
+
 void CudaModel::set_params(const std::vector<float>& params) {
-  if (params.size() != params_.size())
+  if (int64_t(params.size()) != net_.arch().param_count)
     fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(params_.size()) + " parameters");
-  copy_to_device(params_.data(), params.data(), params.size(), context_.stream());
+         std::to_string(net_.arch().param_count) + " parameters");
+  upload_packed(net_.layout(), params_, params, context_.stream());
 }
 
-std::vector<float> CudaModel::get_params() {
-  std::vector<float> out(params_.size());
-  copy_to_host(out.data(), params_.data(), out.size(), context_.stream());
-  return out;
-}
+std::vector<float> CudaModel::get_params() { return download_packed(net_.layout(), params_, context_.stream()); }
 
 void CudaModel::keep_best() {
   if (best_.size() != params_.size()) {
@@ -137,40 +150,39 @@ void CudaModel::restore_best() {
 }
 
 std::vector<float> CudaModel::get_best() {
-  std::vector<float> out(best_.size());
-  copy_to_host(out.data(), best_.data(), out.size(), context_.stream());
-  return out;
+  if (best_.size() != params_.size()) return {};  // nothing kept yet
+  return download_packed(net_.layout(), best_, context_.stream());
 }
 
 void CudaModel::set_best(const std::vector<float>& params) {
-  if (params.size() != params_.size())
+  if (int64_t(params.size()) != net_.arch().param_count)
     fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(params_.size()) + " parameters");
+         std::to_string(net_.arch().param_count) + " parameters");
   if (best_.size() != params_.size()) {
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
     best_.allocate(params_.size(), "best epoch's parameters (--select best)");
   }
-  copy_to_device(best_.data(), params.data(), params.size(), context_.stream());
+  upload_packed(net_.layout(), best_, params, context_.stream());
 }
 
 OptimState CudaModel::get_optim_state() {
   OptimState s;
-  s.m.resize(moment1_.size());
-  s.v.resize(moment2_.size());
-  copy_to_host(s.m.data(), moment1_.data(), s.m.size(), context_.stream());
-  copy_to_host(s.v.data(), moment2_.data(), s.v.size(), context_.stream());
+  s.m = download_packed(net_.layout(), moment1_, context_.stream());
+  s.v = download_packed(net_.layout(), moment2_, context_.stream());
   s.step = step_;
   return s;
 }
 
 void CudaModel::set_optim_state(const OptimState& state) {
-  if (state.m.size() != moment1_.size() || state.v.size() != moment2_.size())
+  const size_t n = size_t(net_.arch().param_count);
+  const size_t v_expected = moment2_.size() == 0 ? 0 : n;
+  if (state.m.size() != n || state.v.size() != v_expected)
     fail("optimiser state does not match the model (" + std::to_string(state.m.size()) + " moments for " +
-         std::to_string(moment1_.size()) + " parameters): was it saved with another --optimizer or arch?");
+         std::to_string(n) + " parameters): was it saved with another --optimizer or arch?");
   if (state.step < 0) fail("optimiser state has a negative step count (" + std::to_string(state.step) + ")");
   const cudaStream_t stream = context_.stream();
-  copy_to_device(moment1_.data(), state.m.data(), state.m.size(), stream);
-  copy_to_device(moment2_.data(), state.v.data(), state.v.size(), stream);
+  upload_packed(net_.layout(), moment1_, state.m, stream);
+  if (v_expected != 0) upload_packed(net_.layout(), moment2_, state.v, stream);
   const uint64_t step = uint64_t(state.step);
   copy_to_device(step_counter_.data(), &step, 1, stream);
   step_ = state.step;
@@ -190,8 +202,8 @@ void CudaModel::begin_epoch(const std::vector<int32_t>& order) {
   // Plans for the epoch's batch sizes (full, and the partial last one) are
   // made here: a cuDNN search or a dense timing inside the epoch would stall it.
   const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
-  if (samples >= batch) net_.plan(int(batch));
-  if (samples % batch != 0) net_.plan(int(samples % batch));
+  if (samples >= batch) net_.plan(int(batch), PlanUse::Training);
+  if (samples % batch != 0) net_.plan(int(samples % batch), PlanUse::Training);
   in_epoch_ = true;
   cursor_placed_ = false;
   order_size_ = int64_t(order.size());
@@ -221,7 +233,8 @@ void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
          " classes, the student " + std::to_string(classes_));
 
   const cudaStream_t stream = context_.stream();
-  const CudaNetwork::BatchPlan& plan = net_.plan(b);  // algorithm searches happen here, never inside a capture
+  // Algorithm searches happen here, never inside a capture.
+  const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Training);
   if (!cursor_placed_) {
     start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
     cursor_placed_ = true;
@@ -234,13 +247,27 @@ void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
   const auto graph = graphs_.find(key);
   if (graph != graphs_.end()) {
     graph->second.launch(stream);
-  } else if (context_.execution() == StepExecution::Eager || ran_eagerly_.insert(key).second) {
+  } else if (context_.execution() == StepExecution::Eager || uncapturable_.count(key) != 0 ||
+             ran_eagerly_.insert(key).second) {
     // A key's first step runs eagerly even under Graph, so that the libraries'
     // lazy set-up (cuBLASLt plans, module loading) happens outside a capture.
     enqueue_train_step(plan, b, loss);
   } else {
-    CudaGraph captured = CudaGraph::capture(stream, [&] { enqueue_train_step(plan, b, loss); });
-    graphs_.emplace(key, std::move(captured)).first->second.launch(stream);
+    std::string why;
+    std::optional<CudaGraph> captured =
+        CudaGraph::try_capture(stream, [&] { enqueue_train_step(plan, b, loss); }, why);
+    if (captured) {
+      graphs_.emplace(key, std::move(*captured)).first->second.launch(stream);
+    } else {
+      // Nothing of the failed capture ran: this step, and every later one of
+      // this key, is enqueued eagerly instead.
+      uncapturable_.insert(key);
+      std::fprintf(stderr,
+                   "kdtrain: warning: CUDA graph capture of the training step at batch %d (%s) failed: %s. Steps "
+                   "at this batch size now run eagerly (same results, more launch overhead).\n",
+                   b, net_.arch().text.c_str(), why.c_str());
+      enqueue_train_step(plan, b, loss);
+    }
   }
   ++step_;
   ++epoch_steps_;
@@ -278,7 +305,7 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   if (distill) mean_reduce(row_kl_.data(), b, mean_kl, stream);
 
   net_.backward(params_.data(), grads_.data(), train_acts_, plan, b, stream);
-  const int64_t n = int64_t(params_.size());
+  const int64_t n = int64_t(params_.size());  // the gaps of the aligned layout too: their gradients are 0
   if (settings_.optimizer == OptimizerKind::Adam)
     adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
               step_counter_.data(), stream);
@@ -339,7 +366,7 @@ int64_t CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& vi
   int64_t begin = 0;
   for (; begin < split.n && !interrupted(); begin += batch) {
     const int b = int(std::min<int64_t>(batch, split.n - begin));
-    const CudaNetwork::BatchPlan& plan = net_.plan(b);
+    const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
     gather_normalize(split.images.data(), split.labels.data(), context_.identity_order() + begin,
                      inference_.acts.input.data(), inference_.labels.data(), b, split.pixels, kPixelMean, kPixelStd,
                      stream);
@@ -390,7 +417,7 @@ LatencyRecord CudaModel::measure_latency(int batch, int repeats) {
   const int b = latency_batch(batch, repeats, test.n);
   const cudaStream_t stream = context_.stream();
   ensure_inference_capacity(b);
-  const CudaNetwork::BatchPlan& plan = net_.plan(b);
+  const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
   gather_normalize(test.images.data(), test.labels.data(), context_.identity_order(), inference_.acts.input.data(),
                    inference_.labels.data(), b, test.pixels, kPixelMean, kPixelStd, stream);
   for (int i = 0; i < kLatencyWarmup; ++i) net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);

@@ -9,7 +9,12 @@
 // counter (Adam bias correction, dropout's Philox counter) and the epoch
 // cursor (which samples to take, where to record the loss; epoch_cursor.h).
 // Within an epoch the host only launches; end_epoch() reads the per-step
-// losses back with one copy.
+// losses back with one copy. If a capture fails (a library call that cannot be
+// captured, say), the model warns once, with the capture status and the CUDA
+// error, and runs that key's steps eagerly from then on: the same kernels in
+// the same order, so the same bits, only more launches.
+// The device buffers hold the parameters in ParamLayout's 16-byte-aligned
+// layout; everything crossing the ModelEngine interface is packed.
 #pragma once
 
 #include <cstdint>
@@ -83,7 +88,7 @@ class CudaModel final : public ModelEngine {
   CudaNetwork net_;
   int classes_;
 
-  // Flat (param_count) buffers, layer by layer as in kd/model.h.
+  // Flat (net_.layout().count()) buffers in the aligned device layout.
   DeviceBuffer<float> params_, grads_;
   DeviceBuffer<float> moment1_, moment2_;  // Adam m and v; SGD: momentum buffer and (empty)
   DeviceBuffer<float> best_;               // the best epoch's parameters; empty until keep_best
@@ -104,6 +109,7 @@ class CudaModel final : public ModelEngine {
   bool in_epoch_ = false, cursor_placed_ = false;
   int64_t order_size_ = 0, next_begin_ = 0, epoch_steps_ = 0, epoch_first_step_ = 0;
   std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
+  std::set<GraphKey> uncapturable_;       // keys whose capture failed: always eager
   std::map<GraphKey, CudaGraph> graphs_;
 
   InferenceBuffers inference_;

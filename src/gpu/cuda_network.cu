@@ -10,7 +10,7 @@
 namespace kd::cuda {
 
 CudaNetwork::CudaNetwork(const Arch& arch, const TrainSettings& settings, EngineContext& context)
-    : arch_(arch), settings_(settings), context_(context), roles_(arch.layers.size()) {
+    : arch_(arch), layout_(arch), settings_(settings), context_(context), roles_(arch.layers.size()) {
   const std::vector<Layer>& layers = arch_.layers;
   const auto has_params = [](const Layer& l) { return l.param_count() > 0; };
   first_param_layer_ = size_t(std::find_if(layers.begin(), layers.end(), has_params) - layers.begin());
@@ -134,23 +134,28 @@ int64_t CudaNetwork::activation_bytes(int capacity, bool training) const {
   return int64_t(capacity) * (floats * f + mask_bytes);
 }
 
-const CudaNetwork::BatchPlan& CudaNetwork::plan(int b) {
+const CudaNetwork::BatchPlan& CudaNetwork::plan(int b, PlanUse use) {
   const auto known = plans_.find(b);
-  if (known != plans_.end()) return known->second;
+  if (known != plans_.end() && (known->second.use == PlanUse::Training || use == PlanUse::Inference))
+    return known->second;
+  // The searches time work on the GPU: what is still queued on the engine's
+  // stream would run under them (and the plan replaced below may be in use).
+  KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
   BatchPlan p;
+  p.use = use;
   p.conv.resize(arch_.layers.size());
   p.dense.assign(arch_.layers.size(), DenseImpl::Cublas);
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
     if (l.kind == LayerKind::Conv) {
       const ref::ConvShape shape{b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad};
-      p.conv[i] = std::make_unique<ConvPlan>(shape, settings_.deterministic);
+      p.conv[i] = std::make_unique<ConvPlan>(shape, settings_.deterministic, use);
     } else if (l.kind == LayerKind::Dense) {
       p.dense[i] = context_.dense_impl(settings_.dense_impl, settings_.deterministic, b, l.in.c, l.out,
-                                       roles_[i].relu_in_epilogue);
+                                       roles_[i].relu_in_epilogue, use);
     }
   }
-  return plans_.emplace(b, std::move(p)).first->second;
+  return plans_[b] = std::move(p);
 }
 
 const float* CudaNetwork::forward(const float* params, Activations& a, const BatchPlan& plan, int b,
@@ -163,8 +168,8 @@ const float* CudaNetwork::forward(const float* params, Activations& a, const Bat
     const Layer& l = arch_.layers[i];
     const LayerRole& role = roles_[i];
     float* out = a.out[i];
-    const float* w = params + l.param_offset;
-    const float* bias = w + l.weight_count;
+    const float* w = params + layout_.weight_offset(i);
+    const float* bias = params + layout_.bias_offset(i);
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     if (!is_view(i, a.training)) {
       switch (l.kind) {
@@ -204,16 +209,17 @@ void CudaNetwork::backward(const float* params, float* grads, Activations& a, co
     const float* x = i == 0 ? a.input.data() : a.out[i - 1];
     float* dx = dy == a.grad_a.data() ? a.grad_b.data() : a.grad_a.data();
     const int64_t n_in = int64_t(b) * l.in.size();
-    const float* w = params + l.param_offset;
-    float* dw = grads + l.param_offset;
+    const float* w = params + layout_.weight_offset(i);
+    float* dw = grads + layout_.weight_offset(i);
+    float* db = grads + layout_.bias_offset(i);
     switch (l.kind) {
       case LayerKind::Conv:
-        plan.conv[i]->backward_filter(x, dy, dw, dw + l.weight_count, stream);
+        plan.conv[i]->backward_filter(x, dy, dw, db, stream);
         if (role.needs_dx) plan.conv[i]->backward_data(dy, w, dx, stream);
         break;
       case LayerKind::Dense:
         dense_backward(context_.dense(), plan.dense[i], x, w, dy, role.needs_dx ? dx : nullptr, role.dx_masked, dw,
-                       dw + l.weight_count, b, l.in.c, l.out, stream);
+                       db, b, l.in.c, l.out, stream);
         break;
       case LayerKind::Relu:
         relu_backward(a.out[i], dy, dx, n_in, stream);

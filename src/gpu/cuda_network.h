@@ -22,6 +22,7 @@
 #include "kd/ops.h"
 #include "kd/tensor.h"
 #include "kd/train.h"
+#include "param_layout.h"
 
 namespace kd::cuda {
 
@@ -49,9 +50,11 @@ class CudaNetwork {
   };
 
   // What runs each conv and dense layer at one batch size: cuDNN plans
-  // (algorithms searched on creation) and dense implementations. Created
+  // (algorithms searched on creation) and dense implementations, chosen for
+  // training (forward and backward) or inference (forward only). Created
   // before any graph capture, since neither search can run inside one.
   struct BatchPlan {
+    PlanUse use = PlanUse::Training;
     std::vector<std::unique_ptr<ConvPlan>> conv;  // per layer; null unless conv
     std::vector<DenseImpl> dense;                 // per layer; meaningful for dense
   };
@@ -59,21 +62,26 @@ class CudaNetwork {
   CudaNetwork(const Arch& arch, const TrainSettings& settings, EngineContext& context);
 
   const Arch& arch() const { return arch_; }
+  // Where the parameters sit in the device buffers forward/backward read.
+  const ParamLayout& layout() const { return layout_; }
   Activations training_activations(int capacity) const;
   Activations inference_activations(int capacity) const;
   // Bytes the two above allocate, without allocating them (the memory check).
   int64_t activation_bytes(int capacity, bool training) const;
-  // The plan for exactly b samples, created on first use (never while capturing).
-  const BatchPlan& plan(int b);
+  // The plan for exactly b samples, created on first use (never while
+  // capturing) after the engine's stream has drained. A training plan also
+  // serves inference; an inference plan is replaced when b comes to train.
+  const BatchPlan& plan(int b, PlanUse use);
 
-  // params: (arch.param_count). Reads a.input (b samples) and returns the
+  // params: (layout().count()). Reads a.input (b samples) and returns the
   // logits (b, classes), which live in a. training activations apply dropout
   // keyed by dropout_seed(settings.seed, layer) with the Philox counter *step
   // (device); inference activations ignore `step` (may be null).
   const float* forward(const float* params, Activations& a, const BatchPlan& plan, int b, const uint64_t* step,
                        cudaStream_t stream) const;
   // After forward() on the same training activations with dL/dlogits in
-  // a.grad_a: overwrites grads (arch.param_count) with dL/dparams.
+  // a.grad_a: overwrites grads (layout().count()) with dL/dparams (the gaps
+  // between tensors are not written).
   void backward(const float* params, float* grads, Activations& a, const BatchPlan& plan, int b,
                 cudaStream_t stream) const;
 
@@ -91,6 +99,7 @@ class CudaNetwork {
   Activations allocate_input(int capacity, bool training) const;
 
   Arch arch_;
+  ParamLayout layout_;
   TrainSettings settings_;
   EngineContext& context_;
   std::vector<LayerRole> roles_;

@@ -37,13 +37,38 @@ void throw_library_error(const char* library, int status, const char* reason, co
   throw Error(where(call, file, line) + ": " + library + " status " + std::to_string(status) + " (" + reason + ")");
 }
 
+// cudaGetDeviceCount fails in two different ways. "No GPU here" -- no device
+// (cudaErrorNoDevice), or no driver installed at all (the runtime reports
+// cudaErrorInsufficientDriver and cudaDriverGetVersion reports 0, as on a
+// build machine with only the toolkit) -- is an answer: 0 devices, and GPU
+// tests skip. Anything else (a driver older than the runtime, a device that is
+// unavailable, a failed initialisation) means a GPU is meant to be used and
+// cannot be: that must fail loudly, not turn every GPU test into a skip.
+int interpret_device_count(cudaError_t status, int count, int driver_version, int runtime_version) {
+  if (status == cudaSuccess) return count;
+  if (status == cudaErrorNoDevice || (status == cudaErrorInsufficientDriver && driver_version == 0)) return 0;
+  const auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); };
+  std::string what = std::string("CUDA runtime initialisation failed: cudaGetDeviceCount returned ") +
+                     cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + "); the driver supports CUDA " +
+                     version(driver_version) + ", this program was built with runtime " + version(runtime_version) +
+                     ". ";
+  if (status == cudaErrorInsufficientDriver)
+    what += "Install an NVIDIA driver that supports CUDA " + version(runtime_version) +
+            " (or rebuild against the driver's CUDA version), or run with --device cpu.";
+  else
+    what += "Check nvidia-smi and that no other process holds the GPU in exclusive mode, or run with --device cpu.";
+  throw Error(what);
+}
+
 int device_count() {
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error so later checks start clean
-    return 0;
-  }
-  return count;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess) return count;
+  cudaGetLastError();  // clear the error so that later checks start clean
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  return interpret_device_count(status, count, driver, runtime);
 }
 
 std::string device_description() {

@@ -37,14 +37,15 @@ EngineContext::~EngineContext() {
   cudaStreamSynchronize(stream());  // the buffers are freed next; nothing queued may still read them
 }
 
-DenseImpl EngineContext::dense_impl(DenseImplChoice choice, bool deterministic, int b, int in, int out, bool relu) {
+DenseImpl EngineContext::dense_impl(DenseImplChoice choice, bool deterministic, int b, int in, int out, bool relu,
+                                    PlanUse use) {
   switch (choice) {
     case DenseImplChoice::Custom: return DenseImpl::Custom;
     case DenseImplChoice::Cublas: return DenseImpl::Cublas;
     case DenseImplChoice::Auto: break;
   }
   if (deterministic) return DenseImpl::Cublas;
-  return dense_autoselect(dense_, b, in, out, relu, stream());
+  return dense_autoselect(dense_, b, in, out, relu, stream(), use);
 }
 
 void EngineContext::load(const Splits& splits) {

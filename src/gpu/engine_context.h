@@ -70,13 +70,13 @@ class EngineContext {
   DenseContext& dense() { return dense_; }
 
   // The dense implementation for one layer shape: the forced one, or for Auto
-  // the faster one as measured once per shape by dense_autoselect (cached in
+  // the faster one (for `use`) as measured once per shape by dense_autoselect (cached in
   // the shared DenseContext, so the student and the scratch baseline run the
   // same code). Under
   // `deterministic` Auto means cuBLAS: a choice that follows timing noise
   // could differ between two runs of the same seed, and cuBLAS is documented
   // to be bitwise reproducible on one GPU. Never call while capturing a graph.
-  DenseImpl dense_impl(DenseImplChoice choice, bool deterministic, int b, int in, int out, bool relu);
+  DenseImpl dense_impl(DenseImplChoice choice, bool deterministic, int b, int in, int out, bool relu, PlanUse use);
 
   // Uploads the three splits (once per run).
   void load(const Splits& splits);

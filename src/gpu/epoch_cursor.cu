@@ -2,6 +2,7 @@
 // what matters is that their arguments never change between graph replays.
 #include "epoch_cursor.h"
 
+#include "kd/launch.h"
 #include "kd/tensor.h"
 
 namespace kd::cuda {
@@ -33,18 +34,18 @@ __global__ void finish_step_kernel(const float* loss, const float* kl, float* ep
 }  // namespace
 
 void start_epoch_cursor(int64_t* cursor, int32_t* epoch_step, int64_t begin, cudaStream_t stream) {
-  start_epoch_cursor_kernel<<<1, 1, 0, stream>>>(cursor, epoch_step, begin);
+  launch(start_epoch_cursor_kernel, 1, 1, 0, stream, cursor, epoch_step, begin);
   KD_CUDA_CHECK_LAUNCH(start_epoch_cursor_kernel);
 }
 
 void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sample_idx, int b, cudaStream_t stream) {
-  take_batch_indices_kernel<<<(b + kThreads - 1) / kThreads, kThreads, 0, stream>>>(order, cursor, sample_idx, b);
+  launch(take_batch_indices_kernel, (b + kThreads - 1) / kThreads, kThreads, 0, stream, order, cursor, sample_idx, b);
   KD_CUDA_CHECK_LAUNCH(take_batch_indices_kernel);
 }
 
 void finish_step(const float* loss, const float* kl, float* epoch_loss, float* epoch_kl, int32_t* epoch_step,
                  int64_t* cursor, int b, cudaStream_t stream) {
-  finish_step_kernel<<<1, 1, 0, stream>>>(loss, kl, epoch_loss, epoch_kl, epoch_step, cursor, b);
+  launch(finish_step_kernel, 1, 1, 0, stream, loss, kl, epoch_loss, epoch_kl, epoch_step, cursor, b);
   KD_CUDA_CHECK_LAUNCH(finish_step_kernel);
 }
 

@@ -1,5 +1,4 @@
 // metrics.csv, summary.json, the report table and the gnuplot pictures (see kd/report.h).
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -15,6 +13,7 @@
 
 #include "kd/checkpoint.h"
 #include "kd/error.h"
+#include "kd/process.h"
 #include "kd/report.h"
 
 namespace fs = std::filesystem;
@@ -74,6 +73,8 @@ json config_json(const Options& o) {
               {"select", select_rule_name(o.select)},
               {"teacher", o.teacher_path},
               {"model", o.model_path},
+              {"onnx", o.onnx_path},
+              {"no-ort", o.no_ort},
               {"resume", o.resume_dir},
               {"eval-batch-size", o.eval_batch_size},
               {"latency-batches", o.latency_batches}};
@@ -85,8 +86,8 @@ const ModelReport* find_model(const RunReport& r, const std::string& role) {
   return nullptr;
 }
 
-const LatencyRecord* latency_at(const ModelReport& m, int batch) {
-  for (const LatencyRecord& l : m.latency)
+const LatencyRecord* latency_at(const std::vector<LatencyRecord>& records, int batch) {
+  for (const LatencyRecord& l : records)
     if (l.batch == batch) return &l;
   return nullptr;
 }
@@ -98,11 +99,11 @@ std::string model_label(const std::string& role) {
   return role;
 }
 
-// Every batch size any model was timed at, ascending.
-std::vector<int> measured_batches(const RunReport& r) {
+// Every batch size any model was timed at by kdtrain (or, with `ort`, by ONNX Runtime), ascending.
+std::vector<int> measured_batches(const RunReport& r, bool ort = false) {
   std::set<int> batches;
   for (const ModelReport& m : r.models)
-    for (const LatencyRecord& l : m.latency) batches.insert(l.batch);
+    for (const LatencyRecord& l : ort ? m.ort.latency : m.latency) batches.insert(l.batch);
   return {batches.begin(), batches.end()};
 }
 
@@ -116,10 +117,21 @@ struct Comparisons {
     double teacher_ms, student_ms, speedup;  // speedup = teacher_ms / student_ms
   };
   std::vector<Speedup> speedups;
+  std::vector<Speedup> ort_speedups;  // the same under ONNX Runtime, when both were measured there
   double size_ratio = NAN;         // teacher bytes / student bytes
   double accuracy_gap = NAN;       // teacher test_acc - student test_acc (fraction)
   double distillation_gain = NAN;  // student test_acc - scratch test_acc (fraction)
 };
+
+// Teacher / student latency at every batch size both were timed at.
+std::vector<Comparisons::Speedup> speedups(const std::vector<LatencyRecord>& teacher,
+                                           const std::vector<LatencyRecord>& student) {
+  std::vector<Comparisons::Speedup> out;
+  for (const LatencyRecord& t : teacher)
+    if (const LatencyRecord* s = latency_at(student, t.batch))
+      out.push_back({t.batch, t.median_ms, s->median_ms, t.median_ms / s->median_ms});
+  return out;
+}
 
 Comparisons compare(const RunReport& r) {
   Comparisons c;
@@ -129,9 +141,8 @@ Comparisons compare(const RunReport& r) {
   c.student_vs_teacher = teacher && student;
   c.student_vs_scratch = student && scratch;
   if (c.student_vs_teacher) {
-    for (const LatencyRecord& t : teacher->latency)
-      if (const LatencyRecord* s = latency_at(*student, t.batch))
-        c.speedups.push_back({t.batch, t.median_ms, s->median_ms, t.median_ms / s->median_ms});
+    c.speedups = speedups(teacher->latency, student->latency);
+    c.ort_speedups = speedups(teacher->ort.latency, student->ort.latency);
     c.size_ratio = double(teacher->bytes) / double(student->bytes);
     c.accuracy_gap = teacher->test_acc - student->test_acc;
   }
@@ -166,6 +177,15 @@ json latency_json(const LatencyRecord& l) {
               {"samples_per_s", number(l.samples_per_s)}};
 }
 
+// The exported model under ONNX Runtime: null when not asked (--no-ort), the
+// reason when it could not be measured, else version, threads and timings.
+json ort_json(const OrtLatency& o) {
+  if (!o.measured) return o.note.empty() ? json(nullptr) : json{{"note", o.note}};
+  json latency = json::array();
+  for (const LatencyRecord& l : o.latency) latency.push_back(latency_json(l));
+  return json{{"version", o.version}, {"device", "CPU"}, {"threads", o.threads}, {"latency", latency}};
+}
+
 json model_json(const ModelReport& m) {
   json curve = json::array(), latency = json::array();
   for (const EpochRecord& e : m.curve) curve.push_back(epoch_json(e));
@@ -182,19 +202,24 @@ json model_json(const ModelReport& m) {
               {"last_epoch_test_acc", number(m.last_epoch_test_acc)},
               {"train_seconds", number(m.train_seconds)},
               {"curve", curve},
-              {"latency", latency}};
+              {"latency", latency},
+              {"onnxruntime", ort_json(m.ort)}};
 }
 
 json comparisons_json(const Comparisons& c) {
   json out = json::object();
   if (c.student_vs_teacher) {
-    json speedups = json::array();
-    for (const Comparisons::Speedup& s : c.speedups)
-      speedups.push_back(json{{"batch", s.batch},
-                              {"teacher_median_ms", number(s.teacher_ms)},
-                              {"student_median_ms", number(s.student_ms)},
-                              {"speedup", number(s.speedup)}});
-    out["student_vs_teacher"] = json{{"speedup", speedups},
+    const auto speedups_json = [](const std::vector<Comparisons::Speedup>& list) {
+      json out = json::array();
+      for (const Comparisons::Speedup& s : list)
+        out.push_back(json{{"batch", s.batch},
+                           {"teacher_median_ms", number(s.teacher_ms)},
+                           {"student_median_ms", number(s.student_ms)},
+                           {"speedup", number(s.speedup)}});
+      return out;
+    };
+    out["student_vs_teacher"] = json{{"speedup", speedups_json(c.speedups)},
+                                     {"speedup_onnxruntime", speedups_json(c.ort_speedups)},
                                      {"size_ratio", number(c.size_ratio)},
                                      {"accuracy_gap", number(c.accuracy_gap)}};
   }
@@ -262,12 +287,6 @@ std::string aligned(const std::vector<std::vector<std::string>>& rows) {
 std::string gnuplot_string(const std::string& s) {
   std::string out = "'";
   for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, (unsigned char)ch < 0x20 ? ' ' : ch);
-  return out + "'";
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
   return out + "'";
 }
 
@@ -388,26 +407,6 @@ std::string gnuplot_script(const RunReport& r, const std::vector<std::string>& p
          "set output\n";
   }
   return s;
-}
-
-// Runs `command` through the shell; returns its exit status (-1 when it could
-// not run) and its combined output in `output`.
-int run_shell(const std::string& command, std::string& output) {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((command + " 2>&1").c_str(), "r"), pclose);
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe.get())) > 0) output.append(buf, got);
-  const int status = pclose(pipe.release());
-  return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// gnuplot ends its complaint with the line that says what went wrong.
-std::string last_line(const std::string& text) {
-  const size_t end = text.find_last_not_of(" \n");
-  if (end == std::string::npos) return "no output";
-  const size_t start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
 }
 
 // Draws the pictures into temporary files and renames them into place, so a
@@ -592,15 +591,21 @@ std::string report_table(const RunReport& r) {
     }));
   for (int batch : measured_batches(r)) {
     rows.push_back(row("latency b=" + std::to_string(batch) + " (ms, median)", [&](const ModelReport& m) {
-      const LatencyRecord* l = latency_at(m, batch);
+      const LatencyRecord* l = latency_at(m.latency, batch);
       return l ? milliseconds(l->median_ms) : std::string("-");
     }));
     rows.push_back(row("throughput b=" + std::to_string(batch) + " (samples/s)", [&](const ModelReport& m) {
-      const LatencyRecord* l = latency_at(m, batch);
+      const LatencyRecord* l = latency_at(m.latency, batch);
       if (!l) return std::string("-");
       return std::isfinite(l->samples_per_s) ? thousands(std::llround(l->samples_per_s)) : std::string("n/a");
     }));
   }
+
+  for (int batch : measured_batches(r, /*ort=*/true))
+    rows.push_back(row("ONNX Runtime b=" + std::to_string(batch) + " (ms, median)", [&](const ModelReport& m) {
+      const LatencyRecord* l = latency_at(m.ort.latency, batch);
+      return l ? milliseconds(l->median_ms) : std::string("-");
+    }));
 
   std::vector<std::string> verdicts;
   const Comparisons c = compare(r);
@@ -612,6 +617,10 @@ std::string report_table(const RunReport& r) {
     for (const Comparisons::Speedup& s : c.speedups)
       speedups += (speedups.empty() ? "" : ", ") + ratio(s.speedup) + " at batch " + std::to_string(s.batch);
     if (!speedups.empty()) verdicts.push_back("speed-up (teacher / student latency): " + speedups);
+    std::string ort_speedups;
+    for (const Comparisons::Speedup& s : c.ort_speedups)
+      ort_speedups += (ort_speedups.empty() ? "" : ", ") + ratio(s.speedup) + " at batch " + std::to_string(s.batch);
+    if (!ort_speedups.empty()) verdicts.push_back("speed-up under ONNX Runtime: " + ort_speedups);
     verdicts.push_back("size ratio (teacher / student): " + ratio(c.size_ratio) + " (" + byte_size(teacher->bytes) +
                        " vs " + byte_size(student->bytes) + ")");
     verdicts.push_back("accuracy gap (teacher - student): " + signed_points(c.accuracy_gap) + " (" +
@@ -620,6 +629,19 @@ std::string report_table(const RunReport& r) {
   if (c.student_vs_scratch)
     verdicts.push_back("distillation gain (distilled - scratch student): " + signed_points(c.distillation_gain) +
                        " (" + percent(student->test_acc) + " vs " + percent(scratch->test_acc) + ")");
+
+  // Where the ONNX Runtime numbers come from, or why there are none (one line per distinct note).
+  std::set<std::string> ort_lines;
+  for (const ModelReport& m : r.models) {
+    if (m.ort.measured)
+      ort_lines.insert("ONNX Runtime " + m.ort.version + " (CPU, " +
+                       (m.ort.threads > 0 ? std::to_string(m.ort.threads) + " threads"
+                                          : std::string("its default threads")) +
+                       "): the exported ONNX model, forward only, timed from node");
+    else if (!m.ort.note.empty())
+      ort_lines.insert(m.ort.note);
+  }
+  verdicts.insert(verdicts.end(), ort_lines.begin(), ort_lines.end());
 
   std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
   if (!verdicts.empty()) out += "\n";

@@ -21,6 +21,7 @@
 #include "kd/interrupt.h"
 #include "kd/model.h"
 #include "kd/model_io.h"
+#include "kd/onnx_runtime.h"
 #include "kd/train.h"
 
 namespace fs = std::filesystem;
@@ -152,6 +153,8 @@ class Pipeline {
       case Command::Latency:
         latency_of_model_file();
         break;
+      case Command::Export:  // main() runs it before any data or device (kd/onnx_export.h)
+        break;
     }
     report_.total_seconds = seconds_since(t0);
     return 0;
@@ -279,8 +282,15 @@ class Pipeline {
     say("output: " + out_dir_);
   }
 
+  // An arch string for this run's images; a rejection also names the data, since
+  // its image size and class count are what the arch must fit.
   Arch parse_model_arch(const std::string& text, const char* flag) const {
-    return parse_arch(text, input_, splits_.num_classes, flag);
+    try {
+      return parse_arch(text, input_, splits_.num_classes, flag);
+    } catch (const Error& e) {
+      fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" +
+           std::to_string(input_.w) + " images and " + std::to_string(splits_.num_classes) + " classes)");
+    }
   }
 
   void check_input_shape(const Arch& arch, const std::string& path) const {
@@ -603,6 +613,11 @@ class Pipeline {
     const auto l0 = Clock::now();
     rep.latency = measure_latencies(model);
     add_phase(rep.role + " latency", seconds_since(l0));
+    if (!opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
+      const auto o0 = Clock::now();
+      rep.ort = ort_latency(model.arch(), model.get_params());
+      add_phase(rep.role + " ONNX Runtime latency", seconds_since(o0));
+    }
   }
 
   // At the batch sizes of size_batches(); stops early on a stop request.
@@ -651,6 +666,7 @@ class Pipeline {
                 "median ms", "p90 ms", "samples/s");
     for (const LatencyRecord& r : measure_latencies(*model))
       std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
+    if (!opt_.no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
   }
 
   // ------------------------------------------------------------ helpers

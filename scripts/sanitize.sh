@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the CPU test suite and the simulated GPU tests (tests/sim) with
+# AddressSanitizer + UndefinedBehaviorSanitizer into build-asan/ (no CUDA) and
+# runs them. Non-zero exit on any failure or sanitizer report. The access
+# checker of the simulator and ASan exclude each other, so races are checked
+# by the normal build's "sim" tests (including the mutants), not here; the
+# seeded-random schedule also runs only there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build-asan -DKD_WITH_CUDA=OFF -DKD_SANITIZE=ON -DKD_BUILD_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-asan -j"$(nproc)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -E '^sim\.(random|sm80)\.'
