@@ -93,14 +93,14 @@ class FastOps final : public CpuOps {
   // y = x . w^T + bias: rows of y start as the bias, then SGEMM adds x . w^T (beta = 1).
   void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                      bool relu) override {
-    use_threads();
+    use_threads_for(int64_t(b) * in * out);
     for (int i = 0; i < b; ++i) std::copy(bias, bias + out, y + size_t(i) * out);
     sgemm('N', 'T', b, out, in, x, in, w, in, 1.0f, y, out);
     if (relu) relu_forward(y, y, int64_t(b) * out);
   }
   void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b, int in,
                       int out) override {
-    use_threads();
+    use_threads_for(int64_t(b) * in * out);
     if (dx) sgemm('N', 'N', b, in, out, dy, out, w, in, 0.0f, dx, in);  // dx: (b, in) = dy . w
     sgemm('T', 'N', out, in, b, dy, out, x, in, 0.0f, dw, in);          // dw: (out, in) = dy^T . x
     // db: column sums of dy, each in row order in double (thread-count independent).
@@ -178,6 +178,14 @@ class FastOps final : public CpuOps {
   // counts may live in one process (tests), and the OpenMP setting is global.
   void use_threads() const {
     if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+  // One thread for a GEMM of fewer than kGemmParallelMin multiply-adds: with
+  // passive waiting, waking a sleeping worker costs tens of microseconds, more
+  // than such a GEMM (a batch-1 student forward went from 106 to ~20 us).
+  void use_threads_for(int64_t multiply_adds) const {
+    constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
+    const int want = multiply_adds < kGemmParallelMin ? 1 : threads_;
+    if (omp_get_max_threads() != want) omp_set_num_threads(want);
   }
 
   // Splits [0, n) into one contiguous range per thread (OpenMP static order)
