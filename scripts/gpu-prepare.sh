@@ -19,14 +19,11 @@ cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian gpu-bundle/lib/
 # kdtrain links ONNX (export) and protobuf, which the GPU image does not have either (6.7 MB).
 cp -L /usr/lib/x86_64-linux-gnu/{libonnx.so.1,libonnx_proto.so.1,libprotobuf.so.32} gpu-bundle/lib/
 # Every binary links oneDNN (the fast CPU engine) with its OpenMP runtime and OpenCL
-# loader, which the GPU image need not have: oneDNN xz-compressed (6.9 MB, not 40),
-# unpacked by gpu-check.sh.
-for lib in $(ldd build/kdtrain | awk '/libdnnl|libgomp|libOpenCL/ {print $3}'); do
-  case "$lib" in
-    *libdnnl*) xz -9 -T2 -c "$lib" > "gpu-bundle/lib/$(basename "$lib").xz" ;;
-    *) cp -L "$lib" gpu-bundle/lib/ ;;
-  esac
-done
+# loader, which the GPU image need not have either.
+for lib in $(ldd build/kdtrain | awk '/libdnnl|libgomp|libOpenCL/ {print $3}'); do cp -L "$lib" gpu-bundle/lib/; done
+# Binaries and libraries travel xz-compressed (about 44 MiB -> 15 MiB: each binary
+# carries every kernel's SASS and PTX); gpu-check.sh unpacks them on arrival.
+xz -9 -T2 gpu-bundle/bin/* gpu-bundle/lib/*
 for f in data/mnist/*-ubyte; do gzip -9 -c "$f" > "gpu-bundle/mnist/$(basename "$f").gz"; done
 header_version() {  # header_version FILE MACRO...: "a.b.c" from #define lines
   local file=$1; shift
