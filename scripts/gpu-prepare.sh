@@ -2,7 +2,7 @@
 # Run HERE (the build machine) before a GPU check: builds kdtrain with CUDA and
 # packs what the GPU machine needs into gpu-bundle/ (git-ignored; it must stay
 # <= 48 MiB, and the whole carried tree <= 64 MiB): stripped kdtrain, GPU test
-# and benchmark binaries, libbenchmark, libonnx and libprotobuf (the GPU image
+# and benchmark binaries, libbenchmark, libonnx, libprotobuf and oneDNN (the GPU image
 # has none of them; GoogleTest is linked statically), gzipped MNIST, and build-info.txt (the
 # toolkit and library versions it was compiled against). The scripts the check
 # runs (scripts/gpu_check*.py, bench/*.py) travel with the working tree.
@@ -18,6 +18,12 @@ strip gpu-bundle/bin/*
 cp -L /usr/lib/x86_64-linux-gnu/libbenchmark.so.1debian gpu-bundle/lib/
 # kdtrain links ONNX (export) and protobuf, which the GPU image does not have either (6.7 MB).
 cp -L /usr/lib/x86_64-linux-gnu/{libonnx.so.1,libonnx_proto.so.1,libprotobuf.so.32} gpu-bundle/lib/
+# Every binary links oneDNN (the fast CPU engine) with its OpenMP runtime and OpenCL
+# loader, which the GPU image need not have either.
+for lib in $(ldd build/kdtrain | awk '/libdnnl|libgomp|libOpenCL/ {print $3}'); do cp -L "$lib" gpu-bundle/lib/; done
+# Binaries and libraries travel xz-compressed (about 44 MiB -> 15 MiB: each binary
+# carries every kernel's SASS and PTX); gpu-check.sh unpacks them on arrival.
+xz -9 -T2 gpu-bundle/bin/* gpu-bundle/lib/*
 for f in data/mnist/*-ubyte; do gzip -9 -c "$f" > "gpu-bundle/mnist/$(basename "$f").gz"; done
 header_version() {  # header_version FILE MACRO...: "a.b.c" from #define lines
   local file=$1; shift

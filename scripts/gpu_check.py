@@ -177,7 +177,8 @@ class Check:
             problems.append(versions["problem"])
         self.headline = ", ".join(x for x in [gpu or "no GPU", versions["short"]] if x)
 
-        binaries = sorted(glob.glob(os.path.join(self.bundle, "bin", "*")))
+        # The .xz originals stay beside what gpu-check.sh unpacked from them.
+        binaries = sorted(b for b in glob.glob(os.path.join(self.bundle, "bin", "*")) if not b.endswith(".xz"))
         for b in binaries:
             try:
                 out = subprocess.run(["ldd", b], capture_output=True, text=True, timeout=20, env=self.env).stdout

@@ -128,6 +128,9 @@ TEST(Cli, EveryFlagSetsItsField) {
 TEST(Cli, ChoiceValues) {
   EXPECT_EQ(parse({"--device", "cuda"}).device, DeviceChoice::Cuda);
   EXPECT_EQ(parse({"--device", "auto"}).device, DeviceChoice::Auto);
+  EXPECT_EQ(parse({"--device", "reference"}).device, DeviceChoice::Reference);
+  EXPECT_EQ(parse({"--threads", "3"}).threads, 3);
+  EXPECT_EQ(parse({}).threads, 0);
   EXPECT_EQ(parse({"--optimizer", "adam"}).optimizer, OptimizerKind::Adam);
   EXPECT_EQ(parse({"--dense-impl", "custom"}).dense_impl, DenseImplChoice::Custom);
   EXPECT_EQ(parse({"--dense-impl", "auto"}).dense_impl, DenseImplChoice::Auto);
@@ -215,7 +218,8 @@ TEST(Cli, Rejections) {
       {{"--latency-batches", "1,x"}, "--latency-batches: '1,x' is not a comma-separated list"},
       {{"--seed", "-1"}, "--seed: '-1' is not a non-negative integer"},
       {{"--seed", "99999999999999999999"}, "--seed: '99999999999999999999' is out of range"},
-      {{"--device", "gpu"}, "--device: 'gpu' is not one of auto, cuda, cpu"},
+      {{"--device", "gpu"}, "--device: 'gpu' is not one of auto, cuda, cpu, reference"},
+      {{"--threads", "-1"}, "--threads: must be >= 0 (0 = every hardware thread), got -1"},
       {{"--optimizer", "rmsprop"}, "--optimizer: 'rmsprop' is not one of adam, sgd"},
       {{"--dense-impl", "cudnn"}, "--dense-impl: 'cudnn' is not one of auto, custom, cublas"},
       {{"--data", ""}, "--data: needs a non-empty value"},

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -447,24 +448,27 @@ TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
 // What timeout, Slurm, Kubernetes and systemd send: SIGTERM, here followed at
 // once by SIGHUP, which lands while the first one's step or checkpoint is
 // being finished and must change nothing. Resuming then ends with the weights
-// of an uninterrupted run.
-TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRun) {
-  Options straight = small_run(fresh_dir("term_straight"));
+// of an uninterrupted run, bit for bit: on `device` in the process, on an
+// engine from make_engine for the resume and the uninterrupted run (the fast
+// engine at a fixed thread count, 2).
+void sigterm_then_resume_equals_uninterrupted(const std::string& device,
+                                              const std::function<std::unique_ptr<Engine>()>& make_engine) {
+  Options straight = small_run(fresh_dir("term_straight_" + device));
   straight.command = Command::TrainTeacher;
   straight.train_limit = 1000;
   straight.val_size = 200;
   straight.test_limit = 200;
   straight.epochs_teacher = 4;
-  auto engine = make_cpu_engine();
+  auto engine = make_engine();
   ASSERT_EQ(run_command(straight, *engine), 0);
 
-  const std::string out = fresh_dir("term");
+  const std::string out = fresh_dir("term_" + device);
   const std::string err_path = out + "/stderr.txt", run_dir = out + "/run";
-  // The same settings as `straight`, on the command line.
-  const std::vector<std::string> args = {"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", run_dir,
-                                         "--seed", "42", "--train-limit", "1000", "--val-size", "200",
-                                         "--test-limit", "200", "--epochs-teacher", "4", "--teacher-arch",
-                                         kSmallTeacher, "--quiet"};
+  // The same settings and engine as `straight`, on the command line.
+  const std::vector<std::string> args = {"train-teacher", "--device", device, "--threads", "2",
+                                         "--data", mnist_dir(), "--out", run_dir, "--seed", "42",
+                                         "--train-limit", "1000", "--val-size", "200", "--test-limit", "200",
+                                         "--epochs-teacher", "4", "--teacher-arch", kSmallTeacher, "--quiet"};
   const pid_t pid = spawn_kdtrain(args, err_path);
   ASSERT_GT(pid, 0);
   // After epoch 1's checkpoint, three epochs remain: the signal lands mid-training.
@@ -479,10 +483,17 @@ TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRun) {
   Options resumed = straight;
   resumed.out_dir = run_dir;
   resumed.resume_dir = run_dir;
-  auto engine2 = make_cpu_engine();
+  auto engine2 = make_engine();
   ASSERT_EQ(run_command(resumed, *engine2), 0);
   EXPECT_EQ(load_model_file(run_dir + "/teacher.safetensors").params,
             load_model_file(straight.out_dir + "/teacher.safetensors").params);
+}
+
+TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRun) {
+  sigterm_then_resume_equals_uninterrupted("reference", [] { return make_cpu_engine(); });
+}
+TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRunOnTheFastCpuEngine) {
+  sigterm_then_resume_equals_uninterrupted("cpu", [] { return make_fast_cpu_engine(2); });
 }
 
 // A stop after an epoch's last step (its validation not yet run) resumes

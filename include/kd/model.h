@@ -1,5 +1,5 @@
 // kd/model.h: a sequential model from an Arch, its flat parameter buffer and
-// the CPU engine that runs it with the reference ops.
+// the CPU layer loop that runs it with the reference or the fast ops (kd/cpu_ops.h).
 //
 // Parameters of all layers live in one flat float buffer, layer by layer in
 // arch order, each layer's weight then bias (PyTorch state_dict order), so one
@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/cpu_ops.h"
 
 namespace kd {
 
@@ -30,10 +32,12 @@ void init_params(const Arch& arch, uint64_t seed, float* params);
 // `run_seed`; the CPU and GPU engines both use it so their masks agree.
 uint64_t dropout_seed(uint64_t run_seed, int layer_index);
 
-// Runs an Arch on the CPU with kd::ref ops. Buffers are sized once for max_batch.
+// Runs an Arch on the CPU with `ops` (the reference ops unless given). Buffers
+// are sized once for max_batch.
 class CpuModel {
  public:
-  CpuModel(const Arch& arch, int max_batch);
+  CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops = make_reference_ops());
+  CpuOps& ops() { return *ops_; }
   // Bytes of the buffers the constructor sizes by max_batch (activations,
   // masks, input, gradient scratch); the parameters and gradients come on top.
   static int64_t activation_bytes(const Arch& arch, int max_batch);
@@ -52,9 +56,15 @@ class CpuModel {
  private:
   Arch arch_;
   int max_batch_;
+  std::unique_ptr<CpuOps> ops_;
   std::vector<float> params_, grads_;
-  // acts_[i]: output of layer i (b, layers[i].out_shape.size()); input kept separately.
+  // Layer i's output (b, layers[i].out_shape.size()): acts_[storage_[i]], or
+  // input_ when storage_[i] is -1. A fused ReLU and a flatten store nothing
+  // of their own (acts_[i] stays empty) and share the buffer before them.
+  float* output(size_t i);
   std::vector<std::vector<float>> acts_;
+  std::vector<int> storage_;
+  std::vector<bool> relu_fused_;
   std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;

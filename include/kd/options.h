@@ -11,7 +11,7 @@
 namespace kd {
 
 enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Export, Sweep };
-enum class DeviceChoice { Auto, Cuda, Cpu };
+enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 enum class OptimizerKind { Adam, Sgd };
 enum class DenseImplChoice { Auto, Custom, Cublas };
 // Which epoch of each model is saved, tested and timed: the one with the best
@@ -48,6 +48,7 @@ struct Options {
   bool no_ort = false;                 // --no-ort: no ONNX Runtime latency in the report
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
+  int threads = 0;                     // fast CPU engine threads; 0 = every hardware thread
   std::vector<int> latency_batches = {1, 64, 1024, 10000};
 
   // kdtrain sweep (kd/sweep.h). --student-arch, --temperature and --alpha take

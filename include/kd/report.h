@@ -30,6 +30,10 @@ struct LatencyRecord {
 // Median and 90th percentile of per-repeat timings `ms` (at least one) for
 // `batch` samples each; samples_per_s = batch / median.
 LatencyRecord latency_stats(int batch, std::vector<double> ms);
+// The batch a measure_latency(batch, repeats) times on a test split of test_n
+// images: batch, capped at test_n. Throws naming the problem when the split is
+// empty or batch or repeats is below 1.
+int latency_batch(int batch, int repeats, int64_t test_n);
 
 // ONNX Runtime's CPU latency of the model exported to ONNX (kd/onnx_runtime.h),
 // measured in the same run beside kdtrain's own, or why there is none.

@@ -4,8 +4,9 @@
 // every device: epochs, shuffling, validation, soft-target hand-off, the
 // baseline, checkpoints, SIGINT/SIGTERM/SIGHUP, non-finite-loss stops, the
 // memory check, reports. An Engine owns the device: the resident datasets,
-// the soft targets and one ModelEngine per model. CpuEngine runs kd::ref
-// ops; CudaEngine (kd_cuda) runs kernels/ with CUDA graphs.
+// the soft targets and one ModelEngine per model. CpuEngine runs the kd::ref
+// ops or the fast CPU ops (kd/cpu_ops.h); CudaEngine (kd_cuda) runs kernels/
+// with CUDA graphs.
 #pragma once
 
 #include <cstdint>
@@ -137,7 +138,11 @@ class Engine {
   virtual void compute_soft_targets(ModelEngine& teacher) = 0;
 };
 
+// The CPU reference engine (`--device reference`): kd::ref ops, one thread,
+// the oracle the GPU tests compare with.
 std::unique_ptr<Engine> make_cpu_engine();
+// The fast CPU engine (`--device cpu`): oneDNN, fp32, `threads` threads (0 = all hardware threads).
+std::unique_ptr<Engine> make_fast_cpu_engine(int threads);
 
 // Runs opt.command (train-teacher, distill, run, eval, latency) on `engine`.
 // Returns the process exit code; throws kd::Error for user-facing failures.

@@ -39,7 +39,8 @@ constexpr Named<Command> kCommands[] = {{"run", Command::Run},
                                         {"export", Command::Export},
                                         {"sweep", Command::Sweep}};
 constexpr Named<DeviceChoice> kDevices[] = {
-    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu}};
+    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu},
+    {"reference", DeviceChoice::Reference}};
 constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
 constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
@@ -250,7 +251,10 @@ void add_global_flags(CLI::App& app, Options& o) {
   const std::string devices = names_list(kDevices, "|");
   add_value(app, "--data", o.data_dir, "DIR", "directory with the four MNIST-format IDX files (plain or .gz)");
   add_value(app, "--device", o.device, devices,
-            "where to run: auto picks CUDA when a GPU is present and says so when it falls back to the CPU");
+            "where to run: auto picks CUDA when a GPU is present and says so when it falls back to the CPU; "
+            "cpu is the fast CPU engine (oneDNN, fp32, --threads); reference is the slow double-accumulating "
+            "CPU reference the GPU tests compare with");
+  add_value(app, "--threads", o.threads, "N", "threads of the fast CPU engine (>= 0; 0 = every hardware thread)");
   add_value(app, "--out", o.out_dir, "DIR",
             "output directory for metrics.csv, summary.json and the models (default: runs/<timestamp>/, "
             "with runs/latest pointing at it)");
@@ -315,6 +319,7 @@ void check_ranges(const Options& o) {
   require(o.train_limit >= 0, "--train-limit", ">= 0 (0 = all)", value_text(o.train_limit));
   require(o.test_limit >= 0, "--test-limit", ">= 0 (0 = all)", value_text(o.test_limit));
   require(o.eval_batch_size >= 1, "--eval-batch-size", ">= 1", value_text(o.eval_batch_size));
+  require(o.threads >= 0, "--threads", ">= 0 (0 = every hardware thread)", value_text(o.threads));
   for (int b : o.latency_batches)
     require(b >= 1, "--latency-batches", "a list of batch sizes >= 1", value_text(o.latency_batches));
 }

@@ -414,11 +414,7 @@ void CudaModel::infer_split(SplitId split, float* logits) {
 
 LatencyRecord CudaModel::measure_latency(int batch, int repeats) {
   const DeviceSplit& test = input_split(SplitId::Test);
-  if (test.n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
-  if (batch < 1 || repeats < 1)
-    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
-         std::to_string(repeats));
-  const int b = int(std::min<int64_t>(batch, test.n));
+  const int b = latency_batch(batch, repeats, test.n);
   const cudaStream_t stream = context_.stream();
   ensure_inference_capacity(b);
   const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);

@@ -475,6 +475,14 @@ std::string render_plots(const std::string& dir, const std::string& script_name,
   return "";
 }
 
+int latency_batch(int batch, int repeats, int64_t test_n) {
+  if (test_n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
+  if (batch < 1 || repeats < 1)
+    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
+         std::to_string(repeats));
+  return int(std::min<int64_t>(batch, test_n));
+}
+
 LatencyRecord latency_stats(int batch, std::vector<double> ms) {
   if (ms.empty()) fail("latency_stats: no timings");
   std::sort(ms.begin(), ms.end());

@@ -1,6 +1,11 @@
-// CpuModel: an Arch run layer by layer with the kd::ref ops.
+// CpuModel: an Arch run layer by layer with its CpuOps (reference or fast).
 // Each layer reads the previous layer's output buffer and writes its own, so
-// the backward pass has every input it needs without recomputation.
+// the backward pass has every input it needs without recomputation. A ReLU
+// that directly follows a conv or dense layer is applied by that layer in its
+// own output buffer (fused: one pass over the activations fewer), and the
+// ReLU layer shares the buffer: no layer's backward needs the pre-ReLU values.
+// Flatten shares its input's buffer too ((C, H, W) is already contiguous in
+// flatten order), and inference skips dropout; neither copies anything.
 #include "kd/model.h"
 
 #include <algorithm>
@@ -12,6 +17,8 @@
 #include "kd/reference.h"
 
 namespace kd {
+
+float* CpuModel::output(size_t i) { return storage_[i] < 0 ? input_.data() : acts_[size_t(storage_[i])].data(); }
 
 std::vector<ParamTensor> param_tensors(const Arch& arch) {
   std::vector<ParamTensor> out;
@@ -47,20 +54,33 @@ uint64_t dropout_seed(uint64_t run_seed, int layer_index) {
 }
 
 namespace {
+// Layer i is a ReLU right after a conv or dense layer, which applies it in its own buffer.
+bool relu_fuses(const Arch& arch, size_t i) {
+  return arch.layers[i].kind == LayerKind::Relu && i > 0 &&
+         (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
+}
+// Layer i has no output buffer of its own (a fused ReLU, a flatten).
+bool shares_buffer(const Arch& arch, size_t i) { return relu_fuses(arch, i) || arch.layers[i].kind == LayerKind::Flatten; }
+
 ref::ConvShape conv_shape(const Layer& l, int b) {
   return ref::conv_shape(b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad);
 }
 }  // namespace
 
-CpuModel::CpuModel(const Arch& arch, int max_batch)
-    : arch_(arch), max_batch_(max_batch), params_(arch.param_count), grads_(arch.param_count) {
+CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
+    : arch_(arch), max_batch_(max_batch), ops_(std::move(ops)), params_(arch.param_count), grads_(arch.param_count) {
   if (max_batch < 1) fail("CpuModel: max_batch must be >= 1");
   int64_t widest = arch.input.size();
   acts_.resize(arch.layers.size());
   masks_.resize(arch.layers.size());
+  relu_fused_.assign(arch.layers.size(), false);
+  storage_.assign(arch.layers.size(), 0);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
-    acts_[i].resize(size_t(max_batch) * l.out_shape.size());
+    relu_fused_[i] = relu_fuses(arch, i);
+    const bool shares = shares_buffer(arch, i);
+    storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
+    if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
       masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
@@ -73,8 +93,9 @@ CpuModel::CpuModel(const Arch& arch, int max_batch)
 // Keep in step with the constructor above.
 int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
   int64_t floats = arch.input.size(), mask_bytes = 0, widest = arch.input.size();
-  for (const Layer& l : arch.layers) {
-    floats += l.out_shape.size();
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const Layer& l = arch.layers[i];
+    if (!shares_buffer(arch, i)) floats += l.out_shape.size();
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool) mask_bytes += l.out_shape.size();
     widest = std::max(widest, l.out_shape.size());
   }
@@ -90,28 +111,29 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
   const float* in = input_.data();
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
-    float* out = acts_[i].data();
+    float* out = output(i);  // the same buffer as `in` for a fused ReLU and for flatten
+    const bool relu_next = i + 1 < arch_.layers.size() && relu_fused_[i + 1];
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     const float* w = params_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ref::conv2d_forward(in, w, w + l.weight_count, out, conv_shape(l, b));
+        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next);
         break;
       case LayerKind::Dense:
-        ref::dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, /*relu=*/false);
+        ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next);
         break;
       case LayerKind::Relu:
-        ref::relu_forward(in, out, n_out);
+        if (!relu_fused_[i]) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
         break;
       case LayerKind::MaxPool:
-        ref::maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
+        ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
         break;
       case LayerKind::Dropout:
-        if (training) ref::dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
-        else std::copy(in, in + n_out, out);
+        if (training) ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
+        else out = const_cast<float*>(in);  // identity in inference; backward never follows an inference forward
         break;
       case LayerKind::Flatten:
-        std::copy(in, in + n_out, out);  // (C, H, W) is already contiguous in flatten order
+        out = const_cast<float*>(in);  // not output(i): in inference `in` may be a skipped dropout's input
         break;
     }
     in = out;
@@ -122,39 +144,37 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
 void CpuModel::backward(const float* dlogits, int b) {
   if (b != last_b_) fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " +
                          std::to_string(last_b_));
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  // grads_ needs no clearing: every conv and dense backward overwrites its dw and db.
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
   const int64_t n_logits = int64_t(b) * arch_.output.size();
   std::copy(dlogits, dlogits + n_logits, dy);
   for (size_t i = arch_.layers.size(); i-- > 0;) {
     const Layer& l = arch_.layers[i];
-    const float* x = i == 0 ? input_.data() : acts_[i - 1].data();
+    const float* x = i == 0 ? input_.data() : output(i - 1);
     const int64_t n_in = int64_t(b) * l.in.size();
     const bool need_dx = i > 0;  // no gradient w.r.t. the input images
     float* w = params_.data() + l.param_offset;
     float* dw = grads_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ref::conv2d_backward_filter(x, dy, dw, dw + l.weight_count, conv_shape(l, b));
-        if (need_dx) ref::conv2d_backward_data(dy, w, dx, conv_shape(l, b));
+        ops_->conv_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, conv_shape(l, b));
         break;
       case LayerKind::Dense:
-        ref::dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
+        ops_->dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
         break;
       case LayerKind::Relu:
-        ref::relu_backward(acts_[i].data(), dy, dx, n_in);
+        ops_->relu_backward(output(i), dy, dx, n_in);
         break;
       case LayerKind::MaxPool:
-        ref::maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
+        ops_->maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
         break;
       case LayerKind::Dropout:
         // Backward only follows a training forward, which drew the mask.
-        ref::dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
+        ops_->dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
         break;
       case LayerKind::Flatten:
-        std::copy(dy, dy + n_in, dx);
-        break;
+        continue;  // the gradient passes through unchanged, in place
     }
     std::swap(dx, dy);
   }

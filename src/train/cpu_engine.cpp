@@ -1,6 +1,7 @@
-// CpuEngine: the Engine interface on the CPU reference ops. It is what
-// `--device cpu` runs and the twin the GPU engine is tested against: same
-// batch gathering, same loss, same optimiser, same dropout counters.
+// CpuEngine: the Engine interface on the CPU, with the ops chosen at
+// construction (kd/cpu_ops.h): the reference ops (`--device reference`, the
+// twin the GPU engine is tested against) or the fast ops (`--device cpu`).
+// Same batch gathering, loss, optimiser formulas and dropout counters either way.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <numeric>
 #include <thread>
 
+#include "kd/cpu_ops.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
 #include "kd/model.h"
@@ -39,17 +41,27 @@ int64_t host_available_bytes() {
   return std::numeric_limits<int64_t>::max();
 }
 
-// The batch the CPU model's buffers are sized for: one set serves training,
-// evaluation and latency.
-int buffer_rows(const TrainSettings& s) {
-  return std::max({s.batch_size, s.eval_batch_size, s.max_latency_batch});
-}
+// The batch the CPU model's buffers are sized for: one set serves training
+// and evaluation; latency at a larger batch runs in slices of it.
+int buffer_rows(const TrainSettings& s) { return std::max(s.batch_size, s.eval_batch_size); }
 
 // Bytes of CpuModelEngine's own per-row buffers (batch_x_, batch_y_,
 // dlogits_, teacher_rows_) for `rows` rows.
 int64_t engine_row_bytes(const Arch& arch, int rows) {
   return int64_t(rows) * (arch.input.size() * int64_t(sizeof(float)) + int64_t(sizeof(int32_t)) +
                           2 * int64_t(arch.output.size()) * int64_t(sizeof(float)));
+}
+
+// An allowance for the fast ops' oneDNN buffers: every convolution keeps its
+// input and output in oneDNN's blocked layout, once per batch size it runs
+// at (forward only at the evaluation batch; forward and backward, about three
+// copies, at the training batch). Library scratchpads come on top and are
+// small next to these at the default shapes.
+int64_t onednn_staging_bytes(const Arch& arch, const TrainSettings& s) {
+  int64_t per_row = 0;
+  for (const Layer& l : arch.layers)
+    if (l.kind == LayerKind::Conv) per_row += l.in.size() + l.out_shape.size();
+  return (int64_t(s.eval_batch_size) + 3 * int64_t(s.batch_size)) * per_row * int64_t(sizeof(float));
 }
 
 class CpuEngine;
@@ -79,6 +91,10 @@ class CpuModelEngine final : public ModelEngine {
  private:
   // Gathers rows idx[0..b) of `data` into batch_x_ (normalised) and batch_y_.
   void gather(const Dataset& data, const int32_t* idx, int b);
+  // Inference over all of `data` in slices of max_batch rows: sink(begin, b, logits (b, classes))
+  // per slice, with batch_y_ holding the slice's labels.
+  template <class Sink>
+  void for_each_slice(const Dataset& data, Sink&& sink);
 
   const CpuEngine& engine_;
   TrainSettings settings_;
@@ -94,12 +110,17 @@ class CpuModelEngine final : public ModelEngine {
 
 class CpuEngine final : public Engine {
  public:
+  // fast = false: the reference ops (threads ignored: they run on one).
+  CpuEngine(bool fast, int threads) : fast_(fast), threads_(fast ? resolve_cpu_threads(threads) : 1) {}
   std::string device_description() const override {
-    return "CPU reference, one thread of " + cpu_model_name() + " (" +
-           std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
+    const std::string hw = cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) +
+                           " hardware threads)";
+    if (!fast_) return "CPU reference, one thread of " + hw;
+    return "CPU fast engine, " + std::to_string(threads_) + (threads_ == 1 ? " thread of " : " threads of ") + hw;
   }
-  std::string versions() const override { return "kdtrain CPU reference ops"; }
-  bool is_reference_cpu() const override { return true; }
+  std::string versions() const override { return make_ops()->describe(); }
+  bool is_reference_cpu() const override { return !fast_; }
+  std::unique_ptr<CpuOps> make_ops() const { return fast_ ? make_fast_ops(threads_) : make_reference_ops(); }
   void load(const Splits& splits) override { splits_ = splits; }
   MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
     MemoryNeed need;
@@ -110,8 +131,10 @@ class CpuEngine final : public Engine {
     const int64_t activations = CpuModel::activation_bytes(arch, rows) + engine_row_bytes(arch, rows);
     // One set of buffers: it counts against the flag that sizes it.
     if (rows == settings.batch_size) need.train_activations = activations;
-    else if (rows == settings.eval_batch_size) need.eval_activations = activations;
-    else need.latency_activations = activations;
+    else need.eval_activations = activations;
+    // Latency runs in slices of those buffers; it adds the normalised copy of its batch.
+    need.latency_activations = int64_t(settings.max_latency_batch) * arch.input.size() * int64_t(sizeof(float));
+    if (fast_) need.workspace = onednn_staging_bytes(arch, settings);
     return need;
   }
   int64_t available_memory() override { return host_available_bytes(); }
@@ -134,13 +157,15 @@ class CpuEngine final : public Engine {
   const std::vector<float>& soft_targets() const { return soft_targets_; }
 
  private:
+  bool fast_;
+  int threads_;
   Splits splits_;
   std::vector<float> soft_targets_;  // (train_n, classes) teacher logits
 };
 
 CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                                const TrainSettings& settings)
-    : engine_(engine), settings_(settings), model_(arch, buffer_rows(settings)) {
+    : engine_(engine), settings_(settings), model_(arch, buffer_rows(settings), engine.make_ops()) {
   set_params(params);
   optim_.m.assign(params.size(), 0.0f);
   if (settings.optimizer == OptimizerKind::Adam) optim_.v.assign(params.size(), 0.0f);
@@ -213,11 +238,11 @@ void CpuModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
   model_.backward(dlogits_.data(), b);
   std::vector<float>& p = model_.params();
   if (settings_.optimizer == OptimizerKind::Adam)
-    ref::adam_step(p.data(), model_.grads().data(), optim_.m.data(), optim_.v.data(), int64_t(p.size()),
-                   settings_.adam, int64_t(step));
+    model_.ops().adam_step(p.data(), model_.grads().data(), optim_.m.data(), optim_.v.data(), int64_t(p.size()),
+                           settings_.adam, int64_t(step));
   else
-    ref::sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()), settings_.sgd,
-                           int64_t(step));
+    model_.ops().sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()),
+                                   settings_.sgd, int64_t(step));
   optim_.step = int64_t(step);
   loss_sum_ += sums.loss;
   kl_sum_ += sums.kl;
@@ -236,19 +261,13 @@ TrainStats CpuModelEngine::end_epoch() {
 EvalResult CpuModelEngine::evaluate(SplitId split) {
   const Dataset& data = engine_.split(split);
   const int classes = int(model_.arch().output.size());
-  const int batch = settings_.eval_batch_size;
-  std::vector<int32_t> idx(static_cast<size_t>(batch));
   EvalResult r;
   double loss_sum = 0;
-  for (int64_t begin = 0; begin < data.n && !interrupted(); begin += batch) {
-    const int b = int(std::min<int64_t>(batch, data.n - begin));
-    std::iota(idx.begin(), idx.begin() + b, int32_t(begin));
-    gather(data, idx.data(), b);
-    const float* logits = model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0);
+  for_each_slice(data, [&](int64_t, int b, const float* logits) {
     loss_sum += ref::softmax_kl(logits, nullptr, batch_y_.data(), nullptr, nullptr, b, classes, 1.0f, 0.0f).loss * b;
     r.correct += ref::count_correct(logits, batch_y_.data(), b, classes);
     r.n += b;
-  }
+  });
   r.loss = r.n ? loss_sum / double(r.n) : 0;
   return r;
 }
@@ -257,36 +276,64 @@ std::vector<float> CpuModelEngine::infer_all(SplitId split) {
   const Dataset& data = engine_.split(split);
   const int classes = int(model_.arch().output.size());
   std::vector<float> out(size_t(data.n) * classes);
+  for_each_slice(data, [&](int64_t begin, int b, const float* logits) {
+    std::copy_n(logits, size_t(b) * classes, out.data() + size_t(begin) * classes);
+  });
+  return out;
+}
+
+template <class Sink>
+void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
   const int batch = settings_.eval_batch_size;
   std::vector<int32_t> idx(static_cast<size_t>(batch));
   for (int64_t begin = 0; begin < data.n && !interrupted(); begin += batch) {
     const int b = int(std::min<int64_t>(batch, data.n - begin));
     std::iota(idx.begin(), idx.begin() + b, int32_t(begin));
     gather(data, idx.data(), b);
-    const float* logits = model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0);
-    std::copy_n(logits, size_t(b) * classes, out.data() + size_t(begin) * classes);
+    sink(begin, b, model_.forward(batch_x_.data(), b, /*training=*/false, 0, 0));
   }
-  return out;
 }
 
+// Times one inference forward of `batch` test images, already normalised in
+// memory (as a deployed model receives them). A batch larger than the model's
+// buffers (max(batch size, eval batch size) rows) runs as consecutive slices
+// of that size: on a CPU wider slices only spill the caches (throughput per
+// CPU-second is flat from batch 16 to 1000, bench/RESULTS.md), and the slices
+// bound the activation memory (a teacher at batch 10,000 would need ~6 GB).
+// Stops after `repeats` timings, or earlier once kLatencyBudgetS of timing has
+// collected at least kLatencyMinRepeats (a CPU teacher forward at batch 10,000
+// takes seconds).
 LatencyRecord CpuModelEngine::measure_latency(int batch, int repeats) {
+  constexpr double kLatencyBudgetS = 3.0;
+  constexpr int kLatencyMinRepeats = 5;
   const Dataset& data = engine_.split(SplitId::Test);
-  const int b = int(std::min<int64_t>({int64_t(batch), data.n, int64_t(model_.max_batch())}));
+  const int b = latency_batch(batch, repeats, data.n);
+  const int64_t pixels = data.pixels();
   std::vector<int32_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
-  gather(data, idx.data(), b);
-  model_.forward(batch_x_.data(), b, false, 0, 0);  // warm-up: caches and page faults
+  std::vector<float> x(size_t(b) * pixels);
+  ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, pixels, kPixelMean, kPixelStd);
+  const auto forward_all = [&] {
+    for (int begin = 0; begin < b; begin += model_.max_batch())
+      model_.forward(x.data() + size_t(begin) * pixels, std::min(model_.max_batch(), b - begin), false, 0, 0);
+  };
+  forward_all();  // warm-up: caches, page faults, oneDNN primitive creation
   std::vector<double> ms;
-  for (int r = 0; r < repeats && !(r > 0 && interrupted()); ++r) {
+  double spent_s = 0;
+  for (int r = 0; r < repeats && !(r > 0 && interrupted()) &&
+                  !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS);
+       ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    model_.forward(batch_x_.data(), b, false, 0, 0);
+    forward_all();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    spent_s += ms.back() / 1000;
   }
   return latency_stats(b, ms);
 }
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<CpuEngine>(); }
+std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<CpuEngine>(/*fast=*/false, 1); }
+std::unique_ptr<Engine> make_fast_cpu_engine(int threads) { return std::make_unique<CpuEngine>(/*fast=*/true, threads); }
 
 }  // namespace kd

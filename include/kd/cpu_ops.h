@@ -1,0 +1,69 @@
+// kd/cpu_ops.h: the arithmetic a CpuModel and the CPU engine run, chosen once
+// at construction.
+//
+// Two implementations share this contract (shapes and layouts as in
+// kd/reference.h; every tensor contiguous row-major, activations NCHW):
+//  - reference: the kd::ref ops, one thread, double accumulation. The oracle
+//    for the CUDA kernels and for the fast ops; `kdtrain --device reference`.
+//  - fast: fp32, multithreaded, convolutions on oneDNN (primitives created once
+//    per shape and batch size), dense layers on oneDNN's SGEMM, elementwise ops,
+//    pooling, dropout and the optimisers as OpenMP loops. `--device cpu`.
+// Both draw the same Philox dropout masks and follow the same optimiser
+// formulas, so the engines differ only in rounding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kd/reference.h"
+
+namespace kd {
+
+class CpuOps {
+ public:
+  virtual ~CpuOps() = default;
+  // "CPU reference ops (double accumulation, 1 thread)" / "oneDNN 2.6.3 fp32, 2 threads".
+  virtual std::string describe() const = 0;
+  virtual bool is_reference() const = 0;
+
+  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w),
+  // then max(y, 0) when relu (a following ReLU layer fused into this one).
+  virtual void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
+                            bool relu) = 0;
+  // x, w and dy: (n, out_c, out_h, out_w) -> dw, db (overwritten), and dx: (n, in_c, h, w)
+  // unless dx is null (the first layer needs no input gradient). x must be unchanged since
+  // the last conv_forward of this shape that read it from the same pointer, if any (the fast
+  // ops reuse that forward's copy of x in their own layout).
+  virtual void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                             const ref::ConvShape& s) = 0;
+  // x: (b, in), w: (out, in), bias: (out) -> y: (b, out) = x . w^T + bias, then max(y, 0) when relu
+  virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
+                             bool relu) = 0;
+  // dy: (b, out) -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
+  virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              int b, int in, int out) = 0;
+  // Same contracts as the kd::ref functions of the same names.
+  virtual void relu_forward(const float* x, float* y, int64_t n) = 0;
+  virtual void relu_backward(const float* y, const float* dy, float* dx, int64_t n) = 0;
+  virtual void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) = 0;
+  virtual void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h,
+                                   int w) = 0;
+  virtual void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
+                               uint64_t step) = 0;
+  virtual void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) = 0;
+  virtual void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
+                         int64_t step) = 0;
+  virtual void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
+                                 int64_t step) = 0;
+};
+
+// The kd::ref ops behind the CpuOps interface.
+std::unique_ptr<CpuOps> make_reference_ops();
+// The fast ops on `threads` threads (0 = every hardware thread). Sets the
+// process's OpenMP thread count, which oneDNN and the fast loops share.
+std::unique_ptr<CpuOps> make_fast_ops(int threads);
+// The thread count `threads` resolves to (0 -> std::thread::hardware_concurrency()).
+int resolve_cpu_threads(int threads);
+
+}  // namespace kd

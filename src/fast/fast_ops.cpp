@@ -1,0 +1,234 @@
+// The fast CPU ops (kd/cpu_ops.h): fp32, multithreaded. Convolutions on
+// oneDNN (OnednnConv, one per shape), dense layers on oneDNN's SGEMM, and the
+// cheap ops as OpenMP loops over the same thread pool oneDNN uses.
+//
+// Determinism: every loop here is elementwise or has a fixed per-element order
+// of summation, so its result does not depend on the thread count; oneDNN's
+// convolutions and SGEMM split their reductions by thread count, so results
+// are bit-identical across runs with the same --threads and agree within fp32
+// rounding across thread counts (tests/fast_cpu_test.cpp checks both).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <thread>
+#include <tuple>
+
+#include "kd/cpu_ops.h"
+#include "kd/error.h"
+#include "cpu_kernels.h"
+#include "onednn_conv.h"
+
+namespace kd {
+
+int resolve_cpu_threads(int threads) {
+  if (threads < 0) fail("--threads: must be >= 0 (0 = every hardware thread), got " + std::to_string(threads));
+  if (threads > 0) return threads;
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+namespace fast {
+namespace {
+
+// Loops shorter than this run on the calling thread: waking the pool costs
+// microseconds, which is the whole budget of a batch-1 student forward.
+constexpr int64_t kParallelMin = 1 << 15;
+
+std::string shape_text(const ref::ConvShape& s) {
+  return "n=" + std::to_string(s.n) + " " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c) + " " +
+         std::to_string(s.h) + "x" + std::to_string(s.w) + " k=" + std::to_string(s.k) +
+         " stride=" + std::to_string(s.stride) + " pad=" + std::to_string(s.pad);
+}
+
+// Runs a oneDNN call, turning its exception into a kd::Error that names the call.
+template <class F>
+void onednn_call(const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const dnnl::error& e) {
+    fail("oneDNN " + what + " failed: " + e.what() + " (status " + std::to_string(int(e.status)) +
+         "); check that the CPU supports the oneDNN build (libdnnl-dev) and that memory is available");
+  }
+}
+
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float beta, float* c, int64_t ldc) {
+  // Row-major C = op(A) . op(B) + beta C.
+  const dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success)
+    fail("oneDNN dnnl_sgemm(" + std::string(1, ta) + std::string(1, tb) + ", m=" + std::to_string(m) +
+         ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ") failed with status " + std::to_string(int(st)));
+}
+
+class FastOps final : public CpuOps {
+ public:
+  explicit FastOps(int threads) : threads_(resolve_cpu_threads(threads)) {
+    omp_set_num_threads(threads_);
+    onednn_call("engine creation", [&] {
+      engine_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
+      stream_ = dnnl::stream(engine_);
+    });
+  }
+
+  std::string describe() const override {
+    const dnnl_version_t* v = dnnl_version();
+    return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
+           " fp32, " + std::to_string(threads_) + (threads_ == 1 ? " thread" : " threads");
+  }
+  bool is_reference() const override { return false; }
+
+  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
+                    bool relu) override {
+    OnednnConv& conv = plan(s);
+    onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
+  }
+  void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     const ref::ConvShape& s) override {
+    OnednnConv& conv = plan(s);
+    onednn_call("convolution backward (" + shape_text(s) + ")", [&] { conv.backward(stream_, x, w, dy, dx, dw, db); });
+  }
+
+  // y = x . w^T + bias: rows of y start as the bias, then SGEMM adds x . w^T (beta = 1).
+  void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
+                     bool relu) override {
+    use_threads_for(int64_t(b) * in * out);
+    for (int i = 0; i < b; ++i) std::copy(bias, bias + out, y + size_t(i) * out);
+    sgemm('N', 'T', b, out, in, x, in, w, in, 1.0f, y, out);
+    if (relu) relu_forward(y, y, int64_t(b) * out);
+  }
+  void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b, int in,
+                      int out) override {
+    use_threads_for(int64_t(b) * in * out);
+    if (dx) sgemm('N', 'N', b, in, out, dy, out, w, in, 0.0f, dx, in);  // dx: (b, in) = dy . w
+    sgemm('T', 'N', out, in, b, dy, out, x, in, 0.0f, dw, in);          // dw: (out, in) = dy^T . x
+    // db: column sums of dy, each in row order in double (thread-count independent).
+#pragma omp parallel for schedule(static) if (int64_t(b) * out >= kParallelMin)
+    for (int j = 0; j < out; ++j) {
+      double sum = 0;
+      for (int i = 0; i < b; ++i) sum += dy[size_t(i) * out + j];
+      db[j] = float(sum);
+    }
+  }
+
+  void relu_forward(const float* x, float* y, int64_t n) override {
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { relu_forward_kernel(x + lo, y + lo, hi - lo); });
+  }
+  void relu_backward(const float* y, const float* dy, float* dx, int64_t n) override {
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { relu_backward_kernel(y + lo, dy + lo, dx + lo, hi - lo); });
+  }
+
+  // Threads take whole (h, w) planes.
+  void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) override {
+    const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
+      maxpool_forward_kernel(x + lo * in_plane, y + lo * out_plane, argmax + lo * out_plane, hi - lo, h, w);
+    }, int64_t(in_plane));
+  }
+  void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w) override {
+    const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
+      maxpool_backward_kernel(dy + lo * out_plane, argmax + lo * out_plane, dx + lo * in_plane, hi - lo, h, w);
+    }, int64_t(in_plane));
+  }
+
+  // The mask of ref::dropout_forward, bit for bit (same Philox counters).
+  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
+                       uint64_t step) override {
+    if (p == 0.0f) {
+      std::copy(x, x + n, y);
+      std::fill(mask, mask + n, uint8_t(1));
+      return;
+    }
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) { dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step); });
+  }
+  void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
+    const float scale = 1.0f / (1.0f - p);
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      dropout_backward_kernel(dy + lo, mask + lo, dx + lo, hi - lo, scale);
+    });
+  }
+
+  // torch.optim.Adam's update in fp32 (as torch computes it for fp32 tensors):
+  //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+  //   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc = 1 - beta^step
+  // The reference evaluates the same formula in double; the two agree to fp32
+  // rounding (tests/fast_cpu_test.cpp).
+  void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
+                 int64_t step) override {
+    if (step < 1) fail("fast adam_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
+    const float step_size = float(double(a.lr) / (1.0 - std::pow(double(a.beta1), double(step))));
+    const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(a.beta2), double(step))));
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      adam_kernel(p + lo, g + lo, m + lo, v + lo, hi - lo, a, step_size, inv_sqrt_bc2);
+    });
+  }
+  // torch.optim.SGD with momentum (dampening 0): buf = g (step 1) or momentum buf + g; p -= lr buf.
+  void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
+                         int64_t step) override {
+    if (step < 1) fail("fast sgd_momentum_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      sgd_kernel(p + lo, g + lo, buf + lo, hi - lo, a.lr, a.momentum, a.weight_decay, step == 1);
+    });
+  }
+
+ private:
+  // Each call re-asserts this object's thread count: two FastOps with different
+  // counts may live in one process (tests), and the OpenMP setting is global.
+  void use_threads() const {
+    if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+  // One thread for a GEMM of fewer than kGemmParallelMin multiply-adds: with
+  // passive waiting, waking a sleeping worker costs tens of microseconds, more
+  // than such a GEMM (a batch-1 student forward went from 106 to ~20 us).
+  void use_threads_for(int64_t multiply_adds) const {
+    constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
+    const int want = multiply_adds < kGemmParallelMin ? 1 : threads_;
+    if (omp_get_max_threads() != want) omp_set_num_threads(want);
+  }
+
+  // Splits [0, n) into one contiguous range per thread (OpenMP static order)
+  // and runs f(lo, hi) on each; small loops run on the calling thread.
+  // `weight` is the work per item, for the threshold.
+  template <class F>
+  void parallel_ranges(int64_t n, F&& f, int64_t weight = 1) {
+    use_threads();
+    if (n * weight < kParallelMin || threads_ == 1) {
+      if (n > 0) f(int64_t(0), n);
+      return;
+    }
+#pragma omp parallel
+    {
+      const int64_t parts = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t per = (n + parts - 1) / parts;
+      const int64_t lo = std::min(n, t * per), hi = std::min(n, lo + per);
+      if (lo < hi) f(lo, hi);
+    }
+  }
+
+  OnednnConv& plan(const ref::ConvShape& s) {
+    use_threads();
+    const auto key = std::make_tuple(s.n, s.in_c, s.h, s.w, s.out_c, s.k, s.stride, s.pad);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) {
+      std::unique_ptr<OnednnConv> conv;
+      onednn_call("convolution set-up (" + shape_text(s) + ")",
+                  [&] { conv = std::make_unique<OnednnConv>(engine_, s); });
+      it = plans_.emplace(key, std::move(conv)).first;
+    }
+    return *it->second;
+  }
+
+  int threads_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::map<std::tuple<int, int, int, int, int, int, int, int>, std::unique_ptr<OnednnConv>> plans_;
+};
+
+}  // namespace
+}  // namespace fast
+
+std::unique_ptr<CpuOps> make_fast_ops(int threads) { return std::make_unique<fast::FastOps>(threads); }
+
+}  // namespace kd

@@ -1,0 +1,418 @@
+// The fast CPU ops (oneDNN, fp32, multithreaded) against the CPU reference
+// ops, op by op and as whole training steps, and the fast engine's
+// determinism: bit-identical reruns and resume for a fixed thread count,
+// agreement within fp32 rounding across thread counts.
+//
+// Tolerances, as ||fast - ref|| / ||ref|| over a whole output:
+//  - kGemmTolerance = 1e-4 for convolutions and dense GEMMs. The reference sums
+//    in double; oneDNN sums fp32 products in a blocked order over K terms (9*in_c
+//    forward, 9*out_c backward-data, n*oh*ow backward-filter, `in` for dense),
+//    giving about 6e-8 * sqrt(K) relative error (~1e-5 at K = 37k), and
+//    Winograd F(4x4, 3x3) adds the rounding of its input/output transforms
+//    (measured: at most 3e-6 over the shapes here, Winograd ones ~8e-7).
+//    Indexing or layout mistakes give errors of order 1.
+//  - kReductionTolerance = 1e-5 for the dense bias gradient (double accumulation
+//    in both; only the final rounding differs) and for oneDNN's conv bias
+//    gradient (fp32 over n*oh*ow terms, 3e-6 measured at conv1, B = 64).
+//  - Exact equality for ReLU, max pooling (values and argmax) and dropout
+//    (masks and values): the fast loops do the same fp32 operations per element
+//    (a dropped element may be -0 where the reference writes 0: equal numbers).
+//  - Optimiser: the fast Adam/SGD compute in fp32 what the reference computes in
+//    double; parameters agree to a few fp32 ulps (kOptimTolerance = 1e-6 relative).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kd/cpu_ops.h"
+#include "kd/error.h"
+#include "kd/model.h"
+#include "kd/train.h"
+#include "ref_test_util.h"
+
+namespace kd {
+namespace {
+
+using reftest::make_rng;
+using reftest::nan_filled;
+using reftest::uniform;
+
+constexpr double kGemmTolerance = 1e-4;
+constexpr double kReductionTolerance = 1e-5;
+constexpr double kOptimTolerance = 1e-6;
+
+// The thread count the multithreaded checks run with: more than one even on a
+// one-core CI machine, so the threaded code paths and their partitioning run.
+constexpr int kThreads = 3;
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = double(got[i]) - double(want[i]);
+    num += d * d;
+    den += double(want[i]) * want[i];
+  }
+  if (!std::isfinite(num)) return INFINITY;  // a NaN left in an output (unwritten element)
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+std::string text(const ref::ConvShape& s) {
+  return "n=" + std::to_string(s.n) + " " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c) + " " +
+         std::to_string(s.h) + "x" + std::to_string(s.w) + " k" + std::to_string(s.k) + " s" +
+         std::to_string(s.stride) + " p" + std::to_string(s.pad);
+}
+
+// ---------------------------------------------------------------- convolution
+// The teacher's shapes (conv1 at the training batch, conv2 at batch 4 because
+// the reference is slow), batch 1, stride 2 with padding, odd and non-square
+// sizes, 5x5 kernels, and a Winograd-eligible layer with padding and odd sizes.
+std::vector<ref::ConvShape> conv_shapes() {
+  return {ref::conv_shape(64, 1, 28, 28, 32, 3),  ref::conv_shape(4, 32, 26, 26, 64, 3),
+          ref::conv_shape(1, 32, 26, 26, 64, 3),  ref::conv_shape(3, 5, 13, 11, 7, 3, 2, 1),
+          ref::conv_shape(2, 3, 9, 10, 16, 5, 1, 2), ref::conv_shape(2, 16, 11, 9, 17, 3, 1, 1),
+          ref::conv_shape(1, 1, 5, 5, 1, 3, 2, 0)};
+}
+
+TEST(FastConv, ForwardAndBothBackwardsMatchTheReference) {
+  auto fast = make_fast_ops(kThreads);
+  auto ref_ops = make_reference_ops();
+  auto rng = make_rng(11);
+  for (const ref::ConvShape& s : conv_shapes()) {
+    SCOPED_TRACE(text(s));
+    const size_t nx = size_t(s.n) * s.in_c * s.h * s.w, nw = size_t(s.out_c) * s.in_c * s.k * s.k,
+                 ny = size_t(s.n) * s.out_c * s.out_h() * s.out_w();
+    const auto x = uniform(nx, -1, 1, rng), w = uniform(nw, -0.5, 0.5, rng), b = uniform(s.out_c, -1, 1, rng),
+               dy = uniform(ny, -1, 1, rng);
+    auto y = nan_filled(ny), y_ref = nan_filled(ny);
+    fast->conv_forward(x.data(), w.data(), b.data(), y.data(), s, /*relu=*/false);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_ref.data(), s, /*relu=*/false);
+    EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward";
+    auto y_relu = nan_filled(ny), y_relu_ref = nan_filled(ny);
+    fast->conv_forward(x.data(), w.data(), b.data(), y_relu.data(), s, /*relu=*/true);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_relu_ref.data(), s, /*relu=*/true);
+    EXPECT_LE(rel_error(y_relu, y_relu_ref), kGemmTolerance) << "forward with fused ReLU";
+    for (size_t i = 0; i < ny; ++i) ASSERT_EQ(y_relu[i], std::max(y[i], 0.0f)) << "the post-op is max(y, 0), at " << i;
+
+    auto dx = nan_filled(nx), dw = nan_filled(nw), db = nan_filled(s.out_c);
+    auto dx_ref = nan_filled(nx), dw_ref = nan_filled(nw), db_ref = nan_filled(s.out_c);
+    fast->conv_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), s);
+    ref_ops->conv_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), s);
+    EXPECT_LE(rel_error(dx, dx_ref), kGemmTolerance) << "backward data";
+    EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "backward filter";
+    EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "bias gradient";
+
+    // dx = null (a first layer): the weight gradients alone, unchanged.
+    auto dw2 = nan_filled(nw), db2 = nan_filled(s.out_c);
+    fast->conv_backward(x.data(), w.data(), dy.data(), nullptr, dw2.data(), db2.data(), s);
+    EXPECT_EQ(dw2, dw);
+    EXPECT_EQ(db2, db);
+  }
+}
+
+// ---------------------------------------------------------------- dense
+TEST(FastDense, ForwardAndBackwardMatchTheReference) {
+  auto fast = make_fast_ops(kThreads);
+  auto ref_ops = make_reference_ops();
+  auto rng = make_rng(12);
+  struct Case { int b, in, out; };
+  for (const Case c : {Case{64, 9216, 128}, Case{1, 784, 256}, Case{65, 33, 10}, Case{3, 1, 1}, Case{1000, 128, 10}}) {
+    SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out));
+    const auto x = uniform(size_t(c.b) * c.in, -1, 1, rng), w = uniform(size_t(c.out) * c.in, -0.1f, 0.1f, rng),
+               bias = uniform(c.out, -1, 1, rng), dy = uniform(size_t(c.b) * c.out, -1, 1, rng);
+    for (const bool relu : {false, true}) {
+      auto y = nan_filled(size_t(c.b) * c.out), y_ref = y;
+      fast->dense_forward(x.data(), w.data(), bias.data(), y.data(), c.b, c.in, c.out, relu);
+      ref_ops->dense_forward(x.data(), w.data(), bias.data(), y_ref.data(), c.b, c.in, c.out, relu);
+      EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward, relu " << relu;
+    }
+    auto dx = nan_filled(x.size()), dw = nan_filled(w.size()), db = nan_filled(c.out);
+    auto dx_ref = dx, dw_ref = dw, db_ref = db;
+    fast->dense_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), c.b, c.in, c.out);
+    ref_ops->dense_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), c.b, c.in,
+                            c.out);
+    EXPECT_LE(rel_error(dx, dx_ref), kGemmTolerance) << "dx";
+    EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "dw";
+    EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "db";
+  }
+}
+
+// ---------------------------------------------------------------- elementwise, pooling, dropout
+TEST(FastElementwise, ReluPoolAndDropoutEqualTheReferenceExactly) {
+  auto fast = make_fast_ops(kThreads);
+  auto ref_ops = make_reference_ops();
+  auto rng = make_rng(13);
+  // Sizes on both sides of the threading threshold, and odd ones.
+  for (const int64_t n : {int64_t(1), int64_t(7), int64_t(1001), int64_t(100003)}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    auto x = uniform(size_t(n), -1, 1, rng);
+    x[0] = 0.0f;  // the ReLU boundary: the gradient there is 0 in both
+    const auto dy = uniform(size_t(n), -1, 1, rng);
+    auto y = nan_filled(size_t(n)), y_ref = y;
+    fast->relu_forward(x.data(), y.data(), n);
+    ref_ops->relu_forward(x.data(), y_ref.data(), n);
+    EXPECT_EQ(y, y_ref);
+    auto dx = nan_filled(size_t(n)), dx_ref = dx;
+    fast->relu_backward(y.data(), dy.data(), dx.data(), n);
+    ref_ops->relu_backward(y_ref.data(), dy.data(), dx_ref.data(), n);
+    EXPECT_EQ(dx, dx_ref);
+
+    for (const float p : {0.0f, 0.25f, 0.5f, 1.0f}) {
+      std::vector<uint8_t> mask(size_t(n), 7), mask_ref(size_t(n), 9);
+      auto yd = nan_filled(size_t(n)), yd_ref = yd;
+      fast->dropout_forward(x.data(), yd.data(), mask.data(), n, p, 0x1234567887654321ull, 42);
+      ref_ops->dropout_forward(x.data(), yd_ref.data(), mask_ref.data(), n, p, 0x1234567887654321ull, 42);
+      EXPECT_EQ(mask, mask_ref) << "p=" << p;
+      EXPECT_EQ(yd, yd_ref) << "p=" << p;
+      auto g = nan_filled(size_t(n)), g_ref = g;
+      fast->dropout_backward(dy.data(), mask.data(), g.data(), n, p);
+      ref_ops->dropout_backward(dy.data(), mask_ref.data(), g_ref.data(), n, p);
+      EXPECT_EQ(g, g_ref) << "p=" << p;
+    }
+  }
+  // Pooling: odd height and width (the last row/column is in no window), ties.
+  struct P { int n, c, h, w; };
+  for (const P s : {P{2, 3, 7, 9}, P{64, 64, 24, 24}, P{1, 1, 2, 2}}) {
+    SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
+                 std::to_string(s.w));
+    const size_t nx = size_t(s.n) * s.c * s.h * s.w, ny = size_t(s.n) * s.c * (s.h / 2) * (s.w / 2);
+    auto x = uniform(nx, -1, 1, rng);
+    for (size_t i = 0; i < nx; i += 5) x[i] = 0.5f;  // ties: the first maximum wins in both
+    auto y = nan_filled(ny), y_ref = y;
+    std::vector<uint8_t> arg(ny, 9), arg_ref(ny, 7);
+    fast->maxpool2x2_forward(x.data(), y.data(), arg.data(), s.n, s.c, s.h, s.w);
+    ref_ops->maxpool2x2_forward(x.data(), y_ref.data(), arg_ref.data(), s.n, s.c, s.h, s.w);
+    EXPECT_EQ(y, y_ref);
+    EXPECT_EQ(arg, arg_ref);
+    const auto dy = uniform(ny, -1, 1, rng);
+    auto dx = nan_filled(nx), dx_ref = dx;
+    fast->maxpool2x2_backward(dy.data(), arg.data(), dx.data(), s.n, s.c, s.h, s.w);
+    ref_ops->maxpool2x2_backward(dy.data(), arg_ref.data(), dx_ref.data(), s.n, s.c, s.h, s.w);
+    EXPECT_EQ(dx, dx_ref);
+  }
+}
+
+// ---------------------------------------------------------------- optimisers
+TEST(FastOptim, AdamAndSgdFollowTheReferenceOverManySteps) {
+  auto fast = make_fast_ops(kThreads);
+  auto ref_ops = make_reference_ops();
+  auto rng = make_rng(14);
+  const int64_t n = 50001;
+  ref::AdamParams adam;
+  adam.weight_decay = 0.01f;
+  ref::SgdParams sgd;
+  sgd.weight_decay = 0.01f;
+  const auto p0 = uniform(size_t(n), -1, 1, rng);
+  std::vector<float> p = p0, m(size_t(n), 0), v(size_t(n), 0), p_ref = p0, m_ref = m, v_ref = v;
+  std::vector<float> q = p0, buf(size_t(n), 0), q_ref = p0, buf_ref = buf;
+  for (int64_t step = 1; step <= 20; ++step) {
+    const auto g = uniform(size_t(n), -1, 1, rng);
+    fast->adam_step(p.data(), g.data(), m.data(), v.data(), n, adam, step);
+    ref_ops->adam_step(p_ref.data(), g.data(), m_ref.data(), v_ref.data(), n, adam, step);
+    fast->sgd_momentum_step(q.data(), g.data(), buf.data(), n, sgd, step);
+    ref_ops->sgd_momentum_step(q_ref.data(), g.data(), buf_ref.data(), n, sgd, step);
+  }
+  EXPECT_LE(rel_error(p, p_ref), kOptimTolerance);
+  EXPECT_LE(rel_error(m, m_ref), kOptimTolerance);
+  EXPECT_LE(rel_error(v, v_ref), kOptimTolerance);
+  EXPECT_LE(rel_error(q, q_ref), kOptimTolerance);
+  EXPECT_GT(rel_error(p, p0), 1e-3) << "the parameters moved";
+  EXPECT_THROW(fast->adam_step(p.data(), p.data(), m.data(), v.data(), n, adam, 0), Error);
+}
+
+// ---------------------------------------------------------------- whole models and engines
+Arch mnist_arch(const char* text) { return parse_arch(text, Shape{1, 28, 28, false}, 10, "--arch"); }
+
+// A small MNIST-shaped split of random images with random labels.
+Dataset random_dataset(int64_t n, uint64_t seed) {
+  auto rng = make_rng(seed);
+  Dataset d;
+  d.n = n;
+  d.h = d.w = 28;
+  d.num_classes = 10;
+  d.images.resize(size_t(n) * 784);
+  d.labels.resize(size_t(n));
+  for (uint8_t& px : d.images) px = uint8_t(rng() % 256);
+  for (uint8_t& l : d.labels) l = uint8_t(rng() % 10);
+  return d;
+}
+Splits random_splits() {
+  Splits s;
+  s.train = random_dataset(200, 1);
+  s.val = random_dataset(50, 2);
+  s.test = random_dataset(70, 3);
+  s.num_classes = 10;
+  return s;
+}
+
+// The teacher's layer kinds with a Winograd-eligible second convolution and
+// dropout, at a size the reference runs in a fraction of a second.
+constexpr const char* kSmallConvNet =
+    "conv:16:3,relu,conv:16:3,relu,maxpool:2,dropout:0.25,flatten,dense:32,relu,dropout:0.5,dense:10";
+
+TEST(FastModel, DefaultTeacherForwardAndBackwardMatchTheReference) {
+  const Arch arch = mnist_arch(kDefaultTeacherArch);
+  const int b = 3;
+  CpuModel fast(arch, b, make_fast_ops(kThreads)), slow(arch, b);
+  init_params(arch, 5, fast.params().data());
+  slow.params() = fast.params();
+  auto rng = make_rng(15);
+  const auto x = uniform(size_t(b) * 784, -0.4f, 2.8f, rng), dlogits = uniform(size_t(b) * 10, -0.1f, 0.1f, rng);
+  const float* lf = fast.forward(x.data(), b, /*training=*/true, 9, 1);
+  const float* ls = slow.forward(x.data(), b, /*training=*/true, 9, 1);
+  EXPECT_LE(rel_error(std::vector<float>(lf, lf + b * 10), std::vector<float>(ls, ls + b * 10)), kGemmTolerance);
+  fast.backward(dlogits.data(), b);
+  slow.backward(dlogits.data(), b);
+  // Per tensor. The gradients pass through ReLU, max pooling and dropout, whose
+  // decisions could flip for inputs within rounding of a boundary; with random
+  // inputs that moves the norm by far less than the GEMM tolerance.
+  for (const ParamTensor& t : param_tensors(arch)) {
+    const auto at = [&](const CpuModel& m) {
+      return std::vector<float>(m.grads().begin() + t.offset, m.grads().begin() + t.offset + t.count);
+    };
+    EXPECT_LE(rel_error(at(fast), at(slow)), kGemmTolerance) << t.name;
+  }
+}
+
+// Inference skips dropout and flatten without copying; the layers after them
+// must still read the right buffer. Reference: the same net with p = 0 in
+// training mode, where dropout is an explicit copy.
+TEST(FastModel, InferenceThroughDropoutThenFlattenReadsTheLiveBuffer) {
+  const Arch with_p = mnist_arch("conv:4:3,relu,maxpool:2,dropout:0.5,flatten,dense:10");
+  const Arch without_p = mnist_arch("conv:4:3,relu,maxpool:2,dropout:0,flatten,dense:10");
+  auto rng = make_rng(16);
+  const auto x = uniform(size_t(2) * 784, -0.4f, 2.8f, rng);
+  for (const bool fast_ops : {false, true}) {
+    CpuModel a(with_p, 2, fast_ops ? make_fast_ops(kThreads) : make_reference_ops());
+    CpuModel b(without_p, 2, fast_ops ? make_fast_ops(kThreads) : make_reference_ops());
+    init_params(with_p, 4, a.params().data());
+    b.params() = a.params();
+    a.forward(x.data(), 2, /*training=*/true, 1, 1);  // leaves a dropped-out copy in the dropout buffer
+    const float* la = a.forward(x.data(), 2, /*training=*/false, 0, 0);
+    const float* lb = b.forward(x.data(), 2, /*training=*/true, 0, 0);
+    EXPECT_EQ(std::vector<float>(la, la + 20), std::vector<float>(lb, lb + 20)) << "fast ops " << fast_ops;
+  }
+}
+
+std::vector<float> initial_params(const Arch& arch, uint64_t seed) {
+  std::vector<float> p(size_t(arch.param_count));
+  init_params(arch, seed, p.data());
+  return p;
+}
+
+// ||(a - init) - (b - init)|| / ||b - init||: how far apart two runs moved the parameters.
+double move_error(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& init) {
+  std::vector<float> da(init.size()), db(init.size());
+  for (size_t i = 0; i < init.size(); ++i) da[i] = a[i] - init[i], db[i] = b[i] - init[i];
+  return rel_error(da, db);
+}
+
+// One engine's model after `steps` training steps of batch 64 from the same
+// initial parameters, on random_splits().
+struct Trained {
+  std::vector<float> params;
+  OptimState optim;
+  TrainStats stats;
+};
+Trained train_steps(Engine& engine, const Arch& arch, const std::vector<float>& init, int steps, int first = 0,
+                    const Trained* resume_from = nullptr) {
+  engine.load(random_splits());
+  TrainSettings settings;
+  settings.seed = 3;
+  auto model = engine.create_model(arch, init, settings);
+  if (resume_from) {
+    model->set_params(resume_from->params);
+    model->set_optim_state(resume_from->optim);
+  }
+  std::vector<int32_t> order(200);
+  for (int i = 0; i < 200; ++i) order[size_t(i)] = (i * 37) % 200;  // a fixed permutation
+  model->begin_epoch(order);
+  for (int s = first; s < steps; ++s) {
+    const int64_t begin = int64_t(s) * 64 % 200;
+    model->train_step(begin, int(std::min<int64_t>(64, 200 - begin)), LossConfig{1.0f, 0.0f});
+  }
+  return {model->get_params(), model->get_optim_state(), model->end_epoch()};
+}
+
+TEST(FastEngine, TrainingStepMatchesTheReferenceStep) {
+  const Arch arch = mnist_arch(kSmallConvNet);
+  const std::vector<float> init = initial_params(arch, 8);
+  auto fast = make_fast_cpu_engine(kThreads);
+  auto slow = make_cpu_engine();
+  const Trained f = train_steps(*fast, arch, init, 1), s = train_steps(*slow, arch, init, 1);
+  EXPECT_NEAR(f.stats.loss, s.stats.loss, 1e-5 * s.stats.loss) << "same forward and loss";
+  // Adam's first step moves each weight by ~lr * sign(g): compare the moves. An
+  // element whose gradient is within rounding of 0 can move differently, so the
+  // bound is on the norm of the difference (observed 4.5e-4; a wrong gradient
+  // for any tensor gives order 1).
+  EXPECT_LE(move_error(f.params, s.params, init), 5e-3);
+  EXPECT_EQ(f.optim.step, 1);
+}
+
+TEST(FastEngine, RerunAndResumeAreBitIdenticalForAFixedThreadCount) {
+  const Arch arch = mnist_arch(kSmallConvNet);
+  const std::vector<float> init = initial_params(arch, 9);
+  auto a = make_fast_cpu_engine(kThreads), b = make_fast_cpu_engine(kThreads);
+  const Trained straight = train_steps(*a, arch, init, 5);
+  EXPECT_EQ(train_steps(*b, arch, init, 5).params, straight.params) << "a rerun is bit-identical";
+  // Interrupted after 2 steps, then a fresh engine (new oneDNN primitives) continues from its state.
+  auto c = make_fast_cpu_engine(kThreads), d = make_fast_cpu_engine(kThreads);
+  const Trained first_part = train_steps(*c, arch, init, 2);
+  const Trained resumed = train_steps(*d, arch, init, 5, /*first=*/2, &first_part);
+  EXPECT_EQ(resumed.params, straight.params);
+  EXPECT_EQ(resumed.optim.m, straight.optim.m);
+  EXPECT_EQ(resumed.optim.v, straight.optim.v);
+  EXPECT_EQ(resumed.optim.step, 5);
+}
+
+TEST(FastEngine, OneThreadAgreesWithManyWithinRounding) {
+  const Arch arch = mnist_arch(kSmallConvNet);
+  const std::vector<float> init = initial_params(arch, 10);
+  auto one = make_fast_cpu_engine(1), many = make_fast_cpu_engine(kThreads);
+  const Trained t1 = train_steps(*one, arch, init, 3), tn = train_steps(*many, arch, init, 3);
+  EXPECT_NEAR(t1.stats.loss, tn.stats.loss, 1e-5 * tn.stats.loss);
+  EXPECT_LE(move_error(t1.params, tn.params, init), 1e-3) << "observed 2e-5: oneDNN splits its sums by thread count";
+}
+
+TEST(FastEngine, EvaluationAndLatencyAtEveryBatchSize) {
+  const Arch arch = mnist_arch(kSmallConvNet);
+  const std::vector<float> init = initial_params(arch, 11);
+  auto fast = make_fast_cpu_engine(kThreads);
+  auto slow = make_cpu_engine();
+  fast->load(random_splits());
+  slow->load(random_splits());
+  TrainSettings settings;
+  settings.batch_size = 16;
+  settings.eval_batch_size = 32;  // 70 test images: slices of 32, 32, 6
+  auto fm = fast->create_model(arch, init, settings);
+  auto sm = slow->create_model(arch, init, settings);
+  const EvalResult fe = fm->evaluate(SplitId::Test), se = sm->evaluate(SplitId::Test);
+  EXPECT_EQ(fe.n, 70);
+  EXPECT_NEAR(fe.loss, se.loss, 1e-5 * se.loss);
+  EXPECT_FALSE(fast->is_reference_cpu()) << "the pipeline times the fast engine at every batch size";
+  EXPECT_TRUE(slow->is_reference_cpu());
+  // Batches above the model's buffers (32 rows) run in slices: the record keeps the requested batch.
+  for (const int batch : {1, 64, 1000}) {
+    const LatencyRecord r = fm->measure_latency(batch, 4);
+    EXPECT_EQ(r.batch, std::min(batch, 70));
+    EXPECT_EQ(r.repeats, 4);
+    EXPECT_GT(r.median_ms, 0.0);
+  }
+  EXPECT_NE(fast->device_description().find("fast"), std::string::npos) << fast->device_description();
+  EXPECT_NE(fast->versions().find("oneDNN"), std::string::npos) << fast->versions();
+}
+
+TEST(FastOps, DescribeAndThreadCounts) {
+  EXPECT_EQ(resolve_cpu_threads(3), 3);
+  EXPECT_GE(resolve_cpu_threads(0), 1);
+  EXPECT_THROW(resolve_cpu_threads(-1), Error);
+  EXPECT_NE(make_fast_ops(2)->describe().find("2 threads"), std::string::npos);
+  EXPECT_FALSE(make_fast_ops(1)->is_reference());
+  EXPECT_TRUE(make_reference_ops()->is_reference());
+}
+
+}  // namespace
+}  // namespace kd
