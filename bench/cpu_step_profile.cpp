@@ -36,15 +36,16 @@ class TimedOps final : public CpuOps {
       : inner_(std::move(inner)), totals_(totals) {}
   std::string describe() const override { return inner_->describe(); }
   bool is_reference() const override { return inner_->is_reference(); }
-  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
-                    bool relu) override {
+  ActLayout conv_output_layout(const ref::ConvShape& s) const override { return inner_->conv_output_layout(s); }
+  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s, bool relu,
+                    ActLayout xl, ActLayout yl) override {
     timed("conv forward " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c),
-          [&] { inner_->conv_forward(x, w, b, y, s, relu); });
+          [&] { inner_->conv_forward(x, w, b, y, s, relu, xl, yl); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     const ref::ConvShape& s) override {
+                     const ref::ConvShape& s, ActLayout xl, ActLayout yl) override {
     timed("conv backward " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c),
-          [&] { inner_->conv_backward(x, w, dy, dx, dw, db, s); });
+          [&] { inner_->conv_backward(x, w, dy, dx, dw, db, s, xl, yl); });
   }
   void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                      bool relu) override {
@@ -60,11 +61,13 @@ class TimedOps final : public CpuOps {
   void relu_backward(const float* y, const float* dy, float* dx, int64_t n) override {
     timed("relu backward", [&] { inner_->relu_backward(y, dy, dx, n); });
   }
-  void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) override {
-    timed("maxpool forward", [&] { inner_->maxpool2x2_forward(x, y, argmax, n, c, h, w); });
+  void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w,
+                          ActLayout xl) override {
+    timed("maxpool forward", [&] { inner_->maxpool2x2_forward(x, y, argmax, n, c, h, w, xl); });
   }
-  void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w) override {
-    timed("maxpool backward", [&] { inner_->maxpool2x2_backward(dy, argmax, dx, n, c, h, w); });
+  void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
+                           ActLayout xl) override {
+    timed("maxpool backward", [&] { inner_->maxpool2x2_backward(dy, argmax, dx, n, c, h, w, xl); });
   }
   void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
                        uint64_t step) override {

@@ -14,6 +14,9 @@
 //  - kReductionTolerance = 1e-5 for the dense bias gradient (double accumulation
 //    in both; only the final rounding differs) and for oneDNN's conv bias
 //    gradient (fp32 over n*oh*ow terms, 3e-6 measured at conv1, B = 64).
+//  - Layouts: every convolution and pooling check runs once per layout pair the
+//    fast ops accept (Nchw16c wherever the channel count allows); inputs are
+//    converted to the layout and outputs back, so the tolerances are the same.
 //  - Exact equality for ReLU, max pooling (values and argmax) and dropout
 //    (masks and values): the fast loops do the same fp32 operations per element
 //    (a dropped element may be -0 where the reference writes 0: equal numbers).
@@ -60,6 +63,32 @@ double rel_error(const std::vector<float>& got, const std::vector<float>& want) 
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// A (n, c, h, w) tensor between plain NCHW and `layout` (kd::act_index).
+std::vector<float> to_layout(const std::vector<float>& plain, ActLayout layout, int n, int c, int h, int w) {
+  std::vector<float> out(plain.size());
+  size_t i = 0;
+  for (int ni = 0; ni < n; ++ni)
+    for (int ci = 0; ci < c; ++ci)
+      for (int hi = 0; hi < h; ++hi)
+        for (int wi = 0; wi < w; ++wi) out[size_t(act_index(layout, c, h, w, ni, ci, hi, wi))] = plain[i++];
+  return out;
+}
+std::vector<float> from_layout(const std::vector<float>& laid, ActLayout layout, int n, int c, int h, int w) {
+  std::vector<float> out(laid.size());
+  size_t i = 0;
+  for (int ni = 0; ni < n; ++ni)
+    for (int ci = 0; ci < c; ++ci)
+      for (int hi = 0; hi < h; ++hi)
+        for (int wi = 0; wi < w; ++wi) out[i++] = laid[size_t(act_index(layout, c, h, w, ni, ci, hi, wi))];
+  return out;
+}
+// Nchw, plus Nchw16c when c channels allow it.
+std::vector<ActLayout> layouts_for(int c) {
+  if (c % 16) return {ActLayout::Nchw};
+  return {ActLayout::Nchw, ActLayout::Nchw16c};
+}
+const char* name(ActLayout l) { return l == ActLayout::Nchw ? "Nchw" : "Nchw16c"; }
+
 std::string text(const ref::ConvShape& s) {
   return "n=" + std::to_string(s.n) + " " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c) + " " +
          std::to_string(s.h) + "x" + std::to_string(s.w) + " k" + std::to_string(s.k) + " s" +
@@ -82,35 +111,57 @@ TEST(FastConv, ForwardAndBothBackwardsMatchTheReference) {
   auto ref_ops = make_reference_ops();
   auto rng = make_rng(11);
   for (const ref::ConvShape& s : conv_shapes()) {
-    SCOPED_TRACE(text(s));
     const size_t nx = size_t(s.n) * s.in_c * s.h * s.w, nw = size_t(s.out_c) * s.in_c * s.k * s.k,
                  ny = size_t(s.n) * s.out_c * s.out_h() * s.out_w();
     const auto x = uniform(nx, -1, 1, rng), w = uniform(nw, -0.5, 0.5, rng), b = uniform(s.out_c, -1, 1, rng),
                dy = uniform(ny, -1, 1, rng);
-    auto y = nan_filled(ny), y_ref = nan_filled(ny);
-    fast->conv_forward(x.data(), w.data(), b.data(), y.data(), s, /*relu=*/false);
-    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_ref.data(), s, /*relu=*/false);
-    EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward";
-    auto y_relu = nan_filled(ny), y_relu_ref = nan_filled(ny);
-    fast->conv_forward(x.data(), w.data(), b.data(), y_relu.data(), s, /*relu=*/true);
-    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_relu_ref.data(), s, /*relu=*/true);
-    EXPECT_LE(rel_error(y_relu, y_relu_ref), kGemmTolerance) << "forward with fused ReLU";
-    for (size_t i = 0; i < ny; ++i) ASSERT_EQ(y_relu[i], std::max(y[i], 0.0f)) << "the post-op is max(y, 0), at " << i;
-
-    auto dx = nan_filled(nx), dw = nan_filled(nw), db = nan_filled(s.out_c);
+    auto y_ref = nan_filled(ny), y_relu_ref = nan_filled(ny);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_ref.data(), s, false, ActLayout::Nchw, ActLayout::Nchw);
+    ref_ops->conv_forward(x.data(), w.data(), b.data(), y_relu_ref.data(), s, true, ActLayout::Nchw, ActLayout::Nchw);
     auto dx_ref = nan_filled(nx), dw_ref = nan_filled(nw), db_ref = nan_filled(s.out_c);
-    fast->conv_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), s);
-    ref_ops->conv_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), s);
-    EXPECT_LE(rel_error(dx, dx_ref), kGemmTolerance) << "backward data";
-    EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "backward filter";
-    EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "bias gradient";
+    ref_ops->conv_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), s,
+                           ActLayout::Nchw, ActLayout::Nchw);
+    for (const ActLayout xl : layouts_for(s.in_c))
+      for (const ActLayout yl : layouts_for(s.out_c)) {
+        SCOPED_TRACE(text(s) + " x " + name(xl) + " y " + name(yl));
+        const int oh = s.out_h(), ow = s.out_w();
+        const auto x_in = to_layout(x, xl, s.n, s.in_c, s.h, s.w), dy_in = to_layout(dy, yl, s.n, s.out_c, oh, ow);
+        auto y = nan_filled(ny), y_relu = nan_filled(ny);
+        fast->conv_forward(x_in.data(), w.data(), b.data(), y.data(), s, /*relu=*/false, xl, yl);
+        y = from_layout(y, yl, s.n, s.out_c, oh, ow);
+        EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward";
+        fast->conv_forward(x_in.data(), w.data(), b.data(), y_relu.data(), s, /*relu=*/true, xl, yl);
+        y_relu = from_layout(y_relu, yl, s.n, s.out_c, oh, ow);
+        EXPECT_LE(rel_error(y_relu, y_relu_ref), kGemmTolerance) << "forward with fused ReLU";
+        for (size_t i = 0; i < ny; ++i)
+          ASSERT_EQ(y_relu[i], std::max(y[i], 0.0f)) << "the post-op is max(y, 0), at " << i;
 
-    // dx = null (a first layer): the weight gradients alone, unchanged.
-    auto dw2 = nan_filled(nw), db2 = nan_filled(s.out_c);
-    fast->conv_backward(x.data(), w.data(), dy.data(), nullptr, dw2.data(), db2.data(), s);
-    EXPECT_EQ(dw2, dw);
-    EXPECT_EQ(db2, db);
+        auto dx = nan_filled(nx), dw = nan_filled(nw), db = nan_filled(s.out_c);
+        fast->conv_backward(x_in.data(), w.data(), dy_in.data(), dx.data(), dw.data(), db.data(), s, xl, yl);
+        EXPECT_LE(rel_error(from_layout(dx, xl, s.n, s.in_c, s.h, s.w), dx_ref), kGemmTolerance) << "backward data";
+        EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "backward filter";
+        EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "bias gradient";
+
+        // dx = null (a first layer): the weight gradients alone, unchanged.
+        auto dw2 = nan_filled(nw), db2 = nan_filled(s.out_c);
+        fast->conv_backward(x_in.data(), w.data(), dy_in.data(), nullptr, dw2.data(), db2.data(), s, xl, yl);
+        EXPECT_EQ(dw2, dw);
+        EXPECT_EQ(db2, db);
+      }
   }
+}
+
+TEST(FastConv, ReportsNchw16cForConvolutionsWithChannelsInSixteens) {
+  auto fast = make_fast_ops(1);
+  EXPECT_EQ(fast->conv_output_layout(ref::conv_shape(64, 1, 28, 28, 32, 3)), ActLayout::Nchw16c);
+  EXPECT_EQ(fast->conv_output_layout(ref::conv_shape(64, 32, 26, 26, 17, 3)), ActLayout::Nchw);
+  EXPECT_EQ(make_reference_ops()->conv_output_layout(ref::conv_shape(64, 1, 28, 28, 32, 3)), ActLayout::Nchw);
+  // The reference refuses a layout it never asks for rather than misreading the data.
+  std::vector<float> t(size_t(16) * 3 * 3, 1.0f), w(size_t(16) * 16 * 9, 1.0f), b(16, 0.0f);
+  EXPECT_THROW(make_reference_ops()->conv_forward(t.data(), w.data(), b.data(), t.data(),
+                                                  ref::conv_shape(1, 16, 3, 3, 16, 3, 1, 1), false,
+                                                  ActLayout::Nchw16c, ActLayout::Nchw),
+               Error);
 }
 
 // ---------------------------------------------------------------- dense
@@ -173,25 +224,32 @@ TEST(FastElementwise, ReluPoolAndDropoutEqualTheReferenceExactly) {
       EXPECT_EQ(g, g_ref) << "p=" << p;
     }
   }
-  // Pooling: odd height and width (the last row/column is in no window), ties.
+  // Pooling: odd height and width (the last row/column is in no window), ties, and
+  // the Nchw16c input of a pool after a fast convolution (y, argmax, dy stay plain).
   struct P { int n, c, h, w; };
-  for (const P s : {P{2, 3, 7, 9}, P{64, 64, 24, 24}, P{1, 1, 2, 2}}) {
-    SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
-                 std::to_string(s.w));
+  for (const P s : {P{2, 3, 7, 9}, P{64, 64, 24, 24}, P{1, 1, 2, 2}, P{2, 16, 7, 9}, P{3, 32, 5, 36}}) {
     const size_t nx = size_t(s.n) * s.c * s.h * s.w, ny = size_t(s.n) * s.c * (s.h / 2) * (s.w / 2);
     auto x = uniform(nx, -1, 1, rng);
     for (size_t i = 0; i < nx; i += 5) x[i] = 0.5f;  // ties: the first maximum wins in both
-    auto y = nan_filled(ny), y_ref = y;
-    std::vector<uint8_t> arg(ny, 9), arg_ref(ny, 7);
-    fast->maxpool2x2_forward(x.data(), y.data(), arg.data(), s.n, s.c, s.h, s.w);
-    ref_ops->maxpool2x2_forward(x.data(), y_ref.data(), arg_ref.data(), s.n, s.c, s.h, s.w);
-    EXPECT_EQ(y, y_ref);
-    EXPECT_EQ(arg, arg_ref);
+    auto y_ref = nan_filled(ny);
+    std::vector<uint8_t> arg_ref(ny, 7);
+    ref_ops->maxpool2x2_forward(x.data(), y_ref.data(), arg_ref.data(), s.n, s.c, s.h, s.w, ActLayout::Nchw);
     const auto dy = uniform(ny, -1, 1, rng);
-    auto dx = nan_filled(nx), dx_ref = dx;
-    fast->maxpool2x2_backward(dy.data(), arg.data(), dx.data(), s.n, s.c, s.h, s.w);
-    ref_ops->maxpool2x2_backward(dy.data(), arg_ref.data(), dx_ref.data(), s.n, s.c, s.h, s.w);
-    EXPECT_EQ(dx, dx_ref);
+    auto dx_ref = nan_filled(nx);
+    ref_ops->maxpool2x2_backward(dy.data(), arg_ref.data(), dx_ref.data(), s.n, s.c, s.h, s.w, ActLayout::Nchw);
+    for (const ActLayout xl : layouts_for(s.c)) {
+      SCOPED_TRACE(std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" +
+                   std::to_string(s.w) + " " + name(xl));
+      const auto x_in = to_layout(x, xl, s.n, s.c, s.h, s.w);
+      auto y = nan_filled(ny);
+      std::vector<uint8_t> arg(ny, 9);
+      fast->maxpool2x2_forward(x_in.data(), y.data(), arg.data(), s.n, s.c, s.h, s.w, xl);
+      EXPECT_EQ(y, y_ref);
+      EXPECT_EQ(arg, arg_ref);
+      auto dx = nan_filled(nx);
+      fast->maxpool2x2_backward(dy.data(), arg.data(), dx.data(), s.n, s.c, s.h, s.w, xl);
+      EXPECT_EQ(from_layout(dx, xl, s.n, s.c, s.h, s.w), dx_ref);
+    }
   }
 }
 

@@ -2,7 +2,8 @@
 // at construction.
 //
 // Two implementations share this contract (shapes and layouts as in
-// kd/reference.h; every tensor contiguous row-major, activations NCHW):
+// kd/reference.h; every tensor contiguous row-major, activations NCHW unless
+// an ActLayout argument says otherwise):
 //  - reference: the kd::ref ops, one thread, double accumulation. The oracle
 //    for the CUDA kernels and for the fast ops; `kdtrain --device reference`.
 //  - fast: fp32, multithreaded, convolutions on oneDNN (primitives created once
@@ -20,6 +21,19 @@
 
 namespace kd {
 
+// How a (n, c, h, w) activation lies in memory between two layers.
+//  Nchw:    plain row-major (n, c, h, w): what flatten, dense layers, dropout
+//           (its Philox counters follow this order) and the files see.
+//  Nchw16c: (n, c/16, h, w, 16), oneDNN's nChw16c: 16 channels innermost, the
+//           layout oneDNN's AVX-512 convolutions compute in. A model keeps a
+//           convolution's output in it only when c % 16 == 0 and only the next
+//           convolution or max-pool reads it (a fused ReLU in between is
+//           elementwise), so no op converts layouts on the way.
+enum class ActLayout { Nchw, Nchw16c };
+
+// Element (ni, ci, hi, wi) of a (n, c, h, w) tensor in `layout` (tests, the reference's checks).
+int64_t act_index(ActLayout layout, int c, int h, int w, int ni, int ci, int hi, int wi);
+
 class CpuOps {
  public:
   virtual ~CpuOps() = default;
@@ -27,28 +41,36 @@ class CpuOps {
   virtual std::string describe() const = 0;
   virtual bool is_reference() const = 0;
 
-  // x: (n, in_c, h, w), w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c, out_h, out_w),
-  // then max(y, 0) when relu (a following ReLU layer fused into this one).
+  // The layout these ops compute a convolution of shape s in, for its output
+  // (the model uses Nchw anyway when something other than a convolution or
+  // max-pool reads it). Reference: Nchw; fast: Nchw16c when out_c % 16 == 0.
+  virtual ActLayout conv_output_layout(const ref::ConvShape& s) const = 0;
+  // x: (n, in_c, h, w) in layout xl, w: (out_c, in_c, k, k), b: (out_c) -> y: (n, out_c,
+  // out_h, out_w) in layout yl, then max(y, 0) when relu (a following ReLU layer fused in).
   virtual void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
-                            bool relu) = 0;
-  // x, w and dy: (n, out_c, out_h, out_w) -> dw, db (overwritten), and dx: (n, in_c, h, w)
-  // unless dx is null (the first layer needs no input gradient). x must be unchanged since
-  // the last conv_forward of this shape that read it from the same pointer, if any (the fast
-  // ops reuse that forward's copy of x in their own layout).
+                            bool relu, ActLayout xl, ActLayout yl) = 0;
+  // x (layout xl), w and dy: (n, out_c, out_h, out_w) in layout yl -> dw, db (overwritten), and
+  // dx: (n, in_c, h, w) in layout xl unless dx is null (the first layer needs no input
+  // gradient). x must be unchanged since the last conv_forward of this shape that read it
+  // from the same pointer, if any (the fast ops reuse that forward's copy of x in their own layout).
   virtual void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                             const ref::ConvShape& s) = 0;
+                             const ref::ConvShape& s, ActLayout xl, ActLayout yl) = 0;
   // x: (b, in), w: (out, in), bias: (out) -> y: (b, out) = x . w^T + bias, then max(y, 0) when relu
   virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                              bool relu) = 0;
   // dy: (b, out) -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
   virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               int b, int in, int out) = 0;
-  // Same contracts as the kd::ref functions of the same names.
+  // Same contracts as the kd::ref functions of the same names (ReLU is elementwise:
+  // any layout, as long as y, dy and dx share it).
   virtual void relu_forward(const float* x, float* y, int64_t n) = 0;
   virtual void relu_backward(const float* y, const float* dy, float* dx, int64_t n) = 0;
-  virtual void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) = 0;
-  virtual void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h,
-                                   int w) = 0;
+  // ref::maxpool2x2_forward / backward with x and dx: (n, c, h, w) in layout xl; y, dy and
+  // argmax: (n, c, h/2, w/2) always Nchw (what dropout and flatten read).
+  virtual void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w,
+                                  ActLayout xl) = 0;
+  virtual void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
+                                   ActLayout xl) = 0;
   virtual void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
                                uint64_t step) = 0;
   virtual void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) = 0;

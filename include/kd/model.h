@@ -65,6 +65,11 @@ class CpuModel {
   std::vector<std::vector<float>> acts_;
   std::vector<int> storage_;
   std::vector<bool> relu_fused_;
+  // The memory layout of layer i's output (a fused ReLU's is its conv's), chosen at
+  // construction: Nchw16c for a conv output the ops compute in that layout and only
+  // a conv or max-pool reads; Nchw everywhere else (kd/cpu_ops.h).
+  std::vector<ActLayout> layout_;
+  ActLayout input_layout(size_t i) const { return i == 0 ? ActLayout::Nchw : layout_[i - 1]; }
   std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;

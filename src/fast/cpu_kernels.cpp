@@ -32,30 +32,35 @@ namespace {
 // Window order 0 1 / 2 3. A tournament with strict > picks the first index
 // attaining the maximum, exactly as the reference's scan does. Integer and
 // select arithmetic only, so the loop vectorises.
+inline void pool_window(float v0, float v1, float v2, float v3, float& best, uint8_t& arg) {
+  const int right_top = v1 > v0, right_bottom = v3 > v2;
+  const float best_top = right_top ? v1 : v0, best_bottom = right_bottom ? v3 : v2;
+  const int bottom_wins = best_bottom > best_top;
+  best = bottom_wins ? best_bottom : best_top;
+  arg = uint8_t(right_top + bottom_wins * (2 + right_bottom - right_top));
+}
+
 inline void maxpool_row(const float* __restrict top, const float* __restrict bottom, float* __restrict y,
                         uint8_t* __restrict argmax, int ow) {
-  for (int ox = 0; ox < ow; ++ox) {
-    const float v0 = top[2 * ox], v1 = top[2 * ox + 1], v2 = bottom[2 * ox], v3 = bottom[2 * ox + 1];
-    const int right_top = v1 > v0, right_bottom = v3 > v2;
-    const float best_top = right_top ? v1 : v0, best_bottom = right_bottom ? v3 : v2;
-    const int bottom_wins = best_bottom > best_top;
-    y[ox] = bottom_wins ? best_bottom : best_top;
-    argmax[ox] = uint8_t(right_top + bottom_wins * (2 + right_bottom - right_top));
-  }
+  for (int ox = 0; ox < ow; ++ox)
+    pool_window(top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1], y[ox], argmax[ox]);
 }
 
 // The gradient of one output row routed to its windows' winners; every window
 // element is written (dy at the winner, 0 elsewhere). The argmax is compared
 // as float so the compare and the selects share one vector width.
+inline void route_window(float g, float a, float& top_left, float& top_right, float& bottom_left,
+                         float& bottom_right) {
+  top_left = a == 0.0f ? g : 0.0f;
+  top_right = a == 1.0f ? g : 0.0f;
+  bottom_left = a == 2.0f ? g : 0.0f;
+  bottom_right = a == 3.0f ? g : 0.0f;
+}
+
 inline void maxpool_backward_row(const float* __restrict dy, const uint8_t* __restrict argmax,
                                  float* __restrict top, float* __restrict bottom, int ow) {
-  for (int ox = 0; ox < ow; ++ox) {
-    const float g = dy[ox], a = float(argmax[ox]);
-    top[2 * ox] = a == 0.0f ? g : 0.0f;
-    top[2 * ox + 1] = a == 1.0f ? g : 0.0f;
-    bottom[2 * ox] = a == 2.0f ? g : 0.0f;
-    bottom[2 * ox + 1] = a == 3.0f ? g : 0.0f;
-  }
+  for (int ox = 0; ox < ow; ++ox)
+    route_window(dy[ox], float(argmax[ox]), top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]);
 }
 
 }  // namespace
@@ -83,6 +88,83 @@ KD_VECTOR_CLONES void maxpool_backward_kernel(const float* dy, const uint8_t* ar
       const size_t o = (size_t(p) * oh + oy) * ow;
       maxpool_backward_row(dy + o, argmax + o, top, top + w, ow);
       if (w % 2) top[w - 1] = top[2 * w - 1] = 0.0f;
+    }
+  }
+}
+
+// Nchw16c pooling works on the 16 channels of a block at once (one vector of
+// 16 lanes per pixel) and moves between the plain (y, dy, argmax) and the
+// blocked tensors through a small tile of kTile windows x 16 channels, so both
+// sides are read and written in contiguous runs.
+namespace {
+constexpr int kBlock = 16, kTile = 16;  // channels per Nchw16c block; windows per tile
+}
+
+KD_VECTOR_CLONES void maxpool_forward_blocked_kernel(const float* x, float* y, uint8_t* argmax, int64_t blocks, int h,
+                                                     int w) {
+  const int oh = h / 2, ow = w / 2;
+  const size_t out_plane = size_t(oh) * ow;
+  alignas(64) float tile_y[kTile * kBlock];
+  alignas(64) uint8_t tile_arg[kTile * kBlock];
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const float* xb = x + size_t(blk) * h * w * kBlock;
+    float* yb = y + size_t(blk) * kBlock * out_plane;
+    uint8_t* ab = argmax + size_t(blk) * kBlock * out_plane;
+    for (int oy = 0; oy < oh; ++oy)
+      for (int ox0 = 0; ox0 < ow; ox0 += kTile) {
+        const int count = std::min(kTile, ow - ox0);
+        for (int j = 0; j < count; ++j) {
+          const float* top = xb + (size_t(2 * oy) * w + 2 * (ox0 + j)) * kBlock;
+          const float* bottom = top + size_t(w) * kBlock;
+          for (int l = 0; l < kBlock; ++l)  // one channel per lane
+            pool_window(top[l], top[kBlock + l], bottom[l], bottom[kBlock + l], tile_y[j * kBlock + l],
+                        tile_arg[j * kBlock + l]);
+        }
+        for (int l = 0; l < kBlock; ++l) {
+          const size_t o = l * out_plane + size_t(oy) * ow + ox0;
+          for (int j = 0; j < count; ++j) {
+            yb[o + j] = tile_y[j * kBlock + l];
+            ab[o + j] = tile_arg[j * kBlock + l];
+          }
+        }
+      }
+  }
+}
+
+KD_VECTOR_CLONES void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx,
+                                                      int64_t blocks, int h, int w) {
+  const int oh = h / 2, ow = w / 2;
+  const size_t out_plane = size_t(oh) * ow, row = size_t(w) * kBlock;
+  alignas(64) float tile_g[kTile * kBlock], tile_arg[kTile * kBlock];
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const float* gb = dy + size_t(blk) * kBlock * out_plane;
+    const uint8_t* ab = argmax + size_t(blk) * kBlock * out_plane;
+    float* db = dx + size_t(blk) * h * row;
+    // An odd last row or column belongs to no window: its gradient is 0.
+    if (h % 2) std::fill(db + size_t(h - 1) * row, db + size_t(h) * row, 0.0f);
+    for (int oy = 0; oy < oh; ++oy) {
+      float* top_row = db + size_t(2 * oy) * row;
+      if (w % 2) {
+        std::fill(top_row + (w - 1) * kBlock, top_row + w * kBlock, 0.0f);
+        std::fill(top_row + row + (w - 1) * kBlock, top_row + row + w * kBlock, 0.0f);
+      }
+      for (int ox0 = 0; ox0 < ow; ox0 += kTile) {
+        const int count = std::min(kTile, ow - ox0);
+        for (int l = 0; l < kBlock; ++l) {
+          const size_t o = l * out_plane + size_t(oy) * ow + ox0;
+          for (int j = 0; j < count; ++j) {
+            tile_g[j * kBlock + l] = gb[o + j];
+            tile_arg[j * kBlock + l] = float(ab[o + j]);  // compared as float, as in maxpool_backward_row
+          }
+        }
+        for (int j = 0; j < count; ++j) {
+          float* top = top_row + size_t(2 * (ox0 + j)) * kBlock;
+          float* bottom = top + row;
+          for (int l = 0; l < kBlock; ++l)
+            route_window(tile_g[j * kBlock + l], tile_arg[j * kBlock + l], top[l], top[kBlock + l], bottom[l],
+                         bottom[kBlock + l]);
+        }
+      }
     }
   }
 }

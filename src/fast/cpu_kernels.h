@@ -23,6 +23,11 @@ void relu_backward_kernel(const float* y, const float* dy, float* dx, int64_t n)
 // ref::maxpool2x2_forward / backward over `planes` whole (h, w) planes.
 void maxpool_forward_kernel(const float* x, float* y, uint8_t* argmax, int64_t planes, int h, int w);
 void maxpool_backward_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t planes, int h, int w);
+// The same over `blocks` blocks of 16 planes with x and dx in Nchw16c: x, dx: (blocks, h, w, 16);
+// y, dy, argmax: (blocks * 16, h/2, w/2), plain. Same values and winners as the plain kernels.
+void maxpool_forward_blocked_kernel(const float* x, float* y, uint8_t* argmax, int64_t blocks, int h, int w);
+void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t blocks, int h,
+                                     int w);
 
 // Elements [begin, end) of ref::dropout_forward(x, y, mask, n, p, seed, step)
 // (pointers are to the whole tensors), for 0 < p; the Philox blocks are drawn

@@ -79,14 +79,19 @@ class FastOps final : public CpuOps {
   }
   bool is_reference() const override { return false; }
 
-  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s,
-                    bool relu) override {
-    OnednnConv& conv = plan(s);
+  // oneDNN's AVX-512 convolutions compute in nChw16c (bench/RESULTS.md): handing
+  // them that layout saves a reorder in and out of every call.
+  ActLayout conv_output_layout(const ref::ConvShape& s) const override {
+    return s.out_c % 16 == 0 ? ActLayout::Nchw16c : ActLayout::Nchw;
+  }
+  void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s, bool relu,
+                    ActLayout xl, ActLayout yl) override {
+    OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     const ref::ConvShape& s) override {
-    OnednnConv& conv = plan(s);
+                     const ref::ConvShape& s, ActLayout xl, ActLayout yl) override {
+    OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution backward (" + shape_text(s) + ")", [&] { conv.backward(stream_, x, w, dy, dx, dw, db); });
   }
 
@@ -119,15 +124,32 @@ class FastOps final : public CpuOps {
     parallel_ranges(n, [&](int64_t lo, int64_t hi) { relu_backward_kernel(y + lo, dy + lo, dx + lo, hi - lo); });
   }
 
-  // Threads take whole (h, w) planes.
-  void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w) override {
+  // Threads take whole (h, w) planes, or whole blocks of 16 planes in Nchw16c
+  // (block b holds planes 16b..16b+15, in the same order as Nchw).
+  void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c, int h, int w,
+                          ActLayout xl) override {
     const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    if (xl == ActLayout::Nchw16c) {
+      parallel_ranges(int64_t(n) * c / 16, [&](int64_t lo, int64_t hi) {
+        maxpool_forward_blocked_kernel(x + lo * 16 * in_plane, y + lo * 16 * out_plane, argmax + lo * 16 * out_plane,
+                                       hi - lo, h, w);
+      }, int64_t(16 * in_plane));
+      return;
+    }
     parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
       maxpool_forward_kernel(x + lo * in_plane, y + lo * out_plane, argmax + lo * out_plane, hi - lo, h, w);
     }, int64_t(in_plane));
   }
-  void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w) override {
+  void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
+                           ActLayout xl) override {
     const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
+    if (xl == ActLayout::Nchw16c) {
+      parallel_ranges(int64_t(n) * c / 16, [&](int64_t lo, int64_t hi) {
+        maxpool_backward_blocked_kernel(dy + lo * 16 * out_plane, argmax + lo * 16 * out_plane,
+                                        dx + lo * 16 * in_plane, hi - lo, h, w);
+      }, int64_t(16 * in_plane));
+      return;
+    }
     parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
       maxpool_backward_kernel(dy + lo * out_plane, argmax + lo * out_plane, dx + lo * in_plane, hi - lo, h, w);
     }, int64_t(in_plane));
@@ -207,14 +229,14 @@ class FastOps final : public CpuOps {
     }
   }
 
-  OnednnConv& plan(const ref::ConvShape& s) {
+  OnednnConv& plan(const ref::ConvShape& s, ActLayout xl, ActLayout yl) {
     use_threads();
-    const auto key = std::make_tuple(s.n, s.in_c, s.h, s.w, s.out_c, s.k, s.stride, s.pad);
+    const auto key = std::make_tuple(s.n, s.in_c, s.h, s.w, s.out_c, s.k, s.stride, s.pad, xl, yl);
     auto it = plans_.find(key);
     if (it == plans_.end()) {
       std::unique_ptr<OnednnConv> conv;
       onednn_call("convolution set-up (" + shape_text(s) + ")",
-                  [&] { conv = std::make_unique<OnednnConv>(engine_, s); });
+                  [&] { conv = std::make_unique<OnednnConv>(engine_, s, xl, yl); });
       it = plans_.emplace(key, std::move(conv)).first;
     }
     return *it->second;
@@ -223,7 +245,8 @@ class FastOps final : public CpuOps {
   int threads_;
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::map<std::tuple<int, int, int, int, int, int, int, int>, std::unique_ptr<OnednnConv>> plans_;
+  std::map<std::tuple<int, int, int, int, int, int, int, int, ActLayout, ActLayout>, std::unique_ptr<OnednnConv>>
+      plans_;
 };
 
 }  // namespace

@@ -1,38 +1,41 @@
 // oneDNN convolutions for the fast CPU ops: primitive descriptors and
-// primitives built once per shape, plain NCHW at the boundary, blocked inside.
+// primitives built once per shape and layout pair, the caller's layouts at the
+// boundary, oneDNN's inside, reorders only where they differ.
 #include "onednn_conv.h"
 
 #include <string>
+
+#include "kd/error.h"
 
 namespace kd::fast {
 
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
-Staged::Staged(const dnnl::engine& engine, const dnnl::memory::desc& plain, const dnnl::memory::desc& inner,
+Staged::Staged(const dnnl::engine& engine, const dnnl::memory::desc& outer, const dnnl::memory::desc& inner,
                bool to_inner)
-    : plain_(plain, engine, DNNL_MEMORY_NONE), same_(plain == inner) {
+    : outer_(outer, engine, DNNL_MEMORY_NONE), same_(outer == inner) {
   if (same_) return;
   inner_ = dnnl::memory(inner, engine);  // scratch in the primitive's layout, allocated once
-  reorder_ = to_inner ? dnnl::reorder(plain_, inner_) : dnnl::reorder(inner_, plain_);
+  reorder_ = to_inner ? dnnl::reorder(outer_, inner_) : dnnl::reorder(inner_, outer_);
 }
 
 dnnl::memory& Staged::load(dnnl::stream& stream, const void* ptr) {
-  plain_.set_data_handle(const_cast<void*>(ptr));  // read only: the reorder or primitive only reads it
-  if (same_) return plain_;
-  reorder_.execute(stream, plain_, inner_);
+  outer_.set_data_handle(const_cast<void*>(ptr));  // read only: the reorder or primitive only reads it
+  if (same_) return outer_;
+  reorder_.execute(stream, outer_, inner_);
   return inner_;
 }
 
-dnnl::memory& Staged::current() { return same_ ? plain_ : inner_; }
+dnnl::memory& Staged::current() { return same_ ? outer_ : inner_; }
 
 dnnl::memory& Staged::target(void* ptr) {
-  plain_.set_data_handle(ptr);
-  return same_ ? plain_ : inner_;
+  outer_.set_data_handle(ptr);
+  return same_ ? outer_ : inner_;
 }
 
 void Staged::store(dnnl::stream& stream) {
-  if (!same_) reorder_.execute(stream, inner_, plain_);
+  if (!same_) reorder_.execute(stream, inner_, outer_);
 }
 
 dnnl::algorithm OnednnConv::algorithm_for(const ref::ConvShape& s) {
@@ -46,7 +49,9 @@ dnnl::algorithm OnednnConv::algorithm_for(const ref::ConvShape& s) {
 
 namespace {
 
-dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims, tag layout) { return {dims, dt::f32, layout}; }
+dnnl::memory::desc f32_desc(const dnnl::memory::dims& dims, tag layout) { return {dims, dt::f32, layout}; }
+
+tag activation_tag(ActLayout layout) { return layout == ActLayout::Nchw16c ? tag::nChw16c : tag::nchw; }
 
 // Builds the three primitive descriptors for `s` with algorithm `alg`
 // (throws dnnl::error when oneDNN has no implementation).
@@ -86,7 +91,11 @@ Pds make_pds_with_fallback(const dnnl::engine& engine, const ref::ConvShape& s) 
 
 }  // namespace
 
-OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : shape_(s), engine_(engine) {
+OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s, ActLayout xl, ActLayout yl)
+    : shape_(s), xl_(xl), yl_(yl), engine_(engine) {
+  if ((xl == ActLayout::Nchw16c && s.in_c % 16) || (yl == ActLayout::Nchw16c && s.out_c % 16))
+    fail("OnednnConv: the Nchw16c layout needs a channel count divisible by 16 (a caller bug: CpuModel asks "
+         "for it only then)");
   Pds pds = make_pds_with_fallback(engine, s);
   fwd_pd_ = pds.fwd;
   bwd_data_pd_ = pds.bwd_data;
@@ -106,20 +115,20 @@ OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s) : sh
                                         pad),
         attr, engine));
   }
-  fwd_x_ = Staged(engine, x_plain(), fwd_pd_.src_desc(), true);
-  fwd_w_ = Staged(engine, w_plain(), fwd_pd_.weights_desc(), true);
-  fwd_y_ = Staged(engine, y_plain(), fwd_pd_.dst_desc(), false);
+  fwd_x_ = Staged(engine, x_outer(), fwd_pd_.src_desc(), true);
+  fwd_w_ = Staged(engine, w_outer(), fwd_pd_.weights_desc(), true);
+  fwd_y_ = Staged(engine, y_outer(), fwd_pd_.dst_desc(), false);
   bias_ = dnnl::memory(fwd_pd_.bias_desc(), engine, DNNL_MEMORY_NONE);
 }
 
-dnnl::memory::desc OnednnConv::x_plain() const {
-  return plain_desc({shape_.n, shape_.in_c, shape_.h, shape_.w}, tag::nchw);
+dnnl::memory::desc OnednnConv::x_outer() const {
+  return f32_desc({shape_.n, shape_.in_c, shape_.h, shape_.w}, activation_tag(xl_));
 }
-dnnl::memory::desc OnednnConv::w_plain() const {
-  return plain_desc({shape_.out_c, shape_.in_c, shape_.k, shape_.k}, tag::oihw);
+dnnl::memory::desc OnednnConv::w_outer() const {
+  return f32_desc({shape_.out_c, shape_.in_c, shape_.k, shape_.k}, tag::oihw);
 }
-dnnl::memory::desc OnednnConv::y_plain() const {
-  return plain_desc({shape_.n, shape_.out_c, shape_.out_h(), shape_.out_w()}, tag::nchw);
+dnnl::memory::desc OnednnConv::y_outer() const {
+  return f32_desc({shape_.n, shape_.out_c, shape_.out_h(), shape_.out_w()}, activation_tag(yl_));
 }
 
 // The backward primitives and their staging buffers, on the first backward:
@@ -129,13 +138,13 @@ void OnednnConv::prepare_backward() {
   if (backward_ready_) return;
   bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_);
   bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_);
-  bww_x_ = Staged(engine_, x_plain(), bwd_weights_pd_.src_desc(), true);
-  bww_dy_ = Staged(engine_, y_plain(), bwd_weights_pd_.diff_dst_desc(), true);
-  bww_dw_ = Staged(engine_, w_plain(), bwd_weights_pd_.diff_weights_desc(), false);
+  bww_x_ = Staged(engine_, x_outer(), bwd_weights_pd_.src_desc(), true);
+  bww_dy_ = Staged(engine_, y_outer(), bwd_weights_pd_.diff_dst_desc(), true);
+  bww_dw_ = Staged(engine_, w_outer(), bwd_weights_pd_.diff_weights_desc(), false);
   if (!(bwd_data_pd_.diff_dst_desc() == bwd_weights_pd_.diff_dst_desc()))
-    bwd_dy_ = Staged(engine_, y_plain(), bwd_data_pd_.diff_dst_desc(), true);
-  bwd_w_ = Staged(engine_, w_plain(), bwd_data_pd_.weights_desc(), true);
-  bwd_dx_ = Staged(engine_, x_plain(), bwd_data_pd_.diff_src_desc(), false);
+    bwd_dy_ = Staged(engine_, y_outer(), bwd_data_pd_.diff_dst_desc(), true);
+  bwd_w_ = Staged(engine_, w_outer(), bwd_data_pd_.weights_desc(), true);
+  bwd_dx_ = Staged(engine_, x_outer(), bwd_data_pd_.diff_src_desc(), false);
   diff_bias_ = dnnl::memory(bwd_weights_pd_.diff_bias_desc(), engine_, DNNL_MEMORY_NONE);
   backward_ready_ = true;
 }

@@ -6,6 +6,13 @@
 // ReLU layer shares the buffer: no layer's backward needs the pre-ReLU values.
 // Flatten shares its input's buffer too ((C, H, W) is already contiguous in
 // flatten order), and inference skips dropout; neither copies anything.
+// A conv output that only a conv or max-pool reads stays in the layout the
+// ops compute convolutions in (Nchw16c for oneDNN), so no activation is
+// reordered between layers; the max-pool writes plain NCHW for what follows.
+// The backward pass moves a ReLU's backward that feeds a max-pool past the
+// pool: max-pool(ReLU(z)) = ReLU(max-pool(z)), so masking the pooled gradient
+// by the pooled output > 0 gives the same dz, bit for bit, on a quarter of
+// the elements.
 #include "kd/model.h"
 
 #include <algorithm>
@@ -61,6 +68,18 @@ bool relu_fuses(const Arch& arch, size_t i) {
 }
 // Layer i has no output buffer of its own (a fused ReLU, a flatten).
 bool shares_buffer(const Arch& arch, size_t i) { return relu_fuses(arch, i) || arch.layers[i].kind == LayerKind::Flatten; }
+// Layer i (a conv) hands its output, through a fused ReLU if any, only to a conv or a max-pool.
+bool feeds_conv_or_pool(const Arch& arch, size_t i) {
+  size_t next = i + 1;
+  if (next < arch.layers.size() && relu_fuses(arch, next)) ++next;
+  if (next >= arch.layers.size()) return false;
+  const LayerKind k = arch.layers[next].kind;
+  return k == LayerKind::Conv || k == LayerKind::MaxPool;
+}
+// Layer i is a max-pool whose input is a ReLU's output (all >= 0).
+bool pools_a_relu(const Arch& arch, size_t i) {
+  return arch.layers[i].kind == LayerKind::MaxPool && i > 0 && arch.layers[i - 1].kind == LayerKind::Relu;
+}
 
 ref::ConvShape conv_shape(const Layer& l, int b) {
   return ref::conv_shape(b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad);
@@ -75,9 +94,13 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   masks_.resize(arch.layers.size());
   relu_fused_.assign(arch.layers.size(), false);
   storage_.assign(arch.layers.size(), 0);
+  layout_.assign(arch.layers.size(), ActLayout::Nchw);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
     relu_fused_[i] = relu_fuses(arch, i);
+    if (l.kind == LayerKind::Conv && feeds_conv_or_pool(arch, i))
+      layout_[i] = ops_->conv_output_layout(conv_shape(l, max_batch));
+    if (relu_fused_[i]) layout_[i] = layout_[i - 1];  // the conv's buffer
     const bool shares = shares_buffer(arch, i);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
     if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
@@ -117,7 +140,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
     const float* w = params_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next);
+        ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next, input_layout(i), layout_[i]);
         break;
       case LayerKind::Dense:
         ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next);
@@ -126,7 +149,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
         if (!relu_fused_[i]) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
         break;
       case LayerKind::MaxPool:
-        ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w);
+        ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w, input_layout(i));
         break;
       case LayerKind::Dropout:
         if (training) ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
@@ -149,6 +172,7 @@ void CpuModel::backward(const float* dlogits, int b) {
   float* dx = grad_b_.data();
   const int64_t n_logits = int64_t(b) * arch_.output.size();
   std::copy(dlogits, dlogits + n_logits, dy);
+  bool relu_done = false;  // the ReLU before a max-pool had its backward applied at the pool
   for (size_t i = arch_.layers.size(); i-- > 0;) {
     const Layer& l = arch_.layers[i];
     const float* x = i == 0 ? input_.data() : output(i - 1);
@@ -158,16 +182,25 @@ void CpuModel::backward(const float* dlogits, int b) {
     float* dw = grads_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
-        ops_->conv_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, conv_shape(l, b));
+        ops_->conv_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, conv_shape(l, b),
+                            input_layout(i), layout_[i]);
         break;
       case LayerKind::Dense:
         ops_->dense_backward(x, w, dy, need_dx ? dx : nullptr, dw, dw + l.weight_count, b, l.in.c, l.out);
         break;
       case LayerKind::Relu:
+        if (relu_done) {
+          relu_done = false;
+          continue;  // dy already is the gradient w.r.t. its input
+        }
         ops_->relu_backward(output(i), dy, dx, n_in);
         break;
       case LayerKind::MaxPool:
-        ops_->maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w);
+        if (pools_a_relu(arch_, i)) {
+          ops_->relu_backward(output(i), dy, dy, int64_t(b) * l.out_shape.size());  // in place
+          relu_done = true;
+        }
+        ops_->maxpool2x2_backward(dy, masks_[i].data(), dx, b, l.in.c, l.in.h, l.in.w, input_layout(i));
         break;
       case LayerKind::Dropout:
         // Backward only follows a training forward, which drew the mask.
