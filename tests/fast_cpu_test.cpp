@@ -165,13 +165,16 @@ TEST(FastConv, ReportsNchw16cForConvolutionsWithChannelsInSixteens) {
 }
 
 // ---------------------------------------------------------------- dense
+// On one thread and on several: the forward takes a different SGEMM formulation on each.
 TEST(FastDense, ForwardAndBackwardMatchTheReference) {
-  auto fast = make_fast_ops(kThreads);
   auto ref_ops = make_reference_ops();
   auto rng = make_rng(12);
   struct Case { int b, in, out; };
+  for (const int threads : {1, kThreads})
   for (const Case c : {Case{64, 9216, 128}, Case{1, 784, 256}, Case{65, 33, 10}, Case{3, 1, 1}, Case{1000, 128, 10}}) {
-    SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out));
+    auto fast = make_fast_ops(threads);
+    SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out) + ", " +
+                 std::to_string(threads) + " threads");
     const auto x = uniform(size_t(c.b) * c.in, -1, 1, rng), w = uniform(size_t(c.out) * c.in, -0.1f, 0.1f, rng),
                bias = uniform(c.out, -1, 1, rng), dy = uniform(size_t(c.b) * c.out, -1, 1, rng);
     for (const bool relu : {false, true}) {

@@ -31,13 +31,15 @@ namespace {
 // One output row of 2x2 pooling: input rows `top` and `bottom`, ow windows.
 // Window order 0 1 / 2 3. A tournament with strict > picks the first index
 // attaining the maximum, exactly as the reference's scan does. Integer and
-// select arithmetic only, so the loop vectorises.
-inline void pool_window(float v0, float v1, float v2, float v3, float& best, uint8_t& arg) {
+// select arithmetic only, so the loop vectorises. Arg: uint8_t, or float
+// where the winner is kept in a float lane next to the values.
+template <class Arg>
+inline void pool_window(float v0, float v1, float v2, float v3, float& best, Arg& arg) {
   const int right_top = v1 > v0, right_bottom = v3 > v2;
   const float best_top = right_top ? v1 : v0, best_bottom = right_bottom ? v3 : v2;
   const int bottom_wins = best_bottom > best_top;
   best = bottom_wins ? best_bottom : best_top;
-  arg = uint8_t(right_top + bottom_wins * (2 + right_bottom - right_top));
+  arg = Arg(right_top + bottom_wins * (2 + right_bottom - right_top));
 }
 
 inline void maxpool_row(const float* __restrict top, const float* __restrict bottom, float* __restrict y,
@@ -104,8 +106,7 @@ KD_VECTOR_CLONES void maxpool_forward_blocked_kernel(const float* x, float* y, u
                                                      int w) {
   const int oh = h / 2, ow = w / 2;
   const size_t out_plane = size_t(oh) * ow;
-  alignas(64) float tile_y[kTile * kBlock];
-  alignas(64) uint8_t tile_arg[kTile * kBlock];
+  alignas(64) float tile_y[kTile * kBlock], tile_arg[kTile * kBlock];  // float winners: 16-lane vectors
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const float* xb = x + size_t(blk) * h * w * kBlock;
     float* yb = y + size_t(blk) * kBlock * out_plane;
@@ -124,7 +125,7 @@ KD_VECTOR_CLONES void maxpool_forward_blocked_kernel(const float* x, float* y, u
           const size_t o = l * out_plane + size_t(oy) * ow + ox0;
           for (int j = 0; j < count; ++j) {
             yb[o + j] = tile_y[j * kBlock + l];
-            ab[o + j] = tile_arg[j * kBlock + l];
+            ab[o + j] = uint8_t(tile_arg[j * kBlock + l]);
           }
         }
       }
