@@ -63,24 +63,21 @@ double rel_error(const std::vector<float>& got, const std::vector<float>& want) 
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-// A (n, c, h, w) tensor between plain NCHW and `layout` (kd::act_index).
-std::vector<float> to_layout(const std::vector<float>& plain, ActLayout layout, int n, int c, int h, int w) {
-  std::vector<float> out(plain.size());
-  size_t i = 0;
+// A (n, c, h, w) tensor moved from layout `from` to layout `to` (kd::act_index).
+std::vector<float> relayout(const std::vector<float>& t, ActLayout from, ActLayout to, int n, int c, int h, int w) {
+  std::vector<float> out(t.size());
   for (int ni = 0; ni < n; ++ni)
     for (int ci = 0; ci < c; ++ci)
       for (int hi = 0; hi < h; ++hi)
-        for (int wi = 0; wi < w; ++wi) out[size_t(act_index(layout, c, h, w, ni, ci, hi, wi))] = plain[i++];
+        for (int wi = 0; wi < w; ++wi)
+          out[size_t(act_index(to, c, h, w, ni, ci, hi, wi))] = t[size_t(act_index(from, c, h, w, ni, ci, hi, wi))];
   return out;
 }
+std::vector<float> to_layout(const std::vector<float>& plain, ActLayout layout, int n, int c, int h, int w) {
+  return relayout(plain, ActLayout::Nchw, layout, n, c, h, w);
+}
 std::vector<float> from_layout(const std::vector<float>& laid, ActLayout layout, int n, int c, int h, int w) {
-  std::vector<float> out(laid.size());
-  size_t i = 0;
-  for (int ni = 0; ni < n; ++ni)
-    for (int ci = 0; ci < c; ++ci)
-      for (int hi = 0; hi < h; ++hi)
-        for (int wi = 0; wi < w; ++wi) out[i++] = laid[size_t(act_index(layout, c, h, w, ni, ci, hi, wi))];
-  return out;
+  return relayout(laid, layout, ActLayout::Nchw, n, c, h, w);
 }
 // Nchw, plus Nchw16c when c channels allow it.
 std::vector<ActLayout> layouts_for(int c) {
