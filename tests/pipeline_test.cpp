@@ -363,8 +363,17 @@ TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
   ASSERT_EQ(run_command(resumed, *engine3), 0);
   EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params,
             load_model_file(straight.out_dir + "/student.safetensors").params);
-  EXPECT_EQ(load_model_file(resumed.out_dir + "/teacher.safetensors").params,
-            load_model_file(straight.out_dir + "/teacher.safetensors").params);
+  const ModelFile teacher_file = load_model_file(resumed.out_dir + "/teacher.safetensors");
+  EXPECT_EQ(teacher_file.params, load_model_file(straight.out_dir + "/teacher.safetensors").params);
+  // The teacher finished before the interruption: the resumed report keeps its training time.
+  const double teacher_seconds = std::stod(teacher_file.metadata.at("train_seconds"));
+  EXPECT_GT(teacher_seconds, 0.0);
+  std::ifstream summary_file(resumed.out_dir + "/summary.json");
+  const nlohmann::json summary = nlohmann::json::parse(summary_file);
+  for (const auto& m : summary.at("models"))
+    if (m.at("role") == "teacher") {
+      EXPECT_DOUBLE_EQ(m.at("train_seconds").get<double>(), teacher_seconds);
+    }
 }
 
 TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {

@@ -431,6 +431,7 @@ class Pipeline {
     rep.selection = fact("selection");
     rep.selected_epoch = std::stoi(fact("selected_epoch"));
     rep.last_epoch_test_acc = std::stod(fact("last_epoch_test_accuracy"));
+    rep.train_seconds = std::stod(fact("train_seconds"));  // the report's training time, not 0 s
   }
 
   static int phase_rank(const std::string& phase) {
@@ -916,9 +917,11 @@ class Pipeline {
   }
 
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const {
-    char last_acc[32];
+    char last_acc[32], train_seconds[32];
     std::snprintf(last_acc, sizeof last_acc, "%.9g", rep.last_epoch_test_acc);
+    std::snprintf(train_seconds, sizeof train_seconds, "%.9g", rep.train_seconds);
     return {{"role", rep.role},
+            {"train_seconds", train_seconds},
             {"test_accuracy", std::to_string(rep.test_acc)},
             {"selection", rep.selection},
             {"selected_epoch", std::to_string(rep.selected_epoch)},
