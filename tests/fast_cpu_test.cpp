@@ -311,9 +311,15 @@ Splits random_splits() {
 constexpr const char* kSmallConvNet =
     "conv:16:3,relu,conv:16:3,relu,maxpool:2,dropout:0.25,flatten,dense:32,relu,dropout:0.5,dense:10";
 
-TEST(FastModel, DefaultTeacherForwardAndBackwardMatchTheReference) {
-  const Arch arch = mnist_arch(kDefaultTeacherArch);
-  const int b = 3;
+// The fast model (conv outputs in Nchw16c where a conv or max-pool reads them, the
+// ReLU backward moved past the max-pool) against the reference model (all Nchw):
+// the default teacher, and an arch that has every layout case: a blocked conv output
+// read by a max-pool (conv 1->16), a plain pool output read by a conv, a blocked one
+// read by a conv (32 -> 16), a conv whose channels are not in sixteens (16 -> 8), an
+// unfused ReLU after a pool, and dropout between a conv and a pool (plain there).
+void expect_fast_model_matches_reference(const std::string& arch_text, int b) {
+  SCOPED_TRACE(arch_text);
+  const Arch arch = mnist_arch(arch_text.c_str());
   CpuModel fast(arch, b, make_fast_ops(kThreads)), slow(arch, b);
   init_params(arch, 5, fast.params().data());
   slow.params() = fast.params();
@@ -333,6 +339,16 @@ TEST(FastModel, DefaultTeacherForwardAndBackwardMatchTheReference) {
     };
     EXPECT_LE(rel_error(at(fast), at(slow)), kGemmTolerance) << t.name;
   }
+}
+
+TEST(FastModel, DefaultTeacherForwardAndBackwardMatchTheReference) {
+  expect_fast_model_matches_reference(kDefaultTeacherArch, 3);
+}
+
+TEST(FastModel, EveryLayoutCaseMatchesTheReference) {
+  expect_fast_model_matches_reference(
+      "conv:16:3,relu,maxpool:2,conv:32:3,relu,conv:16:3,relu,conv:8:3,relu,maxpool:2,relu,flatten,dense:10", 2);
+  expect_fast_model_matches_reference("conv:16:3,relu,dropout:0.2,maxpool:2,conv:16:3,flatten,dense:10", 2);
 }
 
 // Inference skips dropout and flatten without copying; the layers after them

@@ -1,5 +1,6 @@
-// CpuModel: parameter layout, PyTorch-default init, and the whole model's
-// backward pass against central finite differences.
+// CpuModel: parameter layout, PyTorch-default init, the whole model's
+// backward pass against central finite differences, and its ReLU backward
+// moved past the max-pool against the plain chain of reference ops.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "kd/arch.h"
 #include "kd/error.h"
 #include "kd/model.h"
+#include "kd/reference.h"
 
 namespace kd {
 namespace {
@@ -121,6 +123,53 @@ TEST(CpuModel, BackwardMatchesFiniteDifferences) {
   }
   EXPECT_GT(den, 0.0);
   EXPECT_LT(std::sqrt(num / den), 2e-2);
+}
+
+// The model applies a ReLU's backward after the max-pool's, on the pooled
+// gradient (max-pool and ReLU commute). Against the op chain in layer order
+// (pool backward, then ReLU backward over the whole conv output) the weight
+// gradients must agree bit for bit. The conv bias is pushed negative so that
+// many windows are all zero after the ReLU: there the pooled gradient must be
+// dropped, not routed to the window's first element (a finite-difference check
+// over all parameters is too coarse to see that on a small conv).
+TEST(CpuModel, ReluBackwardAfterTheMaxPoolEqualsTheLayerOrderChain) {
+  const Arch arch = parse_arch("conv:4:3,relu,maxpool:2,flatten,dense:3", Shape{1, 8, 8, false}, 3, "--arch");
+  const int b = 5, c = 4, hw = 6, pooled = 3, flat = c * pooled * pooled;
+  CpuModel model(arch, b);
+  init_params(arch, 21, model.params().data());
+  const std::vector<ParamTensor> tensors = param_tensors(arch);  // conv1.weight, conv1.bias, fc.weight, fc.bias
+  ASSERT_EQ(tensors.size(), 4u);
+  float* p = model.params().data();
+  for (int64_t i = 0; i < tensors[1].count; ++i) p[tensors[1].offset + i] = -0.3f;
+  std::mt19937_64 rng(8);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> x(size_t(b) * 64), r(size_t(b) * 3);
+  for (float& v : x) v = u(rng);
+  for (float& v : r) v = u(rng);
+  model.forward(x.data(), b, /*training=*/false, 0, 0);
+  model.backward(r.data(), b);
+
+  const ref::ConvShape s = ref::conv_shape(b, 1, 8, 8, c, 3);
+  std::vector<float> conv(size_t(b) * c * hw * hw), pool(size_t(b) * flat), logits(size_t(b) * 3);
+  std::vector<uint8_t> argmax(pool.size());
+  ref::conv2d_forward(x.data(), p + tensors[0].offset, p + tensors[1].offset, conv.data(), s);
+  ref::relu_forward(conv.data(), conv.data(), int64_t(conv.size()));
+  ref::maxpool2x2_forward(conv.data(), pool.data(), argmax.data(), b, c, hw, hw);
+  ref::dense_forward(pool.data(), p + tensors[2].offset, p + tensors[3].offset, logits.data(), b, flat, 3, false);
+  std::vector<float> dpool(pool.size()), dconv(conv.size()), grads(model.grads().size());
+  ref::dense_backward(pool.data(), p + tensors[2].offset, r.data(), dpool.data(), grads.data() + tensors[2].offset,
+                      grads.data() + tensors[3].offset, b, flat, 3);
+  ref::maxpool2x2_backward(dpool.data(), argmax.data(), dconv.data(), b, c, hw, hw);
+  ref::relu_backward(conv.data(), dconv.data(), dconv.data(), int64_t(dconv.size()));
+  ref::conv2d_backward_filter(x.data(), dconv.data(), grads.data() + tensors[0].offset,
+                              grads.data() + tensors[1].offset, s);
+
+  int dead_windows = 0;
+  for (const float v : pool) dead_windows += v == 0.0f;
+  EXPECT_GE(dead_windows, 20) << "the test needs windows the ReLU zeroed entirely";
+  for (const ParamTensor& t : tensors)
+    for (int64_t i = 0; i < t.count; ++i)
+      ASSERT_EQ(model.grads()[t.offset + i], grads[t.offset + i]) << t.name << "[" << i << "]";
 }
 
 TEST(CpuModel, DefaultTeacherStepGivesFiniteNonzeroGradientsForEveryTensor) {
