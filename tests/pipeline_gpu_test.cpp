@@ -182,6 +182,18 @@ void expect_bit_identical(const RunResult& a, const RunResult& b) {
   }
 }
 
+// One cross-entropy epoch of `arch` from `init` over w.order on `gpu` and on the CPU
+// reference: the Adam update and the loss agree within the tolerances above.
+void expect_ce_run_matches_cpu(Engine& gpu, const Arch& arch, const std::vector<float>& init, const World& w,
+                               const TrainSettings& s) {
+  const LossConfig ce{1.0f, 0.0f};
+  auto cpu = loaded(make_cpu_engine(), w);
+  const RunResult c = train_new(*cpu, arch, init, w, s, ce);
+  const RunResult g = train_new(gpu, arch, init, w, s, ce);
+  expect_same_adam_step(arch, g, c, s);
+  expect_same_loss(g.epochs[0], c.epochs[0], ce);
+}
+
 TrainSettings deterministic_settings(int batch) {
   TrainSettings s;
   s.batch_size = batch;
@@ -196,27 +208,14 @@ TEST(PipelineGpu, TeacherStepMatchesCpu) {
   w.order.resize(64);  // one full batch
   TrainSettings s;     // the default run: Adam, batch 64, timed algorithm choice; dropout keyed by seed 3
   s.seed = 3;
-  const LossConfig ce{1.0f, 0.0f};
-  auto cpu = loaded(make_cpu_engine(), w);
-  auto gpu = loaded(make_cuda_engine(), w);
-  const RunResult c = train_new(*cpu, w.teacher, w.teacher_init, w, s, ce);
-  const RunResult g = train_new(*gpu, w.teacher, w.teacher_init, w, s, ce);
-  expect_same_adam_step(w.teacher, g, c, s);
-  expect_same_loss(g.epochs[0], c.epochs[0], ce);
+  expect_ce_run_matches_cpu(*loaded(make_cuda_engine(), w), w.teacher, w.teacher_init, w, s);
 }
 
 TEST(PipelineGpu, StudentStepMatchesCpu) {
   KD_REQUIRE_GPU();
   World w = make_world();
   w.order.resize(64);
-  TrainSettings s;
-  const LossConfig ce{1.0f, 0.0f};
-  auto cpu = loaded(make_cpu_engine(), w);
-  auto gpu = loaded(make_cuda_engine(), w);
-  const RunResult c = train_new(*cpu, w.student, w.student_init, w, s, ce);
-  const RunResult g = train_new(*gpu, w.student, w.student_init, w, s, ce);
-  expect_same_adam_step(w.student, g, c, s);
-  expect_same_loss(g.epochs[0], c.epochs[0], ce);
+  expect_ce_run_matches_cpu(*loaded(make_cuda_engine(), w), w.student, w.student_init, w, TrainSettings{});
 }
 
 // Soft targets from a teacher (here a second student-shaped model, which keeps
@@ -503,11 +502,7 @@ TEST(PipelineGpu, OddParameterCountsMatchCpu) {
 
   World one_batch = w;
   one_batch.order.resize(64);
-  auto cpu = loaded(make_cpu_engine(), w);
-  const RunResult c = train_new(*cpu, odd, init, one_batch, s, ce);
-  const RunResult g = train_new(*gpu, odd, init, one_batch, s, ce);
-  expect_same_adam_step(odd, g, c, s);
-  expect_same_loss(g.epochs[0], c.epochs[0], ce);
+  expect_ce_run_matches_cpu(*gpu, odd, init, one_batch, s);
 
   const TrainSettings det = deterministic_settings(100);
   auto eager = loaded(make_cuda_engine(0, StepExecution::Eager), w);
