@@ -19,6 +19,11 @@ not part of any epoch. It needs PyTorch 2.0 or later.
 
 Usage: python3 bench/pytorch_reference.py --data data/mnist [--mode eager|compile|both] [--json out.json]
        [--device cuda|cpu] [--train-limit N] [--test-limit N] [--epochs-teacher N] [--epochs-student N]
+       [--lr-schedule constant|cosine]
+
+--lr-schedule cosine is not kdtrain's recipe: it decays every model's learning
+rate along a half cosine to 0 over its steps, to measure what a schedule would
+buy the recipe in SPEC.md (bench/RESULTS.md). The default, constant, is the twin.
 """
 import argparse
 import gzip
@@ -194,14 +199,21 @@ def run(args, mode):
     sync(dev)
     phases = {"load data": time.perf_counter() - t_load}
 
-    def make_step(model, loss_fn):
+    def make_step(model, loss_fn, epochs):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        # --lr-schedule cosine (not kdtrain's recipe, an experiment for SPEC.md): the
+        # learning rate follows a half cosine from 1e-3 to 0 over the model's steps.
+        steps = epochs * ((x.shape[0] + args.batch_size - 1) // args.batch_size)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+                 if args.lr_schedule == "cosine" else None)
 
         def step(xb, yb, tb):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb, tb)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         return step
 
     n = x.shape[0]
@@ -225,7 +237,8 @@ def run(args, mode):
     results = {}
     teacher_module = Teacher(classes).to(dev)
     teacher = prepare(teacher_module, ce)
-    ep = train(teacher, make_step(teacher, ce), x, y, None, args.epochs_teacher, args.batch_size, gen)
+    ep = train(teacher, make_step(teacher, ce, args.epochs_teacher), x, y, None, args.epochs_teacher, args.batch_size,
+               gen)
     phases["teacher training"] = sum(ep)
     results["teacher"] = {"epoch_s": ep, "val_acc": accuracy(teacher, vx, vy), "test_acc": accuracy(teacher, tx, ty)}
 
@@ -238,8 +251,8 @@ def run(args, mode):
     for role, alpha in (("student", args.alpha), ("scratch", 0.0)):
         loss = (lambda s, yb, tb: distill_loss(s, tb, yb, args.temperature, args.alpha)) if alpha > 0 else ce
         student = prepare(Student(classes).to(dev), loss)
-        ep = train(student, make_step(student, loss), x, y, soft if alpha > 0 else None, args.epochs_student,
-                   args.batch_size, gen)
+        ep = train(student, make_step(student, loss, args.epochs_student), x, y, soft if alpha > 0 else None,
+                   args.epochs_student, args.batch_size, gen)
         phases[role + " training"] = sum(ep)
         results[role] = {"epoch_s": ep, "val_acc": accuracy(student, vx, vy), "test_acc": accuracy(student, tx, ty)}
         if role == "student":
@@ -247,7 +260,8 @@ def run(args, mode):
     results["teacher"]["latency"] = latency(teacher, tx, args.latency_batches)
     rate = lambda epochs, seconds: n * epochs / seconds if seconds > 0 else float("nan")
     device_name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"
-    return {"mode": mode, "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
+    return {"mode": mode, "lr_schedule": args.lr_schedule, "device": device_name, "torch": torch.__version__,
+            "cuda": torch.version.cuda,
             "train_samples": n, "test_samples": tx.shape[0], "phases": phases, "models": results,
             "samples_per_s": {"teacher": rate(args.epochs_teacher, phases["teacher training"]),
                               "student": rate(args.epochs_student, phases["student training"])}}
@@ -282,6 +296,9 @@ def main():
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--latency-batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 64, 1024, 10000])
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant: kdtrain's recipe (SPEC.md); cosine: a half-cosine decay to 0 over each model's "
+                        "steps, an experiment on the recipe, not a twin of any kdtrain run")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
