@@ -483,7 +483,10 @@ void sigterm_then_resume_equals_uninterrupted(const std::string& device,
   // After epoch 1's checkpoint, three epochs remain: the signal lands mid-training.
   ASSERT_TRUE(wait_for_file(run_dir + "/checkpoint.safetensors"));
   const std::string err = stop_and_reap(pid, {SIGTERM, SIGHUP}, err_path);
-  EXPECT_NE(err.find("SIGTERM"), std::string::npos) << err;
+  // The message names the first signal delivered. When the process does not run
+  // between the two kill() calls (a loaded machine), both are pending at once and
+  // Linux delivers the lower-numbered one first: SIGHUP (1) before SIGTERM (15).
+  EXPECT_TRUE(err.find("SIGTERM") != std::string::npos || err.find("SIGHUP") != std::string::npos) << err;
   EXPECT_FALSE(fs::exists(run_dir + "/teacher.safetensors")) << "stopped before the teacher was finished";
   const TrainingCheckpoint ck = load_training_checkpoint(run_dir + "/checkpoint.safetensors");
   EXPECT_EQ(ck.phase, "teacher");
