@@ -31,7 +31,8 @@ namespace kd {
 //           elementwise), so no op converts layouts on the way.
 enum class ActLayout { Nchw, Nchw16c };
 
-// Element (ni, ci, hi, wi) of a (n, c, h, w) tensor in `layout` (tests, the reference's checks).
+// Element (ni, ci, hi, wi) of a (n, c, h, w) tensor in `layout`: the layouts above, as an
+// index (the fast ops compute with it implicitly; tests convert tensors with it).
 int64_t act_index(ActLayout layout, int c, int h, int w, int ni, int ci, int hi, int wi);
 
 class CpuOps {
