@@ -29,6 +29,29 @@ double thread_cpu_ms() {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+// Adds the CPU time of a fused conv -> ReLU -> max-pool's calls to totals.
+class TimedConvReluPool final : public ConvReluPool {
+ public:
+  TimedConvReluPool(ConvReluPool& inner, std::map<std::string, double>& totals, std::string name)
+      : inner_(inner), totals_(totals), name_(std::move(name)) {}
+  void forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) override {
+    const double t0 = thread_cpu_ms();
+    inner_.forward(x, w, b, pooled, argmax);
+    totals_[name_ + " forward"] += thread_cpu_ms() - t0;
+  }
+  void backward(const float* x, const float* w, const float* dpooled, const float* pooled, const uint8_t* argmax,
+                float* dx, float* dw, float* db) override {
+    const double t0 = thread_cpu_ms();
+    inner_.backward(x, w, dpooled, pooled, argmax, dx, dw, db);
+    totals_[name_ + " backward"] += thread_cpu_ms() - t0;
+  }
+
+ private:
+  ConvReluPool& inner_;
+  std::map<std::string, double>& totals_;
+  std::string name_;
+};
+
 // Forwards every call to `inner`, adding its CPU time to totals[name].
 class TimedOps final : public CpuOps {
  public:
@@ -46,6 +69,15 @@ class TimedOps final : public CpuOps {
                      const ref::ConvShape& s, ActLayout xl, ActLayout yl) override {
     timed("conv backward " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c),
           [&] { inner_->conv_backward(x, w, dy, dx, dw, db, s, xl, yl); });
+  }
+  ConvReluPool* conv_relu_pool(const ref::ConvShape& s, ActLayout xl) override {
+    ConvReluPool* inner = inner_->conv_relu_pool(s, xl);
+    if (!inner) return nullptr;
+    auto& wrapped = fused_[inner];
+    if (!wrapped)
+      wrapped = std::make_unique<TimedConvReluPool>(
+          *inner, totals_, "conv+relu+pool " + std::to_string(s.in_c) + "->" + std::to_string(s.out_c));
+    return wrapped.get();
   }
   void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                      bool relu) override {
@@ -94,6 +126,7 @@ class TimedOps final : public CpuOps {
   }
   std::unique_ptr<CpuOps> inner_;
   std::map<std::string, double>& totals_;
+  std::map<ConvReluPool*, std::unique_ptr<TimedConvReluPool>> fused_;
 };
 
 int run(int threads, int steps) {

@@ -34,6 +34,7 @@
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/train.h"
+#include "fast_test_util.h"
 #include "ref_test_util.h"
 
 namespace kd {
@@ -42,6 +43,10 @@ namespace {
 using reftest::make_rng;
 using reftest::nan_filled;
 using reftest::uniform;
+using fasttest::from_layout;
+using fasttest::rel_error;
+using fasttest::relayout;
+using fasttest::to_layout;
 
 constexpr double kGemmTolerance = 1e-4;
 constexpr double kReductionTolerance = 1e-5;
@@ -51,34 +56,6 @@ constexpr double kOptimTolerance = 1e-6;
 // one-core CI machine, so the threaded code paths and their partitioning run.
 constexpr int kThreads = 3;
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = double(got[i]) - double(want[i]);
-    num += d * d;
-    den += double(want[i]) * want[i];
-  }
-  if (!std::isfinite(num)) return INFINITY;  // a NaN left in an output (unwritten element)
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-// A (n, c, h, w) tensor moved from layout `from` to layout `to` (kd::act_index).
-std::vector<float> relayout(const std::vector<float>& t, ActLayout from, ActLayout to, int n, int c, int h, int w) {
-  std::vector<float> out(t.size());
-  for (int ni = 0; ni < n; ++ni)
-    for (int ci = 0; ci < c; ++ci)
-      for (int hi = 0; hi < h; ++hi)
-        for (int wi = 0; wi < w; ++wi)
-          out[size_t(act_index(to, c, h, w, ni, ci, hi, wi))] = t[size_t(act_index(from, c, h, w, ni, ci, hi, wi))];
-  return out;
-}
-std::vector<float> to_layout(const std::vector<float>& plain, ActLayout layout, int n, int c, int h, int w) {
-  return relayout(plain, ActLayout::Nchw, layout, n, c, h, w);
-}
-std::vector<float> from_layout(const std::vector<float>& laid, ActLayout layout, int n, int c, int h, int w) {
-  return relayout(laid, layout, ActLayout::Nchw, n, c, h, w);
-}
 // Nchw, plus Nchw16c when c channels allow it.
 std::vector<ActLayout> layouts_for(int c) {
   if (c % 16) return {ActLayout::Nchw};

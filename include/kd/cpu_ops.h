@@ -7,7 +7,9 @@
 //  - reference: the kd::ref ops, one thread, double accumulation. The oracle
 //    for the CUDA kernels and for the fast ops; `kdtrain --device reference`.
 //  - fast: fp32, multithreaded, convolutions on oneDNN (primitives created once
-//    per shape and batch size), dense layers on oneDNN's SGEMM, elementwise ops,
+//    per shape and batch size) or, for 3x3 stride-1 layers with channels in
+//    sixteens on AVX-512, the engine's own Winograd (fused with a following
+//    ReLU and max-pool), dense layers on oneDNN's SGEMM, elementwise ops,
 //    pooling, dropout and the optimisers as OpenMP loops. `--device cpu`.
 // Both draw the same Philox dropout masks and follow the same optimiser
 // formulas, so the engines differ only in rounding.
@@ -35,6 +37,22 @@ enum class ActLayout { Nchw, Nchw16c };
 // index (the fast ops compute with it implicitly; tests convert tensors with it).
 int64_t act_index(ActLayout layout, int c, int h, int w, int ni, int ci, int hi, int wi);
 
+// A convolution, the ReLU after it and a 2x2 max-pool after that, run as one op
+// (CpuOps::conv_relu_pool), so the convolution's output is never stored. For one
+// ref::ConvShape s, x and dx in the layout it was asked for:
+//   forward:  x -> pooled (n, out_c, out_h/2, out_w/2) Nchw, and argmax in the op's
+//             own order (read only by its backward); the values and winners of
+//             maxpool2x2_forward(max(conv(x) + b, 0)).
+//   backward: dpooled (like pooled) -> dw, db, and dx unless null; the gradient
+//             reaches each window's winner where the pooled value is > 0.
+class ConvReluPool {
+ public:
+  virtual ~ConvReluPool() = default;
+  virtual void forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) = 0;
+  virtual void backward(const float* x, const float* w, const float* dpooled, const float* pooled,
+                        const uint8_t* argmax, float* dx, float* dw, float* db) = 0;
+};
+
 class CpuOps {
  public:
   virtual ~CpuOps() = default;
@@ -56,6 +74,10 @@ class CpuOps {
   // from the same pointer, if any (the fast ops reuse that forward's copy of x in their own layout).
   virtual void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                              const ref::ConvShape& s, ActLayout xl, ActLayout yl) = 0;
+  // The fused conv -> ReLU -> max-pool for shape s with x in layout xl, owned by these ops;
+  // null when they have none for it (the reference never has: the model then runs the
+  // three layers). Whether it is null does not depend on s.n.
+  virtual ConvReluPool* conv_relu_pool(const ref::ConvShape& s, ActLayout xl) { return nullptr; }
   // x: (b, in), w: (out, in), bias: (out) -> y: (b, out) = x . w^T + bias, then max(y, 0) when relu
   virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                              bool relu) = 0;

@@ -65,6 +65,9 @@ class CpuModel {
   std::vector<std::vector<float>> acts_;
   std::vector<int> storage_;
   std::vector<bool> relu_fused_;
+  // Layer i is a conv that runs with the ReLU and max-pool after it as one op
+  // (CpuOps::conv_relu_pool): its own output buffer is then never written.
+  std::vector<bool> pool_fused_;
   // The memory layout of layer i's output (a fused ReLU's is its conv's), chosen at
   // construction: Nchw16c for a conv output the ops compute in that layout and only
   // a conv or max-pool reads; Nchw everywhere else (kd/cpu_ops.h).

@@ -1,6 +1,8 @@
 // The fast CPU ops (kd/cpu_ops.h): fp32, multithreaded. Convolutions on
-// oneDNN (OnednnConv, one per shape), dense layers on oneDNN's SGEMM, and the
-// cheap ops as OpenMP loops over the same thread pool oneDNN uses.
+// oneDNN (OnednnConv, one per shape), except those WinogradConv takes (3x3,
+// stride 1, channels in sixteens, Nchw16c on both sides, an AVX-512 CPU),
+// which also fuse a following ReLU and max-pool; dense layers on oneDNN's
+// SGEMM, and the cheap ops as OpenMP loops over the same thread pool oneDNN uses.
 //
 // Determinism: every loop here is elementwise or has a fixed per-element order
 // of summation, so its result does not depend on the thread count; oneDNN's
@@ -21,6 +23,7 @@
 #include "kd/error.h"
 #include "cpu_kernels.h"
 #include "onednn_conv.h"
+#include "winograd_conv.h"
 
 namespace kd {
 
@@ -87,14 +90,22 @@ class FastOps final : public CpuOps {
   }
   void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s, bool relu,
                     ActLayout xl, ActLayout yl) override {
+    if (yl == ActLayout::Nchw16c) {
+      if (WinogradConv* conv = winograd(s, xl)) return conv->conv_forward(x, w, b, y, relu);
+    }
     OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const ref::ConvShape& s, ActLayout xl, ActLayout yl) override {
+    if (yl == ActLayout::Nchw16c) {
+      if (WinogradConv* conv = winograd(s, xl)) return conv->conv_backward(x, w, dy, dx, dw, db);
+    }
     OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution backward (" + shape_text(s) + ")", [&] { conv.backward(stream_, x, w, dy, dx, dw, db); });
   }
+
+  ConvReluPool* conv_relu_pool(const ref::ConvShape& s, ActLayout xl) override { return winograd(s, xl); }
 
   // y = x . w^T + bias. On one thread SGEMM writes y directly (rows start as the
   // bias, beta = 1). On more, oneDNN's SGEMM splits y = x . w^T (m = b = 64 rows)
@@ -254,12 +265,22 @@ class FastOps final : public CpuOps {
     return *it->second;
   }
 
+  // The Winograd convolution of shape s, when it takes s with x in layout xl (outputs are Nchw16c); else null.
+  WinogradConv* winograd(const ref::ConvShape& s, ActLayout xl) {
+    if (xl != ActLayout::Nchw16c || !WinogradConv::supports(s)) return nullptr;
+    use_threads();
+    auto& conv = winograd_[std::make_tuple(s.n, s.in_c, s.h, s.w, s.out_c, s.pad)];
+    if (!conv) conv = std::make_unique<WinogradConv>(s);
+    return conv.get();
+  }
+
   int threads_;
   std::vector<float> transposed_;  // dense_forward's y^T on more than one thread
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::map<std::tuple<int, int, int, int, int, int, int, int, ActLayout, ActLayout>, std::unique_ptr<OnednnConv>>
       plans_;
+  std::map<std::tuple<int, int, int, int, int, int>, std::unique_ptr<WinogradConv>> winograd_;
 };
 
 }  // namespace

@@ -81,6 +81,12 @@ bool pools_a_relu(const Arch& arch, size_t i) {
   return arch.layers[i].kind == LayerKind::MaxPool && i > 0 && arch.layers[i - 1].kind == LayerKind::Relu;
 }
 
+// Layer i is a conv whose output goes through a fused ReLU into a max-pool.
+bool conv_relu_pool_chain(const Arch& arch, size_t i) {
+  return arch.layers[i].kind == LayerKind::Conv && i + 2 < arch.layers.size() && relu_fuses(arch, i + 1) &&
+         pools_a_relu(arch, i + 2);
+}
+
 ref::ConvShape conv_shape(const Layer& l, int b) {
   return ref::conv_shape(b, l.in.c, l.in.h, l.in.w, l.out, l.kernel, l.stride, l.pad);
 }
@@ -93,6 +99,7 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   acts_.resize(arch.layers.size());
   masks_.resize(arch.layers.size());
   relu_fused_.assign(arch.layers.size(), false);
+  pool_fused_.assign(arch.layers.size(), false);
   storage_.assign(arch.layers.size(), 0);
   layout_.assign(arch.layers.size(), ActLayout::Nchw);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
@@ -101,6 +108,8 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
     if (l.kind == LayerKind::Conv && feeds_conv_or_pool(arch, i))
       layout_[i] = ops_->conv_output_layout(conv_shape(l, max_batch));
     if (relu_fused_[i]) layout_[i] = layout_[i - 1];  // the conv's buffer
+    pool_fused_[i] = conv_relu_pool_chain(arch, i) &&
+                     ops_->conv_relu_pool(conv_shape(l, max_batch), input_layout(i)) != nullptr;
     const bool shares = shares_buffer(arch, i);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
     if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
@@ -140,6 +149,13 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
     const float* w = params_.data() + l.param_offset;
     switch (l.kind) {
       case LayerKind::Conv:
+        if (pool_fused_[i]) {  // this conv, its ReLU and the max-pool in one op, writing the pool's output
+          out = output(i + 2);
+          ops_->conv_relu_pool(conv_shape(l, b), input_layout(i))
+              ->forward(in, w, w + l.weight_count, out, masks_[i + 2].data());
+          i += 2;
+          break;
+        }
         ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next, input_layout(i), layout_[i]);
         break;
       case LayerKind::Dense:
@@ -196,6 +212,16 @@ void CpuModel::backward(const float* dlogits, int b) {
         ops_->relu_backward(output(i), dy, dx, n_in);
         break;
       case LayerKind::MaxPool:
+        if (i >= 2 && pool_fused_[i - 2]) {  // the pool, the ReLU and the conv before them in one op
+          const size_t c = i - 2;
+          const Layer& conv = arch_.layers[c];
+          float* cdw = grads_.data() + conv.param_offset;
+          ops_->conv_relu_pool(conv_shape(conv, b), input_layout(c))
+              ->backward(c == 0 ? input_.data() : output(c - 1), params_.data() + conv.param_offset, dy, output(i),
+                         masks_[i].data(), c > 0 ? dx : nullptr, cdw, cdw + conv.weight_count);
+          i = c;
+          break;
+        }
         if (pools_a_relu(arch_, i)) {
           ops_->relu_backward(output(i), dy, dy, int64_t(b) * l.out_shape.size());  // in place
           relu_done = true;
