@@ -40,6 +40,7 @@ class CpuModel {
   CpuOps& ops() { return *ops_; }
   // Bytes of the buffers the constructor sizes by max_batch (activations,
   // masks, input, gradient scratch); the parameters and gradients come on top.
+  // An upper bound where the ops fuse a conv with its ReLU and max-pool.
   static int64_t activation_bytes(const Arch& arch, int max_batch);
   const Arch& arch() const { return arch_; }
   int max_batch() const { return max_batch_; }
@@ -66,7 +67,7 @@ class CpuModel {
   std::vector<int> storage_;
   std::vector<bool> relu_fused_;
   // Layer i is a conv that runs with the ReLU and max-pool after it as one op
-  // (CpuOps::conv_relu_pool): its own output buffer is then never written.
+  // (CpuOps::conv_relu_pool): it then has no output buffer (acts_[i] stays empty).
   std::vector<bool> pool_fused_;
   // The memory layout of layer i's output (a fused ReLU's is its conv's), chosen at
   // construction: Nchw16c for a conv output the ops compute in that layout and only

@@ -24,7 +24,7 @@
 namespace kd::fast {
 namespace {
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
 typedef int32_t i32x16 __attribute__((vector_size(64), aligned(4)));  // 16 lanes of int32
 
 constexpr int kChunk = 24;  // tiles per chunk: divisible by every GEMM row block below

@@ -112,7 +112,7 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
                      ops_->conv_relu_pool(conv_shape(l, max_batch), input_layout(i)) != nullptr;
     const bool shares = shares_buffer(arch, i);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
-    if (!shares) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
+    if (!shares && !pool_fused_[i]) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
     if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
       masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
@@ -122,7 +122,8 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   grad_b_.resize(size_t(max_batch) * widest);
 }
 
-// Keep in step with the constructor above.
+// Keep in step with the constructor above (which leaves out a fused conv's output buffer:
+// this is then an upper bound).
 int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
   int64_t floats = arch.input.size(), mask_bytes = 0, widest = arch.input.size();
   for (size_t i = 0; i < arch.layers.size(); ++i) {
