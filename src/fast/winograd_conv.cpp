@@ -7,13 +7,14 @@
 // Nchw16c layout holds 16 channels of one position in one 64-byte line.
 #include "winograd_conv.h"
 
+#include "kd/error.h"
+
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
-
-#include "kd/error.h"
 
 // The kernels are compiled for AVX-512 only; supports() checks the CPU. The file is
 // compiled with -ffp-contract=off (CMakeLists.txt) so that a transform rounds the same
@@ -573,3 +574,19 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
 }
 
 }  // namespace kd::fast
+
+#else  // not x86-64: the kernels are AVX-512 code; the fast ops use oneDNN for every convolution.
+
+namespace kd::fast {
+bool WinogradConv::supports(const ref::ConvShape&) { return false; }
+WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s), out_h_(0), out_w_(0) {
+  fail("WinogradConv: needs an x86-64 CPU with AVX-512; the fast ops use oneDNN on this one");
+}
+void WinogradConv::conv_forward(const float*, const float*, const float*, float*, bool) {}
+void WinogradConv::conv_backward(const float*, const float*, const float*, float*, float*, float*) {}
+void WinogradConv::forward(const float*, const float*, const float*, float*, uint8_t*) {}
+void WinogradConv::backward(const float*, const float*, const float*, const float*, const uint8_t*, float*, float*,
+                            float*) {}
+}  // namespace kd::fast
+
+#endif
