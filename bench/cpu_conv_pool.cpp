@@ -1,12 +1,11 @@
-// The teacher's conv2 -> ReLU -> max-pool on the fast CPU engine, two ways,
+// The teacher's conv2 -> ReLU -> max-pool on the fast CPU engine, three ways,
 // side by side in one run: oneDNN's convolution (jit_wino_4x3 at this shape)
-// followed by the engine's max-pool, as the engine ran it before, against the
-// engine's own Winograd with the ReLU and pool fused (src/fast/winograd_conv.h).
+// followed by the engine's max-pool, as the engine ran it before; the engine's
+// own Winograd (src/fast/winograd_conv.h) unfused, followed by the same pool;
+// and the engine's own Winograd with the ReLU and pool fused, as it runs now.
 //
-// Each round times one call of every variant in turn, so both see the same
+// Each round times one call of every variant in turn, so all see the same
 // machine load; wall time per call, median over the rounds after warm-ups.
-// Forward: conv + ReLU, then max-pool. Backward: ReLU mask at the pooled
-// gradient, max-pool backward, conv backward (data and filter).
 //
 // Usage: build/cpu_conv_pool [threads (default 1)] [rounds (default 30)] [batch (default 64)]
 #include <omp.h>
@@ -55,34 +54,51 @@ int run(int threads, int rounds, int batch) {
   dnnl::stream stream(engine);
   fast::OnednnConv onednn(engine, s, ActLayout::Nchw16c, ActLayout::Nchw16c);
   fast::WinogradConv own(s);
+  // Forward: conv + ReLU, then the pool (pooled, argmax); backward: ReLU mask at the pooled
+  // gradient, the pool's backward into dy, the conv's backward. Only the fused variant differs.
+  const auto pool_forward = [&] {
+    ops->maxpool2x2_forward(y.data(), pooled.data(), argmax.data(), batch, 64, oh, ow, ActLayout::Nchw16c);
+  };
+  const auto pool_backward = [&] {
+    ops->relu_backward(pooled.data(), dpooled.data(), masked.data(), int64_t(np));
+    ops->maxpool2x2_backward(masked.data(), argmax.data(), dy.data(), batch, 64, oh, ow, ActLayout::Nchw16c);
+  };
   std::vector<Variant> variants = {
-      {"oneDNN conv+ReLU, then pool: forward",
+      {"oneDNN Winograd, then pool: forward",
        [&] {
          onednn.forward(stream, x.data(), w.data(), b.data(), y.data(), true);
-         ops->maxpool2x2_forward(y.data(), pooled.data(), argmax.data(), batch, 64, oh, ow, ActLayout::Nchw16c);
+         pool_forward();
        }},
-      {"own Winograd, fused: forward", [&] { own.forward(x.data(), w.data(), b.data(), pooled.data(), argmax.data()); }},
-      {"oneDNN conv+ReLU, then pool: backward",
+      {"oneDNN Winograd, then pool: backward",
        [&] {
-         ops->relu_backward(pooled.data(), dpooled.data(), masked.data(), int64_t(np));
-         ops->maxpool2x2_backward(masked.data(), argmax.data(), dy.data(), batch, 64, oh, ow, ActLayout::Nchw16c);
+         pool_backward();
          onednn.backward(stream, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
        }},
-      {"own Winograd, fused: backward",
+      {"own Winograd, then pool: forward",
+       [&] {
+         own.conv_forward(x.data(), w.data(), b.data(), y.data(), true);
+         pool_forward();
+       }},
+      {"own Winograd, then pool: backward",
+       [&] {
+         pool_backward();
+         own.conv_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+       }},
+      {"own Winograd fused: forward", [&] { own.forward(x.data(), w.data(), b.data(), pooled.data(), argmax.data()); }},
+      {"own Winograd fused: backward",
        [&] {
          own.backward(x.data(), w.data(), dpooled.data(), pooled.data(), argmax.data(), dx.data(), dw.data(),
                       db.data());
        }},
   };
-  // The forward variants write pooled/argmax in their own orders: each backward runs right
-  // after its own forward, so a round is forward A, backward A, forward B, backward B.
-  const int order[] = {0, 2, 1, 3};
+  // The fused forward writes argmax in its own order: each backward runs right after its
+  // own variant's forward, so a round is forward A, backward A, forward B, ...
   for (int r = 0; r < rounds + 3; ++r)
-    for (int i : order) {
+    for (size_t i = 0; i < variants.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      variants[size_t(i)].run();
+      variants[i].run();
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (r >= 3) variants[size_t(i)].ms.push_back(ms);
+      if (r >= 3) variants[i].ms.push_back(ms);
     }
   std::printf("teacher conv2 (%d x 32x26x26 -> 64x24x24) + ReLU + 2x2 max-pool, %s, %s; median of %d rounds\n", batch,
               onednn.describe().c_str(), ops->describe().c_str(), rounds);
@@ -91,8 +107,10 @@ int run(int threads, int rounds, int batch) {
     std::printf("  %-40s %7.2f ms\n", v.name, v.ms[v.ms.size() / 2]);
   }
   const auto med = [&](size_t i) { return variants[i].ms[variants[i].ms.size() / 2]; };
-  std::printf("  speed-up of the fused Winograd: forward %.2fx, backward %.2fx, both %.2fx\n", med(0) / med(1),
-              med(2) / med(3), (med(0) + med(2)) / (med(1) + med(3)));
+  for (size_t v : {size_t(2), size_t(4)})
+    std::printf("  speed-up over oneDNN of %-22s forward %.2fx, backward %.2fx, both %.2fx\n",
+                v == 2 ? "own Winograd unfused:" : "own Winograd fused:", med(0) / med(v), med(1) / med(v + 1),
+                (med(0) + med(1)) / (med(v) + med(v + 1)));
   return 0;
 }
 
