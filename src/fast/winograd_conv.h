@@ -71,6 +71,9 @@ class WinogradConv final : public ConvReluPool {
   float* scratch(std::vector<std::vector<float>>& pool, size_t floats, int thread);
   // Sizes the per-thread pools for the current OpenMP thread count.
   void prepare_scratch();
+  // The forward, its output tiles handed to a sink (stored, or ReLU'd and pooled).
+  template <class Sink>
+  void forward_with(const float* x, const float* w, const Sink& sink);
   // Both backwards from a source of dy (Nchw16c, or rebuilt from a pooled gradient).
   template <class DySrc>
   void backward_with(const float* x, const float* w, const DySrc& dy, float* dx, float* dw, float* db);
