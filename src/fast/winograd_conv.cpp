@@ -489,23 +489,19 @@ void WinogradConv::prepare_scratch() {
 }
 
 void WinogradConv::conv_forward(const float* x, const float* w, const float* b, float* y, bool relu) {
-  transform_filters(w, u_.data(), s_.in_c, s_.out_c, false);
-  prepare_scratch();
-  const Geometry g = geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad);
-  const BlockedSource src{x, s_.in_c / 16, s_.h, s_.w};
-  const TileSink sink{y, b, relu, s_.out_c / 16, out_h_, out_w_};
-  for_each_chunk(g.tiles(), [&](int64_t first, int t) {
-    conv_chunk(g, s_.out_c, first, src, u_.data(), scratch(v_, size_t(kPoints) * kChunk * s_.in_c, t),
-               scratch(m_, size_t(kPoints) * kChunk * s_.out_c, t), sink);
-  });
+  forward_with(x, w, TileSink{y, b, relu, s_.out_c / 16, out_h_, out_w_});
 }
 
 void WinogradConv::forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) {
+  forward_with(x, w, PoolSink{pooled, argmax, b, s_.out_c / 16, out_h_, out_w_});
+}
+
+template <class Sink>
+void WinogradConv::forward_with(const float* x, const float* w, const Sink& sink) {
   transform_filters(w, u_.data(), s_.in_c, s_.out_c, false);
   prepare_scratch();
   const Geometry g = geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad);
   const BlockedSource src{x, s_.in_c / 16, s_.h, s_.w};
-  const PoolSink sink{pooled, argmax, b, s_.out_c / 16, out_h_, out_w_};
   for_each_chunk(g.tiles(), [&](int64_t first, int t) {
     conv_chunk(g, s_.out_c, first, src, u_.data(), scratch(v_, size_t(kPoints) * kChunk * s_.in_c, t),
                scratch(m_, size_t(kPoints) * kChunk * s_.out_c, t), sink);
