@@ -92,6 +92,7 @@ void filter_adjoint_1d(const double* s, double* g) {
 // u: (36, cin, cout) = G f G^T for every filter f = w[co][ci] (flip: f = w[ci][co] rotated 180
 // degrees, w being (cin_of_w = cout, ...): the backward-data filters).
 void transform_filters(const float* w, float* u, int cin, int cout, bool flip) {
+#pragma omp parallel for schedule(static)
   for (int co = 0; co < cout; ++co)
     for (int ci = 0; ci < cin; ++ci) {
       const float* f = flip ? w + (size_t(ci) * cout + co) * 9 : w + (size_t(co) * cin + ci) * 9;
@@ -530,6 +531,8 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
   const Geometry g = geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad);
   const BlockedSource xs{x, s_.in_c / 16, s_.h, s_.w};
   const size_t s_floats = size_t(kPoints) * s_.out_c * s_.in_c;
+  // The partials and their sum are split over threads too: serial, they cost ~1 ms at 16 threads.
+#pragma omp parallel for schedule(static)
   for (int t = 0; t < threads; ++t) {
     std::fill_n(scratch(s_part_, s_floats, t), s_floats, 0.0f);
     std::fill_n(scratch(db_part_, size_t(s_.out_c), t), s_.out_c, 0.0f);
@@ -539,6 +542,7 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
                  scratch(m_, size_t(kPoints) * kChunk * s_.out_c, t), s_part_[size_t(t)].data(),
                  db_part_[size_t(t)].data());
   });
+#pragma omp parallel for schedule(static)
   for (int co = 0; co < s_.out_c; ++co) {
     double bias = 0;
     for (int t = 0; t < threads; ++t) bias += db_part_[size_t(t)][size_t(co)];
