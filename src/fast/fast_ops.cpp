@@ -90,17 +90,15 @@ class FastOps final : public CpuOps {
   }
   void conv_forward(const float* x, const float* w, const float* b, float* y, const ref::ConvShape& s, bool relu,
                     ActLayout xl, ActLayout yl) override {
-    if (yl == ActLayout::Nchw16c) {
-      if (WinogradConv* conv = winograd(s, xl)) return conv->conv_forward(x, w, b, y, relu);
-    }
+    if (WinogradConv* conv = yl == ActLayout::Nchw16c ? winograd(s, xl) : nullptr)
+      return conv->conv_forward(x, w, b, y, relu);
     OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const ref::ConvShape& s, ActLayout xl, ActLayout yl) override {
-    if (yl == ActLayout::Nchw16c) {
-      if (WinogradConv* conv = winograd(s, xl)) return conv->conv_backward(x, w, dy, dx, dw, db);
-    }
+    if (WinogradConv* conv = yl == ActLayout::Nchw16c ? winograd(s, xl) : nullptr)
+      return conv->conv_backward(x, w, dy, dx, dw, db);
     OnednnConv& conv = plan(s, xl, yl);
     onednn_call("convolution backward (" + shape_text(s) + ")", [&] { conv.backward(stream_, x, w, dy, dx, dw, db); });
   }

@@ -469,7 +469,7 @@ bool WinogradConv::supports(const ref::ConvShape& s) {
          __builtin_cpu_supports("avx512bw");
 }
 
-WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s), out_h_(s.h + 2 * s.pad - 2), out_w_(s.w + 2 * s.pad - 2) {
+WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s) {
   if (!supports(s))
     fail("WinogradConv: shape not supported (needs a 3x3 kernel, stride 1, padding <= 2, channels in multiples of 16 "
          "and an AVX-512 CPU); the fast ops use oneDNN for other shapes");
@@ -490,11 +490,11 @@ void WinogradConv::prepare_scratch() {
 }
 
 void WinogradConv::conv_forward(const float* x, const float* w, const float* b, float* y, bool relu) {
-  forward_with(x, w, TileSink{y, b, relu, s_.out_c / 16, out_h_, out_w_});
+  forward_with(x, w, TileSink{y, b, relu, s_.out_c / 16, s_.out_h(), s_.out_w()});
 }
 
 void WinogradConv::forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) {
-  forward_with(x, w, PoolSink{pooled, argmax, b, s_.out_c / 16, out_h_, out_w_});
+  forward_with(x, w, PoolSink{pooled, argmax, b, s_.out_c / 16, s_.out_h(), s_.out_w()});
 }
 
 template <class Sink>
@@ -511,16 +511,16 @@ void WinogradConv::forward_with(const float* x, const float* w, const Sink& sink
 
 void WinogradConv::conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                                  float* db) {
-  backward_with(x, w, BlockedSource{dy, s_.out_c / 16, out_h_, out_w_}, dx, dw, db);
+  backward_with(x, w, BlockedSource{dy, s_.out_c / 16, s_.out_h(), s_.out_w()}, dx, dw, db);
 }
 
 void WinogradConv::backward(const float* x, const float* w, const float* dpooled, const float* pooled,
                             const uint8_t* argmax, float* dx, float* dw, float* db) {
-  const int ph = out_h_ / 2, pw = out_w_ / 2;
+  const int ph = s_.out_h() / 2, pw = s_.out_w() / 2;
   dy_pooled_.resize(size_t(s_.n) * s_.out_c * ph * pw);
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < s_.n; ++n) block_pooled_gradient(dpooled, pooled, dy_pooled_.data(), n, s_.out_c, ph, pw);
-  backward_with(x, w, PooledGradSource{dy_pooled_.data(), argmax, s_.out_c / 16, out_h_, out_w_}, dx, dw, db);
+  backward_with(x, w, PooledGradSource{dy_pooled_.data(), argmax, s_.out_c / 16, s_.out_h(), s_.out_w()}, dx, dw, db);
 }
 
 template <class DySrc>
@@ -572,7 +572,7 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
   // Data gradient: the forward pass over dy with the rotated, transposed filters and the
   // complementary padding (2 - pad), which gives back (h, w).
   transform_filters(w, u_back_.data(), s_.out_c, s_.in_c, true);
-  const Geometry gd = geometry(s_.n, s_.out_c, out_h_, out_w_, 2 - s_.pad);
+  const Geometry gd = geometry(s_.n, s_.out_c, s_.out_h(), s_.out_w(), 2 - s_.pad);
   const TileSink sink{dx, nullptr, false, s_.in_c / 16, s_.h, s_.w};
   for_each_chunk(gd.tiles(), [&](int64_t first, int t) {
     conv_chunk(gd, s_.in_c, first, dy, u_back_.data(), scratch(v_, size_t(kPoints) * kChunk * s_.out_c, t),
@@ -586,7 +586,7 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
 
 namespace kd::fast {
 bool WinogradConv::supports(const ref::ConvShape&) { return false; }
-WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s), out_h_(0), out_w_(0) {
+WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s) {
   fail("WinogradConv: needs an x86-64 CPU with AVX-512; the fast ops use oneDNN on this one");
 }
 void WinogradConv::conv_forward(const float*, const float*, const float*, float*, bool) {}

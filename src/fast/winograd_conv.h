@@ -79,7 +79,6 @@ class WinogradConv final : public ConvReluPool {
   void backward_with(const float* x, const float* w, const DySrc& dy, float* dx, float* dw, float* db);
 
   ref::ConvShape s_;
-  int out_h_, out_w_;
   std::vector<float> u_;          // forward filters transformed: (36, in_c, out_c)
   std::vector<float> u_back_;     // rotated, transposed filters transformed: (36, out_c, in_c)
   std::vector<float> dy_pooled_;  // the fused backward's masked gradient: (n, out_c/16, out_h/2, out_w/2, 16)
