@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -125,5 +126,12 @@ void checker_begin_launch();
 void* device_malloc(size_t bytes);  // null when out of (simulated) memory
 bool device_free(void* ptr);        // false: not a live allocation
 bool device_range_ok(const void* p, size_t bytes, std::string* why);  // for cudaMemcpy/cudaMemset
+
+// Work that a library call (simulated cuBLAS, cuBLASLt, cuDNN) or a runtime call
+// queues on `stream`, described by `what` for messages. The simulated libraries
+// validate their arguments at the call, as the real ones do, and queue only the
+// arithmetic through this hook. Returns cudaErrorInvalidResourceHandle for a
+// stream that does not exist.
+cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<void()> work);
 
 }  // namespace kdsim
