@@ -7,8 +7,8 @@
 // (43 MB) is larger than L2 on most GPUs, and random rows defeat the cache.
 #include "bench_util.h"
 #include "kd/data.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

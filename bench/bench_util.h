@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "kd/error.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::bench {
 

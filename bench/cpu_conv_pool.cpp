@@ -1,7 +1,7 @@
 // The teacher's conv2 -> ReLU -> max-pool on the fast CPU engine, three ways,
 // side by side in one run: oneDNN's convolution (jit_wino_4x3 at this shape)
 // followed by the engine's max-pool, as the engine ran it before; the engine's
-// own Winograd (src/fast/winograd_conv.h) unfused, followed by the same pool;
+// own Winograd (src/cpu/fast/winograd_conv.h) unfused, followed by the same pool;
 // and the engine's own Winograd with the ReLU and pool fused, as it runs now.
 //
 // Each round times one call of every variant in turn, so all see the same
@@ -18,8 +18,8 @@
 #include <random>
 #include <vector>
 
-#include "../src/fast/onednn_conv.h"
-#include "../src/fast/winograd_conv.h"
+#include "../src/cpu/fast/onednn_conv.h"
+#include "../src/cpu/fast/winograd_conv.h"
 #include "kd/cpu_ops.h"
 
 namespace kd {

@@ -18,7 +18,7 @@
 
 #include "kd/arch.h"
 #include "kd/cpu_ops.h"
-#include "kd/model.h"
+#include "kd/cpu_model.h"
 
 namespace kd {
 namespace {

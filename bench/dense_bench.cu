@@ -21,8 +21,8 @@
 #include <string>
 
 #include "bench_util.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

@@ -4,8 +4,8 @@
 // Bytes that must move: read b*10 floats (+ b int32 labels for the count);
 // argmax also writes b int32 indices.
 #include "bench_util.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 // y (n) and the u8 argmax (n/4); backward reads dy (n) and argmax (n/4) and
 // writes dx (4n). Inputs rotate so each launch finds them in device memory.
 #include "bench_util.h"
-#include "kd/ops.h"
+#include "kd/cuda_ops.h"
 
 namespace {
 

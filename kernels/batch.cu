@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "kd/launch.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::cuda {
 namespace {

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "kd/launch.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 #define KD_CUDNN_CHECK(call)                                                                                 \
   do {                                                                                                       \

@@ -56,8 +56,8 @@
 
 #include "kd/error.h"
 #include "kd/launch.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::cuda {
 namespace {

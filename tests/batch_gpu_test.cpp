@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "gpu_test_util.h"
-#include "kd/ops.h"
+#include "kd/cuda_ops.h"
 #include "kd/reference.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "error_test_util.h"
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/error.h"
 
 namespace fs = std::filesystem;

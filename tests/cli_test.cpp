@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kd/error.h"
-#include "kd/options.h"
+#include "kd/cli.h"
 
 namespace kd {
 namespace {

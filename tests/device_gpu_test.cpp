@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kd/error.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

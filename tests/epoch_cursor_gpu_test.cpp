@@ -10,7 +10,7 @@
 
 #include "../src/gpu/epoch_cursor.h"
 #include "gpu_test_util.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 

@@ -30,10 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "kd/cpu_engine.h"
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
-#include "kd/model.h"
-#include "kd/train.h"
+#include "kd/cpu_model.h"
+#include "kd/engine.h"
 #include "fast_test_util.h"
 #include "ref_test_util.h"
 

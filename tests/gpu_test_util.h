@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 // Skips the test (reported as SKIPPED by ctest) when no CUDA device exists.
 #define KD_REQUIRE_GPU()                                                          \

@@ -8,7 +8,7 @@
 
 #include "kd/arch.h"
 #include "kd/error.h"
-#include "kd/model.h"
+#include "kd/cpu_model.h"
 #include "kd/reference.h"
 
 namespace kd {

@@ -26,13 +26,15 @@
 #include <sstream>
 
 #include "error_test_util.h"
+#include "kd/commands.h"
+#include "kd/cpu_engine.h"
 #include "kd/data.h"
-#include "kd/model.h"
+#include "kd/cpu_model.h"
 #include "kd/model_io.h"
 #include "kd/onnx_export.h"
 #include "kd/onnx_runtime.h"
 #include "kd/reference.h"
-#include "kd/train.h"
+#include "kd/engine.h"
 
 namespace fs = std::filesystem;
 

@@ -8,7 +8,7 @@
 #include "../src/gpu/param_layout.h"
 #include "kd/arch.h"
 #include "kd/error.h"
-#include "kd/model.h"
+#include "kd/cpu_model.h"
 
 namespace {
 

@@ -16,12 +16,13 @@
 #include <vector>
 
 #include "gpu_test_util.h"
+#include "kd/cpu_engine.h"
 #include "kd/arch.h"
 #include "kd/cuda_engine.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
-#include "kd/model.h"
-#include "kd/train.h"
+#include "kd/cpu_model.h"
+#include "kd/engine.h"
 
 namespace kd {
 namespace {

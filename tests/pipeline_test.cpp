@@ -18,10 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "kd/commands.h"
+#include "kd/cpu_engine.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
 #include "kd/model_io.h"
-#include "kd/train.h"
+#include "kd/engine.h"
 
 namespace fs = std::filesystem;
 
@@ -450,7 +452,7 @@ TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
   EXPECT_NE(err.find("SIGINT"), std::string::npos) << err;
   EXPECT_TRUE(fs::exists(out + "/run/checkpoint.safetensors"));
   const TrainingCheckpoint ck = load_training_checkpoint(out + "/run/checkpoint.safetensors");
-  EXPECT_EQ(ck.phase, "teacher");
+  EXPECT_EQ(ck.phase, Phase::Teacher);
   EXPECT_GT(ck.optim.step, 0);
 }
 
@@ -489,7 +491,7 @@ void sigterm_then_resume_equals_uninterrupted(const std::string& device,
   EXPECT_TRUE(err.find("SIGTERM") != std::string::npos || err.find("SIGHUP") != std::string::npos) << err;
   EXPECT_FALSE(fs::exists(run_dir + "/teacher.safetensors")) << "stopped before the teacher was finished";
   const TrainingCheckpoint ck = load_training_checkpoint(run_dir + "/checkpoint.safetensors");
-  EXPECT_EQ(ck.phase, "teacher");
+  EXPECT_EQ(ck.phase, Phase::Teacher);
   EXPECT_GE(ck.epochs_done, 1);
 
   Options resumed = straight;

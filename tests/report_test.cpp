@@ -24,12 +24,12 @@ using nlohmann::json;
 namespace kd {
 namespace {
 
-EpochRecord epoch(const std::string& phase, int n, double loss, double val_acc) {
+EpochRecord epoch(Phase phase, int n, double loss, double val_acc) {
   EpochRecord e;
   e.phase = phase;
   e.epoch = n;
   e.train_loss = loss;
-  e.train_kl = phase == "student" ? loss / 3 : 0;
+  e.train_kl = phase == Phase::Student ? loss / 3 : 0;
   e.val_loss = loss * 1.25;
   e.val_acc = val_acc;
   e.seconds = 12.5 / n;
@@ -47,16 +47,16 @@ LatencyRecord latency(int batch, double median_ms) {
   return l;
 }
 
-ModelReport model(const std::string& role, int64_t params, double test_acc, std::vector<double> latency_ms) {
+ModelReport model(Phase role, int64_t params, double test_acc, std::vector<double> latency_ms) {
   ModelReport m;
   m.role = role;
-  m.arch = role == "teacher" ? kDefaultTeacherArch : kDefaultStudentArch;
+  m.arch = role == Phase::Teacher ? kDefaultTeacherArch : kDefaultStudentArch;
   m.params = params;
   m.bytes = params * 4;
   m.test_acc = test_acc;
   m.test_errors = std::llround((1 - test_acc) * 10000);
   m.test_loss = 1 - test_acc;
-  m.train_seconds = role == "teacher" ? 120.3 : 30.5;
+  m.train_seconds = role == Phase::Teacher ? 120.3 : 30.5;
   m.curve = {epoch(role, 1, 0.5, test_acc - 0.01), epoch(role, 2, 0.25, test_acc - 0.005)};
   const int batches[] = {1, 64};
   for (size_t i = 0; i < latency_ms.size(); ++i) m.latency.push_back(latency(batches[i], latency_ms[i]));
@@ -78,8 +78,8 @@ RunReport full_report() {
   r.val_n = 5000;
   r.test_n = 10000;
   r.num_classes = 10;
-  r.models = {model("teacher", 1199882, 0.99, {2.0, 4.0}), model("student", 235146, 0.975, {0.5, 0.25}),
-              model("scratch", 235146, 0.97, {0.5, 0.25})};
+  r.models = {model(Phase::Teacher, 1199882, 0.99, {2.0, 4.0}), model(Phase::Student, 235146, 0.975, {0.5, 0.25}),
+              model(Phase::Scratch, 235146, 0.97, {0.5, 0.25})};
   r.phases = {{"load data", 0.5}, {"teacher training", 120.25}};
   r.total_seconds = 200.75;
   r.started_at = "2025-01-02T03:04:05Z";
@@ -111,7 +111,7 @@ TEST(MetricsCsv, HeaderThenOneRowPerEpochOfEveryModel) {
                             &back.train_loss, &back.train_kl, &back.val_loss, &back.val_acc, &back.seconds,
                             &back.samples_per_s),
                 8);
-      EXPECT_EQ(std::string(phase), e.phase);
+      EXPECT_EQ(std::string(phase), phase_name(e.phase));
       EXPECT_EQ(back.epoch, e.epoch);
       // 9 significant digits: relative error at most 5e-9 (and float values read back exactly).
       const double rel = 5e-9;
@@ -281,7 +281,7 @@ TEST(ReportTable, OnnxRuntimeRowsVerdictAndNotes) {
   for (ModelReport& m : r.models) {
     m.ort.measured = true;
     m.ort.version = "1.23.2";
-    const double base = m.role == "teacher" ? 3.0 : 0.5;
+    const double base = m.role == Phase::Teacher ? 3.0 : 0.5;
     m.ort.latency = {latency(1, base), latency(1024, base * 100)};
   }
   r.models[2].ort = OrtLatency{};

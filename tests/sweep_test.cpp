@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "kd/commands.h"
+#include "kd/cpu_engine.h"
 #include "kd/error.h"
 #include "kd/model_io.h"
 #include "kd/onnx_runtime.h"
 #include "kd/sweep.h"
-#include "kd/train.h"
+#include "kd/engine.h"
 
 namespace fs = std::filesystem;
 
@@ -46,10 +48,10 @@ TEST(SweepPareto, ConstructedTableWithTies) {
   EXPECT_EQ(pareto_optimal({{0.5, 3}}), std::vector<bool>{true});
 }
 
-SweepRun made_run(const std::string& kind, const std::string& arch, double t, int seed_index, double val, double test,
+SweepRun made_run(RunKind kind, const std::string& arch, double t, int seed_index, double val, double test,
                   double b1_ms) {
   SweepRun r;
-  r.kind = kind, r.arch = arch, r.temperature = t, r.alpha = kind == "scratch" ? 0 : 0.9, r.seed_index = seed_index;
+  r.kind = kind, r.arch = arch, r.temperature = t, r.alpha = kind == RunKind::Scratch ? 0 : 0.9, r.seed_index = seed_index;
   r.seed = 100 + uint64_t(seed_index);
   r.params = arch == "a" ? 1000 : 5000;
   r.bytes = 4 * r.params;
@@ -57,20 +59,20 @@ SweepRun made_run(const std::string& kind, const std::string& arch, double t, in
   r.val_acc = val, r.test_acc = test;
   r.train_seconds = 1.5;
   r.latency_b1_ms = b1_ms, r.latency_large_ms = 100 * b1_ms, r.large_batch = 1024;
-  r.model_file = "models/" + kind + arch + std::to_string(t) + "_" + std::to_string(seed_index);
+  r.model_file = "models/" + std::string(run_kind_name(kind)) + arch + std::to_string(t) + "_" + std::to_string(seed_index);
   return r;
 }
 
 TEST(SweepAggregate, MeanStdMedianLatencyAndKeptSeed) {
   const std::vector<SweepRun> runs = {
-      made_run("distilled", "a", 4, 0, 0.90, 0.91, 0.010), made_run("distilled", "a", 4, 1, 0.93, 0.93, 0.030),
-      made_run("scratch", "a", 1, 0, 0.93, 0.89, 0.020),   made_run("scratch", "a", 1, 1, 0.92, 0.87, 0.500),
-      made_run("distilled", "b", 4, 0, 0.95, 0.96, 0.050), made_run("distilled", "b", 4, 1, 0.95, 0.94, 0.070),
+      made_run(RunKind::Distilled, "a", 4, 0, 0.90, 0.91, 0.010), made_run(RunKind::Distilled, "a", 4, 1, 0.93, 0.93, 0.030),
+      made_run(RunKind::Scratch, "a", 1, 0, 0.93, 0.89, 0.020),   made_run(RunKind::Scratch, "a", 1, 1, 0.92, 0.87, 0.500),
+      made_run(RunKind::Distilled, "b", 4, 0, 0.95, 0.96, 0.050), made_run(RunKind::Distilled, "b", 4, 1, 0.95, 0.94, 0.070),
   };
   const std::vector<SweepConfig> c = aggregate_sweep(runs);
   ASSERT_EQ(c.size(), 3u);
-  EXPECT_EQ(c[0].kind, "distilled");
-  EXPECT_EQ(c[1].kind, "scratch");
+  EXPECT_EQ(c[0].kind, RunKind::Distilled);
+  EXPECT_EQ(c[1].kind, RunKind::Scratch);
   EXPECT_EQ(c[2].arch, "b");
   EXPECT_EQ(c[0].seeds, 2);
   EXPECT_NEAR(c[0].acc_mean, 0.92, 1e-12);
@@ -132,7 +134,7 @@ TEST(SweepPlan, EveryArchitectureDistilledAtEveryTAndAlphaThenFromScratch) {
   EXPECT_EQ(sweep_run_key(plan[8]), "scratch a T=1 alpha=0 seed=0");
   EXPECT_EQ(plan[10].arch, "b");
   for (const SweepRun& r : sweep_plan({"a", "b"}, {2, 4}, {0.5, 0.9}, 2, /*no_scratch=*/true))
-    EXPECT_EQ(r.kind, "distilled") << "--no-baseline";
+    EXPECT_EQ(r.kind, RunKind::Distilled) << "--no-baseline";
   EXPECT_EQ(sweep_plan({"a", "b"}, {2, 4}, {0.5, 0.9}, 2, true).size(), 2u * 2 * 2 * 2);
 }
 
@@ -142,7 +144,7 @@ TEST(SweepState, RoundTripAndRejection) {
   s.teacher_done = true;
   s.teacher_history_csv = "teacher,1,0.5,0,0.4,0.9,1.0,100\n";
   s.teacher_train_seconds = 12.5;
-  s.runs = {made_run("distilled", "a", 4, 0, 0.9, 0.91, 0.01), made_run("scratch", "b", 1, 1, 0.8, 0.81, 0)};
+  s.runs = {made_run(RunKind::Distilled, "a", 4, 0, 0.9, 0.91, 0.01), made_run(RunKind::Scratch, "b", 1, 1, 0.8, 0.81, 0)};
   s.runs[0].seed = 18446744073709551615ull;  // every uint64 seed survives JSON
   const SweepState back = parse_sweep_state(sweep_state_json(s), "x.json");
   EXPECT_EQ(back.fingerprint, s.fingerprint);

@@ -1,4 +1,4 @@
-// The fast engine's own Winograd F(4x4, 3x3) convolution (src/fast/winograd_conv.h)
+// The fast engine's own Winograd F(4x4, 3x3) convolution (src/cpu/fast/winograd_conv.h)
 // against the CPU reference: forward, backward-data, backward-filter, and the
 // fused conv -> ReLU -> 2x2 max-pool forward and backward.
 //
@@ -16,7 +16,7 @@
 //    and winners), the fused backward against the unfused backward of the
 //    gradient the reference pool routes, and forward and backward-data across
 //    thread counts (each output is computed by one thread, whatever the count).
-#include "../src/fast/winograd_conv.h"
+#include "../src/cpu/fast/winograd_conv.h"
 
 #include <gtest/gtest.h>
 #include <omp.h>

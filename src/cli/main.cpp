@@ -10,11 +10,12 @@
 
 #include "kd/error.h"
 #include "kd/onnx_export.h"
-#include "kd/options.h"
-#include "kd/train.h"
+#include "kd/cli.h"
+#include "kd/commands.h"
+#include "kd/cpu_engine.h"
 #if KD_WITH_CUDA
 #include "kd/cuda_engine.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 #endif
 
 namespace {

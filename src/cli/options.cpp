@@ -3,7 +3,7 @@
 //
 // Every value is bound as text and converted in an option callback: CLI11's
 // own conversions accept octal ("010" = 8), "nan" and "inf", which we reject.
-#include "kd/options.h"
+#include "kd/cli.h"
 
 #include <CLI/CLI.hpp>
 
@@ -25,27 +25,6 @@ namespace {
 
 constexpr const char* kVersionText = "kdtrain 0.1";
 
-template <class E>
-struct Named {
-  const char* name;
-  E value;
-};
-
-constexpr Named<Command> kCommands[] = {{"run", Command::Run},
-                                        {"train-teacher", Command::TrainTeacher},
-                                        {"distill", Command::Distill},
-                                        {"eval", Command::Eval},
-                                        {"latency", Command::Latency},
-                                        {"export", Command::Export},
-                                        {"sweep", Command::Sweep}};
-constexpr Named<DeviceChoice> kDevices[] = {
-    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu},
-    {"reference", DeviceChoice::Reference}};
-constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
-constexpr Named<DenseImplChoice> kDenseImpls[] = {
-    {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
-constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
-
 // The name table for each enum a flag can take, so one template parses them all.
 template <class E>
 struct Choices;
@@ -65,13 +44,6 @@ template <>
 struct Choices<SelectRule> {
   static constexpr const auto& table = kSelectRules;
 };
-
-template <class E, size_t N>
-const char* name_of(const Named<E> (&table)[N], E value) {
-  for (const Named<E>& n : table)
-    if (n.value == value) return n.name;
-  return "?";
-}
 
 // "a|b|c", or with sep = ", " for sentences.
 template <class E, size_t N>
@@ -427,9 +399,6 @@ std::string one_line(std::string s) {
 
 }  // namespace
 
-const char* command_name(Command c) { return name_of(kCommands, c); }
-const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
-const char* select_rule_name(SelectRule s) { return name_of(kSelectRules, s); }
 
 bool parse_command_line(int argc, const char* const* argv, Options& out) {
   Options o;

@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::cuda {
 

@@ -26,7 +26,7 @@
 #include "cuda_graph.h"
 #include "cuda_network.h"
 #include "engine_context.h"
-#include "kd/train.h"
+#include "kd/engine.h"
 
 namespace kd::cuda {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <string>
 
-#include "kd/model.h"
+#include "kd/params.h"
 
 namespace kd::cuda {
 
@@ -76,7 +76,7 @@ CudaNetwork::Activations CudaNetwork::training_activations(int capacity) const {
       a.owned_out.emplace_back(count, "training activations of " + layer + batch);
       a.out[i] = a.owned_out.back().data();
     }
-    if (l.kind == LayerKind::MaxPool || l.kind == LayerKind::Dropout) {
+    if (layer_info(l.kind).needs_mask) {
       a.owned_mask.emplace_back(count, "training masks of " + layer + batch);
       a.mask[i] = a.owned_mask.back().data();
     }
@@ -123,7 +123,7 @@ int64_t CudaNetwork::activation_bytes(int capacity, bool training) const {
     if (training) {
       widest = std::max(widest, l.out_shape.size());
       if (!is_view(i, true)) floats += l.out_shape.size();
-      if (pool || l.kind == LayerKind::Dropout) mask_bytes += l.out_shape.size();
+      if (layer_info(l.kind).needs_mask) mask_bytes += l.out_shape.size();
     } else {
       if (!is_view(i, false)) widest = std::max(widest, l.out_shape.size());
       if (pool) widest_pool = std::max(widest_pool, l.out_shape.size());

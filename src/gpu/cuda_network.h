@@ -19,9 +19,9 @@
 
 #include "engine_context.h"
 #include "kd/arch.h"
-#include "kd/ops.h"
-#include "kd/tensor.h"
-#include "kd/train.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
+#include "kd/engine.h"
 #include "param_layout.h"
 
 namespace kd::cuda {

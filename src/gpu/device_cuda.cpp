@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::cuda {
 

@@ -10,10 +10,9 @@
 
 #include "kd/cuda_engine.h"
 #include "kd/data.h"
-#include "kd/ops.h"
-#include "kd/options.h"
-#include "kd/tensor.h"
-#include "kd/train.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
+#include "kd/engine.h"
 
 namespace kd::cuda {
 

@@ -3,7 +3,7 @@
 #include "epoch_cursor.h"
 
 #include "kd/launch.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace kd::cuda {
 namespace {

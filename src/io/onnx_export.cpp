@@ -14,7 +14,7 @@
 #include <exception>
 #include <filesystem>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/data.h"
 #include "kd/error.h"
 #include "kd/model_io.h"
@@ -120,50 +120,29 @@ onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params,
   add_node(g, "Div", "normalise_std", {"normalise_centred", "normalise.std"}, "normalised");
 
   std::string x = "normalised";
-  // The last node's output is renamed to "logits"; dropout adds no node.
-  std::vector<size_t> emitted;  // indices of layers that produced a node
+  // The last node's output is renamed to "logits"; a layer that is the
+  // identity at inference (dropout) adds no node.
+  std::vector<size_t> emitted;  // indices of layers that produce a node
   for (size_t i = 0; i < arch.layers.size(); ++i)
-    if (arch.layers[i].kind != LayerKind::Dropout) emitted.push_back(i);
+    if (layer_info(arch.layers[i].kind).onnx_node) emitted.push_back(i);
   for (size_t e = 0; e < emitted.size(); ++e) {
     const Layer& l = arch.layers[emitted[e]];
-    const std::string node_name = "layer" + std::to_string(emitted[e] + 1) + "_" + layer_kind_name(l.kind);
+    const LayerKindInfo& info = layer_info(l.kind);
+    const std::string node_name = "layer" + std::to_string(emitted[e] + 1) + "_" + info.token;
     const std::string out = e + 1 == emitted.size() ? kOnnxOutputName : node_name;
-    switch (l.kind) {
-      case LayerKind::Conv: {
-        // weight (out, in_c, k, k), bias (out): the state_dict layout ONNX Conv expects.
-        const float* w = params.data() + l.param_offset;
-        set_float_tensor(g->add_initializer(), l.name + ".weight", {l.out, l.in.c, l.kernel, l.kernel}, w);
-        set_float_tensor(g->add_initializer(), l.name + ".bias", {l.out}, w + l.weight_count);
-        onnx::NodeProto* n = add_node(g, "Conv", node_name, {x, l.name + ".weight", l.name + ".bias"}, out);
-        add_ints(n, "kernel_shape", {l.kernel, l.kernel});
-        add_ints(n, "strides", {l.stride, l.stride});
-        add_ints(n, "pads", {l.pad, l.pad, l.pad, l.pad});  // top, left, bottom, right
-        break;
-      }
-      case LayerKind::Dense: {
-        // weight (out, in) is B transposed: Y = X * W^T + b.
-        const float* w = params.data() + l.param_offset;
-        set_float_tensor(g->add_initializer(), l.name + ".weight", {l.out, l.in.c}, w);
-        set_float_tensor(g->add_initializer(), l.name + ".bias", {l.out}, w + l.weight_count);
-        add_int(add_node(g, "Gemm", node_name, {x, l.name + ".weight", l.name + ".bias"}, out), "transB", 1);
-        break;
-      }
-      case LayerKind::Relu:
-        add_node(g, "Relu", node_name, {x}, out);
-        break;
-      case LayerKind::MaxPool: {
-        // Window = stride = kernel, no padding, floor: kdtrain's and PyTorch's MaxPool2d(k).
-        onnx::NodeProto* n = add_node(g, "MaxPool", node_name, {x}, out);
-        add_ints(n, "kernel_shape", {l.kernel, l.kernel});
-        add_ints(n, "strides", {l.kernel, l.kernel});
-        break;
-      }
-      case LayerKind::Flatten:
-        // (N, C, H, W) -> (N, C*H*W), row-major, i.e. C, H, W order.
-        add_int(add_node(g, "Flatten", node_name, {x}, out), "axis", 1);
-        break;
-      case LayerKind::Dropout:
-        break;
+    std::vector<std::string> inputs = {x};
+    if (info.param_prefix) {  // weight and bias as initializers, in their state_dict layouts
+      const float* w = params.data() + l.param_offset;
+      set_float_tensor(g->add_initializer(), l.name + ".weight", info.weight_shape(l), w);
+      set_float_tensor(g->add_initializer(), l.name + ".bias", {l.out}, w + l.weight_count);
+      inputs.push_back(l.name + ".weight");
+      inputs.push_back(l.name + ".bias");
+    }
+    const OnnxNode spec = info.onnx_node(l);
+    onnx::NodeProto* node = add_node(g, spec.op, node_name, inputs, out);
+    for (const OnnxAttribute& a : spec.attributes) {
+      if (a.scalar) add_int(node, a.name, a.ints.at(0));
+      else add_ints(node, a.name, a.ints);
     }
     x = out;
   }

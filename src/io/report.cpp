@@ -11,7 +11,7 @@
 #include <sstream>
 #include <string>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/error.h"
 #include "kd/process.h"
 #include "kd/report.h"
@@ -35,17 +35,6 @@ std::string format(const char* fmt, double v) {
 // JSON has no NaN or Inf: a non-finite measurement becomes null, not invalid JSON.
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
-const char* optimizer_flag_value(OptimizerKind k) { return k == OptimizerKind::Adam ? "adam" : "sgd"; }
-
-const char* dense_impl_flag_value(DenseImplChoice d) {
-  switch (d) {
-    case DenseImplChoice::Auto: return "auto";
-    case DenseImplChoice::Custom: return "custom";
-    case DenseImplChoice::Cublas: return "cublas";
-  }
-  return "?";
-}
-
 // Every Options field under the name of the flag that sets it.
 json config_json(const Options& o) {
   return json{{"command", command_name(o.command)},
@@ -57,7 +46,7 @@ json config_json(const Options& o) {
               {"epochs-teacher", o.epochs_teacher},
               {"epochs-student", o.epochs_student},
               {"lr", number(o.lr)},
-              {"optimizer", optimizer_flag_value(o.optimizer)},
+              {"optimizer", name_of(kOptimizers, o.optimizer)},
               {"momentum", number(o.momentum)},
               {"temperature", number(o.temperature)},
               {"alpha", number(o.alpha)},
@@ -69,7 +58,7 @@ json config_json(const Options& o) {
               {"no-baseline", o.no_baseline},
               {"deterministic", o.deterministic},
               {"quiet", o.quiet},
-              {"dense-impl", dense_impl_flag_value(o.dense_impl)},
+              {"dense-impl", name_of(kDenseImpls, o.dense_impl)},
               {"select", select_rule_name(o.select)},
               {"teacher", o.teacher_path},
               {"model", o.model_path},
@@ -80,7 +69,7 @@ json config_json(const Options& o) {
               {"latency-batches", o.latency_batches}};
 }
 
-const ModelReport* find_model(const RunReport& r, const std::string& role) {
+const ModelReport* find_model(const RunReport& r, Phase role) {
   for (const ModelReport& m : r.models)
     if (m.role == role) return &m;
   return nullptr;
@@ -93,10 +82,13 @@ const LatencyRecord* latency_at(const std::vector<LatencyRecord>& records, int b
 }
 
 // The column heading of a model in the table and its name in the plots.
-std::string model_label(const std::string& role) {
-  if (role == "student") return "student (distilled)";
-  if (role == "scratch") return "student (scratch)";
-  return role;
+std::string model_label(Phase role) {
+  switch (role) {
+    case Phase::Teacher: return "teacher";
+    case Phase::Student: return "student (distilled)";
+    case Phase::Scratch: return "student (scratch)";
+  }
+  return "?";
 }
 
 // Every batch size any model was timed at by kdtrain (or, with `ort`, by ONNX Runtime), ascending.
@@ -135,9 +127,9 @@ std::vector<Comparisons::Speedup> speedups(const std::vector<LatencyRecord>& tea
 
 Comparisons compare(const RunReport& r) {
   Comparisons c;
-  const ModelReport* teacher = find_model(r, "teacher");
-  const ModelReport* student = find_model(r, "student");
-  const ModelReport* scratch = find_model(r, "scratch");
+  const ModelReport* teacher = find_model(r, Phase::Teacher);
+  const ModelReport* student = find_model(r, Phase::Student);
+  const ModelReport* scratch = find_model(r, Phase::Scratch);
   c.student_vs_teacher = teacher && student;
   c.student_vs_scratch = student && scratch;
   if (c.student_vs_teacher) {
@@ -190,7 +182,7 @@ json model_json(const ModelReport& m) {
   json curve = json::array(), latency = json::array();
   for (const EpochRecord& e : m.curve) curve.push_back(epoch_json(e));
   for (const LatencyRecord& l : m.latency) latency.push_back(latency_json(l));
-  return json{{"role", m.role},
+  return json{{"role", phase_name(m.role)},
               {"arch", m.arch},
               {"params", m.params},
               {"bytes", m.bytes},
@@ -291,9 +283,9 @@ namespace {
 // ------------------------------------------------------------ plots
 // What distillation bought, in one line for the curves' title.
 std::string curves_title(const RunReport& r) {
-  const ModelReport* teacher = find_model(r, "teacher");
-  const ModelReport* student = find_model(r, "student");
-  const ModelReport* scratch = find_model(r, "scratch");
+  const ModelReport* teacher = find_model(r, Phase::Teacher);
+  const ModelReport* student = find_model(r, Phase::Student);
+  const ModelReport* scratch = find_model(r, Phase::Scratch);
   auto acc = [](const ModelReport* m) { return format("%.2f%%", 100 * m->test_acc); };
   std::string title;
   if (student && scratch)
@@ -307,11 +299,11 @@ std::string curves_title(const RunReport& r) {
 
 // One `plot` command over `file` with a line per role/phase: rows whose first
 // column is that name, x = column 2, y = `y_expr`.
-std::string plot_per_name(const std::string& file, const std::vector<std::string>& names, const std::string& y_expr) {
+std::string plot_per_name(const std::string& file, const std::vector<Phase>& names, const std::string& y_expr) {
   std::string cmd = "plot";
   for (size_t i = 0; i < names.size(); ++i)
     cmd += std::string(i ? "," : "") + " \\\n  " + gnuplot_string(file) + " skip 1 using 2:(strcol(1) eq " +
-           gnuplot_string(names[i]) + " ? " + y_expr + " : NaN) with linespoints lw 2 pt 7 ps 0.8 title " +
+           gnuplot_string(phase_name(names[i])) + " ? " + y_expr + " : NaN) with linespoints lw 2 pt 7 ps 0.8 title " +
            gnuplot_string(model_label(names[i]));
   return cmd + "\n";
 }
@@ -323,7 +315,7 @@ std::string latency_csv(const RunReport& r) {
   char buf[256];
   for (const ModelReport& m : r.models)
     for (const LatencyRecord& l : m.latency) {
-      std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g\n", m.role.c_str(), l.batch, l.median_ms, l.p90_ms,
+      std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g\n", phase_name(m.role), l.batch, l.median_ms, l.p90_ms,
                     l.samples_per_s);
       out += buf;
     }
@@ -363,8 +355,7 @@ std::string selected_epoch_marks(const RunReport& r) {
 // epochs) and latency.png from latency.csv (when any was timed); run in out_dir.
 // The output names are variables so that kdtrain can have gnuplot write
 // temporary files and rename them into place.
-std::string gnuplot_script(const RunReport& r, const std::vector<std::string>& phases,
-                           const std::vector<std::string>& timed_roles) {
+std::string gnuplot_script(const RunReport& r, const std::vector<Phase>& phases, const std::vector<Phase>& timed_roles) {
   std::string s =
       "# Written by kdtrain; redraw with: gnuplot plots.gp (in this directory)\n"
       "if (!exists('curves_png')) curves_png = 'curves.png'\n"
@@ -411,7 +402,7 @@ std::string gnuplot_script(const RunReport& r, const std::vector<std::string>& p
 // curves.png and latency.png, when there is something to draw. Returns a note
 // when they could not be drawn.
 std::string draw_plots(const RunReport& r, const fs::path& dir) {
-  std::vector<std::string> phases, timed_roles;
+  std::vector<Phase> phases, timed_roles;
   for (const ModelReport& m : r.models) {
     for (const EpochRecord& e : m.curve)
       if (std::find(phases.begin(), phases.end(), e.phase) == phases.end()) phases.push_back(e.phase);
@@ -473,50 +464,6 @@ std::string render_plots(const std::string& dir, const std::string& script_name,
     }
   }
   return "";
-}
-
-int latency_batch(int batch, int repeats, int64_t test_n) {
-  if (test_n == 0) fail("measure_latency: the test split is empty; latency is timed on test images");
-  if (batch < 1 || repeats < 1)
-    fail("measure_latency: need batch >= 1 and repeats >= 1, got " + std::to_string(batch) + " and " +
-         std::to_string(repeats));
-  return int(std::min<int64_t>(batch, test_n));
-}
-
-LatencyRecord latency_stats(int batch, std::vector<double> ms) {
-  if (ms.empty()) fail("latency_stats: no timings");
-  std::sort(ms.begin(), ms.end());
-  LatencyRecord r;
-  r.batch = batch;
-  r.repeats = int(ms.size());
-  r.median_ms = ms[ms.size() / 2];
-  r.p90_ms = ms[std::min(ms.size() - 1, size_t(std::ceil(0.9 * double(ms.size()))) - 1)];
-  r.samples_per_s = r.median_ms > 0 ? batch / (r.median_ms / 1e3) : 0;
-  return r;
-}
-
-std::string metrics_csv_row(const EpochRecord& e) {
-  // %.9g: every value reads back to the float it was computed as.
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", e.phase.c_str(), e.epoch, e.train_loss,
-                e.train_kl, e.val_loss, e.val_acc, e.seconds, e.samples_per_s);
-  return buf;
-}
-
-std::vector<EpochRecord> parse_metrics_csv_rows(const std::string& rows) {
-  std::vector<EpochRecord> out;
-  std::istringstream in(rows);
-  std::string line;
-  while (std::getline(in, line)) {
-    EpochRecord e;
-    char phase[32] = {0};
-    if (std::sscanf(line.c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &e.epoch, &e.train_loss, &e.train_kl,
-                    &e.val_loss, &e.val_acc, &e.seconds, &e.samples_per_s) != 8)
-      fail("metrics row '" + line + "' is malformed");
-    e.phase = phase;
-    out.push_back(e);
-  }
-  return out;
 }
 
 std::string metrics_csv(const RunReport& r) {
@@ -618,9 +565,9 @@ std::string report_table(const RunReport& r) {
 
   std::vector<std::string> verdicts;
   const Comparisons c = compare(r);
-  const ModelReport* teacher = find_model(r, "teacher");
-  const ModelReport* student = find_model(r, "student");
-  const ModelReport* scratch = find_model(r, "scratch");
+  const ModelReport* teacher = find_model(r, Phase::Teacher);
+  const ModelReport* student = find_model(r, Phase::Student);
+  const ModelReport* scratch = find_model(r, Phase::Scratch);
   if (c.student_vs_teacher) {
     std::string speedups;
     for (const Comparisons::Speedup& s : c.speedups)

@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <sstream>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/data.h"
 #include "kd/error.h"
-#include "kd/model.h"
+#include "kd/params.h"
 
 namespace kd {
 namespace {
@@ -132,7 +132,7 @@ void save_training_checkpoint(const std::string& path, const TrainingCheckpoint&
   SafeTensors st;
   put_arch_metadata(st, ck.arch);
   st.metadata["kind"] = "training-checkpoint";
-  st.metadata["phase"] = ck.phase;
+  st.metadata["phase"] = phase_name(ck.phase);
   st.metadata["epochs_done"] = std::to_string(ck.epochs_done);
   st.metadata["seed"] = std::to_string(ck.seed);
   st.metadata["optim_step"] = std::to_string(ck.optim.step);
@@ -154,7 +154,7 @@ TrainingCheckpoint load_training_checkpoint(const std::string& path) {
   if (require_meta(st, "kind", path) != "training-checkpoint") fail(path + ": not a training checkpoint");
   TrainingCheckpoint ck;
   ck.arch = arch_from_metadata(st, path);
-  ck.phase = require_meta(st, "phase", path);
+  ck.phase = parse_phase(require_meta(st, "phase", path), path);
   ck.epochs_done = parse_int_meta(st, "epochs_done", path);
   ck.seed = std::stoull(require_meta(st, "seed", path));
   ck.optim.step = parse_int_meta(st, "optim_step", path);

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/error.h"
 
 namespace {

@@ -5,35 +5,14 @@
 #include <string>
 #include <vector>
 
-#include "kd/options.h"
+#include "kd/config.h"
+#include "kd/engine.h"  // LatencyRecord
+#include "kd/phase.h"   // Phase, EpochRecord
 
 namespace kd {
 
-struct EpochRecord {
-  std::string phase;        // "teacher", "student" (distilled), "scratch" (baseline student)
-  int epoch = 0;            // 1-based
-  double train_loss = 0;    // mean over the epoch's batches of the training loss
-  double train_kl = 0;      // mean KL term (distillation only; 0 otherwise)
-  double val_loss = 0;      // mean cross-entropy on the validation split
-  double val_acc = 0;       // fraction in [0, 1]
-  double seconds = 0;       // wall time of the epoch's training steps
-  double samples_per_s = 0;
-};
 
-struct LatencyRecord {
-  int batch = 0;
-  double median_ms = 0, p90_ms = 0;
-  int repeats = 0;
-  double samples_per_s = 0;  // batch / median
-};
 
-// Median and 90th percentile of per-repeat timings `ms` (at least one) for
-// `batch` samples each; samples_per_s = batch / median.
-LatencyRecord latency_stats(int batch, std::vector<double> ms);
-// The batch a measure_latency(batch, repeats) times on a test split of test_n
-// images: batch, capped at test_n. Throws naming the problem when the split is
-// empty or batch or repeats is below 1.
-int latency_batch(int batch, int repeats, int64_t test_n);
 
 // ONNX Runtime's CPU latency of the model exported to ONNX (kd/onnx_runtime.h),
 // measured in the same run beside kdtrain's own, or why there is none.
@@ -46,7 +25,7 @@ struct OrtLatency {
 };
 
 struct ModelReport {
-  std::string role;          // "teacher", "student", "scratch"
+  Phase role = Phase::Teacher;
   std::string arch;
   int64_t params = 0;
   int64_t bytes = 0;         // params * 4 (fp32)
@@ -87,10 +66,6 @@ struct RunReport {
   std::string started_at;            // ISO-8601 UTC
 };
 
-// One metrics.csv row (newline-terminated), and the inverse for a block of
-// rows without the header (training checkpoints keep their history this way).
-std::string metrics_csv_row(const EpochRecord& e);
-std::vector<EpochRecord> parse_metrics_csv_rows(const std::string& rows);
 // metrics.csv: phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s
 std::string metrics_csv(const RunReport& r);
 // summary.json: config, device, versions, per-model results, latency table.

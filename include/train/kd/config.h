@@ -1,4 +1,4 @@
-// kd/options.h: the run configuration and the command-line front end.
+// kd/config.h: the run configuration, as the command line gives it (kd/cli.h parses it).
 #pragma once
 
 #include <cstdint>
@@ -7,13 +7,12 @@
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/engine.h"  // OptimizerKind, DenseImplChoice
 
 namespace kd {
 
 enum class Command { Run, TrainTeacher, Distill, Eval, Latency, Export, Sweep };
 enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
-enum class OptimizerKind { Adam, Sgd };
-enum class DenseImplChoice { Auto, Custom, Cublas };
 // Which epoch of each model is saved, tested and timed: the one with the best
 // validation accuracy (ties: lower validation loss, then the earlier), or the last.
 enum class SelectRule { Best, Last };
@@ -64,12 +63,39 @@ struct Options {
   std::string export_best;               // --export-best OUT.onnx: the recommended student as ONNX
 };
 
-// Parses argv into Options. Throws kd::Error with a one-line message naming the
-// flag for any bad value. Returns false when --help/--version was printed (exit 0).
-bool parse_command_line(int argc, const char* const* argv, Options& out);
 
-const char* command_name(Command c);
-const char* device_name(DeviceChoice d);
-const char* select_rule_name(SelectRule s);
+// The name of every value of the enums a flag takes, in --help order: one
+// table per enum, read by the parser (kd/cli.h), the report and messages.
+template <class E>
+struct Named {
+  const char* name;
+  E value;
+};
+
+inline constexpr Named<Command> kCommands[] = {{"run", Command::Run},
+                                        {"train-teacher", Command::TrainTeacher},
+                                        {"distill", Command::Distill},
+                                        {"eval", Command::Eval},
+                                        {"latency", Command::Latency},
+                                        {"export", Command::Export},
+                                        {"sweep", Command::Sweep}};
+inline constexpr Named<DeviceChoice> kDevices[] = {
+    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu},
+    {"reference", DeviceChoice::Reference}};
+inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
+inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
+    {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
+inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
+
+template <class E, size_t N>
+constexpr const char* name_of(const Named<E> (&table)[N], E value) {
+  for (const Named<E>& n : table)
+    if (n.value == value) return n.name;
+  return "?";
+}
+
+inline const char* command_name(Command c) { return name_of(kCommands, c); }
+inline const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
+inline const char* select_rule_name(SelectRule s) { return name_of(kSelectRules, s); }
 
 }  // namespace kd

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/error.h"
 
 // Tensor bytes are copied to and from memory as they are, and safetensors is

@@ -9,7 +9,7 @@
 
 #include <memory>
 
-#include "kd/train.h"
+#include "kd/engine.h"
 
 namespace kd {
 

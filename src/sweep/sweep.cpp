@@ -10,7 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "kd/checkpoint.h"
+#include "kd/safetensors.h"
 #include "kd/error.h"
 
 namespace fs = std::filesystem;
@@ -30,7 +30,7 @@ std::string format(const char* fmt, double v) {
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 json measured(double v) { return v > 0 && std::isfinite(v) ? json(v) : json(nullptr); }
 
-bool distilled(const std::string& kind) { return kind == "distilled"; }
+bool distilled(RunKind kind) { return kind == RunKind::Distilled; }
 
 // The shortest text that reads back as exactly `v` ("0.9", not "0.90000000000000002").
 std::string exact(double v) {
@@ -96,7 +96,7 @@ bool any_ort(const SweepResult& r) {
 }
 
 json run_json(const SweepRun& r) {
-  return json{{"kind", r.kind},
+  return json{{"kind", run_kind_name(r.kind)},
               {"arch", r.arch},
               {"temperature", number(r.temperature)},
               {"alpha", number(r.alpha)},
@@ -118,7 +118,11 @@ json run_json(const SweepRun& r) {
 
 SweepRun run_from_json(const json& j) {
   SweepRun r;
-  r.kind = j.at("kind").get<std::string>();
+  const std::string kind = j.at("kind").get<std::string>();
+  bool known = false;
+  for (const Named<RunKind>& k : kRunKinds)
+    if (kind == k.name) r.kind = k.value, known = true;
+  if (!known) throw std::runtime_error("unknown kind '" + kind + "'");
   r.arch = j.at("arch").get<std::string>();
   r.temperature = j.at("temperature").get<double>();
   r.alpha = j.at("alpha").get<double>();
@@ -137,7 +141,6 @@ SweepRun run_from_json(const json& j) {
   r.ort_b1_ms = ms("ort_latency_b1_ms");
   r.ort_large_ms = ms("ort_latency_bulk_ms");
   r.model_file = j.at("model_file").get<std::string>();
-  if (r.kind != "distilled" && r.kind != "scratch") throw std::runtime_error("unknown kind '" + r.kind + "'");
   return r;
 }
 
@@ -206,14 +209,14 @@ std::vector<std::string> default_sweep_archs(int num_classes) {
 }
 
 std::string sweep_run_key(const SweepRun& r) {
-  return r.kind + " " + r.arch + " T=" + exact(r.temperature) + " alpha=" + exact(r.alpha) +
+  return std::string(run_kind_name(r.kind)) + " " + r.arch + " T=" + exact(r.temperature) + " alpha=" + exact(r.alpha) +
          " seed=" + std::to_string(r.seed_index);
 }
 
 std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const std::vector<double>& temperatures,
                                  const std::vector<double>& alphas, int seeds, bool no_scratch) {
   std::vector<SweepRun> plan;
-  auto add = [&](const std::string& kind, const std::string& arch, double t, double a) {
+  auto add = [&](RunKind kind, const std::string& arch, double t, double a) {
     for (int s = 0; s < seeds; ++s) {
       SweepRun r;
       r.kind = kind, r.arch = arch, r.temperature = t, r.alpha = a, r.seed_index = s;
@@ -222,8 +225,8 @@ std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const st
   };
   for (const std::string& arch : archs) {
     for (double t : temperatures)
-      for (double a : alphas) add("distilled", arch, t, a);
-    if (!no_scratch) add("scratch", arch, 1.0, 0.0);
+      for (double a : alphas) add(RunKind::Distilled, arch, t, a);
+    if (!no_scratch) add(RunKind::Scratch, arch, 1.0, 0.0);
   }
   return plan;
 }
@@ -350,7 +353,7 @@ std::string sweep_csv(const SweepResult& r) {
   for (size_t i = 0; i < r.configs.size(); ++i) {
     const SweepConfig& c = r.configs[i];
     const bool d = distilled(c.kind);
-    out += c.kind + ",\"" + c.arch + "\"," + (d ? format("%g", c.temperature) : "") + "," +
+    out += std::string(run_kind_name(c.kind)) + ",\"" + c.arch + "\"," + (d ? format("%g", c.temperature) : "") + "," +
            (d ? format("%g", c.alpha) : "") + "," + std::to_string(c.seeds) + "," + format("%.6f", c.acc_mean) + "," +
            format("%.6f", c.acc_std) + "," + std::to_string(c.params) + "," + std::to_string(c.bytes) + "," +
            format("%.3f", c.train_seconds) + "," + us(c.latency_b1_us) + "," + us(c.latency_large_us) + "," +
@@ -367,7 +370,7 @@ std::string sweep_json(const SweepResult& r) {
   for (size_t i = 0; i < r.configs.size(); ++i) {
     const SweepConfig& c = r.configs[i];
     const bool d = distilled(c.kind);
-    configs.push_back(json{{"kind", c.kind},
+    configs.push_back(json{{"kind", run_kind_name(c.kind)},
                            {"arch", c.arch},
                            {"temperature", d ? number(c.temperature) : json(nullptr)},
                            {"alpha", d ? number(c.alpha) : json(nullptr)},
@@ -456,7 +459,7 @@ std::string sweep_table(const SweepResult& r) {
     const bool d = distilled(c.kind);
     std::string acc = format("%.2f", 100 * c.acc_mean);
     if (c.seeds > 1) acc += format(" ± %.2f", 100 * c.acc_std);
-    rows.push_back({std::string(c.pareto ? "* " : "  ") + arch_label(c.arch), c.kind, d ? format("%g", c.temperature) : "",
+    rows.push_back({std::string(c.pareto ? "* " : "  ") + arch_label(c.arch), run_kind_name(c.kind), d ? format("%g", c.temperature) : "",
                     d ? format("%g", c.alpha) : "", acc + "%", thousands(c.params), byte_size(c.bytes),
                     format("%.1fs", c.train_seconds), us(c.latency_b1_us), us(c.latency_large_us)});
     if (ort) rows.back().insert(rows.back().end(), {us(c.ort_b1_us), us(c.ort_large_us)});

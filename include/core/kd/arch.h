@@ -16,14 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "kd/layers.h"
+
 namespace kd {
 
 constexpr const char* kDefaultTeacherArch =
     "conv:32:3,relu,conv:64:3,relu,maxpool:2,dropout:0.25,flatten,dense:128,relu,dropout:0.5,dense:10";
 constexpr const char* kDefaultStudentArch = "flatten,dense:256,relu,dense:128,relu,dense:10";
 
-enum class LayerKind { Conv, Relu, MaxPool, Dropout, Flatten, Dense };
-const char* layer_kind_name(LayerKind kind);
 
 // Per-sample activation shape. After flatten: c = features, h = w = 1, flat = true.
 struct Shape {

@@ -5,9 +5,10 @@
 // sweep.csv, sweep.json, pareto.png and a recommended student under
 // constraints.
 //
-// The pipeline (src/train/pipeline.cpp) trains the runs; this header holds
-// what does not depend on how they were trained: the grid, aggregation over
-// seeds, the Pareto front, the recommendation, the resume state and the files.
+// src/sweep/sweep_command.cpp trains the runs (run_sweep, kd/session.h); this
+// header holds what does not depend on how they were trained: the grid,
+// aggregation over seeds, the Pareto front, the recommendation, the resume
+// state and the files.
 #pragma once
 
 #include <cstdint>
@@ -30,10 +31,16 @@ inline constexpr double kDefaultSweepAlphas[] = {0.9};
 // The sweep's latency batches: one image (interactive use) and 1024 (bulk).
 inline constexpr int kSweepLatencyBatches[] = {1, 1024};
 
+// How a student of the grid learns: from the teacher's soft targets, or on
+// hard labels alone (the baseline each architecture is compared with).
+enum class RunKind { Distilled, Scratch };
+inline constexpr Named<RunKind> kRunKinds[] = {{"distilled", RunKind::Distilled}, {"scratch", RunKind::Scratch}};
+inline const char* run_kind_name(RunKind k) { return name_of(kRunKinds, k); }
+
 // One student of the grid trained from one seed.
 struct SweepRun {
   // What was asked.
-  std::string kind;                    // "distilled" or "scratch"
+  RunKind kind = RunKind::Distilled;
   std::string arch;                    // normalised arch string
   double temperature = 1, alpha = 0;   // scratch: T 1, alpha 0 (plain cross-entropy)
   int seed_index = 0;                  // 0 .. --seeds - 1
@@ -66,7 +73,8 @@ std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const st
 
 // One configuration (kind, arch, T, alpha) over its seeds.
 struct SweepConfig {
-  std::string kind, arch;
+  RunKind kind = RunKind::Distilled;
+  std::string arch;
   double temperature = 1, alpha = 0;
   int seeds = 0;                       // runs aggregated
   double acc_mean = 0, acc_std = 0;    // test accuracy over seeds; std with n - 1 (0 for one seed)

@@ -1,12 +1,11 @@
-// kd/train.h: the pipeline orchestrator and the engine interface it drives.
+// kd/engine.h: the contract every engine implements (the CPU reference, the
+// fast CPU engine in kd_cpu, the CUDA engine in kd_gpu) and the training
+// layer drives (kd/train.h).
 //
-// The orchestrator (src/train/pipeline.cpp) owns everything that is the same on
-// every device: epochs, shuffling, validation, soft-target hand-off, the
-// baseline, checkpoints, SIGINT/SIGTERM/SIGHUP, non-finite-loss stops, the
-// memory check, reports. An Engine owns the device: the resident datasets,
-// the soft targets and one ModelEngine per model. CpuEngine runs the kd::ref
-// ops or the fast CPU ops (kd/cpu_ops.h); CudaEngine (kd_cuda) runs kernels/
-// with CUDA graphs.
+// The training layer owns everything that is the same on every device:
+// epochs, shuffling, validation, soft-target hand-off, checkpoints, stops.
+// An Engine owns the device: the resident datasets, the soft targets and one
+// ModelEngine per model.
 #pragma once
 
 #include <cstdint>
@@ -16,13 +15,30 @@
 
 #include "kd/arch.h"
 #include "kd/data.h"
-#include "kd/options.h"
 #include "kd/reference.h"
-#include "kd/report.h"
 
 namespace kd {
 
 enum class SplitId { Train, Val, Test };
+enum class OptimizerKind { Adam, Sgd };
+enum class DenseImplChoice { Auto, Custom, Cublas };
+
+// One latency measurement: `repeats` timed forwards at `batch`.
+struct LatencyRecord {
+  int batch = 0;
+  double median_ms = 0, p90_ms = 0;
+  int repeats = 0;
+  double samples_per_s = 0;  // batch / median
+};
+
+// Median and 90th percentile of per-repeat timings `ms` (at least one) for
+// `batch` samples each; samples_per_s = batch / median.
+LatencyRecord latency_stats(int batch, std::vector<double> ms);
+// The batch a measure_latency(batch, repeats) times on a test split of test_n
+// images: batch, capped at test_n. Throws naming the problem when the split is
+// empty or batch or repeats is below 1.
+int latency_batch(int batch, int repeats, int64_t test_n);
+
 
 struct TrainSettings {
   int batch_size = 64;
@@ -138,14 +154,5 @@ class Engine {
   virtual void compute_soft_targets(ModelEngine& teacher) = 0;
 };
 
-// The CPU reference engine (`--device reference`): kd::ref ops, one thread,
-// the oracle the GPU tests compare with.
-std::unique_ptr<Engine> make_cpu_engine();
-// The fast CPU engine (`--device cpu`): oneDNN, fp32, `threads` threads (0 = all hardware threads).
-std::unique_ptr<Engine> make_fast_cpu_engine(int threads);
-
-// Runs opt.command (train-teacher, distill, run, eval, latency) on `engine`.
-// Returns the process exit code; throws kd::Error for user-facing failures.
-int run_command(const Options& opt, Engine& engine);
 
 }  // namespace kd

@@ -13,7 +13,7 @@
 // pool: max-pool(ReLU(z)) = ReLU(max-pool(z)), so masking the pooled gradient
 // by the pooled output > 0 gives the same dz, bit for bit, on a quarter of
 // the elements.
-#include "kd/model.h"
+#include "kd/cpu_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,39 +26,6 @@
 namespace kd {
 
 float* CpuModel::output(size_t i) { return storage_[i] < 0 ? input_.data() : acts_[size_t(storage_[i])].data(); }
-
-std::vector<ParamTensor> param_tensors(const Arch& arch) {
-  std::vector<ParamTensor> out;
-  for (const Layer& l : arch.layers) {
-    if (l.param_count() == 0) continue;
-    std::vector<int64_t> weight_shape;
-    if (l.kind == LayerKind::Conv) weight_shape = {l.out, l.in.c, l.kernel, l.kernel};
-    else weight_shape = {l.out, l.in.c};  // dense: nn.Linear stores [out, in]
-    out.push_back({l.name + ".weight", weight_shape, l.param_offset, l.weight_count});
-    out.push_back({l.name + ".bias", {l.out}, l.param_offset + l.weight_count, l.bias_count});
-  }
-  return out;
-}
-
-void init_params(const Arch& arch, uint64_t seed, float* params) {
-  std::mt19937_64 rng(seed);
-  for (const Layer& l : arch.layers) {
-    if (l.param_count() == 0) continue;
-    // PyTorch: kaiming_uniform(a=sqrt(5)) on the weight reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    // and the bias uses the same bound.
-    const float bound = float(1.0 / std::sqrt(double(l.fan_in())));
-    std::uniform_real_distribution<float> dist(-bound, bound);
-    for (int64_t i = 0; i < l.param_count(); ++i) params[l.param_offset + i] = dist(rng);
-  }
-}
-
-uint64_t dropout_seed(uint64_t run_seed, int layer_index) {
-  // splitmix64 of (seed, layer): decorrelates the masks of different layers.
-  uint64_t z = run_seed + 0x9E3779B97F4A7C15ull * uint64_t(layer_index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 namespace {
 // Layer i is a ReLU right after a conv or dense layer, which applies it in its own buffer.
@@ -113,8 +80,7 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
     const bool shares = shares_buffer(arch, i);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
     if (!shares && !pool_fused_[i]) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
-    if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool)
-      masks_[i].resize(size_t(max_batch) * l.out_shape.size());
+    if (layer_info(l.kind).needs_mask) masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
   }
   input_.resize(size_t(max_batch) * arch.input.size());
@@ -129,7 +95,7 @@ int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
     if (!shares_buffer(arch, i)) floats += l.out_shape.size();
-    if (l.kind == LayerKind::Dropout || l.kind == LayerKind::MaxPool) mask_bytes += l.out_shape.size();
+    if (layer_info(l.kind).needs_mask) mask_bytes += l.out_shape.size();
     widest = std::max(widest, l.out_shape.size());
   }
   floats += 2 * widest;  // grad_a_, grad_b_

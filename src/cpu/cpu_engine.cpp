@@ -13,8 +13,8 @@
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
-#include "kd/model.h"
-#include "kd/train.h"
+#include "kd/cpu_model.h"
+#include "kd/cpu_engine.h"
 
 namespace kd {
 namespace {

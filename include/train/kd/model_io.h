@@ -13,7 +13,8 @@
 #include <vector>
 
 #include "kd/arch.h"
-#include "kd/train.h"
+#include "kd/engine.h"
+#include "kd/phase.h"
 
 namespace kd {
 
@@ -35,7 +36,7 @@ ModelFile load_model_file(const std::string& path);
 // the run stands. The per-epoch shuffles and dropout counters derive from
 // (seed, phase, epoch, step), so these numbers are the whole RNG state.
 struct TrainingCheckpoint {
-  std::string phase;       // "teacher", "student", "scratch"
+  Phase phase = Phase::Teacher;
   int epochs_done = 0;     // completed epochs of `phase`
   uint64_t seed = 0;
   Arch arch;

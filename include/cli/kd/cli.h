@@ -1,0 +1,12 @@
+// kd/cli.h: the command line -> kd::Options (kd/config.h), with CLI11.
+#pragma once
+
+#include "kd/config.h"
+
+namespace kd {
+
+// Parses argv into Options. Throws kd::Error with a one-line message naming the
+// flag for any bad value. Returns false when --help/--version was printed (exit 0).
+bool parse_command_line(int argc, const char* const* argv, Options& out);
+
+}  // namespace kd

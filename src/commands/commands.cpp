@@ -1,0 +1,134 @@
+// The commands of the kdtrain binary on one session: run / train-teacher /
+// distill (train, distill, baseline, report), eval and latency of a saved
+// model; sweep lives in src/sweep/ (kd/commands.h).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "kd/commands.h"
+#include "kd/error.h"
+#include "kd/interrupt.h"
+#include "kd/onnx_runtime.h"
+#include "kd/params.h"
+#include "kd/seed.h"
+#include "kd/session.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+namespace {
+
+// Trains (or, resuming, reloads) one student phase, tests, times and saves it.
+void train_student(Session& s, Phase phase, const Arch& arch, const std::vector<float>& init, const LossConfig& loss) {
+  auto model = s.engine().create_model(arch, init, s.settings());
+  ModelReport rep = s.new_report(phase, arch);
+  const TrainingCheckpoint* resume = s.state().resume();
+  const bool saved = resume && resume->phase > phase;
+  if (saved) s.load_finished(phase, *model, rep);
+  else s.train(phase, *model, loss, s.opt().epochs_student, rep, s.opt().seed);
+  s.finish_model(*model, rep, !saved);
+  s.state().stop_if_interrupted("the " + std::string(phase_name(phase)) + "'s test evaluation and timing");
+  save_model_file(s.out_dir() + "/" + phase_file(phase), arch, model->get_params(), s.model_facts(rep));
+  s.report().models.push_back(rep);
+}
+
+}  // namespace
+
+void train_and_report(Session& s) {
+  const Options& opt = s.opt();
+  s.state().load_resume_checkpoint();
+
+  // Both arch strings are checked before any training, so a typo in the
+  // student's costs seconds, not a trained teacher.
+  const Arch student_arch = s.parse_model_arch(opt.student_arch, "--student-arch");
+  const ModelFile teacher_file = s.teacher_start();
+  const bool distills = opt.command != Command::TrainTeacher;
+  std::vector<Session::LiveModel> live = {{&teacher_file.arch, "teacher", s.teacher_flag()}};
+  if (distills) live.push_back({&student_arch, "student", "--student-arch"});
+  s.check_memory(live, distills);
+  // Only now is anything written: a refused configuration leaves no trace.
+  s.prepare_out_dir();
+  install_interrupt_handlers();
+
+  ModelReport teacher_report;
+  // Past the teacher's phase, the interrupted run saved it already.
+  const TrainingCheckpoint* resume = s.state().resume();
+  auto teacher = s.ready_teacher(teacher_file, resume && resume->phase != Phase::Teacher, teacher_report);
+
+  if (distills) {
+    s.compute_soft_targets(*teacher);
+    std::vector<float> student_init(size_t(student_arch.param_count));
+    init_params(student_arch, mix_seed(opt.seed, kStudentSalt), student_init.data());
+    const LossConfig distill{float(opt.temperature), float(opt.alpha)};
+    train_student(s, Phase::Student, student_arch, student_init, distill);
+    if (!opt.no_baseline) train_student(s, Phase::Scratch, student_arch, student_init, LossConfig{1.0f, 0.0f});
+  }
+  RunReport& report = s.report();
+  report.models.insert(report.models.begin(), teacher_report);
+  fs::remove(s.state().checkpoint_path());
+  const std::string note = write_report_files(report, s.out_dir());
+  if (!opt.quiet) std::cout << "\n" << report_table(report);
+  if (!note.empty()) s.say(note);
+  std::string written = "metrics.csv, summary.json, teacher.safetensors";
+  if (distills) written += ", student.safetensors";
+  if (distills && !opt.no_baseline) written += ", student_scratch.safetensors";
+  if (note.empty()) written += ", curves.png, latency.png";
+  s.say("wrote " + written + " to " + s.out_dir());
+}
+
+void eval_model_file(Session& s) {
+  const Options& opt = s.opt();
+  ModelFile f = load_model_file(opt.model_path);
+  s.check_input_shape(f.arch, opt.model_path);
+  s.check_memory({{&f.arch, "model", "--model " + opt.model_path}}, false);
+  auto model = s.engine().create_model(f.arch, f.params, s.settings());
+  for (SplitId split : {SplitId::Val, SplitId::Test}) {
+    const EvalResult r = model->evaluate(split);
+    std::printf("%s %s: accuracy %.2f%% (%lld errors of %lld), loss %.4f\n", opt.model_path.c_str(),
+                split == SplitId::Val ? "val " : "test", 100 * r.accuracy(), (long long)(r.n - r.correct),
+                (long long)r.n, r.loss);
+  }
+}
+
+void latency_of_model_file(Session& s) {
+  const Options& opt = s.opt();
+  ModelFile f = load_model_file(opt.model_path);
+  s.check_input_shape(f.arch, opt.model_path);
+  s.check_memory({{&f.arch, "model", "--model " + opt.model_path}}, false);
+  auto model = s.engine().create_model(f.arch, f.params, s.settings());
+  std::printf("%s on %s\n%8s %12s %12s %14s\n", opt.model_path.c_str(), s.report().device.c_str(), "batch",
+              "median ms", "p90 ms", "samples/s");
+  for (const LatencyRecord& r : s.measure_latencies(*model))
+    std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
+  if (!opt.no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
+}
+
+int run_command(const Options& opt, Engine& engine) {
+  clear_interrupt();
+  const auto t0 = std::chrono::steady_clock::now();
+  Session session(opt, engine);
+  session.load_data();
+  switch (opt.command) {
+    case Command::Run:
+    case Command::TrainTeacher:
+    case Command::Distill:
+      train_and_report(session);
+      break;
+    case Command::Eval:
+      eval_model_file(session);
+      break;
+    case Command::Latency:
+      latency_of_model_file(session);
+      break;
+    case Command::Sweep:
+      run_sweep(session);
+      break;
+    case Command::Export:  // main() runs it before any data or device (kd/onnx_export.h)
+      break;
+  }
+  session.report().total_seconds = seconds_since(t0);
+  return 0;
+}
+
+}  // namespace kd

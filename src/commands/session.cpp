@@ -1,0 +1,349 @@
+// The shared set-up and per-model steps of every command (kd/session.h).
+#include "kd/session.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "kd/error.h"
+#include "kd/interrupt.h"
+#include "kd/onnx_runtime.h"
+#include "kd/params.h"
+#include "kd/seed.h"
+#include "kd/sweep.h"
+
+namespace fs = std::filesystem;
+
+namespace kd {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string utc_timestamp(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+TrainSettings settings_from(const Options& o) {
+  TrainSettings s;
+  s.batch_size = o.batch_size;
+  s.eval_batch_size = o.eval_batch_size;
+  s.optimizer = o.optimizer;
+  s.adam.lr = float(o.lr);
+  s.sgd.lr = float(o.lr);
+  s.sgd.momentum = float(o.momentum);
+  s.seed = o.seed;
+  s.deterministic = o.deterministic;
+  s.dense_impl = o.dense_impl;
+  return s;
+}
+
+// 35,433,480,192 -> "33.0 GiB"; below a GiB in MiB.
+std::string format_bytes(int64_t bytes) {
+  char buf[32];
+  const double gib = double(bytes) / double(int64_t(1) << 30);
+  if (gib >= 1) std::snprintf(buf, sizeof buf, "%.1f GiB", gib);
+  else std::snprintf(buf, sizeof buf, "%.0f MiB", double(bytes) / double(1 << 20));
+  return buf;
+}
+
+// "--eval-batch-size 1000", or "--batch-size 100000 (capped at 50 by the data)".
+std::string flag_value(const char* flag, int64_t asked, int64_t used) {
+  std::string text = std::string(flag) + " " + std::to_string(asked);
+  if (used != asked) text += " (capped at " + std::to_string(used) + " by the data)";
+  return text;
+}
+
+}  // namespace
+
+Session::Session(const Options& opt, Engine& engine)
+    : opt_(opt), engine_(engine), settings_(settings_from(opt)), state_(opt) {
+  tty_ = !opt.quiet && isatty(STDOUT_FILENO);
+  report_.options = opt_;
+  report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
+}
+
+void Session::say(const std::string& line) const {
+  if (!opt_.quiet) std::cout << line << std::endl;
+}
+
+void Session::load_data() {
+  const auto t0 = Clock::now();
+  splits_ = load_splits(opt_.data_dir, opt_.val_size, opt_.train_limit);
+  if (opt_.test_limit > 0 && opt_.test_limit < splits_.test.n) splits_.test = splits_.test.slice(0, opt_.test_limit);
+  engine_.load(splits_);
+  report_.device = engine_.device_description();
+  report_.versions = engine_.versions();
+  report_.data_dir = opt_.data_dir;
+  report_.train_n = splits_.train.n;
+  report_.val_n = splits_.val.n;
+  report_.test_n = splits_.test.n;
+  report_.num_classes = splits_.num_classes;
+  input_ = Shape{1, splits_.train.h, splits_.train.w, false};
+  add_phase("load data", seconds_since(t0));
+  say("data: " + opt_.data_dir + " (" + std::to_string(splits_.train.n) + " train, " +
+      std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " +
+      std::to_string(splits_.train.h) + "x" + std::to_string(splits_.train.w) + ", " +
+      std::to_string(splits_.num_classes) + " classes)");
+  say("device: " + report_.device);
+  size_batches();
+}
+
+// Batch sizes as PyTorch's DataLoader uses them: never larger than the data
+// they batch. Training batches take at most the training split (one batch
+// of all of it), inference batches at most the largest split evaluated,
+// latency batches at most the test split. The buffers are sized from these.
+void Session::size_batches() {
+  const bool soft_targets =
+      opt_.command == Command::Run || opt_.command == Command::Distill || opt_.command == Command::Sweep;
+  int64_t largest_eval = std::max(splits_.val.n, splits_.test.n);
+  if (soft_targets) largest_eval = std::max(largest_eval, splits_.train.n);
+  settings_.batch_size = int(std::min<int64_t>(opt_.batch_size, splits_.train.n));
+  settings_.eval_batch_size = int(std::clamp<int64_t>(opt_.eval_batch_size, 1, std::max<int64_t>(largest_eval, 1)));
+  latency_batches_.clear();
+  const std::vector<int> asked = opt_.command == Command::Sweep
+                                     ? std::vector<int>(std::begin(kSweepLatencyBatches), std::end(kSweepLatencyBatches))
+                                     : opt_.latency_batches;
+  for (int batch : asked) {
+    if (engine_.is_reference_cpu() && batch > 64) continue;  // see Engine::is_reference_cpu
+    const int used = int(std::clamp<int64_t>(batch, 1, std::max<int64_t>(splits_.test.n, 1)));
+    if (std::find(latency_batches_.begin(), latency_batches_.end(), used) == latency_batches_.end())
+      latency_batches_.push_back(used);
+  }
+  settings_.max_latency_batch =
+      latency_batches_.empty() ? 1 : *std::max_element(latency_batches_.begin(), latency_batches_.end());
+  report_.batch_size_used = settings_.batch_size;
+  report_.eval_batch_size_used = settings_.eval_batch_size;
+  report_.latency_batches_used = latency_batches_;
+}
+
+void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
+  struct Part {
+    int64_t bytes;
+    std::string message;  // "<what> needs <bytes>"
+    std::string advice;
+  };
+  // The soft targets: one row of teacher logits per training image.
+  int64_t total = soft_targets ? splits_.train.n * int64_t(splits_.num_classes) * int64_t(sizeof(float)) : 0;
+  std::vector<Part> parts;
+  const int max_latency = opt_.latency_batches.empty()
+                              ? 1
+                              : *std::max_element(opt_.latency_batches.begin(), opt_.latency_batches.end());
+  for (const auto& [arch, role, arch_flag] : models) {
+    const MemoryNeed need = engine_.memory_need(*arch, settings_);
+    total += need.total();
+    const std::string of = " of " + role + " activations";
+    parts.push_back({need.train_activations,
+                     flag_value("--batch-size", opt_.batch_size, settings_.batch_size) + " needs " +
+                         format_bytes(need.train_activations) + of,
+                     "lower --batch-size"});
+    parts.push_back({need.eval_activations,
+                     flag_value("--eval-batch-size", opt_.eval_batch_size, settings_.eval_batch_size) + " needs " +
+                         format_bytes(need.eval_activations) + of,
+                     "lower --eval-batch-size"});
+    parts.push_back({need.latency_activations,
+                     flag_value("--latency-batches", max_latency, settings_.max_latency_batch) + " needs " +
+                         format_bytes(need.latency_activations) + of,
+                     "lower the largest of --latency-batches"});
+    parts.push_back({need.state + need.workspace,
+                     "the " + role + " (" + arch_flag + ") needs " + format_bytes(need.state + need.workspace) +
+                         " for its " + std::to_string(arch->param_count) +
+                         " parameters, their gradients and optimiser state, and workspaces",
+                     "choose a smaller " + arch_flag});
+  }
+  const int64_t available = engine_.available_memory();
+  if (total <= available) return;
+  const Part& worst = *std::max_element(parts.begin(), parts.end(),
+                                        [](const Part& a, const Part& b) { return a.bytes < b.bytes; });
+  fail(worst.message + " (" + format_bytes(total) + " in all), " + format_bytes(available) + " available; " +
+       worst.advice);
+}
+
+void Session::prepare_out_dir() {
+  std::string out_dir = opt_.out_dir;
+  if (!opt_.resume_dir.empty() && out_dir.empty()) out_dir = opt_.resume_dir;
+  const bool timestamped = out_dir.empty();
+  if (timestamped) out_dir = "runs/" + utc_timestamp("%Y%m%d-%H%M%S");
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) fail("--out: cannot create directory '" + out_dir + "': " + ec.message());
+  if (timestamped) {  // runs/latest -> the new run, replaced atomically
+    const fs::path link = fs::path("runs") / "latest", tmp = fs::path("runs") / ".latest.tmp";
+    fs::remove(tmp, ec);
+    fs::create_directory_symlink(fs::path(out_dir).filename(), tmp, ec);
+    if (!ec) fs::rename(tmp, link, ec);
+  }
+  state_.set_out_dir(out_dir);
+  say("output: " + out_dir);
+}
+
+Arch Session::parse_model_arch(const std::string& text, const char* flag) const {
+  try {
+    return parse_arch(text, input_, splits_.num_classes, flag);
+  } catch (const Error& e) {
+    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" +
+         std::to_string(input_.w) + " images and " + std::to_string(splits_.num_classes) + " classes)");
+  }
+}
+
+void Session::check_input_shape(const Arch& arch, const std::string& path) const {
+  if (!(arch.input == input_) || int(arch.output.size()) != splits_.num_classes)
+    fail(path + ": model takes " + std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
+         std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) +
+         " classes, but " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" + std::to_string(input_.w) +
+         " images and " + std::to_string(splits_.num_classes) + " classes");
+}
+
+ModelFile Session::teacher_start() const {
+  if (!opt_.teacher_path.empty()) {
+    ModelFile f = load_model_file(opt_.teacher_path);
+    check_input_shape(f.arch, opt_.teacher_path);
+    return f;
+  }
+  ModelFile f;
+  f.arch = parse_model_arch(opt_.teacher_arch, "--teacher-arch");
+  f.params.resize(size_t(f.arch.param_count));
+  init_params(f.arch, mix_seed(opt_.seed, kTeacherSalt), f.params.data());
+  return f;
+}
+
+std::string Session::teacher_flag() const {
+  return opt_.teacher_path.empty() ? "--teacher-arch" : "--teacher " + opt_.teacher_path;
+}
+
+std::unique_ptr<ModelEngine> Session::ready_teacher(const ModelFile& start, bool saved, ModelReport& rep) {
+  auto teacher = engine_.create_model(start.arch, start.params, settings_);
+  rep = new_report(Phase::Teacher, start.arch);
+  const bool given = !opt_.teacher_path.empty();
+  if (!given) {
+    if (saved) load_finished(Phase::Teacher, *teacher, rep);
+    else train(Phase::Teacher, *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, rep, opt_.seed);
+  }
+  // The soft targets come from the selected teacher: finish_model restores it.
+  finish_model(*teacher, rep, given || !saved);
+  state_.stop_if_interrupted("the teacher's test evaluation and timing");
+  if (!given)
+    save_model_file(out_dir() + "/teacher.safetensors", start.arch, teacher->get_params(), model_facts(rep));
+  return teacher;
+}
+
+void Session::train(Phase phase, ModelEngine& model, const LossConfig& loss, int epochs, ModelReport& rep,
+                    uint64_t seed) {
+  PhaseSettings ps;
+  ps.batch_size = settings_.batch_size;
+  ps.train_n = splits_.train.n;
+  ps.select_best = select_best();
+  ps.quiet = opt_.quiet;
+  ps.tty = tty_;
+  PhaseResult r = train_phase(state_, ps, phase, model, loss, epochs, seed);
+  rep.curve = std::move(r.curve);
+  rep.train_seconds = r.train_seconds;
+  rep.selection = r.selection;
+  rep.selected_epoch = r.selected_epoch;
+  add_phase(std::string(phase_name(phase)) + " training", rep.train_seconds);
+}
+
+void Session::load_finished(Phase phase, ModelEngine& model, ModelReport& rep) {
+  const std::string path = out_dir() + "/" + phase_file(phase);
+  const ModelFile f = load_model_file(path);
+  model.set_params(f.params);
+  rep.curve = state_.history_for(phase);
+  const auto fact = [&](const char* key) {
+    const auto it = f.metadata.find(key);
+    if (it == f.metadata.end()) fail(path + ": metadata has no '" + key + "'; it was not written by this run");
+    return it->second;
+  };
+  rep.selection = fact("selection");
+  rep.selected_epoch = std::stoi(fact("selected_epoch"));
+  rep.last_epoch_test_acc = std::stod(fact("last_epoch_test_accuracy"));
+  rep.train_seconds = std::stod(fact("train_seconds"));  // the report's training time, not 0 s
+}
+
+ModelReport Session::new_report(Phase role, const Arch& arch) const {
+  ModelReport r;
+  r.role = role;
+  r.arch = arch.text;
+  r.params = arch.param_count;
+  r.bytes = arch.param_count * int64_t(sizeof(float));
+  return r;
+}
+
+void Session::finish_model(ModelEngine& model, ModelReport& rep, bool holds_last, bool ort) {
+  const auto t0 = Clock::now();
+  const std::string role = phase_name(rep.role);
+  const int last = rep.curve.empty() ? 0 : rep.curve.back().epoch;
+  const bool earlier_selected = holds_last && rep.selected_epoch != last;
+  if (earlier_selected) {
+    rep.last_epoch_test_acc = model.evaluate(SplitId::Test).accuracy();
+    model.restore_best();
+  }
+  const EvalResult test = model.evaluate(SplitId::Test);
+  add_phase(role + " evaluation", seconds_since(t0));
+  rep.test_acc = test.accuracy();
+  rep.test_errors = test.n - test.correct;
+  rep.test_loss = test.loss;
+  if (holds_last && !earlier_selected) rep.last_epoch_test_acc = rep.test_acc;
+  std::string which;
+  if (rep.selected_epoch > 0 && rep.selected_epoch != last)
+    which = " at epoch " + std::to_string(rep.selected_epoch) + " of " + std::to_string(last) +
+            " (best validation accuracy; the last epoch's: " +
+            std::to_string(100 * rep.last_epoch_test_acc).substr(0, 6) + "%)";
+  else if (rep.selected_epoch > 0)
+    which = " at epoch " + std::to_string(rep.selected_epoch) + " (" + rep.selection + ")";
+  say(role + ": test accuracy " + std::to_string(100 * rep.test_acc).substr(0, 6) + "% (" +
+      std::to_string(rep.test_errors) + " errors of " + std::to_string(test.n) + ")" + which);
+  const auto l0 = Clock::now();
+  rep.latency = measure_latencies(model);
+  add_phase(role + " latency", seconds_since(l0));
+  if (ort && !opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
+    const auto o0 = Clock::now();
+    rep.ort = ort_latency(model.arch(), model.get_params());
+    add_phase(role + " ONNX Runtime latency", seconds_since(o0));
+  }
+}
+
+std::vector<LatencyRecord> Session::measure_latencies(ModelEngine& model) {
+  const int repeats = engine_.is_reference_cpu() ? 3 : 50;
+  std::vector<LatencyRecord> out;
+  for (size_t i = 0; i < latency_batches_.size() && !interrupted(); ++i)
+    out.push_back(model.measure_latency(latency_batches_[i], repeats));
+  return out;
+}
+
+std::map<std::string, std::string> Session::model_facts(const ModelReport& rep) const {
+  char last_acc[32], train_seconds[32];
+  std::snprintf(last_acc, sizeof last_acc, "%.9g", rep.last_epoch_test_acc);
+  std::snprintf(train_seconds, sizeof train_seconds, "%.9g", rep.train_seconds);
+  return {{"role", phase_name(rep.role)},
+          {"train_seconds", train_seconds},
+          {"test_accuracy", std::to_string(rep.test_acc)},
+          {"selection", rep.selection},
+          {"selected_epoch", std::to_string(rep.selected_epoch)},
+          {"last_epoch_test_accuracy", last_acc},
+          {"seed", std::to_string(opt_.seed)},
+          {"data", opt_.data_dir},
+          {"trained_on", report_.device},
+          {"created", report_.started_at}};
+}
+
+void Session::compute_soft_targets(ModelEngine& teacher) {
+  const auto t0 = Clock::now();
+  engine_.compute_soft_targets(teacher);
+  state_.stop_if_interrupted("the soft-target pass");
+  add_phase("soft targets", seconds_since(t0));
+}
+
+}  // namespace kd
