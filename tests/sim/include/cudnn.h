@@ -28,7 +28,9 @@
 //    ones last with CUDNN_STATUS_NOT_SUPPORTED; cudnnGet*_v7 answers them in a
 //    fixed heuristic order (time -1). A call with an algorithm the shape does
 //    not support answers CUDNN_STATUS_NOT_SUPPORTED; one with less workspace
-//    than the algorithm needs (or a null workspace) CUDNN_STATUS_BAD_PARAM.
+//    than the algorithm needs (or a null workspace) CUDNN_STATUS_BAD_PARAM (a
+//    choice: the docs name no status for it at execution; Find's perf results
+//    call it an allocation failure).
 //    The algorithm writes a pattern over the workspace it needs, so a
 //    workspace shared with other work shows up as corrupted results.
 //  - Argument checks (status at the call, message for cudnnGetLastErrorString):
