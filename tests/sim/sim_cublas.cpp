@@ -269,7 +269,7 @@ cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!handle) return CUBLAS_STATUS_INVALID_VALUE;  // unlike cublasDestroy's NOT_INITIALIZED (cuBLAS 13 answers so)
   delete handle;
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -389,7 +389,7 @@ const char* cudnnGetErrorString(cudnnStatus_t status) {
     KDSIM_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUDART)
 #undef KDSIM_NAME
   }
-  return "CUDNN_UNKNOWN_STATUS_FOUND";
+  return "CUDNN_UNKNOWN_STATUS";
 }
 
 void cudnnGetLastErrorString(char* message, size_t max_size) {

@@ -21,7 +21,9 @@
 // algorithm against the actual pointers and workspace (algo == null: the
 // first one that fits them).
 // Checks with their documented status: a null handle answers
-// CUBLAS_STATUS_NOT_INITIALIZED; null descriptors, layouts, scalars or
+// CUBLAS_STATUS_NOT_INITIALIZED (cublasLtDestroy's INVALID_VALUE, as the
+// installed cuBLAS 13.1 answers without a GPU, as it does the attribute-size
+// checks below; the rest needs a handle, so follows the docs); null descriptors, layouts, scalars or
 // matrices, op(A), op(B), C and D whose dimensions disagree, ld < rows, a
 // bias epilogue without a bias pointer, a workspace smaller than the algorithm
 // needs, pointers less aligned than it needs, an attribute buffer of the

@@ -42,6 +42,11 @@
 //    allocation are reported by the simulator ([kdsim] line) and answer
 //    CUDNN_STATUS_EXECUTION_FAILED, as the illegal access would on a GPU.
 //  - Work runs on the handle's stream through kdsim::enqueue, after the checks.
+// The statuses of the calls that need no GPU (the descriptor setters,
+// cudnnGetConvolution2dForwardOutputDim, cudnnGetErrorString, and
+// cudnnGetLastErrorString clearing its message once read) were checked
+// against the installed cuDNN 9.19 on a machine without a GPU; those of the
+// calls that need a handle follow the API reference and could not be.
 //
 // Limits: fp32 only; groups, Nd descriptors, NCHW_VECT_C and the backend
 // (graph) API are absent. Every algorithm computes the same way: a direct
