@@ -263,7 +263,7 @@ constexpr AlgoTable kBwdFilter{kBwdFilterAlgos, CUDNN_CONVOLUTION_BWD_FILTER_ALG
 // Find (timed: supported algorithms by modelled time) or _v7 (heuristic
 // order) for one direction; unsupported algorithms come last either way.
 template <typename Perf>
-cudnnStatus_t rank_algorithms(const char* call, cudnnHandle_t handle, const Conv* g, cudnnStatus_t checked,
+cudnnStatus_t rank_algorithms(const char* call, cudnnHandle_t handle, const Conv& g, cudnnStatus_t checked,
                               const AlgoTable& table, bool timed, int requested, int* returned, Perf* results) {
   if (!handle) return fail(call, CUDNN_STATUS_BAD_PARAM, "the handle is null");
   if (checked != CUDNN_STATUS_SUCCESS) return checked;
@@ -274,12 +274,12 @@ cudnnStatus_t rank_algorithms(const char* call, cudnnHandle_t handle, const Conv
     const Algo& a = table.algos[i];
     Perf p{};
     p.algo = decltype(p.algo)(a.id);
-    const bool ok = a.supports(*g);
+    const bool ok = a.supports(g);
     p.status = ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
-    p.time = ok && timed ? float(a.cost * double(g->macs()) * 1e-9) : -1.0f;  // 1 multiply-add per ps at cost 1
-    p.memory = ok ? a.workspace(*g) : 0;
+    p.time = ok && timed ? float(a.cost * double(g.macs()) * 1e-9) : -1.0f;  // ms: 1 ps per multiply-add at cost 1
+    p.memory = ok ? a.workspace(g) : 0;
     p.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
-    p.mathType = g->math;
+    p.mathType = g.math;
     all.push_back(p);
   }
   std::stable_sort(all.begin(), all.end(), [&](const Perf& a, const Perf& b) {
@@ -564,7 +564,7 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnnHandle_t h
   cudnnStatus_t Function(cudnnHandle_t handle, __VA_ARGS__, const int requested, int* returned, Perf* results) { \
     Conv g{};                                                                                                   \
     const cudnnStatus_t checked = check_conv(#Function, X, W, conv, Y, &g);                                     \
-    return rank_algorithms(#Function, handle, &g, checked, table, timed, requested, returned, results);         \
+    return rank_algorithms(#Function, handle, g, checked, table, timed, requested, returned, results);          \
   }
 KDSIM_RANK(cudnnFindConvolutionForwardAlgorithm, cudnnConvolutionFwdAlgoPerf_t, kFwd, true, x, w, y,
            const cudnnTensorDescriptor_t x, const cudnnFilterDescriptor_t w, const cudnnConvolutionDescriptor_t conv,
