@@ -211,7 +211,7 @@ __global__ void bias_grad_partial_kernel(const float* __restrict__ dy, double* _
   thread_sums[threadIdx.x] = sum;
   __syncthreads();
   for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) thread_sums[threadIdx.x] += thread_sums[threadIdx.x + stride];
+    if (int(threadIdx.x) < stride) thread_sums[threadIdx.x] += thread_sums[threadIdx.x + stride];
     __syncthreads();
   }
   if (threadIdx.x == 0) partial[int64_t(channel) * gridDim.x + split] = thread_sums[0];

@@ -23,12 +23,6 @@
     if (::kd::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device found"; \
   } while (0)
 
-// Skips the test under the CUDA simulator (tests/sim), which has no cuBLAS.
-#define KD_REQUIRE_CUBLAS()                                                                            \
-  do {                                                                                                 \
-    if (::kd::test::kSimulated) GTEST_SKIP() << "cuBLAS/cuBLASLt run only on a GPU, not on the simulator"; \
-  } while (0)
-
 namespace kd::test {
 
 // True when these tests run on the CUDA simulator (tests/sim) instead of a GPU.

@@ -66,3 +66,16 @@ kd_sim_mutant(uninitialised_shared_read softmax_kl
   "  partial[threadIdx.x] = acc;"
   "  if (acc != 0) partial[threadIdx.x] = acc;"
   "*MeanReduce*" "uninitialised shared memory read")
+# Host-side misuse of the libraries, caught by the simulated cuDNN and cuBLAS.
+# The plan's shared workspace sized for the forward algorithm only: a backward
+# algorithm that needs more is refused (CUDNN_STATUS_BAD_PARAM).
+kd_sim_mutant(conv_workspace_forward_only conv
+  "workspace_bytes = std::max({workspace_bytes, bwd_data_choice.workspace_bytes, bwd_filter_choice.workspace_bytes});"
+  "workspace_bytes = std::max({workspace_bytes});"
+  "*MatchesReference*" "bytes of workspace, got")
+# dX's GEMM with the leading dimension of dy for w: below m = in when out < in
+# (CUBLAS_STATUS_INVALID_VALUE, 7), a wrong product otherwise.
+kd_sim_mutant(cublas_dx_wrong_lda dense
+  "in, b, out, &one, w, in, dy, out, &zero, dx,"
+  "in, b, out, &one, w, out, dy, out, &zero, dx,"
+  "*CublasImplementationMatchesReference*" "cuBLAS status 7")
