@@ -15,6 +15,7 @@
 #include "kd/augment.h"
 #include "kd/data.h"
 #include "kd/error.h"
+#include "kd/exact_math.h"
 #include "kd/normalize.h"
 #include "kd/reference.h"
 #include "ref_test_util.h"
@@ -151,7 +152,7 @@ TEST(AugmentTransform, TaylorSinCosMatchLibmOverTheWholeRange) {
   for (int i = -1000; i <= 1000; ++i) {
     const double x = kPi * i / 1000.0;
     double s, c;
-    augment_detail::sin_cos(x, s, c);
+    exact::sin_cos(x, s, c);
     EXPECT_NEAR(s, std::sin(x), 1e-10) << x;
     EXPECT_NEAR(c, std::cos(x), 1e-10) << x;
   }
@@ -340,8 +341,8 @@ TEST(AugmentGatherNormalize, RejectsBadParameters) {
 
 // The reference is also what the fast CPU engine runs per step, so its cost
 // is recorded: one batch of 64 MNIST images with the default augmentation.
-// Measured 2026-12-07 on this project's 2-core CI machine: ~0.3 ms per batch
-// (best of 20), against a 15-30 ms fast-CPU training step. The bound only
+// Measured 2026-12-07 on a shared 2-core machine, Release build: 0.34 ms per
+// batch (best of 20), against a 15-30 ms fast-CPU training step. The bound only
 // catches a pathological regression (a sanitizer build is ~10x slower).
 TEST(AugmentGatherNormalize, CostOfABatchOf64Mnist) {
   auto rng = reftest::make_rng(4);

@@ -21,9 +21,9 @@
 // sampled bilinearly; pixels outside the image read as background (raw 0).
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
+#include "kd/exact_math.h"
 #include "kd/host_device.h"
 #include "kd/philox.h"
 
@@ -36,7 +36,7 @@ struct AugmentParams {
   bool enabled = false;
   float max_shift = 2.0f;        // tx, ty ~ U[-max_shift, max_shift) pixels
   float max_rotate_deg = 12.0f;  // theta ~ U[-max_rotate_deg, max_rotate_deg) degrees, <= 180
-  float min_scale = 0.9f;        // s ~ U[min_scale, max_scale), 0 < min_scale <= max_scale
+  float min_scale = 0.9f;        // s ~ U[min_scale, max_scale), 1/16 <= min_scale <= max_scale <= 16
   float max_scale = 1.1f;
 };
 
@@ -56,61 +56,13 @@ struct AffineTransform {
   float a, b;               // A = cos(theta) / s, B = sin(theta) / s
 };
 
-namespace augment_detail {
-
-// The per-sample arithmetic is written as explicit, individually rounded IEEE
-// operations (fma where a product meets a sum), so no compiler can contract or
-// reorder it differently on the two sides: host and device get the same bits.
-KD_HOST_DEVICE double fma_rn(double a, double b, double c) {
-#if defined(__CUDA_ARCH__)
-  return __fma_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-KD_HOST_DEVICE double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-// sin and cos of x, |x| <= pi, by their Taylor series through x^21 / x^22 in
-// Horner form. The first omitted terms, pi^23/23! = 1e-11 and pi^24/24! = 1.4e-12,
-// are far below float resolution. Not the libm / CUDA sin and cos, whose last
-// bits differ between host and device.
-KD_HOST_DEVICE void sin_cos(double x, double& sin_x, double& cos_x) {
-  const double x2 = mul_rn(x, x);
-  // (-1)^k / (2k+1)! and (-1)^k / (2k)!, k = 10 .. 1; every factorial here is exact in double.
-  constexpr double kSin[] = {1.0 / 51090942171709440000.0, -1.0 / 121645100408832000.0,
-                             1.0 / 355687428096000.0,      -1.0 / 1307674368000.0,
-                             1.0 / 6227020800.0,           -1.0 / 39916800.0,
-                             1.0 / 362880.0,               -1.0 / 5040.0,
-                             1.0 / 120.0,                  -1.0 / 6.0};
-  constexpr double kCos[] = {-1.0 / 1124000727777607680000.0, 1.0 / 2432902008176640000.0,
-                             -1.0 / 6402373705728000.0,       1.0 / 20922789888000.0,
-                             -1.0 / 87178291200.0,            1.0 / 479001600.0,
-                             -1.0 / 3628800.0,                1.0 / 40320.0,
-                             -1.0 / 720.0,                    1.0 / 24.0};
-  double s = kSin[0], c = kCos[0];
-  for (int k = 1; k < 10; ++k) {
-    s = fma_rn(s, x2, kSin[k]);
-    c = fma_rn(c, x2, kCos[k]);
-  }
-  sin_x = mul_rn(x, fma_rn(s, x2, 1.0));      // x (1 - x^2/6 + ...)
-  cos_x = fma_rn(fma_rn(c, x2, -0.5), x2, 1.0);  // 1 - x^2/2 + x^4/24 - ...
-}
-
-}  // namespace augment_detail
-
 // The transform for a shift of (tx, ty) pixels, a rotation of angle_deg degrees
 // (|angle_deg| <= 180) and a scale s > 0. sin and cos are computed in double by
-// augment_detail::sin_cos and A, B rounded once to float: bit-identical on host and device.
+// exact::sin_cos and A, B rounded once to float: bit-identical on host and device.
 KD_HOST_DEVICE AffineTransform affine_transform(float tx, float ty, float angle_deg, float scale) {
   constexpr double kRadiansPerDegree = 3.14159265358979323846 / 180.0;
   double sin_t, cos_t;
-  augment_detail::sin_cos(augment_detail::mul_rn(double(angle_deg), kRadiansPerDegree), sin_t, cos_t);
+  exact::sin_cos(exact::mul_rn(double(angle_deg), kRadiansPerDegree), sin_t, cos_t);
   // IEEE division, correctly rounded on both sides. The identity (0, 0, 0, 1)
   // gives A = 1 and B = 0 exactly: sin_cos(0) is (0, 1) exactly.
   return AffineTransform{tx, ty, angle_deg, scale, float(cos_t / double(scale)), float(sin_t / double(scale))};
@@ -137,18 +89,19 @@ KD_HOST_DEVICE AffineTransform augment_transform(const AugmentParams& p, uint64_
       uint32_t(seed), uint32_t(seed >> 32));
   const auto symmetric = [](uint32_t lane) { return 2.0 * double(philox_lane_uniform(lane)) - 1.0; };  // [-1, 1)
   const double shift = p.max_shift, rotate = p.max_rotate_deg;
-  const double scale_span = double(p.max_scale) - double(p.min_scale);  // exact: two floats
+  const double scale_span = double(p.max_scale) - double(p.min_scale);  // exact: floats within 2^8 of each other
   return affine_transform(float(shift * symmetric(r.v[0])), float(shift * symmetric(r.v[1])),
                           float(rotate * symmetric(r.v[2])),
-                          float(augment_detail::fma_rn(scale_span, double(philox_lane_uniform(r.v[3])),
-                                                       double(p.min_scale))));
+                          float(exact::fma_rn(scale_span, double(philox_lane_uniform(r.v[3])), double(p.min_scale))));
 }
 
 namespace augment_detail {
 
 // Float arithmetic that nvcc must not fuse into multiply-adds (the _rn
-// intrinsics), so the kernel rounds each operation as the host does. Host
-// compilers for baseline x86-64 have no FMA instruction to contract into.
+// intrinsics), so the kernel rounds each operation as the host does. A host
+// build for baseline x86-64 has no FMA instruction to contract into; one for
+// an FMA-capable -march may contract, which moves a sample by ~1 ulp
+// (tests/augment_gpu_test.cpp bounds what that costs).
 KD_HOST_DEVICE float add(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fadd_rn(a, b);
@@ -173,8 +126,9 @@ KD_HOST_DEVICE float mul(float a, float b) {
 
 // floor(v) for |v| < 2^31. Not floorf: baseline x86-64 has no rounding
 // instruction (SSE4.1), and the two libm calls per pixel made the reference
-// 35% slower (0.44 against 0.33 ms per batch of 64 MNIST images). |A|, |B| <= 16 and |tx|, |ty| <= 1024 (validate_augment) keep every
-// source coordinate far inside that range.
+// 35% slower (0.44 against 0.33 ms per batch of 64 MNIST images).
+// |A|, |B| <= 16 and |tx|, |ty| <= 1024 (validate_augment) keep every source
+// coordinate far inside that range.
 KD_HOST_DEVICE int floor_to_int(float v) {
   const int truncated = int(v);  // rounds toward zero
   return float(truncated) > v ? truncated - 1 : truncated;
