@@ -29,7 +29,9 @@ double lr_at(int64_t step, int64_t steps_per_epoch, int total_epochs, double bas
   const std::string who = "lr_at: ";
   if (steps_per_epoch < 1) fail(who + "steps_per_epoch must be >= 1, got " + std::to_string(steps_per_epoch));
   if (total_epochs < 1) fail(who + "total_epochs must be >= 1, got " + std::to_string(total_epochs));
-  if (!(std::isfinite(base_lr) && base_lr > 0)) fail(who + "base_lr must be finite and > 0, got " + std::to_string(base_lr));
+  if (!(std::isfinite(base_lr) && base_lr > 0)) {
+    fail(who + "base_lr must be finite and > 0, got " + std::to_string(base_lr));
+  }
   if (!(warmup_epochs >= 0 && warmup_epochs <= total_epochs)) {
     fail(who + "warmup_epochs must be in [0, total_epochs = " + std::to_string(total_epochs) + "], got " +
          std::to_string(warmup_epochs));
@@ -39,7 +41,8 @@ double lr_at(int64_t step, int64_t steps_per_epoch, int total_epochs, double bas
     fail(who + "step must be in [1, " + std::to_string(total) + "] (1-based, " + std::to_string(steps_per_epoch) +
          " per epoch for " + std::to_string(total_epochs) + " epochs), got " + std::to_string(step));
   }
-  const int64_t warmup = std::llround(warmup_epochs * double(steps_per_epoch));  // <= total: warmup_epochs <= total_epochs
+  // <= total, as warmup_epochs <= total_epochs.
+  const int64_t warmup = std::llround(warmup_epochs * double(steps_per_epoch));
   return base_lr * lr_factor(step, warmup, total, kind);
 }
 
