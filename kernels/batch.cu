@@ -5,8 +5,9 @@
 #include <cstdint>
 
 #include "kd/launch.h"
-#include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
+#include "kd/cuda_ops.h"
+#include "kd/normalize.h"
 
 namespace kd::cuda {
 namespace {
@@ -15,9 +16,9 @@ constexpr int kThreads = 256;
 
 // One block per batch row. images: (N, pixels) u8, labels: (N) u8, idx: (b)
 // -> out: (b, pixels) = (px / 255 - mean) / std, out_labels: (b) (skipped when
-// null). Evaluated in double and rounded once, exactly as the reference does
-// (each operation correctly rounded on both sides), so results agree to the
-// last bit; the few double operations per pixel cost nothing next to the loads.
+// null). normalize_pixel evaluates in double and rounds once, on both sides, so
+// results agree to the last bit; the few double operations per pixel cost
+// nothing next to the loads.
 __global__ void gather_normalize_kernel(const uint8_t* __restrict__ images, const uint8_t* __restrict__ labels,
                                         const int32_t* __restrict__ idx, float* __restrict__ out,
                                         int32_t* __restrict__ out_labels, int64_t pixels, float mean, float std) {
@@ -26,7 +27,7 @@ __global__ void gather_normalize_kernel(const uint8_t* __restrict__ images, cons
   const uint8_t* src = images + sample * pixels;
   float* dst = out + int64_t(row) * pixels;
   for (int64_t j = threadIdx.x; j < pixels; j += blockDim.x) {
-    dst[j] = float((double(src[j]) / 255.0 - double(mean)) / double(std));
+    dst[j] = normalize_pixel(src[j], mean, std);
   }
   if (out_labels != nullptr && threadIdx.x == 0) out_labels[row] = labels[sample];
 }

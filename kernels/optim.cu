@@ -53,16 +53,24 @@ __device__ __forceinline__ void for_each_element(int64_t n, Quad quad, One one) 
 struct AdamConstants {
   double beta1, beta2, one_minus_beta1, one_minus_beta2, lr, eps, weight_decay;
   double bias_correction1, bias_correction2;  // 1 - beta^step
+  double decay;                               // 1 - lr * weight_decay (AdamW's shrink factor)
+  bool decoupled;                             // AdamW: shrink p instead of adding wd * p to g
 };
 
-// One element of torch.optim.Adam in the reference's order of operations.
+// One element of torch.optim.Adam (AdamW when decoupled) in the reference's order
+// of operations. The branch is uniform across the grid, so it costs no divergence.
 __device__ __forceinline__ void adam_element(float& p, float g, float& m, float& v, const AdamConstants& k) {
-  const double grad = __dadd_rn(double(g), __dmul_rn(k.weight_decay, double(p)));
+  double param = p, grad = g;
+  if (k.decoupled) {
+    param = __dmul_rn(param, k.decay);
+  } else {
+    grad = __dadd_rn(grad, __dmul_rn(k.weight_decay, param));
+  }
   m = float(__dadd_rn(__dmul_rn(k.beta1, double(m)), __dmul_rn(k.one_minus_beta1, grad)));
   v = float(__dadd_rn(__dmul_rn(k.beta2, double(v)), __dmul_rn(__dmul_rn(k.one_minus_beta2, grad), grad)));
   const double m_hat = __ddiv_rn(double(m), k.bias_correction1);
   const double v_hat = __ddiv_rn(double(v), k.bias_correction2);
-  p = float(__dsub_rn(double(p), __ddiv_rn(__dmul_rn(k.lr, m_hat), __dadd_rn(__dsqrt_rn(v_hat), k.eps))));
+  p = float(__dsub_rn(param, __ddiv_rn(__dmul_rn(k.lr, m_hat), __dadd_rn(__dsqrt_rn(v_hat), k.eps))));
 }
 
 // p, g, m, v: (n). step: device (1), 1-based.
@@ -81,7 +89,9 @@ __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, 
                               double(params.eps),
                               double(params.weight_decay),
                               __dsub_rn(1.0, pow(beta1, t)),
-                              __dsub_rn(1.0, pow(beta2, t))};
+                              __dsub_rn(1.0, pow(beta2, t)),
+                              __dsub_rn(1.0, __dmul_rn(double(params.lr), double(params.weight_decay))),
+                              params.decoupled_weight_decay};
   }
   __syncthreads();
   const AdamConstants k = constants;

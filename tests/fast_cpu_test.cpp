@@ -239,24 +239,57 @@ TEST(FastOptim, AdamAndSgdFollowTheReferenceOverManySteps) {
   const int64_t n = 50001;
   ref::AdamParams adam;
   adam.weight_decay = 0.01f;
+  // AdamW with a decay large enough (lr wd = 1e-3 per step) that dropping it or
+  // applying it as L2 moves p by far more than the tolerance over 20 steps.
+  ref::AdamParams adamw;
+  adamw.weight_decay = 1.0f;
+  adamw.decoupled_weight_decay = true;
   ref::SgdParams sgd;
   sgd.weight_decay = 0.01f;
   const auto p0 = uniform(size_t(n), -1, 1, rng);
   std::vector<float> p = p0, m(size_t(n), 0), v(size_t(n), 0), p_ref = p0, m_ref = m, v_ref = v;
+  std::vector<float> w = p0, mw(size_t(n), 0), vw(size_t(n), 0), w_ref = p0, mw_ref = mw, vw_ref = vw;
   std::vector<float> q = p0, buf(size_t(n), 0), q_ref = p0, buf_ref = buf;
   for (int64_t step = 1; step <= 20; ++step) {
     const auto g = uniform(size_t(n), -1, 1, rng);
     fast->adam_step(p.data(), g.data(), m.data(), v.data(), n, adam, step);
     ref_ops->adam_step(p_ref.data(), g.data(), m_ref.data(), v_ref.data(), n, adam, step);
+    fast->adam_step(w.data(), g.data(), mw.data(), vw.data(), n, adamw, step);
+    ref_ops->adam_step(w_ref.data(), g.data(), mw_ref.data(), vw_ref.data(), n, adamw, step);
     fast->sgd_momentum_step(q.data(), g.data(), buf.data(), n, sgd, step);
     ref_ops->sgd_momentum_step(q_ref.data(), g.data(), buf_ref.data(), n, sgd, step);
   }
   EXPECT_LE(rel_error(p, p_ref), kOptimTolerance);
   EXPECT_LE(rel_error(m, m_ref), kOptimTolerance);
   EXPECT_LE(rel_error(v, v_ref), kOptimTolerance);
+  EXPECT_LE(rel_error(w, w_ref), kOptimTolerance) << "AdamW";
+  EXPECT_LE(rel_error(mw, mw_ref), kOptimTolerance) << "AdamW";
+  EXPECT_LE(rel_error(vw, vw_ref), kOptimTolerance) << "AdamW";
   EXPECT_LE(rel_error(q, q_ref), kOptimTolerance);
   EXPECT_GT(rel_error(p, p0), 1e-3) << "the parameters moved";
+  // 20 steps of lr wd = 1e-3 shrink AdamW's parameters by ~2% more than p's (wd 0.01 as L2).
+  EXPECT_GT(rel_error(w, p), 1e-2) << "AdamW's decay took effect";
   EXPECT_THROW(fast->adam_step(p.data(), p.data(), m.data(), v.data(), n, adam, 0), Error);
+}
+
+TEST(FastOptim, ZeroWeightDecayIsPlainAdamInBothModes) {
+  // wd = 0: the decoupled path multiplies p by exactly 1, so both modes give the same bits.
+  auto fast = make_fast_ops(kThreads);
+  auto rng = make_rng(15);
+  const int64_t n = 4099;
+  ref::AdamParams plain;
+  ref::AdamParams decoupled;
+  decoupled.decoupled_weight_decay = true;
+  std::vector<float> p = uniform(size_t(n), -1, 1, rng), m(size_t(n), 0), v(size_t(n), 0);
+  std::vector<float> q = p, mq = m, vq = v;
+  for (int64_t step = 1; step <= 3; ++step) {
+    const auto g = uniform(size_t(n), -1, 1, rng);
+    fast->adam_step(p.data(), g.data(), m.data(), v.data(), n, plain, step);
+    fast->adam_step(q.data(), g.data(), mq.data(), vq.data(), n, decoupled, step);
+  }
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(m, mq);
+  EXPECT_EQ(v, vq);
 }
 
 // ---------------------------------------------------------------- whole models and engines

@@ -8,7 +8,8 @@
 // pow() for Adam's bias corrections differs from the host's in its last double
 // bit, which moves a float result by at most one ulp (~6e-8 relative) in rare
 // elements. Any real mistake (a wrong bias correction, a missing weight decay,
-// the first momentum step) gives errors of 1e-3 or more.
+// L2 where AdamW's decoupled decay belongs, the first momentum step) gives
+// errors of 1e-3 or more.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -62,7 +63,8 @@ struct AdamCase {
 
 void check_adam(const AdamCase& c, int64_t n, int offset, std::mt19937_64& rng) {
   SCOPED_TRACE(testing::Message() << "n " << n << " offset " << offset << " lr " << c.params.lr << " wd "
-                                  << c.params.weight_decay << " first step " << c.first_step);
+                                  << c.params.weight_decay << (c.params.decoupled_weight_decay ? " decoupled" : "")
+                                  << " first step " << c.first_step);
   std::vector<float> p = kd::test::random_floats(size_t(n), -0.1f, 0.1f, rng);
   std::vector<float> m(size_t(n), 0.0f), v(size_t(n), 0.0f);
   if (c.first_step > 1) {
@@ -96,7 +98,10 @@ TEST(OptimGpu, AdamMatchesReference) {
   decayed.beta1 = 0.8f;
   decayed.beta2 = 0.99f;
   decayed.weight_decay = 0.05f;
-  for (const AdamCase& c : {AdamCase{defaults, 1}, AdamCase{decayed, 1}, AdamCase{defaults, 4690}}) {
+  kd::ref::AdamParams adamw = decayed;  // torch.optim.AdamW: the same decay, decoupled from the gradient
+  adamw.decoupled_weight_decay = true;
+  for (const AdamCase& c : {AdamCase{defaults, 1}, AdamCase{decayed, 1}, AdamCase{adamw, 1}, AdamCase{adamw, 4690},
+                            AdamCase{defaults, 4690}}) {
     for (const int64_t n : kSizes) {
       check_adam(c, n, /*offset=*/0, rng);
       check_adam(c, n, /*offset=*/1, rng);

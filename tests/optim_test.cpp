@@ -72,6 +72,46 @@ TEST(Adam, WeightDecayIsAddedToTheGradient) {
   EXPECT_NEAR(p[0], 0.8544414, kHandTol);
 }
 
+TEST(Adam, DecoupledWeightDecayShrinksTheParameterFirst) {
+  // torch.optim.AdamW: p *= 1 - lr * wd, then the plain Adam update from the raw gradient.
+  AdamParams a;
+  a.lr = 0.1f;
+  a.weight_decay = 0.1f;
+  a.decoupled_weight_decay = true;
+  std::vector<float> p = {1}, m = {0}, v = {0};
+  const float g1 = 0.5f, g2 = -0.25f;
+  adam_step(p.data(), &g1, m.data(), v.data(), 1, a, 1);
+  // Step 1: p = 1 * (1 - 0.01) = 0.99; m = 0.05 and v = 0.00025 from g alone (L2 would give
+  //   m = 0.06), update 0.099999998 as in TwoStepsByHand -> p = 0.890000002.
+  EXPECT_NEAR(m[0], 0.05, kHandTol);
+  EXPECT_NEAR(v[0], 0.00025, kHandTol);
+  EXPECT_NEAR(p[0], 0.890000002, kHandTol);
+  adam_step(p.data(), &g2, m.data(), v.data(), 1, a, 2);
+  // Step 2: p = 0.890000002 * 0.99 = 0.881100002; m = 0.02, v = 0.00031225 and the update
+  //   0.0266337 are TwoStepsByHand's -> p = 0.881100002 - 0.0266337 = 0.8544663.
+  EXPECT_NEAR(m[0], 0.02, kHandTol);
+  EXPECT_NEAR(v[0], 0.00031225, kHandTol);
+  EXPECT_NEAR(p[0], 0.8544663, kHandTol);
+}
+
+TEST(Adam, ZeroWeightDecayIsPlainAdamInBothModes) {
+  // With wd = 0 (the default) neither weight decay may change a bit: the L2 path
+  // adds 0 * p, the decoupled path multiplies by 1 - 0 = 1, both exact.
+  AdamParams plain;
+  AdamParams decoupled;
+  decoupled.decoupled_weight_decay = true;
+  std::vector<float> p = {0.3f, -1.7f, 2e-3f, 5.0f}, m(4, 0), v(4, 0);
+  std::vector<float> q = p, mq = m, vq = v;
+  for (int64_t step = 1; step <= 3; ++step) {
+    const std::vector<float> g = {0.1f * float(step), -0.4f, 1e-5f, float(step) - 2};
+    adam_step(p.data(), g.data(), m.data(), v.data(), 4, plain, step);
+    adam_step(q.data(), g.data(), mq.data(), vq.data(), 4, decoupled, step);
+  }
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(m, mq);
+  EXPECT_EQ(v, vq);
+}
+
 TEST(SgdMomentum, TwoStepsByHand) {
   SgdParams a;
   a.lr = 0.1f;

@@ -2,6 +2,7 @@
 // normalise them to float.
 #include <cstddef>
 
+#include "kd/normalize.h"
 #include "kd/reference.h"
 
 namespace kd::ref {
@@ -13,7 +14,7 @@ void gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int
   for (int row = 0; row < b; ++row) {
     const uint8_t* src = images + size_t(idx[row]) * size_t(pixels);
     float* dst = out + size_t(row) * size_t(pixels);
-    for (int64_t i = 0; i < pixels; ++i) dst[i] = float((src[i] / 255.0 - double(mean)) / double(std));
+    for (int64_t i = 0; i < pixels; ++i) dst[i] = normalize_pixel(src[i], mean, std);
   }
 }
 

@@ -5,11 +5,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define KD_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define KD_HOST_DEVICE inline
-#endif
+#include "kd/host_device.h"
 
 namespace kd {
 

@@ -85,12 +85,18 @@ LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float
                     int b, int c, float temperature, float alpha);
 
 // ---------------------------------------------------------------- optim (optim.cpp)
-// PyTorch Adam (no weight decay unless given, L2 added to the gradient like torch.optim.Adam):
+// PyTorch Adam (no weight decay unless given):
 //   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
 //   p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
+// Weight decay wd, as torch.optim.Adam's `decoupled_weight_decay` flag chooses:
+//   false (torch.optim.Adam):  L2, g = g + wd * p before the update above;
+//   true  (torch.optim.AdamW): decoupled, p = p * (1 - lr * wd) before the update
+//                              above, which then uses g as given (Loshchilov & Hutter 2019).
+// wd = 0 (the default) leaves either path bit-identical to plain Adam.
 // p, g, m, v: (n); step is 1-based (the count including this update).
 struct AdamParams {
   float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  bool decoupled_weight_decay = false;
 };
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamParams& a, int64_t step);
 // PyTorch SGD with momentum (dampening 0, no nesterov):

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "kd/augment.h"
 #include "kd/reference.h"
 
 namespace kd::cuda {
@@ -152,6 +153,17 @@ void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_
                       int32_t* out_labels, int b, int64_t pixels, float mean, float std, cudaStream_t stream);
 // out: (n) = 0, 1, ..., n-1 (identity order for evaluation).
 void iota(int32_t* out, int n, cudaStream_t stream);
+
+// ---------------------------------------------------------------- augment.cu
+// images: (N, c, h, w) u8, labels: (N) u8, idx: (b) -> out: (b, c, h, w) as
+// ref::augment_gather_normalize with epoch = *epoch, out_labels: (b) int32
+// (skipped when null). epoch: device (1), read at run time so a captured graph
+// replays into later epochs. !params.enabled is exactly gather_normalize above.
+// Throws kd::Error (before enqueueing anything) for parameters validate_augment rejects.
+void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
+                              int32_t* out_labels, int b, int c, int h, int w, float mean, float std,
+                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch,
+                              cudaStream_t stream);
 
 // ---------------------------------------------------------------- metrics.cu
 // x: (b, c) -> out: (b) argmax (first on ties).

@@ -234,14 +234,19 @@ KD_VECTOR_CLONES void dropout_backward_kernel(const float* dy, const uint8_t* ma
 
 KD_VECTOR_CLONES void adam_kernel(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
                                   float step_size, float inv_sqrt_bc2) {
-  const float b1 = a.beta1, b2 = a.beta2, wd = a.weight_decay, eps = a.eps;
+  const float b1 = a.beta1, b2 = a.beta2, eps = a.eps;
+  // Decoupled (AdamW): p *= 1 - lr wd as torch.optim.AdamW's param.mul_; L2 (Adam): g += wd p.
+  // Exactly one of the two is active; the inactive one is a multiply by 1 or an add of 0 * p,
+  // both exact for finite p, so one branch-free loop serves both (and wd = 0 changes nothing).
+  const float l2 = a.decoupled_weight_decay ? 0.0f : a.weight_decay;
+  const float decay = a.decoupled_weight_decay ? float(1.0 - double(a.lr) * double(a.weight_decay)) : 1.0f;
   for (int64_t i = 0; i < n; ++i) {
-    const float grad = g[i] + wd * p[i];
+    const float grad = g[i] + l2 * p[i];
     const float mi = b1 * m[i] + (1.0f - b1) * grad;
     const float vi = b2 * v[i] + (1.0f - b2) * grad * grad;
     m[i] = mi;
     v[i] = vi;
-    p[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    p[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
   }
 }
 

@@ -37,8 +37,8 @@ void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t beg
 // dx[i] = mask[i] ? dy[i] * scale : 0. (n) each.
 void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale);
 
-// torch.optim.Adam in fp32 for (n) elements; step_size = lr / (1 - beta1^t),
-// inv_sqrt_bc2 = 1 / sqrt(1 - beta2^t).
+// torch.optim.Adam (torch.optim.AdamW when a.decoupled_weight_decay) in fp32 for
+// (n) elements; step_size = lr / (1 - beta1^t), inv_sqrt_bc2 = 1 / sqrt(1 - beta2^t).
 void adam_kernel(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a, float step_size,
                  float inv_sqrt_bc2);
 // torch.optim.SGD with momentum (dampening 0): buf = g on the first step, else momentum * buf + g.

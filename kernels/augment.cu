@@ -1,0 +1,79 @@
+// Augmented batch assembly on the GPU: the gather and normalisation of
+// kernels/batch.cu with each sample passed through its seeded random affine
+// (kd/augment.h) on the way, so the augmented view never exists in u8 and
+// never crosses the PCIe bus. Oracle: kd::ref::augment_gather_normalize.
+//
+// Mapping: one block per batch row, its threads striding over the row's
+// c*h*w output pixels (one thread per pixel at MNIST's 784 and 256 threads:
+// ~3 pixels each). The transform belongs to the sample, not the pixel: thread 0
+// draws it once (a Philox block and a double Taylor sin/cos, ~100 double
+// operations) and shares it through shared memory, instead of 784 threads
+// repeating it. A row's source image (784 B) is read 4x by the bilinear taps,
+// from L1 after the first touch.
+#include <cstdint>
+#include <string>
+
+#include "kd/augment.h"
+#include "kd/error.h"
+#include "kd/launch.h"
+#include "kd/normalize.h"
+#include "kd/cuda_ops.h"
+#include "kd/cuda_buffer.h"
+
+namespace kd::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// images: (N, c, h, w) u8, labels: (N) u8, idx: (b), epoch: device (1)
+// -> out: (b, c, h, w), out_labels: (b) (skipped when null). One block per row.
+// The arithmetic is augment_sample's and normalize_pixel's, the reference's
+// own functions, with every float operation individually rounded.
+__global__ void augment_gather_normalize_kernel(const uint8_t* __restrict__ images,
+                                                const uint8_t* __restrict__ labels,
+                                                const int32_t* __restrict__ idx, float* __restrict__ out,
+                                                int32_t* __restrict__ out_labels, int c, int h, int w, float mean,
+                                                float std, AugmentParams params, uint64_t seed,
+                                                const uint64_t* __restrict__ epoch) {
+  __shared__ AffineTransform transform;
+  const int row = blockIdx.x;
+  const int64_t sample = idx[row];
+  if (threadIdx.x == 0) {
+    transform = augment_transform(params, seed, *epoch, uint64_t(sample));
+    if (out_labels != nullptr) out_labels[row] = labels[sample];
+  }
+  __syncthreads();
+  const AffineTransform t = transform;
+  // One image's pixels fit an int (the host checks); 32-bit division is several times cheaper than 64-bit.
+  const int plane = h * w, pixels = c * plane;
+  const uint8_t* src = images + sample * pixels;
+  float* dst = out + int64_t(row) * pixels;
+  for (int j = threadIdx.x; j < pixels; j += blockDim.x) {
+    const int ch = j / plane, within = j % plane;
+    const float raw = augment_sample(src + int64_t(ch) * plane, h, w, t, within % w, within / w);
+    dst[j] = normalize_pixel(raw, mean, std);
+  }
+}
+
+}  // namespace
+
+void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
+                              int32_t* out_labels, int b, int c, int h, int w, float mean, float std,
+                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch,
+                              cudaStream_t stream) {
+  if (!params.enabled) {
+    gather_normalize(images, labels, idx, out, out_labels, b, int64_t(c) * h * w, mean, std, stream);
+    return;
+  }
+  validate_augment(params, "cuda::augment_gather_normalize");
+  if (int64_t(c) * h * w > INT32_MAX) {
+    fail("cuda::augment_gather_normalize: one image of " + std::to_string(c) + "x" + std::to_string(h) + "x" +
+         std::to_string(w) + " pixels exceeds 2^31; split the channels into separate calls");
+  }
+  if (b == 0) return;
+  launch(augment_gather_normalize_kernel, b, kThreads, 0, stream, images, labels, idx, out, out_labels, c, h, w,
+         mean, std, params, seed, epoch);
+  KD_CUDA_CHECK_LAUNCH(augment_gather_normalize_kernel);
+}
+
+}  // namespace kd::cuda
