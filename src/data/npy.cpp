@@ -37,14 +37,15 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// The header text made safe for a one-line error: control bytes shown as '?',
-// long headers cut.
+// Header text made safe for a one-line error: the padding and final '\n'
+// dropped, other control bytes shown as '?', long headers cut.
 std::string printable(const std::string& text) {
   constexpr size_t kMax = 160;
+  size_t end = text.size();
+  while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\n')) --end;
   std::string s;
-  for (size_t i = 0; i < text.size() && i < kMax; ++i)
-    s += (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
-  return text.size() > kMax ? s + "..." : s;
+  for (size_t i = 0; i < end && i < kMax; ++i) s += (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
+  return end > kMax ? s + "..." : s;
 }
 
 // A recursive-descent reader for the one dict numpy writes: string keys,
