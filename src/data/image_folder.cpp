@@ -275,6 +275,7 @@ std::string write_cache(const fs::path& cache, const TrainTest& t) {
     fs::remove_all(tmp, ec);
     fs::create_directory(tmp);
     save_npy_dir(tmp.string(), t);
+    fs::remove_all(cache);  // a cache that could not be read
     fs::rename(tmp, cache);
   } catch (const std::exception& e) {
     fs::remove_all(tmp, ec);
