@@ -157,6 +157,8 @@ TEST_F(NpyTest, RejectsUnsupportedImageDtypes) {
   expect_mentions(image_error(npy("<f8", "(1, 1, 1)", Bytes(8))), {"'<f8'", "astype('<f4')"});
   expect_mentions(image_error(npy("<i4", "(1, 1, 1)", Bytes(4))), {"'<i4'", "uint8 (0-255)", "astype('u1')"});
   expect_mentions(image_error(npy("|b1", "(1, 1, 1)", Bytes(1))), {"'|b1'", "unsupported dtype"});
+  // NUL bytes in descr (found by npy_fuzz: strchr matched them, giving an item size of -48).
+  expect_mentions(image_error(npy(std::string("<\0\0", 3), "(1, 1, 2)", Bytes(2))), {"unsupported dtype '<?"});
   expect_mentions(image_error(npy_raw("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", Bytes(4))),
                   {"structured"});
 }

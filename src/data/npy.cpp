@@ -183,9 +183,11 @@ NpyHeader parse_npy_header(const std::vector<uint8_t>& bytes, const std::string&
   HeaderDict(text, what).parse(h.descr, fortran_order, h.shape);
 
   // descr: byte order ('<' little, '>' big, '|' not applicable, '=' native), kind, size.
-  const bool known_descr = h.descr.size() == 3 && std::strchr("<>|=", h.descr[0]) &&
-                           ((std::strchr("ui", h.descr[1]) && std::strchr("1248", h.descr[2])) ||
-                            h.descr.substr(1) == "f4");
+  // (Compared as strings: strchr would also "find" a NUL byte in the header.)
+  const std::string type = h.descr.size() == 3 ? h.descr.substr(1) : "";
+  const bool known_descr = h.descr.size() == 3 && std::string("<>|=").find(h.descr[0]) != std::string::npos &&
+                           (type == "u1" || type == "i1" || type == "u2" || type == "i2" || type == "u4" ||
+                            type == "i4" || type == "u8" || type == "i8" || type == "f4");
   if (!known_descr)
     fail(what + ": unsupported dtype '" + printable(h.descr) +
          "'; kdtrain reads uint8 or float32 images and integer labels: convert with arr.astype('u1') "
