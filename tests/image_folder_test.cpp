@@ -246,7 +246,7 @@ TEST_F(ImageFolderTest, SecondLoadReadsTheCache) {
   write_image("test/x/c.bmp", 3, 3, 1, constant(3, 3, 1, 30));
   const ImageFolder first = load();
   EXPECT_FALSE(first.cache_hit);
-  EXPECT_EQ(first.cache_note, "");
+  EXPECT_EQ(first.data.note, "");
   for (const char* name : {kNpyTrainImages, kNpyTrainLabels, kNpyTestImages, kNpyTestLabels})
     EXPECT_TRUE(fs::is_regular_file(fs::path(first.cache_dir) / name)) << name;
   EXPECT_EQ(fs::path(first.cache_dir).parent_path(), fs::path(dir_));
@@ -303,7 +303,7 @@ TEST_F(ImageFolderTest, AnUnreadableCacheIsRebuilt) {
   const ImageFolder rebuilt = load();
   EXPECT_FALSE(rebuilt.cache_hit);
   EXPECT_EQ(rebuilt.data.train.images, first.data.train.images);
-  EXPECT_EQ(rebuilt.cache_note, "");
+  EXPECT_EQ(rebuilt.data.note, "");
   EXPECT_TRUE(load().cache_hit);
 }
 

@@ -24,7 +24,7 @@ struct Dataset {
   int64_t n = 0;
   int c = 1;                     // channels: 1 (grey) or 3 (RGB)
   int h = 0, w = 0;
-  int num_classes = 0;           // 1 + max label over the file(s) it came from
+  int num_classes = 0;           // 1 + max label over the file(s) it came from; class folders for ImageFolder
   std::vector<uint8_t> images;   // (n, c, h, w) row-major
   std::vector<uint8_t> labels;   // (n)
 
@@ -74,6 +74,7 @@ struct TrainTest {
   Dataset train, test;
   std::string train_images, train_labels, test_images, test_labels;  // paths, for errors
   std::vector<std::string> class_names;  // index = label; ImageFolder only
+  std::string note;  // one line for the user, or "" (ImageFolder: why its cache could not be written)
 };
 
 // How to read the non-IDX formats.
@@ -87,6 +88,8 @@ struct DataOptions {
 // train-images-idx3-ubyte(.gz) is there, else .npy files when
 // train_images.npy is there (kd/npy.h), else an ImageFolder tree when
 // train/ is there (kd/image_folder.h); else an error listing all three.
+// Each image/label pair is cross-checked; train against test is
+// split_train_test's check.
 TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options);
 // The four IDX files of <dir> (train, t10k), each pair cross-checked.
 TrainTest load_idx_dir(const std::string& dir);

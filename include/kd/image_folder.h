@@ -26,10 +26,10 @@
 namespace kd {
 
 struct ImageFolder {
-  TrainTest data;          // class_names set; the *_images / *_labels names are <dir>/train, <dir>/test
+  TrainTest data;          // class_names set; the *_images / *_labels names are <dir>/train, <dir>/test;
+                           // data.note says why the cache could not be written, if it could not
   std::string cache_dir;   // <dir>/.kdtrain-cache-<checksum>
   bool cache_hit = false;  // data was read from cache_dir, nothing decoded
-  std::string cache_note;  // why the cache could not be written, "" otherwise (the caller may print it)
 };
 
 // Reads <dir> as above with options.image_h / image_w / threads. Throws

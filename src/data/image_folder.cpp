@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <climits>
 #include <cstdio>
 #include <filesystem>
@@ -282,11 +283,14 @@ std::string write_cache(const fs::path& cache, const TrainTest& t) {
     // Another process may have renamed the same cache into place first.
     return fs::is_directory(cache, ec) ? "" : std::string("image cache not written: ") + e.what();
   }
-  for (const fs::directory_entry& e : fs::directory_iterator(cache.parent_path(), ec)) {
-    const std::string name = e.path().filename().string();
-    const bool old_cache = name.rfind(kCachePrefix, 0) == 0 && name.size() == sizeof kCachePrefix - 1 + 16 &&
-                           e.path() != cache;
-    if (old_cache) fs::remove_all(e.path(), ec);
+  try {  // best effort: a cache left behind costs only disk space
+    for (const fs::directory_entry& e : fs::directory_iterator(cache.parent_path())) {
+      const std::string name = e.path().filename().string();
+      const bool old_cache = name.rfind(kCachePrefix, 0) == 0 && name.size() == sizeof kCachePrefix - 1 + 16 &&
+                             e.path() != cache;
+      if (old_cache) fs::remove_all(e.path(), ec);
+    }
+  } catch (const fs::filesystem_error&) {
   }
   return "";
 }
@@ -307,7 +311,7 @@ ImageFolder load_image_folder(const std::string& dir, const DataOptions& options
   out.cache_hit = read_cache(out.cache_dir, listing, out.data);
   if (!out.cache_hit) {
     out.data = decode_listing(listing, options);
-    out.cache_note = write_cache(out.cache_dir, out.data);
+    out.data.note = write_cache(out.cache_dir, out.data);
   }
   // The cache's names would mislead in errors, and its class count depends on
   // the labels seen; the listing decides both.
