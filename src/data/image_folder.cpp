@@ -214,7 +214,7 @@ TrainTest decode_listing(const Listing& l, const DataOptions& options) {
   std::vector<const ImageFile*> files;
   for (const std::vector<ImageFile>* split : {&l.train, &l.test})
     for (const ImageFile& f : *split) files.push_back(&f);
-  const std::vector<Decoded> images = decode_all(files, options);
+  std::vector<Decoded> images = decode_all(files, options);
 
   int c = 1;
   for (size_t i = 0; i < images.size(); ++i) {
@@ -236,11 +236,12 @@ TrainTest decode_listing(const Listing& l, const DataOptions& options) {
     const int64_t plane = d->pixels();
     d->images.resize(size_t(d->n * d->values_per_image()));
     for (int64_t i = 0; i < d->n; ++i, ++next) {
-      const Decoded& img = images[next];
+      Decoded& img = images[next];
       // (h, w, img.c) -> (c, h, w); a grey image in a colour set repeats its one channel.
       uint8_t* dst = d->images.data() + i * d->values_per_image();
       for (int k = 0; k < c; ++k)
         for (int64_t p = 0; p < plane; ++p) dst[k * plane + p] = img.hwc[size_t(p * img.c + (img.c == 1 ? 0 : k))];
+      std::vector<uint8_t>().swap(img.hwc);  // so the decoded and the final copy are not both held whole
       d->labels.push_back(split[size_t(i)].label);
     }
   }
