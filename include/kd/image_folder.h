@@ -15,7 +15,8 @@
 // <dir>/.kdtrain-cache-<checksum>/ (the load_npy_dir layout), keyed by a
 // checksum of the listing (paths, sizes, modification times) and the image
 // size; any change to the files picks a new cache, and an unreadable cache is
-// rebuilt.
+// rebuilt. One cache is kept per folder: writing one removes the others
+// (another listing's, or another image size's).
 #pragma once
 
 #include <string>

@@ -277,12 +277,13 @@ std::string write_cache(const fs::path& cache, const TrainTest& t) {
     fs::remove_all(tmp, ec);
     fs::create_directory(tmp);
     save_npy_dir(tmp.string(), t);
-    fs::remove_all(cache);  // a cache that could not be read
     fs::rename(tmp, cache);
   } catch (const std::exception& e) {
     fs::remove_all(tmp, ec);
     // Another process may have renamed the same cache into place first.
-    return fs::is_directory(cache, ec) ? "" : std::string("image cache not written: ") + e.what();
+    return fs::is_directory(cache, ec) ? ""
+                                       : cache.string() + ": image cache not written (" + e.what() +
+                                             "); the images will be decoded again on the next run";
   }
   try {  // best effort: a cache left behind costs only disk space
     for (const fs::directory_entry& e : fs::directory_iterator(cache.parent_path())) {
@@ -311,6 +312,11 @@ ImageFolder load_image_folder(const std::string& dir, const DataOptions& options
   out.cache_dir = (root / (std::string(kCachePrefix) + hex)).string();
   out.cache_hit = read_cache(out.cache_dir, listing, out.data);
   if (!out.cache_hit) {
+    // A cache folder that could not be read is removed now, before the
+    // decode, so that the rename below cannot remove one another process
+    // writes meanwhile.
+    std::error_code ec;
+    fs::remove_all(out.cache_dir, ec);
     out.data = decode_listing(listing, options);
     out.data.note = write_cache(out.cache_dir, out.data);
   }
