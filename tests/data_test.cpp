@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "data_test_util.h"
 #include "error_test_util.h"
 #include "kd/data.h"
 #include "kd/error.h"
@@ -19,49 +20,16 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
-using Bytes = std::vector<uint8_t>;
-
-void put_be32(Bytes& b, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(uint8_t(v >> shift));
-}
-
-// An IDX file: magic, big-endian dimensions, payload (not checked against the dimensions).
-Bytes idx_bytes(uint32_t magic, std::initializer_list<uint32_t> dims, const Bytes& payload) {
-  Bytes b;
-  put_be32(b, magic);
-  for (uint32_t d : dims) put_be32(b, d);
-  b.insert(b.end(), payload.begin(), payload.end());
-  return b;
-}
-
-// n images of h x w whose every pixel of image i is (i * 7 + pixel index) % 256,
-// so a row can be recognised after slicing.
-Bytes image_pixels(uint32_t n, uint32_t h, uint32_t w) {
-  Bytes p(size_t(n) * h * w);
-  for (size_t i = 0; i < p.size(); ++i) p[i] = uint8_t((i / (h * w)) * 7 + i % (h * w));
-  return p;
-}
-
-Bytes idx_images(uint32_t n, uint32_t h, uint32_t w) { return idx_bytes(2051, {n, h, w}, image_pixels(n, h, w)); }
-Bytes idx_labels(const Bytes& labels) { return idx_bytes(2049, {uint32_t(labels.size())}, labels); }
-
+using test::Bytes;
+using test::idx_bytes;
+using test::idx_images;
+using test::idx_labels;
+using test::image_pixels;
 using test::error_of;
 using test::expect_mentions;
 
-class DataTest : public ::testing::Test {
+class DataTest : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "kd_data_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write(const std::string& name, const Bytes& bytes) {
-    const std::string path = (fs::path(dir_) / name).string();
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return path;
-  }
   std::string write_gzip(const std::string& name, const Bytes& bytes) {
     const std::string path = (fs::path(dir_) / name).string();
     gzFile f = gzopen(path.c_str(), "wb");
@@ -98,8 +66,6 @@ class DataTest : public ::testing::Test {
     write("t10k-images-idx3-ubyte", idx_images(uint32_t(test_labels.size()), test_h, 2));
     write("t10k-labels-idx1-ubyte", idx_labels(test_labels));
   }
-
-  std::string dir_;
 };
 
 // ------------------------------------------------------------ round trips
@@ -285,6 +251,22 @@ TEST_F(DataTest, SliceKeepsTheRequestedRows) {
   EXPECT_EQ(d.slice(6, 0).n, 0);
   expect_mentions(error_of([&] { d.slice(4, 3); }), {"slice", "[4, 4 + 3)", "6 rows"});
   expect_mentions(error_of([&] { d.slice(-1, 1); }), {"slice"});
+}
+
+TEST_F(DataTest, SliceCopiesEveryChannelOfARow) {
+  // 3 images of 2 channels x 1 x 2: a row is c * h * w = 4 values.
+  Dataset d;
+  d.n = 3;
+  d.c = 2;
+  d.h = 1;
+  d.w = 2;
+  d.images = image_pixels(3, 2, 2);
+  d.labels = {0, 1, 2};
+  EXPECT_EQ(d.pixels(), 2);
+  EXPECT_EQ(d.values_per_image(), 4);
+  const Dataset s = d.slice(1, 2);
+  EXPECT_EQ(s.c, 2);
+  EXPECT_EQ(s.images, Bytes(d.images.begin() + 4, d.images.end()));
 }
 
 // Which rows of the training file a split holds, recovered from its pixels.

@@ -202,13 +202,18 @@ std::vector<uint8_t> parse_idx_labels(const std::vector<uint8_t>& bytes, const s
   return std::vector<uint8_t>(bytes.begin() + 8, bytes.end());
 }
 
+void attach_labels(Dataset& d, std::vector<uint8_t> labels, const std::string& images_path,
+                   const std::string& labels_path) {
+  if (int64_t(labels.size()) != d.n)
+    fail("image/label count mismatch: " + images_path + " holds " + std::to_string(d.n) + " images but " +
+         labels_path + " holds " + std::to_string(labels.size()) + " labels");
+  d.labels = std::move(labels);
+  d.num_classes = d.labels.empty() ? 0 : 1 + *std::max_element(d.labels.begin(), d.labels.end());
+}
+
 Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path) {
   Dataset d = parse_idx_images(read_file_maybe_gzip(images_path), images_path);
-  d.labels = parse_idx_labels(read_file_maybe_gzip(labels_path), labels_path);
-  if (int64_t(d.labels.size()) != d.n)
-    fail("image/label count mismatch: " + images_path + " holds " + std::to_string(d.n) + " images but " +
-         labels_path + " holds " + std::to_string(d.labels.size()) + " labels");
-  d.num_classes = 1 + *std::max_element(d.labels.begin(), d.labels.end());
+  attach_labels(d, parse_idx_labels(read_file_maybe_gzip(labels_path), labels_path), images_path, labels_path);
   return d;
 }
 

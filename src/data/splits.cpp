@@ -1,13 +1,26 @@
-// Train / validation / test splits of an MNIST-format directory (see kd/data.h).
+// Train / validation / test splits of a data directory (see kd/data.h).
 #include <algorithm>
+#include <filesystem>
 
 #include "kd/data.h"
 #include "kd/error.h"
+#include "kd/image_folder.h"
+#include "kd/npy.h"
+
+namespace fs = std::filesystem;
 
 namespace kd {
 namespace {
 
-std::string size_text(const Dataset& d) { return std::to_string(d.h) + "x" + std::to_string(d.w); }
+std::string size_text(const Dataset& d) {
+  return (d.c == 1 ? "" : std::to_string(d.c) + "x") + std::to_string(d.h) + "x" + std::to_string(d.w);
+}
+
+// Checked before any file is read, so a bad flag is reported first.
+void check_split_flags(int64_t val_size, int64_t train_limit) {
+  if (val_size < 0) fail("--val-size must be >= 0 (got " + std::to_string(val_size) + ")");
+  if (train_limit < 0) fail("--train-limit must be >= 0, 0 meaning all (got " + std::to_string(train_limit) + ")");
+}
 
 }  // namespace
 
@@ -17,44 +30,68 @@ Dataset Dataset::slice(int64_t begin, int64_t count) const {
          std::to_string(count) + ") are outside the " + std::to_string(n) + " rows of the dataset");
   Dataset out;
   out.n = count;
+  out.c = c;
   out.h = h;
   out.w = w;
   out.num_classes = num_classes;
-  const auto first_pixel = images.begin() + begin * pixels();
-  out.images.assign(first_pixel, first_pixel + count * pixels());
+  const auto first_value = images.begin() + begin * values_per_image();
+  out.images.assign(first_value, first_value + count * values_per_image());
   out.labels.assign(labels.begin() + begin, labels.begin() + begin + count);
   return out;
 }
 
-Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit) {
-  if (val_size < 0) fail("--val-size must be >= 0 (got " + std::to_string(val_size) + ")");
-  if (train_limit < 0) fail("--train-limit must be >= 0, 0 meaning all (got " + std::to_string(train_limit) + ")");
+TrainTest load_idx_dir(const std::string& dir) {
+  TrainTest t;
+  t.train_images = find_idx_file(dir, "train-images-idx3-ubyte");
+  t.train_labels = find_idx_file(dir, "train-labels-idx1-ubyte");
+  t.test_images = find_idx_file(dir, "t10k-images-idx3-ubyte");
+  t.test_labels = find_idx_file(dir, "t10k-labels-idx1-ubyte");
+  t.train = load_idx_pair(t.train_images, t.train_labels);
+  t.test = load_idx_pair(t.test_images, t.test_labels);
+  return t;
+}
 
-  const std::string train_images = find_idx_file(dir, "train-images-idx3-ubyte");
-  const std::string train_labels = find_idx_file(dir, "train-labels-idx1-ubyte");
-  const std::string test_images = find_idx_file(dir, "t10k-images-idx3-ubyte");
-  const std::string test_labels = find_idx_file(dir, "t10k-labels-idx1-ubyte");
-  const Dataset train_file = load_idx_pair(train_images, train_labels);
+TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
+  std::error_code ec;
+  const fs::path root(dir);
+  if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec))
+    return load_idx_dir(dir);
+  if (fs::exists(root / "train_images.npy", ec)) return load_npy_dir(dir, options.channels_last);
+  if (fs::is_directory(root / "train", ec)) {
+    ImageFolder folder = load_image_folder(dir, options);
+    return std::move(folder.data);
+  }
+  if (!fs::is_directory(root, ec)) fail(dir + ": missing data directory; run data/fetch.sh or pass --data DIR");
+  fail(dir + ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
+             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), or NumPy files (train_images.npy, "
+             "train_labels.npy, test_images.npy, test_labels.npy), or an image folder (train/<class>/*.png|jpg|bmp, "
+             "test/<class>/*)");
+}
+
+Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
+  check_split_flags(val_size, train_limit);
+  const Dataset& train_file = data.train;
   if (val_size >= train_file.n)
     fail("--val-size " + std::to_string(val_size) + " must be smaller than the " + std::to_string(train_file.n) +
-         " images in " + train_images + " so that some remain for training");
+         " images in " + data.train_images + " so that some remain for training");
 
   Splits s;
-  s.test = load_idx_pair(test_images, test_labels);
-  if (s.test.h != train_file.h || s.test.w != train_file.w)
-    fail(test_images + ": images are " + size_text(s.test) + " but the training images in " + train_images +
-         " are " + size_text(train_file) + "; both files must hold images of one size");
+  s.test = std::move(data.test);
+  if (s.test.c != train_file.c || s.test.h != train_file.h || s.test.w != train_file.w)
+    fail(data.test_images + ": images are " + size_text(s.test) + " but the training images in " +
+         data.train_images + " are " + size_text(train_file) + "; both must hold images of one size");
   // A class the model never trains on cannot be scored fairly; a test label
   // past the training classes means the two files do not belong together.
   if (s.test.num_classes > train_file.num_classes) {
     const auto bad = std::find_if(s.test.labels.begin(), s.test.labels.end(),
                                   [&](uint8_t y) { return y >= train_file.num_classes; });
-    fail(test_labels + ": label " + std::to_string(*bad) + " at index " + std::to_string(bad - s.test.labels.begin()) +
-         " is outside the " + std::to_string(train_file.num_classes) + " classes (0.." +
-         std::to_string(train_file.num_classes - 1) + ") of the training labels in " + train_labels +
-         "; do the test and training files come from the same dataset?");
+    fail(data.test_labels + ": label " + std::to_string(*bad) + " at index " +
+         std::to_string(bad - s.test.labels.begin()) + " is outside the " + std::to_string(train_file.num_classes) +
+         " classes (0.." + std::to_string(train_file.num_classes - 1) + ") of the training labels in " +
+         data.train_labels + "; do the test and training files come from the same dataset?");
   }
   s.num_classes = std::max(train_file.num_classes, s.test.num_classes);
+  s.class_names = std::move(data.class_names);
 
   // The validation split is the tail of the training file, so it does not
   // move with --train-limit; a limit above what remains keeps all of it.
@@ -63,6 +100,16 @@ Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit
   s.train = train_file.slice(0, train_limit > 0 ? std::min(train_limit, remaining) : remaining);
   s.train.num_classes = s.val.num_classes = s.test.num_classes = s.num_classes;
   return s;
+}
+
+Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit) {
+  check_split_flags(val_size, train_limit);
+  return split_train_test(load_idx_dir(dir), val_size, train_limit);
+}
+
+Splits load_splits(const std::string& dir, const DataOptions& options, int64_t val_size, int64_t train_limit) {
+  check_split_flags(val_size, train_limit);
+  return split_train_test(load_dataset_dir(dir, options), val_size, train_limit);
 }
 
 }  // namespace kd

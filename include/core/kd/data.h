@@ -1,8 +1,11 @@
-// kd/data.h: MNIST-format (IDX) datasets held as compact u8 arrays.
+// kd/data.h: datasets held as compact u8 arrays, the IDX (MNIST) reader, and
+// the train / validation / test splits of a data directory in any format.
 //
-// Files: <dir>/train-images-idx3-ubyte, train-labels-idx1-ubyte,
-//        t10k-images-idx3-ubyte,  t10k-labels-idx1-ubyte
+// IDX files: <dir>/train-images-idx3-ubyte, train-labels-idx1-ubyte,
+//            t10k-images-idx3-ubyte,  t10k-labels-idx1-ubyte
 // each optionally gzip-compressed with a ".gz" suffix (plain file preferred).
+// The other formats: kd/npy.h (NumPy .npy files), kd/image_folder.h
+// (torchvision's ImageFolder tree); load_dataset_dir picks one.
 #pragma once
 
 #include <cstdint>
@@ -16,16 +19,20 @@ namespace kd {
 constexpr float kPixelMean = 0.1307f;
 constexpr float kPixelStd = 0.3081f;
 
-// A set of n images of h x w u8 pixels with one u8 label each.
+// A set of n images of c x h x w u8 values with one u8 label each.
 struct Dataset {
   int64_t n = 0;
+  int c = 1;                     // channels: 1 (grey) or 3 (RGB)
   int h = 0, w = 0;
-  int num_classes = 0;           // 1 + max label over the file it came from
-  std::vector<uint8_t> images;   // (n, h, w) row-major
+  int num_classes = 0;           // 1 + max label over the file(s) it came from; class folders for ImageFolder
+  std::vector<uint8_t> images;   // (n, c, h, w) row-major
   std::vector<uint8_t> labels;   // (n)
 
+  // Pixels of one channel plane (h * w). Callers that stride over images by
+  // it assume c == 1; values_per_image() is the stride for any c.
   int64_t pixels() const { return int64_t(h) * w; }
-  // Rows [begin, begin + count) as a new dataset (same h, w, num_classes).
+  int64_t values_per_image() const { return int64_t(c) * h * w; }
+  // Rows [begin, begin + count) as a new dataset (same c, h, w, num_classes).
   Dataset slice(int64_t begin, int64_t count) const;
 };
 
@@ -43,6 +50,12 @@ std::vector<uint8_t> parse_idx_labels(const std::vector<uint8_t>& bytes, const s
 // at least one image). num_classes = 1 + max label.
 Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path);
 
+// Gives `d` (images read from images_path) the labels read from labels_path:
+// the counts must agree; sets num_classes = 1 + max label. Every format's
+// image/label pair goes through this check.
+void attach_labels(Dataset& d, std::vector<uint8_t> labels, const std::string& images_path,
+                   const std::string& labels_path);
+
 // The three splits of a run. train and val come from the training files
 // (val = the last val_size images; train_limit > 0 keeps only the first
 // train_limit images of what remains); test comes from the t10k files.
@@ -50,8 +63,42 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
 struct Splits {
   Dataset train, val, test;
   int num_classes = 0;
+  std::vector<std::string> class_names;  // index = label; empty unless the format names classes
 };
+// IDX files only (the layout above).
 Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit);
+
+// A directory's training and test sets before splitting, with where each
+// came from so that errors can name the files.
+struct TrainTest {
+  Dataset train, test;
+  std::string train_images, train_labels, test_images, test_labels;  // paths, for errors
+  std::vector<std::string> class_names;  // index = label; ImageFolder only
+  std::string note;  // one line for the user, or "" (ImageFolder: why its cache could not be written)
+};
+
+// How to read the non-IDX formats.
+struct DataOptions {
+  bool channels_last = false;  // .npy images are (N, H, W, C), transposed to (N, C, H, W)
+  int image_h = 0, image_w = 0;  // ImageFolder: resize every image to image_h x image_w (0: keep, one size)
+  int threads = 0;             // ImageFolder decoding threads (0: one per hardware thread)
+};
+
+// Reads <dir> in whichever layout it holds: IDX files when
+// train-images-idx3-ubyte(.gz) is there, else .npy files when
+// train_images.npy is there (kd/npy.h), else an ImageFolder tree when
+// train/ is there (kd/image_folder.h); else an error listing all three.
+// Each image/label pair is cross-checked; train against test is
+// split_train_test's check.
+TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options);
+// The four IDX files of <dir> (train, t10k), each pair cross-checked.
+TrainTest load_idx_dir(const std::string& dir);
+
+// load_splits for any layout load_dataset_dir reads.
+Splits load_splits(const std::string& dir, const DataOptions& options, int64_t val_size, int64_t train_limit);
+// The split rules of load_splits applied to a loaded directory (test images
+// the same shape as the training images, test labels within its classes).
+Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit);
 
 // Finds <dir>/<base> or <dir>/<base>.gz; throws naming both when neither exists.
 std::string find_idx_file(const std::string& dir, const std::string& base);
