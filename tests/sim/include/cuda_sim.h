@@ -53,6 +53,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -107,19 +108,27 @@ enum cudaError_t {
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
+  cudaErrorNotReady = 600,
   cudaErrorNotSupported = 801,
   cudaErrorLaunchFailure = 719,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorCapturedEvent = 907,
 };
 using cudaError = cudaError_t;
 struct CUstream_st;
 struct CUevent_st;
 struct CUgraph_st;
+struct CUgraphExec_st;
 using cudaStream_t = CUstream_st*;
 using cudaEvent_t = CUevent_st*;
 using cudaGraph_t = CUgraph_st*;
+using cudaGraphExec_t = CUgraphExec_st*;
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -213,7 +222,10 @@ struct Launch {
   void (*body)(void* args);
   void* args;
 };
-cudaError_t launch(const Launch& l);
+// Checks the configuration now (an invalid one fails here, as a real launch
+// does) and queues the launch on `stream`; the queued work owns `args`
+// (l.args points into it) until it has run, or as long as a graph holds it.
+cudaError_t launch(cudaStream_t stream, const Launch& l, std::shared_ptr<void> args);
 
 // Barriers and warp collectives (called by the macros below with their site).
 void syncthreads(Site site);
@@ -238,22 +250,27 @@ cudaError_t record_error(cudaError_t status);    // remembered for cudaGetLastEr
 cudaError_t take_last_error(bool clear);
 uint64_t report_count();  // problems reported so far (the test main fails the process if any)
 
-// Calls the kernel with its arguments converted to its parameter types, once per thread.
+// Queues the kernel on `stream`, to be called once per thread with its
+// arguments converted to its parameter types. The arguments are copied now,
+// as a real launch copies them into the kernel's parameter space: changing
+// the variables they came from afterwards changes nothing.
 template <typename... P, typename... A>
-cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem, A&&... args) {
+cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
+                          cudaStream_t stream, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   using Params = std::tuple<std::decay_t<P>...>;
   struct Call {
     void (*kernel)(P...);
     Params params;
-  } call{kernel, Params(std::forward<A>(args)...)};
+  };
+  auto call = std::make_shared<Call>(Call{kernel, Params(std::forward<A>(args)...)});
   Launch l{grid, block, cluster, smem, reinterpret_cast<const void*>(kernel),
            [](void* c) {
              Call& call = *static_cast<Call*>(c);
              std::apply(call.kernel, call.params);  // each thread gets its own copies of by-value parameters
            },
-           &call};
-  return launch(l);
+           call.get()};
+  return launch(stream, l, std::move(call));
 }
 
 template <typename T>
@@ -429,10 +446,14 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
-// Graph capture is not simulated: beginning one fails with cudaErrorStreamCaptureUnsupported.
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaEventCreate(cudaEvent_t* event);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
@@ -450,7 +471,8 @@ cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(
     }
   }
   return kdsim::record_error(kdsim::launch_kernel(kernel, config->gridDim, config->blockDim, cluster,
-                                                  config->dynamicSmemBytes, std::forward<A>(args)...));
+                                                  config->dynamicSmemBytes, config->stream,
+                                                  std::forward<A>(args)...));
 }
 template <typename Kernel>
 cudaError_t cudaOccupancyMaxActiveClusters(int* clusters, Kernel* kernel, const cudaLaunchConfig_t* config) {
