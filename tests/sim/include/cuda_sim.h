@@ -14,8 +14,56 @@
 // reverse | random[:SEED]); CTest runs each simulated test under two schedules.
 // Static __shared__ variables are thread_local (the blocks of a cluster swap
 // them in and out), dynamic shared memory is kd::cuda::dynamic_shared_memory().
-// Memory from cudaMalloc is host memory; copies and kernels run synchronously,
-// so streams and events only order what already is in order.
+// Memory from cudaMalloc is host memory.
+//
+// Streams (sim_api.cpp). Each stream, and the legacy default stream (nullptr),
+// holds a FIFO of queued work: kernel launches (arguments copied at the launch,
+// the configuration checked there), cudaMemcpyAsync, cudaMemsetAsync,
+// cudaMemset (asynchronous for device memory, as documented), library work
+// queued through kdsim::enqueue, event records and waits. Work runs only where
+// CUDA guarantees it has completed: cudaStreamSynchronize and cudaStreamQuery
+// (the stream's work), cudaEventSynchronize (the work before the record),
+// cudaDeviceSynchronize and cudaFree (everything), a blocking cudaMemcpy (the
+// legacy stream's work, up to the copy; device-to-device copies do not block,
+// as documented), cudaStreamDestroy (that stream's work). Running an item
+// first runs the work it waits for: cudaStreamWaitEvent's event and, for the
+// legacy stream, the earlier work of every blocking stream (and the other way
+// round); streams created with cudaStreamNonBlocking wait for neither. So a
+// result read without the synchronisation CUDA requires is the old value, and
+// host memory is treated as pinned: a device-to-host cudaMemcpyAsync fills its
+// destination with 0xFF bytes (NaN as floats) when queued, so a read before
+// the synchronisation sees poison; a host-to-device one reads its source when
+// it runs. cudaMalloc does not synchronise; it fails beyond the simulated
+// device's memory, and cudaMemGetInfo answers free = total - live allocations.
+// Errors of work that has run (a kernel the simulator reported, a copy through
+// freed memory) surface at the next synchronising call or cudaGetLastError.
+//
+// Graphs. cudaStreamBeginCapture makes a stream record its work, in order,
+// instead of queueing it; cudaStreamEndCapture returns the chain as a graph,
+// cudaGraphInstantiate copies it, and each cudaGraphLaunch queues the chain on
+// a stream with the pointers and scalars captured: a buffer reallocated after
+// the capture is still the old pointer (a freed one is an out-of-bounds access,
+// reported). Calls the runtime forbids during a capture return its documented
+// error and invalidate the capture (cudaStreamEndCapture then returns
+// cudaErrorStreamCaptureInvalidated and no graph): cudaMalloc, cudaFree and a
+// blocking cudaMemcpy in global and thread-local mode (cudaErrorStreamCapture-
+// Unsupported; every host call is taken to come from the capturing thread);
+// cudaDeviceSynchronize, or cudaStreamSynchronize / cudaStreamQuery of the
+// capturing stream, in any mode (same error); work on the legacy stream while a
+// blocking stream captures (cudaErrorStreamCaptureImplicit); a capturing stream
+// waiting on an event recorded outside the capture (cudaErrorStreamCaptureIsolation);
+// cudaEventSynchronize of an event recorded in a capture (cudaErrorCapturedEvent).
+// An event recorded during a capture marks a point of it; a wait on it by the
+// same capturing stream is accepted (the chain is already in order), a wait by
+// any other stream, which the runtime would turn into a fork of the capture,
+// is refused with cudaErrorStreamCaptureUnsupported: captures span one stream.
+//
+// Not modelled: timing (cudaEventElapsedTime measures the host), concurrency
+// between streams or with the host (work runs one item at a time, in a valid
+// order: each stream in FIFO order after what it waits for, and
+// cudaDeviceSynchronize in the order the work was queued), the per-thread
+// default stream, pageable-memory staging (Async copies never synchronise),
+// cudaMemcpyDefault (not poisoned), graph nodes other than the captured chain.
 //
 // What it reports (one line each, and the launch fails with cudaErrorLaunchFailure):
 //  - barrier divergence and deadlock: threads waiting at different barriers,
