@@ -22,7 +22,6 @@ struct After {
 // One queued item: a kernel launch, a copy, a fill, library arithmetic, an
 // event record, a wait or a synchronisation marker.
 struct Work {
-  const char* what;  // the call that queued it, for messages
   std::function<void()> run;
   void* poison = nullptr;  // host bytes a device-to-host copy writes: poisoned when the copy is queued
   size_t poison_bytes = 0;
@@ -119,7 +118,9 @@ void run_until(After a) {
     item.work.run();
   }
 }
-bool finished(After a) { return !is_live(a.stream) || a.stream->queue.empty() || a.stream->queue.front().seq > a.seq; }
+bool finished(After a) {
+  return !is_live(a.stream) || a.stream->queue.empty() || a.stream->queue.front().seq > a.seq;
+}
 
 // Everything queued, in the order it was queued (a valid order: each item's
 // waits name earlier items).
@@ -134,7 +135,7 @@ void run_all() {
 }
 
 // ------------------------------------------------------------------ capture rules
-// Invalidates every capture that the call by `call` breaks; returns the error it gets.
+// Invalidates the capture of `s`, which `call` breaks; returns the error the call gets.
 cudaError_t invalidate(CUstream_st* s, const char* call, cudaError_t status, const std::string& why) {
   s->capture->invalidated = true;
   s->capture->nodes.clear();
@@ -195,7 +196,7 @@ cudaError_t submit(const char* call, cudaStream_t stream, Work work, std::option
 // Runs `stream`'s work, including what it waits for (through a marker, so the
 // legacy stream also waits for the blocking streams' latest work).
 cudaError_t synchronize(const char* call, cudaStream_t stream) {
-  if (cudaError_t status = submit(call, stream, Work{call, [] {}})) return status;
+  if (cudaError_t status = submit(call, stream, Work{[] {}})) return status;
   CUstream_st* s = resolve(stream);
   run_until(After{s, s->last_seq});
   return kdsim::take_last_error(false);
@@ -212,13 +213,13 @@ cudaError_t check_range(const char* call, const void* p, size_t bytes) {
 // The copy as queued work. Checked again when it runs: a graph replays it
 // with the pointers it captured, which may have been freed since.
 Work copy_work(const char* call, void* dst, const void* src, size_t bytes) {
-  return Work{call, [call, dst, src, bytes] {
+  return Work{[call, dst, src, bytes] {
                 if (check_range(call, dst, bytes) || check_range(call, src, bytes)) return;
                 std::memmove(dst, src, bytes);
               }};
 }
 Work fill_work(const char* call, void* dst, int value, size_t bytes) {
-  return Work{call, [call, dst, value, bytes] {
+  return Work{[call, dst, value, bytes] {
                 if (!check_range(call, dst, bytes)) std::memset(dst, value, bytes);
               }};
 }
@@ -226,12 +227,12 @@ Work fill_work(const char* call, void* dst, int value, size_t bytes) {
 }  // namespace
 
 cudaError_t kdsim::enqueue(cudaStream_t stream, const char* what, std::function<void()> work) {
-  return submit(what, stream, Work{what, std::move(work)});
+  return submit(what, stream, Work{std::move(work)});
 }
 
 cudaError_t kdsim::launch(cudaStream_t stream, const Launch& l, std::shared_ptr<void> args) {
   if (cudaError_t status = check_launch(l)) return status;
-  return submit("kernel launch", stream, Work{"kernel launch", [l, args] { record_error(run_launch(l)); }});
+  return submit("kernel launch", stream, Work{[l, args] { record_error(run_launch(l)); }});
 }
 
 // cudaMalloc does not synchronise; cudaFree synchronises the device first.
@@ -424,7 +425,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   if (capturing(s))
     return invalidate(s, "cudaStreamWaitEvent", cudaErrorStreamCaptureIsolation,
                       "a capturing stream may not wait for an event recorded outside the capture");
-  return submit("cudaStreamWaitEvent", stream, Work{"cudaStreamWaitEvent", [] {}}, record.at);
+  return submit("cudaStreamWaitEvent", stream, Work{[] {}}, record.at);
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
   if (!valid_stream(stream)) return refuse("cudaStreamIsCapturing", cudaErrorInvalidResourceHandle, "no such stream");
@@ -502,7 +503,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     record->capturing = s;
   } else {
     const auto run = [record] { record->time = std::chrono::steady_clock::now(); };
-    if (cudaError_t status = submit("cudaEventRecord", stream, Work{"cudaEventRecord", run})) return status;
+    if (cudaError_t status = submit("cudaEventRecord", stream, Work{run})) return status;
     record->at = After{s, s->last_seq};
   }
   event->last = std::move(record);
