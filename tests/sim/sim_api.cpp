@@ -122,15 +122,29 @@ bool finished(After a) {
   return !is_live(a.stream) || a.stream->queue.empty() || a.stream->queue.front().seq > a.seq;
 }
 
-// Everything queued, in the order it was queued (a valid order: each item's
-// waits name earlier items).
+// Everything queued, one item at a time. Streams are ordered only where they
+// wait for each other, so which stream goes next is the schedule's choice
+// (KDSIM_SCHEDULE): the order the work was queued in for in-order, the latest
+// created stream first for reverse, a seeded-random one for random; a missing
+// cudaStreamWaitEvent then shows as stale data under some schedule even when a
+// cudaDeviceSynchronize follows.
 void run_all() {
+  std::vector<CUstream_st*> pending;
   while (true) {
-    CUstream_st* first = legacy()->queue.empty() ? nullptr : legacy();
+    pending.clear();
+    if (!legacy()->queue.empty()) pending.push_back(legacy());
     for (CUstream_st* s : streams())
-      if (!s->queue.empty() && (!first || s->queue.front().seq < first->queue.front().seq)) first = s;
-    if (!first) return;
-    run_until(After{first, first->queue.front().seq});
+      if (!s->queue.empty()) pending.push_back(s);
+    if (pending.empty()) return;
+    const auto earlier = [](const CUstream_st* a, const CUstream_st* b) {
+      return a->queue.front().seq < b->queue.front().seq;
+    };
+    if (kdsim::scheduler().schedule == kdsim::Schedule::InOrder)
+      std::sort(pending.begin(), pending.end(), earlier);
+    else
+      kdsim::scheduler().order(pending);
+    CUstream_st* next = pending.front();
+    run_until(After{next, next->queue.front().seq});
   }
 }
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -98,6 +99,29 @@ TEST(SimRuntime, StreamWaitEventOrdersTwoStreams) {
   EXPECT_EQ(peek(b, 0), 5.f);
 
   KD_CUDA_CHECK(cudaEventDestroy(produced));
+  KD_CUDA_CHECK(cudaStreamDestroy(producer));
+  KD_CUDA_CHECK(cudaStreamDestroy(consumer));
+}
+
+// cudaDeviceSynchronize runs streams that do not wait for each other in the
+// schedule's order (KDSIM_SCHEDULE; CTest runs this test in-order and
+// reversed), so a missing cudaStreamWaitEvent shows as stale data under the
+// reverse schedule even behind a device-wide synchronisation. Catches: a
+// device synchronisation that always runs work in queue order.
+TEST(SimRuntime, DeviceSynchronizeRunsStreamsInScheduleOrder) {
+  const char* env = std::getenv("KDSIM_SCHEDULE");
+  const std::string schedule = env ? env : "in-order";
+  if (schedule != "in-order" && schedule != "reverse") GTEST_SKIP() << "the order is random under " << schedule;
+  auto a = filled(1.f);
+  auto b = filled(0.f);
+  auto c = filled(0.f);
+  const cudaStream_t producer = make_stream(cudaStreamNonBlocking);  // created first: last under reverse
+  const cudaStream_t consumer = make_stream(cudaStreamNonBlocking);
+  launch_affine(a.data(), b.data(), 3.f, 0.f, producer);  // b = 3
+  launch_affine(b.data(), c.data(), 1.f, 1.f, consumer);  // c = b + 1, with no wait: the bug
+  KD_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(peek(b, 0), 3.f);
+  EXPECT_EQ(peek(c, 0), schedule == "reverse" ? 1.f : 4.f);
   KD_CUDA_CHECK(cudaStreamDestroy(producer));
   KD_CUDA_CHECK(cudaStreamDestroy(consumer));
 }

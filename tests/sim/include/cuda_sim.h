@@ -60,8 +60,10 @@
 //
 // Not modelled: timing (cudaEventElapsedTime measures the host), concurrency
 // between streams or with the host (work runs one item at a time, in a valid
-// order: each stream in FIFO order after what it waits for, and
-// cudaDeviceSynchronize in the order the work was queued), the per-thread
+// order: each stream in FIFO order after what it waits for; where
+// cudaDeviceSynchronize or cudaFree runs several streams, the schedule picks
+// which goes next: queue order for in-order, the latest created stream first
+// for reverse, seeded-random for random), the per-thread
 // default stream, pageable-memory staging (Async copies never synchronise),
 // cudaMemcpyDefault (not poisoned), graph nodes other than the captured chain.
 //
