@@ -121,17 +121,28 @@ inline bool locate_shared(uintptr_t address, unsigned* rank, size_t* offset) {
   return false;
 }
 
+// A launch is checked when it is queued (an invalid configuration fails the
+// call, as on hardware) and run when its stream's work runs; run_launch
+// returns cudaErrorLaunchFailure when the simulator reported a problem in it.
+cudaError_t check_launch(const Launch& l);
+cudaError_t run_launch(const Launch& l);
+
 // Access checker state for a new block run (shadow entries are told apart by serial).
 void checker_begin_launch();
 void* device_malloc(size_t bytes);  // null when out of (simulated) memory
 bool device_free(void* ptr);        // false: not a live allocation
 bool device_range_ok(const void* p, size_t bytes, std::string* why);  // for cudaMemcpy/cudaMemset
+size_t device_bytes_in_use();       // the sum of the live allocations' sizes, for cudaMemGetInfo
 
 // Work that a library call (simulated cuBLAS, cuBLASLt, cuDNN) or a runtime call
 // queues on `stream`, described by `what` for messages. The simulated libraries
 // validate their arguments at the call, as the real ones do, and queue only the
-// arithmetic through this hook. Returns cudaErrorInvalidResourceHandle for a
-// stream that does not exist.
+// arithmetic through this hook: it runs when the stream's work runs (see
+// cuda_sim.h), or is recorded into the graph while the stream captures, so it
+// must read its arguments' pointed-to data when it runs, not when queued.
+// Returns cudaErrorInvalidResourceHandle for a stream that does not exist, and
+// the capture errors of cudaLaunchKernelEx (cudaErrorStreamCaptureImplicit on
+// the legacy stream while a blocking stream captures, ...).
 cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<void()> work);
 
 }  // namespace kdsim

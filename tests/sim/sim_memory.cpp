@@ -60,6 +60,7 @@ Arena& arena() {
 // Cached for the hot path (set once the arena exists).
 uintptr_t g_arena_lo = 0;
 size_t g_arena_used = 0;
+size_t g_bytes_live = 0;  // the live allocations' sizes, summed
 
 void set_shadow(uintptr_t p, size_t bytes, bool addressable) {
   Arena& a = arena();
@@ -231,6 +232,7 @@ void* device_malloc(size_t bytes) {
   if (start + bytes + kGap > a.lo + kArenaBytes) return nullptr;
   a.next = start + std::max<size_t>(bytes, 1) + kGap;
   a.allocations[start] = Allocation{bytes, true};
+  g_bytes_live += bytes;
   set_shadow(start, bytes, true);
   g_arena_lo = a.lo;
   g_arena_used = a.next - a.lo;
@@ -242,6 +244,7 @@ bool device_free(void* ptr) {
   const auto it = a.allocations.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == a.allocations.end() || !it->second.live) return false;
   it->second.live = false;
+  g_bytes_live -= it->second.bytes;
   set_shadow(it->first, it->second.bytes, false);
   // Give the pages back; the addresses stay reserved (and unaddressable).
   const uintptr_t page = 4096, lo = (it->first + page - 1) & ~(page - 1), hi = (it->first + it->second.bytes) & ~(page - 1);
@@ -256,6 +259,8 @@ bool device_range_ok(const void* p, size_t bytes, std::string* why) {
   *why = std::to_string(bytes) + " bytes at " + where_in_arena(q) + " are not all inside one live allocation";
   return false;
 }
+
+size_t device_bytes_in_use() { return g_bytes_live; }
 
 }  // namespace kdsim
 
@@ -340,13 +345,29 @@ void __tsan_atomic_signal_fence(int) {}
 #else  // no access checker: plain exact-sized allocations for ASan
 
 namespace kdsim {
+namespace {
+std::map<void*, size_t> g_live;  // allocation -> bytes, for cudaMemGetInfo and invalid frees
+size_t g_bytes_live = 0;
+}  // namespace
 void checker_begin_launch() {}
-void* device_malloc(size_t bytes) { return std::malloc(bytes ? bytes : 1); }
+void* device_malloc(size_t bytes) {
+  void* p = std::malloc(bytes ? bytes : 1);
+  if (p) {
+    g_live[p] = bytes;
+    g_bytes_live += bytes;
+  }
+  return p;
+}
 bool device_free(void* ptr) {
+  const auto it = g_live.find(ptr);
+  if (it == g_live.end()) return false;
+  g_bytes_live -= it->second;
+  g_live.erase(it);
   std::free(ptr);
   return true;
 }
 bool device_range_ok(const void*, size_t, std::string*) { return true; }
+size_t device_bytes_in_use() { return g_bytes_live; }
 }  // namespace kdsim
 
 #endif

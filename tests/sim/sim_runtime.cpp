@@ -660,7 +660,7 @@ cudaError_t take_last_error(bool clear) {
   return status;
 }
 
-cudaError_t launch(const Launch& l) {
+cudaError_t check_launch(const Launch& l) {
   const cudaDeviceProp& prop = device_properties();
   const unsigned threads = l.block.x * l.block.y * l.block.z;
   const uint64_t blocks = uint64_t(l.grid.x) * l.grid.y * l.grid.z;
@@ -683,6 +683,11 @@ cudaError_t launch(const Launch& l) {
     std::fprintf(stderr, "[kdsim] launch refused: %s\n", problem.c_str());
     return cudaErrorInvalidConfiguration;
   }
+  return cudaSuccess;
+}
+
+cudaError_t run_launch(const Launch& l) {
+  const unsigned cluster_blocks = l.cluster.x * l.cluster.y * l.cluster.z;
   g_window = &shared_window();
   g_run.launch = &l;
   g_run.failed = false;

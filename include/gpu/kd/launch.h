@@ -17,9 +17,8 @@ template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
             Args&&... args) {
 #if defined(KD_SIM)
-  (void)stream;  // the simulator runs every launch to completion in order
   kdsim::record_error(
-      kdsim::launch_kernel(kernel, grid, block, dim3(1, 1, 1), shared_bytes, std::forward<Args>(args)...));
+      kdsim::launch_kernel(kernel, grid, block, dim3(1, 1, 1), shared_bytes, stream, std::forward<Args>(args)...));
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
 #endif

@@ -14,8 +14,58 @@
 // reverse | random[:SEED]); CTest runs each simulated test under two schedules.
 // Static __shared__ variables are thread_local (the blocks of a cluster swap
 // them in and out), dynamic shared memory is kd::cuda::dynamic_shared_memory().
-// Memory from cudaMalloc is host memory; copies and kernels run synchronously,
-// so streams and events only order what already is in order.
+// Memory from cudaMalloc is host memory.
+//
+// Streams (sim_api.cpp). Each stream, and the legacy default stream (nullptr),
+// holds a FIFO of queued work: kernel launches (arguments copied at the launch,
+// the configuration checked there), cudaMemcpyAsync, cudaMemsetAsync,
+// cudaMemset (asynchronous for device memory, as documented), library work
+// queued through kdsim::enqueue, event records and waits. Work runs only where
+// CUDA guarantees it has completed: cudaStreamSynchronize and cudaStreamQuery
+// (the stream's work), cudaEventSynchronize (the work before the record),
+// cudaDeviceSynchronize and cudaFree (everything), a blocking cudaMemcpy (the
+// legacy stream's work, up to the copy; device-to-device copies do not block,
+// as documented), cudaStreamDestroy (that stream's work). Running an item
+// first runs the work it waits for: cudaStreamWaitEvent's event and, for the
+// legacy stream, the earlier work of every blocking stream (and the other way
+// round); streams created with cudaStreamNonBlocking wait for neither. So a
+// result read without the synchronisation CUDA requires is the old value, and
+// host memory is treated as pinned: a device-to-host cudaMemcpyAsync fills its
+// destination with 0xFF bytes (NaN as floats) when queued, so a read before
+// the synchronisation sees poison; a host-to-device one reads its source when
+// it runs. cudaMalloc does not synchronise; it fails beyond the simulated
+// device's memory, and cudaMemGetInfo answers free = total - live allocations.
+// Errors of work that has run (a kernel the simulator reported, a copy through
+// freed memory) surface at the next synchronising call or cudaGetLastError.
+//
+// Graphs. cudaStreamBeginCapture makes a stream record its work, in order,
+// instead of queueing it; cudaStreamEndCapture returns the chain as a graph,
+// cudaGraphInstantiate copies it, and each cudaGraphLaunch queues the chain on
+// a stream with the pointers and scalars captured: a buffer reallocated after
+// the capture is still the old pointer (a freed one is an out-of-bounds access,
+// reported). Calls the runtime forbids during a capture return its documented
+// error and invalidate the capture (cudaStreamEndCapture then returns
+// cudaErrorStreamCaptureInvalidated and no graph): cudaMalloc, cudaFree and a
+// blocking cudaMemcpy in global and thread-local mode (cudaErrorStreamCapture-
+// Unsupported; every host call is taken to come from the capturing thread);
+// cudaDeviceSynchronize, or cudaStreamSynchronize / cudaStreamQuery of the
+// capturing stream, in any mode (same error); work on the legacy stream while a
+// blocking stream captures (cudaErrorStreamCaptureImplicit); a capturing stream
+// waiting on an event recorded outside the capture (cudaErrorStreamCaptureIsolation);
+// cudaEventSynchronize of an event recorded in a capture (cudaErrorCapturedEvent).
+// An event recorded during a capture marks a point of it; a wait on it by the
+// same capturing stream is accepted (the chain is already in order), a wait by
+// any other stream, which the runtime would turn into a fork of the capture,
+// is refused with cudaErrorStreamCaptureUnsupported: captures span one stream.
+//
+// Not modelled: timing (cudaEventElapsedTime measures the host), concurrency
+// between streams or with the host (work runs one item at a time, in a valid
+// order: each stream in FIFO order after what it waits for; where
+// cudaDeviceSynchronize or cudaFree runs several streams, the schedule picks
+// which goes next: queue order for in-order, the latest created stream first
+// for reverse, seeded-random for random), the per-thread
+// default stream, pageable-memory staging (Async copies never synchronise),
+// cudaMemcpyDefault (not poisoned), graph nodes other than the captured chain.
 //
 // What it reports (one line each, and the launch fails with cudaErrorLaunchFailure):
 //  - barrier divergence and deadlock: threads waiting at different barriers,
@@ -53,6 +103,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -107,19 +158,27 @@ enum cudaError_t {
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
+  cudaErrorNotReady = 600,
   cudaErrorNotSupported = 801,
   cudaErrorLaunchFailure = 719,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorCapturedEvent = 907,
 };
 using cudaError = cudaError_t;
 struct CUstream_st;
 struct CUevent_st;
 struct CUgraph_st;
+struct CUgraphExec_st;
 using cudaStream_t = CUstream_st*;
 using cudaEvent_t = CUevent_st*;
 using cudaGraph_t = CUgraph_st*;
+using cudaGraphExec_t = CUgraphExec_st*;
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -213,7 +272,10 @@ struct Launch {
   void (*body)(void* args);
   void* args;
 };
-cudaError_t launch(const Launch& l);
+// Checks the configuration now (an invalid one fails here, as a real launch
+// does) and queues the launch on `stream`; the queued work owns `args`
+// (l.args points into it) until it has run, or as long as a graph holds it.
+cudaError_t launch(cudaStream_t stream, const Launch& l, std::shared_ptr<void> args);
 
 // Barriers and warp collectives (called by the macros below with their site).
 void syncthreads(Site site);
@@ -238,22 +300,27 @@ cudaError_t record_error(cudaError_t status);    // remembered for cudaGetLastEr
 cudaError_t take_last_error(bool clear);
 uint64_t report_count();  // problems reported so far (the test main fails the process if any)
 
-// Calls the kernel with its arguments converted to its parameter types, once per thread.
+// Queues the kernel on `stream`, to be called once per thread with its
+// arguments converted to its parameter types. The arguments are copied now,
+// as a real launch copies them into the kernel's parameter space: changing
+// the variables they came from afterwards changes nothing.
 template <typename... P, typename... A>
-cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem, A&&... args) {
+cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
+                          cudaStream_t stream, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   using Params = std::tuple<std::decay_t<P>...>;
   struct Call {
     void (*kernel)(P...);
     Params params;
-  } call{kernel, Params(std::forward<A>(args)...)};
+  };
+  auto call = std::make_shared<Call>(Call{kernel, Params(std::forward<A>(args)...)});
   Launch l{grid, block, cluster, smem, reinterpret_cast<const void*>(kernel),
            [](void* c) {
              Call& call = *static_cast<Call*>(c);
              std::apply(call.kernel, call.params);  // each thread gets its own copies of by-value parameters
            },
-           &call};
-  return launch(l);
+           call.get()};
+  return launch(stream, l, std::move(call));
 }
 
 template <typename T>
@@ -429,10 +496,14 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
-// Graph capture is not simulated: beginning one fails with cudaErrorStreamCaptureUnsupported.
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaEventCreate(cudaEvent_t* event);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
@@ -450,7 +521,8 @@ cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(
     }
   }
   return kdsim::record_error(kdsim::launch_kernel(kernel, config->gridDim, config->blockDim, cluster,
-                                                  config->dynamicSmemBytes, std::forward<A>(args)...));
+                                                  config->dynamicSmemBytes, config->stream,
+                                                  std::forward<A>(args)...));
 }
 template <typename Kernel>
 cudaError_t cudaOccupancyMaxActiveClusters(int* clusters, Kernel* kernel, const cudaLaunchConfig_t* config) {
