@@ -18,7 +18,7 @@
 
 #include "../../src/gpu/cuda_graph.h"
 #include "kd/launch.h"
-#include "kd/tensor.h"
+#include "kd/cuda_buffer.h"
 
 namespace {
 
