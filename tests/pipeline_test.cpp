@@ -245,32 +245,33 @@ struct ValScript {
 // script, validation returns the scripted results.
 class RecordingModel final : public ModelEngine {
  public:
-  RecordingModel(std::unique_ptr<ModelEngine> inner, std::vector<std::pair<int64_t, int>>& log,
-                 const ValScript& script)
-      : inner_(std::move(inner)), log_(log), script_(script) {}
-  const Arch& arch() const override { return inner_->arch(); }
-  void begin_epoch(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
-  void train_step(int64_t begin, int b, const LossConfig& loss) override {
+  RecordingModel(std::unique_ptr<ModelEngine> inner, const TrainSettings& settings, int64_t train_n,
+                 std::vector<std::pair<int64_t, int>>& log, const ValScript& script)
+      : ModelEngine(inner->arch(), settings, train_n), inner_(std::move(inner)), log_(log), script_(script) {}
+  void begin_epoch_impl(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
+  void train_step_impl(int64_t begin, int b, const LossConfig& loss) override {
     log_.emplace_back(begin, b);
     inner_->train_step(begin, b, loss);
   }
-  TrainStats end_epoch() override { return inner_->end_epoch(); }
-  EvalResult evaluate(SplitId s) override {
+  TrainStats end_epoch_impl() override { return inner_->end_epoch(); }
+  EvalResult evaluate_impl(SplitId s) override {
     if (s != SplitId::Val || script_.by_epoch.empty()) return inner_->evaluate(s);
     const int64_t epoch = inner_->get_optim_state().step / script_.steps_per_epoch;
     EXPECT_GE(epoch, 1);
     EXPECT_LE(epoch, int64_t(script_.by_epoch.size()));
     return script_.by_epoch.at(size_t(epoch - 1));
   }
-  LatencyRecord measure_latency(int batch, int repeats) override { return inner_->measure_latency(batch, repeats); }
-  std::vector<float> get_params() override { return inner_->get_params(); }
-  void set_params(const std::vector<float>& p) override { inner_->set_params(p); }
-  OptimState get_optim_state() override { return inner_->get_optim_state(); }
-  void set_optim_state(const OptimState& s) override { inner_->set_optim_state(s); }
-  void keep_best() override { inner_->keep_best(); }
-  void restore_best() override { inner_->restore_best(); }
-  std::vector<float> get_best() override { return inner_->get_best(); }
-  void set_best(const std::vector<float>& p) override { inner_->set_best(p); }
+  LatencyRecord measure_latency_impl(int batch, int repeats) override {
+    return inner_->measure_latency(batch, repeats);
+  }
+  std::vector<float> get_params_impl() override { return inner_->get_params(); }
+  void set_params_impl(const std::vector<float>& p) override { inner_->set_params(p); }
+  OptimState get_optim_state_impl() override { return inner_->get_optim_state(); }
+  void set_optim_state_impl(const OptimState& s) override { inner_->set_optim_state(s); }
+  void keep_best_impl() override { inner_->keep_best(); }
+  void restore_best_impl() override { inner_->restore_best(); }
+  std::vector<float> get_best_impl() override { return inner_->get_best(); }
+  void set_best_impl(const std::vector<float>& p) override { inner_->set_best(p); }
   ModelEngine* inner() { return inner_.get(); }
 
  private:
@@ -283,12 +284,15 @@ class RecordingEngine final : public Engine {
   std::string device_description() const override { return inner_->device_description(); }
   std::string versions() const override { return inner_->versions(); }
   bool is_reference_cpu() const override { return true; }
-  void load(const Splits& s) override { inner_->load(s); }
+  void load(const Splits& s) override {
+    train_n_ = s.train.n;
+    inner_->load(s);
+  }
   MemoryNeed memory_need(const Arch& a, const TrainSettings& s) override { return inner_->memory_need(a, s); }
   int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
-    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), log, script);
+    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), s, train_n_, log, script);
   }
   void compute_soft_targets(ModelEngine& teacher) override {
     inner_->compute_soft_targets(*static_cast<RecordingModel&>(teacher).inner());
@@ -298,6 +302,7 @@ class RecordingEngine final : public Engine {
 
  private:
   std::unique_ptr<Engine> inner_ = make_cpu_engine();
+  int64_t train_n_ = 0;
 };
 
 TEST(PipelineOrchestration, EveryEpochCoversTheSplitIncludingThePartialBatch) {

@@ -70,25 +70,26 @@ class CpuModelEngine final : public ModelEngine {
  public:
   CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                  const TrainSettings& settings);
-  const Arch& arch() const override { return model_.arch(); }
-  void begin_epoch(const std::vector<int32_t>& order) override;
-  void train_step(int64_t begin, int b, const LossConfig& loss) override;
-  TrainStats end_epoch() override;
-  EvalResult evaluate(SplitId split) override;
-  LatencyRecord measure_latency(int batch, int repeats) override;
-  std::vector<float> get_params() override { return model_.params(); }
-  void set_params(const std::vector<float>& params) override;
-  OptimState get_optim_state() override { return optim_; }
-  void set_optim_state(const OptimState& state) override;
-  void keep_best() override { best_ = model_.params(); }
-  void restore_best() override;
-  std::vector<float> get_best() override { return best_; }
-  void set_best(const std::vector<float>& params) override;
-
   // logits: (n, classes) of every image of `split` in inference mode.
   std::vector<float> infer_all(SplitId split);
+  // The engine whose data this model reads.
+  const CpuEngine& engine() const { return engine_; }
 
  private:
+  void begin_epoch_impl(const std::vector<int32_t>& order) override;
+  void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
+  TrainStats end_epoch_impl() override;
+  EvalResult evaluate_impl(SplitId split) override;
+  LatencyRecord measure_latency_impl(int batch, int repeats) override;
+  std::vector<float> get_params_impl() override { return model_.params(); }
+  void set_params_impl(const std::vector<float>& params) override { model_.params() = params; }
+  OptimState get_optim_state_impl() override { return optim_; }
+  void set_optim_state_impl(const OptimState& state) override { optim_ = state; }
+  void keep_best_impl() override { best_ = model_.params(); }
+  void restore_best_impl() override { model_.params() = best_; }
+  std::vector<float> get_best_impl() override { return best_; }
+  void set_best_impl(const std::vector<float>& params) override { best_ = params; }
+
   // Gathers rows idx[0..b) of `data` into batch_x_ (normalised) and batch_y_.
   void gather(const Dataset& data, const int32_t* idx, int b);
   // Inference over all of `data` in slices of max_batch rows: sink(begin, b, logits (b, classes))
@@ -143,7 +144,12 @@ class CpuEngine final : public Engine {
     return std::make_unique<CpuModelEngine>(*this, arch, params, settings);
   }
   void compute_soft_targets(ModelEngine& teacher) override {
-    soft_targets_ = static_cast<CpuModelEngine&>(teacher).infer_all(SplitId::Train);
+    // Another engine's model would read that engine's training split.
+    auto* model = dynamic_cast<CpuModelEngine*>(&teacher);
+    if (model == nullptr || &model->engine() != this)
+      fail("compute_soft_targets: the teacher was not created by this CPU engine; create it with this engine's "
+           "create_model");
+    soft_targets_ = model->infer_all(SplitId::Train);
   }
 
   const Dataset& split(SplitId id) const {
@@ -165,7 +171,10 @@ class CpuEngine final : public Engine {
 
 CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                                const TrainSettings& settings)
-    : engine_(engine), settings_(settings), model_(arch, buffer_rows(settings), engine.make_ops()) {
+    : ModelEngine(arch, settings, engine.split(SplitId::Train).n),
+      engine_(engine),
+      settings_(settings),
+      model_(arch, buffer_rows(settings), engine.make_ops()) {
   set_params(params);
   optim_.m.assign(params.size(), 0.0f);
   if (settings.optimizer == OptimizerKind::Adam) optim_.v.assign(params.size(), 0.0f);
@@ -176,44 +185,18 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
   teacher_rows_.resize(rows * arch.output.size());
 }
 
-void CpuModelEngine::set_params(const std::vector<float>& params) {
-  if (int64_t(params.size()) != model_.arch().param_count)
-    fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(model_.arch().param_count) + " parameters");
-  model_.params() = params;
-}
-
-void CpuModelEngine::restore_best() {
-  if (best_.empty()) fail("restore_best: no parameters were kept (keep_best was never called)");
-  model_.params() = best_;
-}
-
-void CpuModelEngine::set_best(const std::vector<float>& params) {
-  if (int64_t(params.size()) != model_.arch().param_count)
-    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(model_.arch().param_count) + " parameters");
-  best_ = params;
-}
-
-void CpuModelEngine::set_optim_state(const OptimState& state) {
-  if (state.m.size() != optim_.m.size() || state.v.size() != optim_.v.size())
-    fail("optimiser state does not match the model (" + std::to_string(state.m.size()) + " moments for " +
-         std::to_string(optim_.m.size()) + " parameters): was it saved with another --optimizer or arch?");
-  optim_ = state;
-}
-
 void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b) {
   ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), kPixelMean, kPixelStd);
   for (int i = 0; i < b; ++i) batch_y_[i] = data.labels[idx[i]];
 }
 
-void CpuModelEngine::begin_epoch(const std::vector<int32_t>& order) {
+void CpuModelEngine::begin_epoch_impl(const std::vector<int32_t>& order) {
   order_ = order;
   epoch_ = TrainStats{};
   loss_sum_ = kl_sum_ = 0;
 }
 
-void CpuModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
+void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   const Dataset& train = engine_.split(SplitId::Train);
   const int32_t* idx = order_.data() + begin;
   const int classes = int(model_.arch().output.size());
@@ -249,7 +232,7 @@ void CpuModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
   ++epoch_.steps;
 }
 
-TrainStats CpuModelEngine::end_epoch() {
+TrainStats CpuModelEngine::end_epoch_impl() {
   TrainStats s = epoch_;
   if (s.steps > 0) {
     s.loss = loss_sum_ / double(s.steps);
@@ -258,7 +241,7 @@ TrainStats CpuModelEngine::end_epoch() {
   return s;
 }
 
-EvalResult CpuModelEngine::evaluate(SplitId split) {
+EvalResult CpuModelEngine::evaluate_impl(SplitId split) {
   const Dataset& data = engine_.split(split);
   const int classes = int(model_.arch().output.size());
   EvalResult r;
@@ -303,7 +286,7 @@ void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
 // Stops after `repeats` timings, or earlier once kLatencyBudgetS of timing has
 // collected at least kLatencyMinRepeats (a CPU teacher forward at batch 10,000
 // takes seconds).
-LatencyRecord CpuModelEngine::measure_latency(int batch, int repeats) {
+LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
   constexpr double kLatencyBudgetS = 3.0;
   constexpr int kLatencyMinRepeats = 5;
   const Dataset& data = engine_.split(SplitId::Test);

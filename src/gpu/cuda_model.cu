@@ -37,11 +37,11 @@ class Event {
 
 CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
                      const TrainSettings& settings)
-    : context_(context), settings_(settings), net_(arch, settings, context), classes_(int(arch.output.size())) {
-  if (settings.batch_size < 1) fail("--batch-size must be >= 1, got " + std::to_string(settings.batch_size));
-  // for_each_inference_batch advances by this much: below 1 it would never end.
-  if (settings.eval_batch_size < 1)
-    fail("--eval-batch-size must be >= 1, got " + std::to_string(settings.eval_batch_size));
+    : ModelEngine(arch, settings, context.split(SplitId::Train).n),
+      context_(context),
+      settings_(settings),
+      net_(arch, settings, context),
+      classes_(int(arch.output.size())) {
   if (context.loaded() && classes_ < context.num_classes())
     fail("model '" + arch.text + "' has " + std::to_string(classes_) + " outputs but the data has " +
          std::to_string(context.num_classes()) + " classes");
@@ -125,16 +125,13 @@ std::vector<float> download_packed(const ParamLayout& layout, const DeviceBuffer
 }
 }  // namespace
 
-void CudaModel::set_params(const std::vector<float>& params) {
-  if (int64_t(params.size()) != net_.arch().param_count)
-    fail("set_params: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(net_.arch().param_count) + " parameters");
+void CudaModel::set_params_impl(const std::vector<float>& params) {
   upload_packed(net_.layout(), params_, params, context_.stream());
 }
 
-std::vector<float> CudaModel::get_params() { return download_packed(net_.layout(), params_, context_.stream()); }
+std::vector<float> CudaModel::get_params_impl() { return download_packed(net_.layout(), params_, context_.stream()); }
 
-void CudaModel::keep_best() {
+void CudaModel::keep_best_impl() {
   if (best_.size() != params_.size()) {
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // allocating may not overtake queued steps
     best_.allocate(params_.size(), "best epoch's parameters (--select best)");
@@ -143,21 +140,16 @@ void CudaModel::keep_best() {
                                 context_.stream()));
 }
 
-void CudaModel::restore_best() {
-  if (best_.size() != params_.size()) fail("restore_best: no parameters were kept (keep_best was never called)");
+void CudaModel::restore_best_impl() {
   KD_CUDA_CHECK(cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
                                 context_.stream()));
 }
 
-std::vector<float> CudaModel::get_best() {
-  if (best_.size() != params_.size()) return {};  // nothing kept yet
+std::vector<float> CudaModel::get_best_impl() {
   return download_packed(net_.layout(), best_, context_.stream());
 }
 
-void CudaModel::set_best(const std::vector<float>& params) {
-  if (int64_t(params.size()) != net_.arch().param_count)
-    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(net_.arch().param_count) + " parameters");
+void CudaModel::set_best_impl(const std::vector<float>& params) {
   if (best_.size() != params_.size()) {
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
     best_.allocate(params_.size(), "best epoch's parameters (--select best)");
@@ -165,7 +157,7 @@ void CudaModel::set_best(const std::vector<float>& params) {
   upload_packed(net_.layout(), best_, params, context_.stream());
 }
 
-OptimState CudaModel::get_optim_state() {
+OptimState CudaModel::get_optim_state_impl() {
   OptimState s;
   s.m = download_packed(net_.layout(), moment1_, context_.stream());
   s.v = download_packed(net_.layout(), moment2_, context_.stream());
@@ -173,16 +165,10 @@ OptimState CudaModel::get_optim_state() {
   return s;
 }
 
-void CudaModel::set_optim_state(const OptimState& state) {
-  const size_t n = size_t(net_.arch().param_count);
-  const size_t v_expected = moment2_.size() == 0 ? 0 : n;
-  if (state.m.size() != n || state.v.size() != v_expected)
-    fail("optimiser state does not match the model (" + std::to_string(state.m.size()) + " moments for " +
-         std::to_string(n) + " parameters): was it saved with another --optimizer or arch?");
-  if (state.step < 0) fail("optimiser state has a negative step count (" + std::to_string(state.step) + ")");
+void CudaModel::set_optim_state_impl(const OptimState& state) {
   const cudaStream_t stream = context_.stream();
   upload_packed(net_.layout(), moment1_, state.m, stream);
-  if (v_expected != 0) upload_packed(net_.layout(), moment2_, state.v, stream);
+  if (!state.v.empty()) upload_packed(net_.layout(), moment2_, state.v, stream);
   const uint64_t step = uint64_t(state.step);
   copy_to_device(step_counter_.data(), &step, 1, stream);
   step_ = state.step;
@@ -190,13 +176,8 @@ void CudaModel::set_optim_state(const OptimState& state) {
 
 // ------------------------------------------------------------------ training
 
-void CudaModel::begin_epoch(const std::vector<int32_t>& order) {
-  const int64_t train_n = input_split(SplitId::Train).n;
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (order[i] < 0 || order[i] >= train_n)
-      fail("begin_epoch: order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
-           " is not an index into the training split of " + std::to_string(train_n) + " images");
-  }
+void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order) {
+  input_split(SplitId::Train);  // checks the split fits the model
   reserve_epoch(order.size());
   copy_to_device(order_.data(), order.data(), order.size(), context_.stream());
   // Plans for the epoch's batch sizes (full, and the partial last one) are
@@ -204,27 +185,11 @@ void CudaModel::begin_epoch(const std::vector<int32_t>& order) {
   const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
   if (samples >= batch) net_.plan(int(batch), PlanUse::Training);
   if (samples % batch != 0) net_.plan(int(samples % batch), PlanUse::Training);
-  in_epoch_ = true;
   cursor_placed_ = false;
-  order_size_ = int64_t(order.size());
   epoch_steps_ = 0;
 }
 
-void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
-  if (!in_epoch_) fail("train_step: no epoch begun; call begin_epoch with the epoch's order first");
-  if (b < 1 || b > settings_.batch_size)
-    fail("train_step: batch of " + std::to_string(b) + " samples; this model was built for 1 to " +
-         std::to_string(settings_.batch_size));
-  if (begin < 0 || begin + b > order_size_)
-    fail("train_step: samples [" + std::to_string(begin) + ", " + std::to_string(begin + b) +
-         ") are outside this epoch's order of " + std::to_string(order_size_));
-  // The graph takes its samples from the device cursor, which only ever advances by b.
-  if (cursor_placed_ && begin != next_begin_)
-    fail("train_step: begin = " + std::to_string(begin) + ", but the epoch's previous step ended at " +
-         std::to_string(next_begin_) + "; steps within an epoch must take consecutive ranges of the order");
-  if (!(loss.temperature > 0.0f) || !std::isfinite(loss.temperature) || !(loss.alpha >= 0.0f && loss.alpha <= 1.0f))
-    fail("train_step: need temperature > 0 and alpha in [0, 1], got T = " + std::to_string(loss.temperature) +
-         ", alpha = " + std::to_string(loss.alpha));
+void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   const bool distill = loss.alpha > 0.0f;
   if (distill && context_.soft_targets() == nullptr)
     fail("distillation step without soft targets: compute_soft_targets was not called");
@@ -238,7 +203,6 @@ void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
   if (!cursor_placed_) {
     start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
     cursor_placed_ = true;
-    next_begin_ = begin;
     // Here, not in begin_epoch: set_optim_state may move the step count in
     // between, and the CPU engine numbers a bad step by the count at that step.
     epoch_first_step_ = step_;
@@ -271,7 +235,6 @@ void CudaModel::train_step(int64_t begin, int b, const LossConfig& loss) {
   }
   ++step_;
   ++epoch_steps_;
-  next_begin_ = begin + b;
 }
 
 // Everything a step does, in the CPU engine's order. Nothing here may
@@ -315,7 +278,7 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
               cursor_.data(), b, stream);
 }
 
-TrainStats CudaModel::end_epoch() {
+TrainStats CudaModel::end_epoch_impl() {
   // Drains the queue even when no step ran: callers read parameters next.
   KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
   TrainStats stats;
@@ -375,7 +338,7 @@ int64_t CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& vi
   return std::min(begin, split.n);
 }
 
-EvalResult CudaModel::evaluate(SplitId split) {
+EvalResult CudaModel::evaluate_impl(SplitId split) {
   const DeviceSplit& data = input_split(split);
   EvalResult r;
   if (data.n == 0) return r;
@@ -412,7 +375,7 @@ void CudaModel::infer_split(SplitId split, float* logits) {
   });
 }
 
-LatencyRecord CudaModel::measure_latency(int batch, int repeats) {
+LatencyRecord CudaModel::measure_latency_impl(int batch, int repeats) {
   const DeviceSplit& test = input_split(SplitId::Test);
   const int b = latency_batch(batch, repeats, test.n);
   const cudaStream_t stream = context_.stream();

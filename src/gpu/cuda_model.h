@@ -40,22 +40,6 @@ class CudaModel final : public ModelEngine {
   // calls allocate for (arch, settings), computed without allocating.
   static MemoryNeed memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings);
 
-  const Arch& arch() const override { return net_.arch(); }
-  void begin_epoch(const std::vector<int32_t>& order) override;
-  void train_step(int64_t begin, int b, const LossConfig& loss) override;
-  TrainStats end_epoch() override;
-  EvalResult evaluate(SplitId split) override;
-  LatencyRecord measure_latency(int batch, int repeats) override;
-
-  std::vector<float> get_params() override;
-  void set_params(const std::vector<float>& params) override;
-  OptimState get_optim_state() override;
-  void set_optim_state(const OptimState& state) override;
-  void keep_best() override;
-  void restore_best() override;
-  std::vector<float> get_best() override;
-  void set_best(const std::vector<float>& params) override;
-
   // Inference logits of every image of `split`, in order -> logits: (split n,
   // classes) device memory, written on the engine's stream.
   void infer_split(SplitId split, float* logits);
@@ -63,6 +47,20 @@ class CudaModel final : public ModelEngine {
   const EngineContext& context() const { return context_; }
 
  private:
+  void begin_epoch_impl(const std::vector<int32_t>& order) override;
+  void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
+  TrainStats end_epoch_impl() override;
+  EvalResult evaluate_impl(SplitId split) override;
+  LatencyRecord measure_latency_impl(int batch, int repeats) override;
+  std::vector<float> get_params_impl() override;
+  void set_params_impl(const std::vector<float>& params) override;
+  OptimState get_optim_state_impl() override;
+  void set_optim_state_impl(const OptimState& state) override;
+  void keep_best_impl() override;
+  void restore_best_impl() override;
+  std::vector<float> get_best_impl() override;
+  void set_best_impl(const std::vector<float>& params) override;
+
   // Buffers of inference passes (evaluation, soft targets, latency), grown
   // to the largest batch asked for.
   struct InferenceBuffers {
@@ -106,8 +104,8 @@ class CudaModel final : public ModelEngine {
   DeviceBuffer<float> epoch_loss_, epoch_kl_;  // (capacity) per step of the epoch
   DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
   DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
-  bool in_epoch_ = false, cursor_placed_ = false;
-  int64_t order_size_ = 0, next_begin_ = 0, epoch_steps_ = 0, epoch_first_step_ = 0;
+  bool cursor_placed_ = false;
+  int64_t epoch_steps_ = 0, epoch_first_step_ = 0;
   std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
   std::set<GraphKey> uncapturable_;       // keys whose capture failed: always eager
   std::map<GraphKey, CudaGraph> graphs_;

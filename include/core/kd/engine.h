@@ -93,39 +93,73 @@ struct MemoryNeed {
   int64_t total() const { return state + workspace + train_activations + eval_activations + latency_activations; }
 };
 
+// A model on an engine. The public entry points are non-virtual: each checks
+// its arguments and the call order once, for every engine, then calls the
+// engine's *_impl (as tiny-cuda-nn's forward() calls forward_impl()), so an
+// engine implements only the arithmetic and every engine refuses the same
+// misuse with the same message.
 class ModelEngine {
  public:
   virtual ~ModelEngine() = default;
-  virtual const Arch& arch() const = 0;
+  const Arch& arch() const { return arch_; }
   // Fixes this epoch's order of training-split indices (uploaded once per epoch).
-  virtual void begin_epoch(const std::vector<int32_t>& order) = 0;
+  void begin_epoch(const std::vector<int32_t>& order);
   // One optimiser step on order[begin, begin + b). May be asynchronous.
   // Within an epoch, calls come in order with consecutive ranges; the first
   // call after begin_epoch may start at begin > 0 (resuming mid-epoch).
-  virtual void train_step(int64_t begin, int b, const LossConfig& loss) = 0;
+  void train_step(int64_t begin, int b, const LossConfig& loss);
   // Waits for the epoch's steps and returns their loss statistics.
-  virtual TrainStats end_epoch() = 0;
+  TrainStats end_epoch();
   // Inference (no dropout) over a whole split, in large batches; stops early
   // at a batch boundary on a stop request (kd/interrupt.h).
-  virtual EvalResult evaluate(SplitId split) = 0;
+  EvalResult evaluate(SplitId split) { return evaluate_impl(split); }
   // Forward-only latency at `batch` (data already on the device): median and
   // p90 over `repeats`, or over the repeats done when a stop request came.
-  virtual LatencyRecord measure_latency(int batch, int repeats) = 0;
+  LatencyRecord measure_latency(int batch, int repeats) { return measure_latency_impl(batch, repeats); }
 
-  virtual std::vector<float> get_params() = 0;
-  virtual void set_params(const std::vector<float>& params) = 0;
-  virtual OptimState get_optim_state() = 0;
-  virtual void set_optim_state(const OptimState& state) = 0;
+  // params: (arch().param_count), the flat layout of kd/params.h.
+  std::vector<float> get_params() { return get_params_impl(); }
+  void set_params(const std::vector<float>& params);
+  OptimState get_optim_state() { return get_optim_state_impl(); }
+  void set_optim_state(const OptimState& state);
 
   // The best epoch's parameters (--select best): one more parameter buffer on
   // the model's device. keep_best copies the current parameters into it (a
   // device-to-device copy on the GPU, no host round trip); restore_best
   // copies them back. get_best / set_best move the copy to and from the host
   // for checkpoints; get_best is empty while nothing was kept.
-  virtual void keep_best() = 0;
-  virtual void restore_best() = 0;
-  virtual std::vector<float> get_best() = 0;
-  virtual void set_best(const std::vector<float>& params) = 0;
+  void keep_best();
+  void restore_best();
+  std::vector<float> get_best();
+  void set_best(const std::vector<float>& params);
+
+ protected:
+  // train_n: images in the engine's training split, which orders index.
+  ModelEngine(const Arch& arch, const TrainSettings& settings, int64_t train_n);
+
+  // Called only with arguments the entry points checked.
+  virtual void begin_epoch_impl(const std::vector<int32_t>& order) = 0;
+  virtual void train_step_impl(int64_t begin, int b, const LossConfig& loss) = 0;
+  virtual TrainStats end_epoch_impl() = 0;
+  virtual EvalResult evaluate_impl(SplitId split) = 0;
+  virtual LatencyRecord measure_latency_impl(int batch, int repeats) = 0;
+  virtual std::vector<float> get_params_impl() = 0;
+  virtual void set_params_impl(const std::vector<float>& params) = 0;
+  virtual OptimState get_optim_state_impl() = 0;
+  virtual void set_optim_state_impl(const OptimState& state) = 0;
+  virtual void keep_best_impl() = 0;
+  virtual void restore_best_impl() = 0;
+  virtual std::vector<float> get_best_impl() = 0;
+  virtual void set_best_impl(const std::vector<float>& params) = 0;
+
+ private:
+  Arch arch_;
+  int batch_capacity_;       // the largest training batch the buffers hold (settings.batch_size)
+  OptimizerKind optimizer_;  // Adam keeps two moments per parameter, SGD one
+  int64_t train_n_;
+  bool in_epoch_ = false, has_best_ = false;
+  int64_t order_size_ = 0;
+  int64_t next_begin_ = -1;  // where the epoch's next step must start; -1: anywhere (first step)
 };
 
 class Engine {
