@@ -11,8 +11,8 @@ step, in order of importance:
               unless this passes;
   GPU tests   every *_gpu_test binary;
   pipeline    the default kdtrain run, then its gate: teacher >= 98.7 % and
-              distilled student >= 98.0 % test accuracy (see GATES; issue #11's
-              99.0 / 98.3 % targets are reported, not gated), and the .safetensors
+              distilled student >= 98.2 % test accuracy (see GATES; issue #21's
+              99.0 / 98.45 % targets are reported, not gated), and the .safetensors
               reloaded into bench/pytorch_reference.py's modules (strict) must
               reproduce the reported test accuracies (bench/reload_check.py);
   benchmarks  a pass of every *_bench binary (tables into the tarball, a
@@ -55,13 +55,13 @@ CAPS = {                # seconds per step (each also limited by what is left of
     "torch": 200,
 }
 # The accuracy gate tells a working GPU engine from a broken one, so it sits below what the
-# recipe gives by chance: over 10 seeds on the CPU engines the default run's teacher scored
-# 98.88-99.16 % and its distilled student 98.12-98.46 % (PyTorch, 5 seeds: 98.99-99.16 and
-# 98.22-98.40; bench/RESULTS.md), about 3 standard deviations above these floors. Issue #11's
-# targets (99.0 / 98.3 %) sit at the recipe's means, so one run misses them about half the
-# time: they are printed beside the gate, not gated.
-GATES = {"teacher": 0.987, "student": 0.980}
-TARGETS = {"teacher": 0.990, "student": 0.983}
+# recipe gives by chance. On the CPU engines the default run's teacher scored 98.88-99.16 %
+# over 10 seeds; its distilled student, with the 20 student epochs of SPEC section 2, scored
+# 98.52 +- 0.07 % over 3 seeds, every seed >= 98.45 % (bench/RESULTS.md): both floors sit
+# about 3-4 standard deviations below. Issue #21's targets (teacher 99.0 %, student 98.45 %,
+# each on the mean of 3 seeds) cannot be judged from one run: they are printed, not gated.
+GATES = {"teacher": 0.987, "student": 0.982}
+TARGETS = {"teacher": 0.990, "student": 0.9845}
 
 
 def accuracy_gate(acc):
@@ -74,7 +74,7 @@ def accuracy_gate(acc):
             failures.append(f"{role} test accuracy {a if a is None else f'{100 * a:.2f} %'} is below the gate "
                             f"{100 * floor:.1f} %")
         else:
-            notes.append(f"{role} target {100 * TARGETS[role]:.1f} % "
+            notes.append(f"{role} target {100 * TARGETS[role]:.2f} % "
                          + ("met" if a >= TARGETS[role] else "missed (not gated)"))
     return failures, notes
 

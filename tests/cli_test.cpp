@@ -65,7 +65,7 @@ TEST(Cli, NoArgumentsGiveTheDefaults) {
   EXPECT_EQ(o.seed, 0u);
   EXPECT_EQ(o.batch_size, 64);
   EXPECT_EQ(o.epochs_teacher, 5);
-  EXPECT_EQ(o.epochs_student, 5);
+  EXPECT_EQ(o.epochs_student, 20);
   EXPECT_EQ(o.lr, 1e-3);
   EXPECT_EQ(o.optimizer, OptimizerKind::Adam);
   EXPECT_EQ(o.momentum, d.momentum);

@@ -248,11 +248,11 @@ class AccuracyGate(unittest.TestCase):
         import gpu_check
         failures, notes = gpu_check.accuracy_gate({"teacher": 0.9903, "student": 0.9829})
         self.assertEqual(failures, [])
-        self.assertEqual(notes, ["teacher target 99.0 % met", "student target 98.3 % missed (not gated)"])
+        self.assertEqual(notes, ["teacher target 99.00 % met", "student target 98.45 % missed (not gated)"])
         failures, _ = gpu_check.accuracy_gate({"teacher": 0.9869, "student": 0.9846})
         self.assertEqual(failures, ["teacher test accuracy 98.69 % is below the gate 98.7 %"])
         failures, _ = gpu_check.accuracy_gate({"teacher": 0.9912})
-        self.assertEqual(failures, ["student test accuracy None is below the gate 98.0 %"])
+        self.assertEqual(failures, ["student test accuracy None is below the gate 98.2 %"])
 
 
 class HarnessFlow(unittest.TestCase):
@@ -319,7 +319,7 @@ class HarnessFlow(unittest.TestCase):
         self.assertEqual(rows["c_crash_gpu_test"], "CRASH")
         self.assertEqual(rows["d_slow_gpu_test"], "TIMEOUT")
         self.assertEqual(rows["kdtrain default pipeline"], "ok")
-        self.assertEqual(rows["pipeline gate (accuracy, PyTorch reload)"], "FAIL")  # student 97.91 % < 98.0 %
+        self.assertEqual(rows["pipeline gate (accuracy, PyTorch reload)"], "FAIL")  # student 97.91 % < 98.2 %
         self.assertEqual(rows["a_fast_bench"], "ran")
         self.assertEqual(rows["b_nogpu_bench"], "NO-GPU")
         summary_at = text.index("== gpu-check summary")
@@ -327,8 +327,8 @@ class HarnessFlow(unittest.TestCase):
         why = text[text.index("== why"):]
         self.assertIn("KD_TEST_SEED=123", why)
         self.assertIn("last words", why)
-        self.assertIn("student test accuracy 97.91 % is below the gate 98.0 %", why)
-        self.assertIn("teacher target 99.0 % met", text[:summary_at])
+        self.assertIn("student test accuracy 97.91 % is below the gate 98.2 %", why)
+        self.assertIn("teacher target 99.00 % met", text[:summary_at])
         self.assertIn("a_fast_bench: ran: 1 benchmarks, GB/s 900..900", text[:summary_at])
         files, within = lib.files_to_return(out)
         self.assertTrue(within, files)

@@ -317,7 +317,7 @@ void add_sweep_command(CLI::App& sweep, Options& o) {
       "Lists: --student-arch, --temperature and --alpha may be repeated, or given ';'-separated values (quote them: "
       "arch strings contain commas), e.g. --student-arch 'flatten,dense:64,relu,dense:10;flatten,dense:10' "
       "--temperature '2;4'.\nEvery architecture is distilled at every (T, alpha) and also trained from scratch "
-      "(unless --no-baseline), each --seeds times, for --epochs-student epochs (default 5, as in kdtrain run); the "
+      "(unless --no-baseline), each --seeds times, for --epochs-student epochs (default 20, as in kdtrain run); the "
       "teacher trains with the teacher flags (or comes from --teacher), and its soft targets are computed once."
       "\nDefault grid (the last layer is dense:<classes of the data>):" +
       grid + "\n  --temperature " + temperatures + "   --alpha " + alphas +

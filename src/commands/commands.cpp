@@ -77,31 +77,37 @@ void train_and_report(Session& s) {
   s.say("wrote " + written + " to " + s.out_dir());
 }
 
+namespace {
+// The model of --model F on the session's engine, after checking it fits the
+// data and the device; `file` receives what was read.
+std::unique_ptr<ModelEngine> model_of_file(Session& s, ModelFile& file) {
+  const std::string& path = s.opt().model_path;
+  file = load_model_file(path);
+  s.check_input_shape(file.arch, path);
+  s.check_memory({{&file.arch, "model", "--model " + path}}, false);
+  return s.engine().create_model(file.arch, file.params, s.settings());
+}
+}  // namespace
+
 void eval_model_file(Session& s) {
-  const Options& opt = s.opt();
-  ModelFile f = load_model_file(opt.model_path);
-  s.check_input_shape(f.arch, opt.model_path);
-  s.check_memory({{&f.arch, "model", "--model " + opt.model_path}}, false);
-  auto model = s.engine().create_model(f.arch, f.params, s.settings());
+  ModelFile f;
+  auto model = model_of_file(s, f);
   for (SplitId split : {SplitId::Val, SplitId::Test}) {
     const EvalResult r = model->evaluate(split);
-    std::printf("%s %s: accuracy %.2f%% (%lld errors of %lld), loss %.4f\n", opt.model_path.c_str(),
+    std::printf("%s %s: accuracy %.2f%% (%lld errors of %lld), loss %.4f\n", s.opt().model_path.c_str(),
                 split == SplitId::Val ? "val " : "test", 100 * r.accuracy(), (long long)(r.n - r.correct),
                 (long long)r.n, r.loss);
   }
 }
 
 void latency_of_model_file(Session& s) {
-  const Options& opt = s.opt();
-  ModelFile f = load_model_file(opt.model_path);
-  s.check_input_shape(f.arch, opt.model_path);
-  s.check_memory({{&f.arch, "model", "--model " + opt.model_path}}, false);
-  auto model = s.engine().create_model(f.arch, f.params, s.settings());
-  std::printf("%s on %s\n%8s %12s %12s %14s\n", opt.model_path.c_str(), s.report().device.c_str(), "batch",
+  ModelFile f;
+  auto model = model_of_file(s, f);
+  std::printf("%s on %s\n%8s %12s %12s %14s\n", s.opt().model_path.c_str(), s.report().device.c_str(), "batch",
               "median ms", "p90 ms", "samples/s");
   for (const LatencyRecord& r : s.measure_latencies(*model))
     std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
-  if (!opt.no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
+  if (!s.opt().no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
 }
 
 int run_command(const Options& opt, Engine& engine) {
