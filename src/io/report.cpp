@@ -13,6 +13,7 @@
 
 #include "kd/safetensors.h"
 #include "kd/error.h"
+#include "kd/json_text.h"
 #include "kd/process.h"
 #include "kd/report.h"
 
@@ -21,19 +22,8 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
-// ordered: summary.json reads top-down in the order a person asks the questions.
-using json = nlohmann::ordered_json;
-
 constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (apt-get install gnuplot-nox)";
 
-std::string format(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
-
-// JSON has no NaN or Inf: a non-finite measurement becomes null, not invalid JSON.
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 // Every Options field under the name of the flag that sets it.
 json config_json(const Options& o) {
@@ -45,11 +35,11 @@ json config_json(const Options& o) {
               {"batch-size", o.batch_size},
               {"epochs-teacher", o.epochs_teacher},
               {"epochs-student", o.epochs_student},
-              {"lr", number(o.lr)},
+              {"lr", json_number(o.lr)},
               {"optimizer", name_of(kOptimizers, o.optimizer)},
-              {"momentum", number(o.momentum)},
-              {"temperature", number(o.temperature)},
-              {"alpha", number(o.alpha)},
+              {"momentum", json_number(o.momentum)},
+              {"temperature", json_number(o.temperature)},
+              {"alpha", json_number(o.alpha)},
               {"teacher-arch", o.teacher_arch},
               {"student-arch", o.student_arch},
               {"val-size", o.val_size},
@@ -153,20 +143,20 @@ std::string selection_rule(const RunReport& r) {
 json epoch_json(const EpochRecord& e) {
   return json{{"phase", e.phase},
               {"epoch", e.epoch},
-              {"train_loss", number(e.train_loss)},
-              {"train_kl", number(e.train_kl)},
-              {"val_loss", number(e.val_loss)},
-              {"val_acc", number(e.val_acc)},
-              {"seconds", number(e.seconds)},
-              {"samples_per_s", number(e.samples_per_s)}};
+              {"train_loss", json_number(e.train_loss)},
+              {"train_kl", json_number(e.train_kl)},
+              {"val_loss", json_number(e.val_loss)},
+              {"val_acc", json_number(e.val_acc)},
+              {"seconds", json_number(e.seconds)},
+              {"samples_per_s", json_number(e.samples_per_s)}};
 }
 
 json latency_json(const LatencyRecord& l) {
   return json{{"batch", l.batch},
-              {"median_ms", number(l.median_ms)},
-              {"p90_ms", number(l.p90_ms)},
+              {"median_ms", json_number(l.median_ms)},
+              {"p90_ms", json_number(l.p90_ms)},
               {"repeats", l.repeats},
-              {"samples_per_s", number(l.samples_per_s)}};
+              {"samples_per_s", json_number(l.samples_per_s)}};
 }
 
 // The exported model under ONNX Runtime: null when not asked (--no-ort), the
@@ -188,11 +178,11 @@ json model_json(const ModelReport& m) {
               {"bytes", m.bytes},
               {"selection", m.selection.empty() ? json(nullptr) : json(m.selection)},
               {"selected_epoch", m.selected_epoch > 0 ? json(m.selected_epoch) : json(nullptr)},
-              {"test_acc", number(m.test_acc)},
+              {"test_acc", json_number(m.test_acc)},
               {"test_errors", m.test_errors},
-              {"test_loss", number(m.test_loss)},
-              {"last_epoch_test_acc", number(m.last_epoch_test_acc)},
-              {"train_seconds", number(m.train_seconds)},
+              {"test_loss", json_number(m.test_loss)},
+              {"last_epoch_test_acc", json_number(m.last_epoch_test_acc)},
+              {"train_seconds", json_number(m.train_seconds)},
               {"curve", curve},
               {"latency", latency},
               {"onnxruntime", ort_json(m.ort)}};
@@ -205,17 +195,17 @@ json comparisons_json(const Comparisons& c) {
       json out = json::array();
       for (const Comparisons::Speedup& s : list)
         out.push_back(json{{"batch", s.batch},
-                           {"teacher_median_ms", number(s.teacher_ms)},
-                           {"student_median_ms", number(s.student_ms)},
-                           {"speedup", number(s.speedup)}});
+                           {"teacher_median_ms", json_number(s.teacher_ms)},
+                           {"student_median_ms", json_number(s.student_ms)},
+                           {"speedup", json_number(s.speedup)}});
       return out;
     };
     out["student_vs_teacher"] = json{{"speedup", speedups_json(c.speedups)},
                                      {"speedup_onnxruntime", speedups_json(c.ort_speedups)},
-                                     {"size_ratio", number(c.size_ratio)},
-                                     {"accuracy_gap", number(c.accuracy_gap)}};
+                                     {"size_ratio", json_number(c.size_ratio)},
+                                     {"accuracy_gap", json_number(c.accuracy_gap)}};
   }
-  if (c.student_vs_scratch) out["distillation_gain"] = number(c.distillation_gain);
+  if (c.student_vs_scratch) out["distillation_gain"] = json_number(c.distillation_gain);
   return out;
 }
 
@@ -476,9 +466,9 @@ std::string metrics_csv(const RunReport& r) {
 std::string summary_json(const RunReport& r) {
   json models = json::array(), phases = json::array();
   for (const ModelReport& m : r.models) models.push_back(model_json(m));
-  for (const PhaseTime& p : r.phases) phases.push_back(json{{"phase", p.phase}, {"seconds", number(p.seconds)}});
+  for (const PhaseTime& p : r.phases) phases.push_back(json{{"phase", p.phase}, {"seconds", json_number(p.seconds)}});
   const json summary{{"started_at", r.started_at},
-                     {"total_seconds", number(r.total_seconds)},
+                     {"total_seconds", json_number(r.total_seconds)},
                      {"config", config_json(r.options)},
                      {"device", r.device},
                      {"versions", r.versions},

@@ -12,22 +12,14 @@
 
 #include "kd/safetensors.h"
 #include "kd/error.h"
+#include "kd/json_text.h"
 
 namespace fs = std::filesystem;
 
 namespace kd {
 namespace {
 
-using json = nlohmann::ordered_json;
-
-std::string format(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
-
-// JSON has no NaN or Inf; an untimed latency (0) is null too.
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+// An untimed latency (0) is null, as a non-finite number is (json_number).
 json measured(double v) { return v > 0 && std::isfinite(v) ? json(v) : json(nullptr); }
 
 bool distilled(RunKind kind) { return kind == RunKind::Distilled; }
@@ -98,16 +90,16 @@ bool any_ort(const SweepResult& r) {
 json run_json(const SweepRun& r) {
   return json{{"kind", run_kind_name(r.kind)},
               {"arch", r.arch},
-              {"temperature", number(r.temperature)},
-              {"alpha", number(r.alpha)},
+              {"temperature", json_number(r.temperature)},
+              {"alpha", json_number(r.alpha)},
               {"seed_index", r.seed_index},
               {"seed", r.seed},
               {"params", r.params},
               {"bytes", r.bytes},
               {"selected_epoch", r.selected_epoch},
-              {"val_acc", number(r.val_acc)},
-              {"test_acc", number(r.test_acc)},
-              {"train_seconds", number(r.train_seconds)},
+              {"val_acc", json_number(r.val_acc)},
+              {"test_acc", json_number(r.test_acc)},
+              {"train_seconds", json_number(r.train_seconds)},
               {"latency_b1_ms", measured(r.latency_b1_ms)},
               {"latency_bulk_ms", measured(r.latency_large_ms)},
               {"bulk_batch", r.large_batch},
@@ -372,14 +364,14 @@ std::string sweep_json(const SweepResult& r) {
     const bool d = distilled(c.kind);
     configs.push_back(json{{"kind", run_kind_name(c.kind)},
                            {"arch", c.arch},
-                           {"temperature", d ? number(c.temperature) : json(nullptr)},
-                           {"alpha", d ? number(c.alpha) : json(nullptr)},
+                           {"temperature", d ? json_number(c.temperature) : json(nullptr)},
+                           {"alpha", d ? json_number(c.alpha) : json(nullptr)},
                            {"seeds", c.seeds},
-                           {"test_acc_mean", number(c.acc_mean)},
-                           {"test_acc_std", number(c.acc_std)},
+                           {"test_acc_mean", json_number(c.acc_mean)},
+                           {"test_acc_std", json_number(c.acc_std)},
                            {"params", c.params},
                            {"bytes", c.bytes},
-                           {"train_seconds", number(c.train_seconds)},
+                           {"train_seconds", json_number(c.train_seconds)},
                            {"latency_b1_us", measured(c.latency_b1_us)},
                            {"latency_bulk_us", measured(c.latency_large_us)},
                            {"bulk_batch", c.large_batch},
@@ -397,8 +389,8 @@ std::string sweep_json(const SweepResult& r) {
                    {"source", o.teacher_path.empty() ? "trained in this sweep (teacher.safetensors)" : o.teacher_path},
                    {"params", t.params},
                    {"bytes", t.bytes},
-                   {"test_acc", number(t.test_acc)},
-                   {"train_seconds", number(t.train_seconds)},
+                   {"test_acc", json_number(t.test_acc)},
+                   {"train_seconds", json_number(t.train_seconds)},
                    {"latency_b1_us", measured(teacher_latency_us(r, 1))},
                    {"latency_bulk_us", measured(teacher_latency_us(r, bulk_batch(r)))},
                    {"ort_latency_b1_us", measured(teacher_latency_us(r, 1, true))},
@@ -407,7 +399,7 @@ std::string sweep_json(const SweepResult& r) {
   auto optional_json = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   const json out{
       {"started_at", r.run.started_at},
-      {"total_seconds", number(r.run.total_seconds)},
+      {"total_seconds", json_number(r.run.total_seconds)},
       {"device", r.run.device},
       {"versions", r.run.versions},
       {"onnx_runtime", r.ort_note.empty() ? json("ONNX Runtime latencies: CPU, the exported model timed from node")
@@ -422,7 +414,7 @@ std::string sweep_json(const SweepResult& r) {
                       {"epochs-teacher", o.epochs_teacher},
                       {"epochs-student", o.epochs_student},
                       {"batch-size", o.batch_size},
-                      {"lr", number(o.lr)},
+                      {"lr", json_number(o.lr)},
                       {"select", select_rule_name(o.select)},
                       {"teacher-arch", o.teacher_arch},
                       {"max-latency-us", optional_json(r.constraints.max_latency_us)},
