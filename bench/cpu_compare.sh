@@ -7,36 +7,31 @@
 # (`train-teacher --device cpu --epochs-teacher 1 --train-limit N`, its
 # samples_per_s from metrics.csv) and then the same epoch in PyTorch
 # (bench/cpu_compare.py), back to back, so both see the same machine load.
-# Prints every run, the medians, their ratios and the load average; exits 0
-# with a message when no python3 with torch is installed.
+# Prints every run, the medians, their ratios and the load average; skips
+# (exit 0, one line) without a python3 with torch, the binary or the data.
 #
 # Both run with OMP_WAIT_POLICY=passive (kdtrain sets it for itself when
 # unset; PyTorch uses the same libgomp and gets the same setting, so neither
 # spins on a shared machine). Override by exporting OMP_WAIT_POLICY.
 #
-# Usage: bench/cpu_compare.sh [KDTRAIN_BINARY] [DATA_DIR]
+# Usage: bench/cpu_compare.sh [--quick] [KDTRAIN_BINARY] [DATA_DIR]
 #   env: THREADS (default: nproc), TRAIN_LIMIT (default 6400 = 100 batches), REPEATS (default 3)
+#   --quick: one repeat of 640 images (10 batches) unless TRAIN_LIMIT / REPEATS say otherwise (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+name=cpu_compare
+source bench/script_lib.sh
+parse_quick "$@"
+set -- ${rest[@]+"${rest[@]}"}
 kdtrain="${1:-build/kdtrain}"
 data="${2:-data/mnist}"
 threads="${THREADS:-$(nproc)}"
-limit="${TRAIN_LIMIT:-6400}"
-repeats="${REPEATS:-3}"
+limit="${TRAIN_LIMIT:-$([[ $quick == 1 ]] && echo 640 || echo 6400)}"
+repeats="${REPEATS:-$([[ $quick == 1 ]] && echo 1 || echo 3)}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
-
-python=""
-for candidate in python3 /usr/bin/python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import torch" >/dev/null 2>&1; then
-    python="$candidate"
-    break
-  fi
-done
-if [[ -z "$python" ]]; then
-  echo "cpu_compare: skipped: no python3 with torch (apt-get install python3-torch)"
-  exit 0
-fi
-[[ -x "$kdtrain" ]] || { echo "cpu_compare: no kdtrain binary at $kdtrain (build first: scripts/build.sh)" >&2; exit 1; }
+require_torch
+require_kdtrain "$kdtrain"
+require_data "$data"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -6,7 +6,7 @@
 //
 // Timed in CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID) with one
 // thread, so the numbers hold on a machine other programs share; median of
-// 15 after 3 warm-ups. Built and run by bench/cpu_libs.sh.
+// 15 after 3 warm-ups (--quick: 3 after 1). Built and run by bench/cpu_libs.sh.
 #include <cblas.h>
 #include <time.h>
 
@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <dnnl.hpp>
@@ -29,10 +30,13 @@ double cpu_ms() {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+// Warm-ups and timed calls per measurement; --quick (CI) takes 1 and 3.
+int g_warmups = 3, g_repeats = 15;
+
 double median_ms(const std::function<void()>& f) {
-  for (int i = 0; i < 3; ++i) f();
+  for (int i = 0; i < g_warmups; ++i) f();
   std::vector<double> ms;
-  for (int i = 0; i < 15; ++i) {
+  for (int i = 0; i < g_repeats; ++i) {
     const double t0 = cpu_ms();
     f();
     ms.push_back(cpu_ms() - t0);
@@ -172,7 +176,8 @@ void dense(int b, int in, int out) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--quick") g_warmups = 1, g_repeats = 3;
   openblas_set_num_threads(1);
   for (const Conv s : {Conv{64, 1, 28, 28, 3, 32}, Conv{64, 32, 26, 26, 3, 64}}) {
     std::printf("conv %d->%d 3x3 on %dx%d, batch %d (CPU ms per call, 1 thread)\n", s.c, s.oc, s.h, s.w, s.n);

@@ -14,12 +14,13 @@ for latency; compilation (one warm-up forward and backward per batch shape,
 the weights restored afterwards) is its own phase, "compile warm-up", and
 not part of any epoch. It needs PyTorch 2.0 or later.
 
---device cpu with --train-limit / --test-limit runs a tiny subset anywhere
-(tests/gpu_check_test.py does so with Debian's CPU-only torch).
+--device cpu runs anywhere; --quick makes it a CI-sized smoke run (a small
+subset, one epoch each, latency at batch 1 and 64 only), as
+tests/gpu_check_test.py runs it with Debian's CPU-only torch.
 
 Usage: python3 bench/pytorch_reference.py --data data/mnist [--mode eager|compile|both] [--json out.json]
-       [--device cuda|cpu] [--train-limit N] [--test-limit N] [--epochs-teacher N] [--epochs-student N]
-       [--lr-schedule constant|cosine]
+       [--device cuda|cpu] [--quick] [--train-limit N] [--test-limit N] [--epochs-teacher N]
+       [--epochs-student N] [--latency-batches LIST] [--latency-budget SECONDS] [--lr-schedule constant|cosine]
 
 --lr-schedule cosine is not kdtrain's recipe: it decays every model's learning
 rate along a half cosine to 0 over its steps, to measure what a schedule would
@@ -126,19 +127,29 @@ def accuracy(model, x, y):
     return (logits_of(model, x).argmax(1) == y).float().mean().item()
 
 
-def latency(model, x, batches, repeats=50):
-    """Forward-only latency (ms): median and p90 over `repeats` after warm-up
-    (which also compiles a compiled model for the shape); CUDA events on a GPU,
-    the wall clock on the CPU. Batches larger than x are timed at x's size."""
+def latency(model, x, batches, budget_s, max_repeats=50):
+    """Forward-only latency (ms): median and p90 after warm-up (which also
+    compiles a compiled model for the shape); CUDA events on a GPU, the wall
+    clock on the CPU. Batches larger than x are timed at x's size.
+
+    Each batch size gets about `budget_s` seconds: up to `max_repeats` timed
+    forwards, at least 5. On a GPU the budget never binds (50 forwards take
+    milliseconds); on a 2-core CPU one teacher forward at batch 10,000 takes
+    seconds, and 55 of them were what kept --device cpu from finishing."""
     model.eval()
     out = {}
     with torch.no_grad():
         for b in batches:
             xb = x[:b]
-            for _ in range(5):
+            model(xb)  # the first call may compile or allocate: not timed
+            t0 = time.perf_counter()
+            model(xb)
+            sync(x.device)
+            one = max(time.perf_counter() - t0, 1e-9)
+            for _ in range(3 if 5 * one < budget_s / 4 else 0):
                 model(xb)
             ms = []
-            for _ in range(repeats):
+            for _ in range(max(5, min(max_repeats, int(budget_s / one)))):
                 if x.device.type == "cuda":
                     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     start.record()
@@ -256,8 +267,8 @@ def run(args, mode):
         phases[role + " training"] = sum(ep)
         results[role] = {"epoch_s": ep, "val_acc": accuracy(student, vx, vy), "test_acc": accuracy(student, tx, ty)}
         if role == "student":
-            results[role]["latency"] = latency(student, tx, args.latency_batches)
-    results["teacher"]["latency"] = latency(teacher, tx, args.latency_batches)
+            results[role]["latency"] = latency(student, tx, args.latency_batches, args.latency_budget)
+    results["teacher"]["latency"] = latency(teacher, tx, args.latency_batches, args.latency_budget)
     rate = lambda epochs, seconds: n * epochs / seconds if seconds > 0 else float("nan")
     device_name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"
     return {"mode": mode, "lr_schedule": args.lr_schedule, "device": device_name, "torch": torch.__version__,
@@ -281,11 +292,21 @@ def print_table(r):
             print(f"  {role} latency batch {b:>5}: median {l['median_ms']:.4f} ms  p90 {l['p90_ms']:.4f} ms")
 
 
+# --quick: a smoke run that finishes in about a minute on a 2-core CPU (CI);
+# flags given explicitly override these.
+QUICK = {"train_limit": 1000, "test_limit": 500, "val_size": 200, "epochs_teacher": 1, "epochs_student": 1,
+         "latency_batches": [1, 64], "latency_budget": 1.0}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/mnist")
     p.add_argument("--mode", choices=["eager", "compile", "both"], default="eager")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run for CI, about a minute on a 2-core CPU: " +
+                        ", ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                                  for k, v in QUICK.items()) + " (flags given explicitly win)")
     p.add_argument("--train-limit", type=int, default=0, help="train on the first N training images; 0 = all")
     p.add_argument("--test-limit", type=int, default=0, help="test on the first N test images; 0 = all")
     p.add_argument("--seed", type=int, default=0)
@@ -295,12 +316,21 @@ def main():
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--val-size", type=int, default=5000)
-    p.add_argument("--latency-batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 64, 1024, 10000])
+    p.add_argument("--latency-batches", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="comma-separated batch sizes to time inference at (default: 1,64,1024,10000 on cuda; "
+                        "1,64,1024 on cpu, where one teacher forward at 10000 takes seconds: ask for it by name)")
+    p.add_argument("--latency-budget", type=float, default=10.0, metavar="SECONDS",
+                   help="about this many seconds of timed forwards per model and batch size: up to 50, at least 5 "
+                        "(default 10; binds only on the CPU)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="constant: kdtrain's recipe (SPEC.md); cosine: a half-cosine decay to 0 over each model's "
                         "steps, an experiment on the recipe, not a twin of any kdtrain run")
     p.add_argument("--json", help="write the results here")
+    if p.parse_known_args()[0].quick:
+        p.set_defaults(**QUICK)
     args = p.parse_args()
+    if args.latency_batches is None:
+        args.latency_batches = [1, 64, 1024, 10000] if args.device == "cuda" else [1, 64, 1024]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("pytorch_reference.py: no CUDA device visible to PyTorch (--device cpu runs on the CPU)")
     if args.mode != "eager" and not hasattr(torch, "compile"):

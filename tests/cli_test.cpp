@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "kd/error.h"
@@ -177,6 +178,23 @@ TEST(Cli, GlobalFlagsBeforeAndAfterTheCommand) {
   EXPECT_EQ(before.lr, 0.02);
   EXPECT_TRUE(before.quiet);
   EXPECT_EQ(before.epochs_teacher, 2);
+  // A command's own flags too, as the --help footer says.
+  const Options sweep = parse({"--seeds", "3", "--export-best", "runs/best.onnx", "--quiet", "sweep", "--max-params",
+                               "9000", "--seed", "5"});
+  EXPECT_EQ(sweep.command, Command::Sweep);
+  EXPECT_EQ(sweep.seeds, 3);
+  EXPECT_EQ(sweep.export_best, "runs/best.onnx");
+  EXPECT_TRUE(sweep.quiet);
+  EXPECT_EQ(sweep.max_params, std::optional<int64_t>(9000));
+  EXPECT_EQ(sweep.seed, 5u);
+  const Options distill = parse({"--teacher=t.safetensors", "distill"});
+  EXPECT_EQ(distill.command, Command::Distill);
+  EXPECT_EQ(distill.teacher_path, "t.safetensors");
+  // A flag's value that names a command is the value, not the command.
+  const Options out = parse({"--out", "sweep", "--model", "m.safetensors", "eval"});
+  EXPECT_EQ(out.command, Command::Eval);
+  EXPECT_EQ(out.out_dir, "sweep");
+  EXPECT_EQ(out.model_path, "m.safetensors");
 }
 
 // Each rejection is one line that starts with (or names) the flag at fault.
@@ -253,8 +271,9 @@ TEST(Cli, Rejections) {
       {{"sweep", "--max-latency-us", "0"}, "--max-latency-us: must be > 0, got 0"},
       {{"sweep", "--max-params", "0"}, "--max-params: must be >= 1, got 0"},
       {{"sweep", "--min-accuracy", "101"}, "--min-accuracy: must be a percentage in [0, 100], got 101"},
-      {{"--seeds", "2"}, "--seeds: only valid with 'sweep', written after the command"},
-      {{"--teacher", "t"}, "--teacher: only valid with 'distill' or 'sweep', written after the command"},
+      {{"--seeds", "2"}, "--seeds: only valid with 'sweep'"},
+      {{"--seeds", "2", "run"}, "--seeds: only valid with 'sweep'"},
+      {{"--teacher", "t"}, "--teacher: only valid with 'distill' or 'sweep'"},
   };
   for (const Case& c : cases) {
     std::string joined;

@@ -393,21 +393,30 @@ class PytorchScriptsOnCpu(unittest.TestCase):
         shutil.rmtree(self.tmp)
 
     def test_reference_pipeline_runs_and_reports(self):
+        # --quick as CI and the README run it; an explicit flag overrides one of its settings.
         out = os.path.join(self.tmp, "pt.json")
         r = subprocess.run([self.python, os.path.join(REPO, "bench", "pytorch_reference.py"), "--data", DATA,
-                            "--device", "cpu", "--train-limit", "200", "--test-limit", "100", "--val-size", "100",
-                            "--epochs-teacher", "1", "--epochs-student", "1", "--latency-batches", "1,4",
-                            "--json", out], capture_output=True, text=True, timeout=240)
+                            "--device", "cpu", "--quick", "--test-limit", "100", "--json", out],
+                           capture_output=True, text=True, timeout=240)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         with open(out) as f:
             result = json.load(f)[0]
         self.assertEqual(result["mode"], "eager")
-        self.assertEqual((result["train_samples"], result["test_samples"]), (200, 100))
+        self.assertEqual((result["train_samples"], result["test_samples"]), (1000, 100))
         self.assertGreater(result["samples_per_s"]["teacher"], 0)
         for role in ("teacher", "student", "scratch"):
             self.assertTrue(0.0 <= result["models"][role]["test_acc"] <= 1.0)
-        self.assertEqual(sorted(result["models"]["student"]["latency"]), ["1", "4"])
+        self.assertEqual(sorted(result["models"]["student"]["latency"]), ["1", "64"])
         self.assertIn("teacher training:", r.stdout)
+
+    def test_help_says_what_quick_and_the_latency_defaults_do(self):
+        r = subprocess.run([self.python, os.path.join(REPO, "bench", "pytorch_reference.py"), "--help"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = " ".join(r.stdout.split())
+        self.assertIn("--quick a smoke run for CI", text)
+        self.assertIn("--train-limit 1000", text)
+        self.assertIn("1,64,1024 on cpu", text)
 
     def test_compile_mode_without_torch_compile_says_so(self):
         has_compile = subprocess.run([self.python, "-c", "import torch, sys; sys.exit(hasattr(torch, 'compile'))"],

@@ -23,6 +23,7 @@
 #include "kd/error.h"
 #include "kd/interrupt.h"
 #include "kd/model_io.h"
+#include "kd/run_state.h"
 #include "kd/engine.h"
 
 namespace fs = std::filesystem;
@@ -171,6 +172,25 @@ TEST_F(PipelineEndToEnd, SameSeedGivesIdenticalMetrics) {
             load_model_file(out_ + "/student.safetensors").params);
 }
 
+// The "wrote A, B to DIR" line of `stdout` names every file in `dir` and no
+// other, except gnuplot's inputs (latency.csv, plots.gp) beside the pictures.
+void expect_wrote_line_matches_directory(const std::string& stdout_text, const std::string& dir) {
+  const std::string tail = " to " + dir + "\n";
+  const size_t start = stdout_text.rfind("\nwrote ");
+  ASSERT_NE(start, std::string::npos) << stdout_text;
+  const size_t end = stdout_text.find(tail, start);
+  ASSERT_NE(end, std::string::npos) << stdout_text.substr(start);
+  std::vector<std::string> listed;
+  std::istringstream list(stdout_text.substr(start + 7, end - start - 7));
+  for (std::string name; std::getline(list, name, ',');) listed.push_back(name.substr(name.find_first_not_of(' ')));
+  for (const std::string& name : listed) EXPECT_TRUE(fs::exists(dir + "/" + name)) << name << " is listed, not written";
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "latency.csv" || name == "plots.gp") continue;
+    EXPECT_NE(std::find(listed.begin(), listed.end(), name), listed.end()) << name << " is written, not listed";
+  }
+}
+
 TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
   Options teach = small_run(fresh_dir("teach"));
   teach.command = Command::TrainTeacher;
@@ -183,10 +203,15 @@ TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
   distill.teacher_path = teach.out_dir + "/teacher.safetensors";
   distill.no_baseline = true;
   distill.epochs_student = 1;
+  distill.quiet = false;  // for the closing "wrote ..." line
   auto engine2 = make_cpu_engine();
-  ASSERT_EQ(run_command(distill, *engine2), 0);
+  ::testing::internal::CaptureStdout();
+  const int rc = run_command(distill, *engine2);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(fs::exists(distill.out_dir + "/student.safetensors"));
   EXPECT_FALSE(fs::exists(distill.out_dir + "/teacher.safetensors")) << "distill does not rewrite the teacher";
+  expect_wrote_line_matches_directory(out, distill.out_dir);
   const auto a = nlohmann::json::parse(read_text(teach.out_dir + "/summary.json"));
   const auto b = nlohmann::json::parse(read_text(distill.out_dir + "/summary.json"));
   EXPECT_EQ(a["models"][0]["test_errors"], b["models"][0]["test_errors"]) << "the loaded teacher is the saved one";
@@ -395,8 +420,34 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
     run_command(o, *engine);
     FAIL() << "expected a settings mismatch";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("other settings"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()), "--resume: " + o.out_dir + "/checkpoint.safetensors was written with --lr 0.001, "
+                                      "this run has --lr 0.0005; pass the same flags as the interrupted run");
   }
+}
+
+// The difference is named by the first differing flag, with values as the
+// flag takes them; fingerprints stored before the field list still read.
+TEST(PipelineOrchestration, ResumeNamesTheFirstDifferingFlag) {
+  Options o = small_run("unused");
+  const std::string stored = options_fingerprint(o);
+  EXPECT_EQ(stored.substr(0, 40), "seed=42 batch=64 lr=0.001 optimizer=0 mo") << "the stored format is unchanged";
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(o)), "");
+
+  Options sgd = o;
+  sgd.optimizer = OptimizerKind::Sgd;
+  sgd.train_limit = 0;
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(sgd)),
+            "--optimizer adam, this run has --optimizer sgd");
+  Options spaced = o;
+  spaced.teacher_arch = "conv:8:3, relu, flatten, dense:10";  // a value with spaces
+  EXPECT_EQ(fingerprint_difference(options_fingerprint(spaced), options_fingerprint_fields(spaced)), "");
+  Options limited = o;
+  limited.train_limit = 0;
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(limited)),
+            "--train-limit 3000, this run has --train-limit 0");
+  EXPECT_NE(fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
+            std::string::npos)
+      << "a truncated fingerprint is not a match";
 }
 
 // Starts the built kdtrain with `args`, stdout to /dev/null and stderr to

@@ -461,7 +461,10 @@ TEST(SweepErrors, ResumeNeedsASweepDirectoryAndTheSameSettings) {
     run_command(o, *engine);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("was written with other settings"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sweep_state.json was written with --seed 1, this run has --seed " +
+                                         std::to_string(o.seed) + "; pass the same flags as the interrupted sweep"),
+              std::string::npos)
+        << e.what();
   }
 }
 

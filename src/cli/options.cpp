@@ -16,6 +16,7 @@
 #include <limits>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "kd/error.h"
 #include "kd/sweep.h"
@@ -252,7 +253,11 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--train-limit", o.train_limit, "N", "train on the first N training images only; 0 = all");
   add_value(app, "--test-limit", o.test_limit, "N", "evaluate on the first N test images only; 0 = all");
   app.add_flag("--no-baseline", o.no_baseline, "skip the student trained from scratch on hard labels");
-  app.add_flag("--deterministic", o.deterministic, "bit-identical reruns: deterministic cuDNN algorithms");
+  app.add_flag("--deterministic", o.deterministic,
+               "CUDA: choose kernels without timing them, so reruns and resumes pick the same ones: cuDNN "
+               "convolution algorithms from cuDNN's heuristic ranking, deterministic ones only, and, with "
+               "--dense-impl auto, cuBLAS(Lt) for every dense layer instead of the faster of it and the custom "
+               "kernel; the CPU engines ignore it");
   app.add_flag("--quiet", o.quiet, "no progress lines or report table on stdout");
   app.add_flag("--no-ort", o.no_ort,
                "skip the ONNX Runtime latency columns (measured when node and scripts/onnxruntime.sh's package exist)");
@@ -307,7 +312,8 @@ void add_sweep_command(CLI::App& sweep, Options& o) {
   add_value(sweep, "--min-accuracy", o.min_accuracy, "PCT",
             "recommend only students with at least this mean test accuracy, percent (0 to 100)");
   add_value(sweep, "--export-best", o.export_best, "OUT.onnx",
-            "also write the recommended student as ONNX, as 'kdtrain export' does");
+            "also write the recommended student as ONNX, as 'kdtrain export' does; a relative path is from the "
+            "current directory, not --out (e.g. runs/best.onnx; its directory must exist)");
   std::string grid;
   for (const std::string& arch : default_sweep_archs(10)) grid += "\n  " + arch;
   std::string temperatures, alphas;
@@ -378,7 +384,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
     for (const std::string& flag : known_flags(*sub))
       if (flag == name) owners += (owners.empty() ? "'" : " or '") + sub->get_name() + "'";
-  if (!owners.empty()) fail(name + ": only valid with " + owners + ", written after the command");
+  if (!owners.empty()) fail(name + ": only valid with " + owners);
   std::string nearest;
   size_t best = 3;  // hint only for near misses: up to two edits
   for (const std::string& flag : known_flags(app)) {
@@ -387,6 +393,34 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   }
   fail("unknown flag '" + name + "'" + (nearest.empty() ? "" : "; did you mean " + nearest + "?") +
        " (see kdtrain --help)");
+}
+
+// `args` (argv without the program name) with the command moved to the front.
+// CLI11 matches a command's own flags (sweep's --seeds, distill's --teacher)
+// only after the command, and the app's flags fall through from it, so this
+// lets every flag come before or after the command, as --help promises. The
+// command is the first argument that names one and is not a flag's value.
+std::vector<std::string> command_first(const CLI::App& app, std::vector<std::string> args) {
+  const auto takes_value = [&](const std::string& name) {
+    std::vector<const CLI::App*> apps = {&app};
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) apps.push_back(sub);
+    for (const CLI::App* a : apps)
+      if (const CLI::Option* opt = a->get_option_no_throw(name)) return opt->get_items_expected_min() > 0;
+    return false;
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") break;
+    if (arg.size() > 1 && arg[0] == '-') {
+      if (arg.find('=') == std::string::npos && takes_value(arg)) ++i;  // skip the flag's value
+      continue;
+    }
+    const auto names_it = [&](const Named<Command>& c) { return arg == c.name; };
+    if (std::any_of(std::begin(kCommands), std::end(kCommands), names_it))
+      std::rotate(args.begin(), args.begin() + long(i), args.begin() + long(i) + 1);
+    break;
+  }
+  return args;
 }
 
 // CLI11 messages may span lines; ours are one line.
@@ -434,8 +468,10 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
                                                  "accuracy, latency and size"),
                     o);
 
+  std::vector<std::string> args = command_first(app, std::vector<std::string>(argv + 1, argv + argc));
+  std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::Success& e) {  // --help, --version
     app.exit(e, std::cout, std::cerr);
     return false;

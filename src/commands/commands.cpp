@@ -70,11 +70,20 @@ void train_and_report(Session& s) {
   const std::string note = write_report_files(report, s.out_dir());
   if (!opt.quiet) std::cout << "\n" << report_table(report);
   if (!note.empty()) s.say(note);
-  std::string written = "metrics.csv, summary.json, teacher.safetensors";
-  if (distills) written += ", student.safetensors";
-  if (distills && !opt.no_baseline) written += ", student_scratch.safetensors";
-  if (note.empty()) written += ", curves.png, latency.png";
+  std::string written;
+  for (const std::string& f : run_output_files(opt, note.empty())) written += (written.empty() ? "" : ", ") + f;
   s.say("wrote " + written + " to " + s.out_dir());
+}
+
+std::vector<std::string> run_output_files(const Options& opt, bool plots_drawn) {
+  const bool distills = opt.command != Command::TrainTeacher;
+  std::vector<std::string> files = {"metrics.csv", "summary.json"};
+  // A teacher given with --teacher is read, not written again.
+  if (opt.teacher_path.empty()) files.push_back(phase_file(Phase::Teacher));
+  if (distills) files.push_back(phase_file(Phase::Student));
+  if (distills && !opt.no_baseline) files.push_back(phase_file(Phase::Scratch));
+  if (plots_drawn) files.insert(files.end(), {"curves.png", "latency.png"});
+  return files;
 }
 
 namespace {

@@ -128,10 +128,13 @@ std::string recommendation_line(Session& s, const SweepResult& r) {
 }
 
 // Settings a resumed sweep must share with the interrupted one (the grid may differ).
-std::string sweep_fingerprint(const Options& opt) {
-  return options_fingerprint(opt) + " epochs_teacher=" + std::to_string(opt.epochs_teacher) +
-         " epochs_student=" + std::to_string(opt.epochs_student) + " test_limit=" + std::to_string(opt.test_limit) +
-         " teacher_file=" + opt.teacher_path;
+std::vector<FingerprintField> sweep_fingerprint_fields(const Options& opt) {
+  std::vector<FingerprintField> fields = options_fingerprint_fields(opt);
+  fields.push_back({"epochs_teacher", "--epochs-teacher", std::to_string(opt.epochs_teacher)});
+  fields.push_back({"epochs_student", "--epochs-student", std::to_string(opt.epochs_student)});
+  fields.push_back({"test_limit", "--test-limit", std::to_string(opt.test_limit)});
+  fields.push_back({"teacher_file", "--teacher", opt.teacher_path});
+  return fields;
 }
 
 SweepState load_sweep_state(const Options& opt) {
@@ -143,9 +146,10 @@ SweepState load_sweep_state(const Options& opt) {
   std::stringstream text;
   text << in.rdbuf();
   SweepState state = parse_sweep_state(text.str(), path);
-  if (state.fingerprint != sweep_fingerprint(opt))
-    fail("--resume: " + path + " was written with other settings (" + state.fingerprint +
-         "); pass the same flags as the interrupted sweep (the lists of the grid may differ)");
+  const std::string difference = fingerprint_difference(state.fingerprint, sweep_fingerprint_fields(opt));
+  if (!difference.empty())
+    fail("--resume: " + path + " was written with " + difference +
+         "; pass the same flags as the interrupted sweep (the lists of the grid may differ)");
   return state;
 }
 
@@ -190,7 +194,7 @@ void run_sweep(Session& s) {
   s.check_memory({{&teacher_file.arch, "teacher", s.teacher_flag()}, {largest, "student", "--student-arch"}}, true);
 
   SweepState state;
-  state.fingerprint = sweep_fingerprint(opt);
+  state.fingerprint = fingerprint_text(sweep_fingerprint_fields(opt));
   if (!opt.resume_dir.empty()) state = load_sweep_state(opt);
   s.prepare_out_dir();
   install_interrupt_handlers();

@@ -21,14 +21,67 @@ void EpochSums::add(const TrainStats& s) {
   if (!s.finite && finite) finite = false, first_bad_step = s.first_bad_step;
 }
 
-std::string options_fingerprint(const Options& o) {
-  std::ostringstream s;
-  s << "seed=" << o.seed << " batch=" << o.batch_size << " lr=" << o.lr << " optimizer=" << int(o.optimizer)
-    << " momentum=" << o.momentum << " T=" << o.temperature << " alpha=" << o.alpha << " teacher=" << o.teacher_arch
-    << " student=" << o.student_arch << " val=" << o.val_size << " limit=" << o.train_limit
-    << " select=" << select_rule_name(o.select)
-    << " data=" << fs::weakly_canonical(o.data_dir).string();
-  return s.str();
+std::vector<FingerprintField> options_fingerprint_fields(const Options& o) {
+  const auto text = [](const auto& v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  // The optimiser is stored as its enum's number, as checkpoints before the
+  // field list recorded it; fingerprint_difference shows its name.
+  return {{"seed", "--seed", text(o.seed)},
+          {"batch", "--batch-size", text(o.batch_size)},
+          {"lr", "--lr", text(o.lr)},
+          {"optimizer", "--optimizer", text(int(o.optimizer))},
+          {"momentum", "--momentum", text(o.momentum)},
+          {"T", "--temperature", text(o.temperature)},
+          {"alpha", "--alpha", text(o.alpha)},
+          {"teacher", "--teacher-arch", o.teacher_arch},
+          {"student", "--student-arch", o.student_arch},
+          {"val", "--val-size", text(o.val_size)},
+          {"limit", "--train-limit", text(o.train_limit)},
+          {"select", "--select", select_rule_name(o.select)},
+          {"data", "--data", fs::weakly_canonical(o.data_dir).string()}};
+}
+
+std::string fingerprint_text(const std::vector<FingerprintField>& fields) {
+  std::string s;
+  for (const FingerprintField& f : fields) s += (s.empty() ? "" : " ") + f.key + "=" + f.value;
+  return s;
+}
+
+std::string options_fingerprint(const Options& o) { return fingerprint_text(options_fingerprint_fields(o)); }
+
+namespace {
+
+// A stored value as the user writes it on the command line.
+std::string flag_value(const FingerprintField& f, const std::string& stored) {
+  if (f.key == "optimizer") {
+    for (const Named<OptimizerKind>& n : kOptimizers)
+      if (stored == std::to_string(int(n.value))) return n.name;
+  }
+  return stored.empty() ? "(not given)" : stored;
+}
+
+}  // namespace
+
+std::string fingerprint_difference(const std::string& recorded, const std::vector<FingerprintField>& now) {
+  const std::string unreadable = "settings this kdtrain does not read (" + recorded + ")";
+  // Values may hold spaces (paths, arch strings), so each field's value runs
+  // up to the next field's " key=", in the order fingerprint_text writes them.
+  size_t at = 0;
+  for (size_t i = 0; i < now.size(); ++i) {
+    const FingerprintField& f = now[i];
+    const std::string head = (i == 0 ? "" : " ") + f.key + "=";
+    if (at == std::string::npos || recorded.compare(at, head.size(), head) != 0) return unreadable;
+    at += head.size();
+    const size_t end = i + 1 < now.size() ? recorded.find(" " + now[i + 1].key + "=", at) : recorded.size();
+    const std::string value = recorded.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (value != f.value)
+      return f.flag + " " + flag_value(f, value) + ", this run has " + f.flag + " " + flag_value(f, f.value);
+    at = end;
+  }
+  return at == recorded.size() ? "" : unreadable;
 }
 
 RunState::RunState(const Options& opt) : opt_(opt) {
@@ -49,9 +102,9 @@ void RunState::load_resume_checkpoint() {
   const std::string& fp = ck->options_fingerprint;
   const size_t pos = fp.rfind(" batches_done=");
   if (pos == std::string::npos) fail(path + ": checkpoint has no batch position");
-  if (fp.substr(0, pos) != options_fingerprint(opt_))
-    fail("--resume: " + path + " was written with other settings (" + fp.substr(0, pos) +
-         "); pass the same flags as the interrupted run");
+  const std::string difference = fingerprint_difference(fp.substr(0, pos), options_fingerprint_fields(opt_));
+  if (!difference.empty())
+    fail("--resume: " + path + " was written with " + difference + "; pass the same flags as the interrupted run");
   resume_batches_done_ = std::stoll(fp.substr(pos + 14));
   history_ = parse_metrics_csv_rows(ck->history_csv);
   resume_ = std::move(ck);

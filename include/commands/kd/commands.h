@@ -2,6 +2,9 @@
 // distill, eval, latency, sweep) on an engine.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "kd/config.h"
 #include "kd/engine.h"
 
@@ -10,5 +13,9 @@ namespace kd {
 // Runs opt.command on `engine`. Returns the process exit code; throws
 // kd::Error for user-facing failures. (export needs no engine: kd/onnx_export.h.)
 int run_command(const Options& opt, Engine& engine);
+
+// The files run, train-teacher and distill write to --out, as their closing
+// "wrote ..." line lists them; `plots_drawn`: gnuplot drew the pictures.
+std::vector<std::string> run_output_files(const Options& opt, bool plots_drawn);
 
 }  // namespace kd

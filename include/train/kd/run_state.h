@@ -39,8 +39,22 @@ struct BestEpoch {
   }
 };
 
+// One setting a resumed run must share with the interrupted one: its key in
+// the fingerprint text ("key=value", space-separated, the format checkpoints
+// and sweep_state.json store), the flag that sets it, and its value.
+struct FingerprintField {
+  std::string key, flag, value;
+};
+
 // Settings that must be the same when a run is resumed (epoch counts may grow).
+std::vector<FingerprintField> options_fingerprint_fields(const Options& o);
+// The stored form: "seed=42 batch=64 ... data=/abs/dir".
+std::string fingerprint_text(const std::vector<FingerprintField>& fields);
 std::string options_fingerprint(const Options& o);
+
+// "" when `recorded` (a stored fingerprint) holds `now`; otherwise the first
+// difference by flag, "--train-limit 3000, this run has --train-limit 0".
+std::string fingerprint_difference(const std::string& recorded, const std::vector<FingerprintField>& now);
 
 class RunState {
  public:
