@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs bench/cpu_libs.cpp: the teacher's convolutions and dense
 # layer on oneDNN and on OpenBLAS (im2col + SGEMM), one thread, CPU time, the
-# measurement behind the fast CPU engine's choice of oneDNN (README, "CPU
-# engines"). Needs libdnnl-dev and libopenblas-dev; skips (exit 0, one line)
+# measurement behind the fast CPU engine's choice of oneDNN (docs/cpu-engines.md,
+# "Why oneDNN"). Needs libdnnl-dev and libopenblas-dev; skips (exit 0, one line)
 # without either, since kdtrain itself does not use OpenBLAS.
 #
 # OpenBLAS is found by compiling a call to openblas_set_num_threads with

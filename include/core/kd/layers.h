@@ -8,8 +8,8 @@
 // ONNX export and the GPU engine's parameter layout read this table; each
 // engine then has exactly one switch over LayerKind for the arithmetic
 // (src/cpu/cpu_model.cpp, src/gpu/cuda_network.cu), compiled with
-// -Werror=switch so a new kind cannot be half-wired. README "Adding a layer
-// kind" lists the files a new kind touches.
+// -Werror=switch so a new kind cannot be half-wired. docs/architecture.md "Adding a
+// layer kind" lists the files a new kind touches.
 #pragma once
 
 #include <cstddef>

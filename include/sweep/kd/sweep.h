@@ -21,7 +21,7 @@
 namespace kd {
 
 // The default grid, sized so that the whole sweep fits 15 minutes on a 2-core
-// CPU (README "Choosing a student"): one hidden layer of 32, 128 and 800, the
+// CPU (docs/sweep.md): one hidden layer of 32, 128 and 800, the
 // default student (256-128) and two hidden layers of 800 (Hinton et al.'s
 // student), each ending in dense:<num_classes>; T in {2, 4, 8}; alpha 0.9.
 std::vector<std::string> default_sweep_archs(int num_classes);
