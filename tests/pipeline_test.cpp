@@ -125,6 +125,10 @@ TEST_F(PipelineEndToEnd, WritesEveryOutputFile) {
   EXPECT_FALSE(fs::exists(out_ + "/checkpoint.safetensors")) << "a finished run leaves no training checkpoint";
   const auto summary = nlohmann::json::parse(read_text(out_ + "/summary.json"));
   EXPECT_EQ(summary["models"].size(), 3u);
+  // The run's wall time, set before the files are written (it was once 0).
+  double phases = 0;
+  for (const auto& p : summary["phases"]) phases += p["seconds"].get<double>();
+  EXPECT_GE(summary["total_seconds"].get<double>(), phases);
 }
 
 TEST_F(PipelineEndToEnd, TeacherLearnsAndDistillationLowersTheKlTerm) {

@@ -66,6 +66,7 @@ void train_and_report(Session& s) {
   }
   RunReport& report = s.report();
   report.models.insert(report.models.begin(), teacher_report);
+  report.total_seconds = s.elapsed();
   fs::remove(s.state().checkpoint_path());
   const std::string note = write_report_files(report, s.out_dir());
   if (!opt.quiet) std::cout << "\n" << report_table(report);
@@ -121,7 +122,6 @@ void latency_of_model_file(Session& s) {
 
 int run_command(const Options& opt, Engine& engine) {
   clear_interrupt();
-  const auto t0 = std::chrono::steady_clock::now();
   Session session(opt, engine);
   session.load_data();
   switch (opt.command) {
@@ -142,7 +142,6 @@ int run_command(const Options& opt, Engine& engine) {
     case Command::Export:  // main() runs it before any data or device (kd/onnx_export.h)
       break;
   }
-  session.report().total_seconds = seconds_since(t0);
   return 0;
 }
 

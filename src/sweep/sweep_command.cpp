@@ -159,7 +159,6 @@ SweepState load_sweep_state(const Options& opt) {
 // finished run is recorded in sweep_state.json, so a resumed sweep skips it.
 void run_sweep(Session& s) {
   const Options& opt = s.opt();
-  const auto t0 = Clock::now();
   // Every architecture is checked before any training.
   const std::vector<std::string> texts =
       opt.student_archs.empty() ? default_sweep_archs(s.splits().num_classes) : opt.student_archs;
@@ -261,7 +260,7 @@ void run_sweep(Session& s) {
 
   SweepResult result;
   s.report().models = {teacher_report};
-  s.report().total_seconds = seconds_since(t0);
+  s.report().total_seconds = s.elapsed();
   result.run = s.report();
   result.runs = runs;
   result.configs = aggregate_sweep(runs);

@@ -20,6 +20,10 @@
 
 namespace kd {
 
+// Seconds since t0 on the steady clock; "2026-12-07T06:00:00Z"-style UTC stamps.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+std::string utc_timestamp(const char* format);
+
 class Session {
  public:
   Session(const Options& opt, Engine& engine);
@@ -76,6 +80,8 @@ class Session {
 
   // ------------------------------------------------------------ helpers
   void add_phase(const std::string& name, double seconds) { report_.phases.push_back({name, seconds}); }
+  // Seconds since the session began: the run's total, set before its files are written.
+  double elapsed() const { return seconds_since(started_); }
   void say(const std::string& line) const;
 
   const Options& opt() const { return opt_; }
@@ -91,6 +97,7 @@ class Session {
  private:
   const Options& opt_;
   Engine& engine_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   TrainSettings settings_;
   bool tty_ = false;
   Splits splits_;
@@ -109,9 +116,5 @@ void train_and_report(Session& s);   // run, train-teacher, distill
 void eval_model_file(Session& s);    // eval
 void latency_of_model_file(Session& s);  // latency
 void run_sweep(Session& s);          // sweep (src/sweep/)
-
-// Seconds since t0 on the steady clock; "2026-12-07T06:00:00Z"-style UTC stamps.
-double seconds_since(std::chrono::steady_clock::time_point t0);
-std::string utc_timestamp(const char* format);
 
 }  // namespace kd
