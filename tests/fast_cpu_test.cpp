@@ -518,3 +518,22 @@ TEST(FastOps, DescribeAndThreadCounts) {
 
 }  // namespace
 }  // namespace kd
+
+namespace kd {
+namespace {
+
+// The report names the convolution path the machine's ISA allows (AVX-512:
+// the own Winograd; otherwise oneDNN for every convolution), so a speed figure
+// can be read against the right path.
+TEST(FastEngine, DeviceDescriptionNamesTheConvolutionPath) {
+  const std::string description = make_fast_cpu_engine(1)->device_description();
+  EXPECT_NE(description.find(fast_conv_path()), std::string::npos) << description;
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  EXPECT_EQ(fast_conv_path().rfind(avx512 ? "AVX-512: own fused Winograd" : "no AVX-512: oneDNN", 0), 0u)
+      << fast_conv_path();
+  EXPECT_EQ(make_cpu_engine()->device_description().find("Winograd"), std::string::npos)
+      << "the reference engine has one path";
+}
+
+}  // namespace
+}  // namespace kd

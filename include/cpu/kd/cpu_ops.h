@@ -108,6 +108,10 @@ std::unique_ptr<CpuOps> make_reference_ops();
 // The fast ops on `threads` threads (0 = every hardware thread). Sets the
 // process's OpenMP thread count, which oneDNN and the fast loops share.
 std::unique_ptr<CpuOps> make_fast_ops(int threads);
+// Which convolution path the fast ops take on this CPU, for the report:
+// "AVX-512: own fused Winograd for 3x3 convolutions, oneDNN for the rest", or
+// why not ("no AVX-512: oneDNN does every convolution").
+std::string fast_conv_path();
 // The thread count `threads` resolves to (0 -> std::thread::hardware_concurrency()).
 int resolve_cpu_threads(int threads);
 

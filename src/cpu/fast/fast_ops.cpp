@@ -286,4 +286,10 @@ class FastOps final : public CpuOps {
 
 std::unique_ptr<CpuOps> make_fast_ops(int threads) { return std::make_unique<fast::FastOps>(threads); }
 
+std::string fast_conv_path() {
+  return fast::WinogradConv::cpu_has_kernels()
+             ? "AVX-512: own fused Winograd for 3x3 convolutions, oneDNN for the rest"
+             : "no AVX-512: oneDNN does every convolution (the own Winograd needs AVX-512)";
+}
+
 }  // namespace kd

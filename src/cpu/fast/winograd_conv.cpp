@@ -463,10 +463,11 @@ void for_each_chunk(int64_t tiles, F&& chunk) {
 
 }  // namespace
 
+bool WinogradConv::cpu_has_kernels() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
+
 bool WinogradConv::supports(const ref::ConvShape& s) {
   return s.k == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.in_c % 16 == 0 && s.out_c % 16 == 0 &&
-         s.h + 2 * s.pad >= 3 && s.w + 2 * s.pad >= 3 && __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512bw");
+         s.h + 2 * s.pad >= 3 && s.w + 2 * s.pad >= 3 && cpu_has_kernels();
 }
 
 WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s) {
@@ -585,6 +586,7 @@ void WinogradConv::backward_with(const float* x, const float* w, const DySrc& dy
 #else  // not x86-64: the kernels are AVX-512 code; the fast ops use oneDNN for every convolution.
 
 namespace kd::fast {
+bool WinogradConv::cpu_has_kernels() { return false; }
 bool WinogradConv::supports(const ref::ConvShape&) { return false; }
 WinogradConv::WinogradConv(const ref::ConvShape& s) : s_(s) {
   fail("WinogradConv: needs an x86-64 CPU with AVX-512; the fast ops use oneDNN on this one");

@@ -50,6 +50,8 @@ class WinogradConv final : public ConvReluPool {
   // 3x3 kernel, stride 1, padding 0..2, in_c and out_c multiples of 16, and a
   // CPU with AVX-512 (the kernels are written for 16-float vectors).
   static bool supports(const ref::ConvShape& s);
+  // This CPU can run the kernels (x86-64 with AVX-512F and BW).
+  static bool cpu_has_kernels();
   explicit WinogradConv(const ref::ConvShape& s);
 
   // The convolution alone: y = conv(x, w) + b, then max(y, 0) when relu.
