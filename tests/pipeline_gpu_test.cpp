@@ -450,6 +450,31 @@ TEST(PipelineGpu, FailedCaptureFallsBackToEagerBitIdentically) {
   expect_bit_identical(g, e);
 }
 
+// A model created before the data is loaded sizes its per-epoch buffers
+// (sample order, step losses) by its first epoch; a longer epoch later
+// reallocates them, and the graphs captured with the old addresses must go
+// with them: a 128-sample epoch in batches of 64 (the second step captured),
+// then all 256 (recaptured, then replayed) equal the Eager engine bit for bit.
+TEST(PipelineGpu, GraphsAreRecapturedWhenTheEpochGrows) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  World half = w;
+  half.order.resize(128);
+  const TrainSettings s = deterministic_settings(64);
+  const LossConfig ce{1.0f, 0.0f};
+  RunResult results[2];
+  const StepExecution executions[2] = {StepExecution::Graph, StepExecution::Eager};
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Engine> engine = make_cuda_engine(0, executions[i]);
+    std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, s);
+    engine->load(w.splits);
+    train(*model, half, s, ce);
+    results[i] = train(*model, w, s, ce);
+  }
+  EXPECT_EQ(results[0].optim.step, 6);
+  expect_bit_identical(results[0], results[1]);
+}
+
 // A distillation step (soft targets gathered by sample index, T = 4,
 // alpha = 0.9) replayed from its graph equals the eager steps bit for bit.
 TEST(PipelineGpu, DistillationGraphReplayEqualsEagerExecution) {
