@@ -54,10 +54,10 @@ flags=(--data data --train-limit 300 --val-size 100 --test-limit 200 --epochs-te
        --latency-batches 1,8 --no-ort --quiet --seed 1 --lr 0.01 --batch-size 32
        --teacher-arch 'conv:4:3,relu,conv:6:3:2:1,relu,maxpool:2,dropout:0.25,flatten,dense:16,relu,dense:10'
        --student-arch 'flatten,dense:16,relu,dense:10')
-both() {  # command args...: runs on both engines, into cuda-<out> and ref-<out>
-  local out=$1; shift
-  "$kd" "$@" "${flags[@]}" --device cuda --out "cuda-$out" || fail "$* --device cuda failed"
-  "$kd" "$@" "${flags[@]}" --device reference --out "ref-$out" || fail "$* --device reference failed"
+both() {  # out command args...: runs on both engines, into cuda-<out> and ref-<out>; args override flags
+  local out=$1 command=$2; shift 2
+  "$kd" "$command" "${flags[@]}" "$@" --device cuda --out "cuda-$out" || fail "$command $* --device cuda failed"
+  "$kd" "$command" "${flags[@]}" "$@" --device reference --out "ref-$out" || fail "$command $* --device reference failed"
 }
 
 echo "== run"
