@@ -2,8 +2,9 @@
 // engine's own promises: a replayed graph step equals the eager step, two
 // seeded runs are bit-identical, a run resumed mid-epoch continues exactly,
 // a non-finite loss is reported at its step, steps out of order are refused.
-// Data: small random 28x28 u8 datasets built here (fresh per process, seed
-// printed); models: the default teacher and student of SPEC section 2.
+// Data: small random u8 datasets built here (fresh per process, seed
+// printed); models: the default teacher and student of SPEC section 2 on a
+// GPU, smaller ones under the simulator (see kSide below).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -32,12 +33,24 @@ constexpr int64_t kTrainN = 256;  // 4 batches of 64; 100 + 100 + 56 with batch 
 constexpr int64_t kValN = 100;
 constexpr int64_t kTestN = 1100;  // two evaluation batches: 1000 + 100
 
+// The simulator runs every GPU thread as a CPU fiber, so a default-sized
+// teacher step takes minutes there. It gets the same batches and splits (full
+// and partial batches, two evaluation batches) on 14x14 images and models
+// that still cross every boundary of the engine: two convs, one with stride 2
+// and padding 1, odd spatial sizes (14 -> 12 -> 6 -> 3), max-pool, both
+// dropouts, and dense layers on cuBLAS.
+constexpr int kSide = test::kSimulated ? 14 : 28;
+constexpr const char* kTeacherArch =
+    test::kSimulated ? "conv:4:3,relu,conv:6:3:2:1,relu,maxpool:2,dropout:0.25,flatten,dense:16,relu,dropout:0.5,dense:10"
+                     : kDefaultTeacherArch;
+constexpr const char* kStudentArch = test::kSimulated ? "flatten,dense:24,relu,dense:12,relu,dense:10" : kDefaultStudentArch;
+
 Dataset random_dataset(int64_t n, std::mt19937_64& rng) {
   Dataset d;
   d.n = n;
-  d.h = d.w = 28;
+  d.h = d.w = kSide;
   d.num_classes = kClasses;
-  d.images.resize(size_t(n) * 28 * 28);
+  d.images.resize(size_t(n) * kSide * kSide);
   d.labels.resize(size_t(n));
   std::uniform_int_distribution<int> pixel(0, 255), label(0, kClasses - 1);
   for (uint8_t& p : d.images) p = uint8_t(pixel(rng));
@@ -59,9 +72,9 @@ World make_world() {
   w.splits.val = random_dataset(kValN, rng);
   w.splits.test = random_dataset(kTestN, rng);
   w.splits.num_classes = kClasses;
-  const Shape image{1, 28, 28, false};
-  w.teacher = parse_arch(kDefaultTeacherArch, image, kClasses, "--teacher-arch");
-  w.student = parse_arch(kDefaultStudentArch, image, kClasses, "--student-arch");
+  const Shape image{1, kSide, kSide, false};
+  w.teacher = parse_arch(kTeacherArch, image, kClasses, "--teacher-arch");
+  w.student = parse_arch(kStudentArch, image, kClasses, "--student-arch");
   w.teacher_init.resize(size_t(w.teacher.param_count));
   w.student_init.resize(size_t(w.student.param_count));
   init_params(w.teacher, rng(), w.teacher_init.data());
@@ -437,6 +450,31 @@ TEST(PipelineGpu, FailedCaptureFallsBackToEagerBitIdentically) {
   expect_bit_identical(g, e);
 }
 
+// A model created before the data is loaded sizes its per-epoch buffers
+// (sample order, step losses) by its first epoch; a longer epoch later
+// reallocates them, and the graphs captured with the old addresses must go
+// with them: a 128-sample epoch in batches of 64 (the second step captured),
+// then all 256 (recaptured, then replayed) equal the Eager engine bit for bit.
+TEST(PipelineGpu, GraphsAreRecapturedWhenTheEpochGrows) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  World half = w;
+  half.order.resize(128);
+  const TrainSettings s = deterministic_settings(64);
+  const LossConfig ce{1.0f, 0.0f};
+  RunResult results[2];
+  const StepExecution executions[2] = {StepExecution::Graph, StepExecution::Eager};
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Engine> engine = make_cuda_engine(0, executions[i]);
+    std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, s);
+    engine->load(w.splits);
+    train(*model, half, s, ce);
+    results[i] = train(*model, w, s, ce);
+  }
+  EXPECT_EQ(results[0].optim.step, 6);
+  expect_bit_identical(results[0], results[1]);
+}
+
 // A distillation step (soft targets gathered by sample index, T = 4,
 // alpha = 0.9) replayed from its graph equals the eager steps bit for bit.
 TEST(PipelineGpu, DistillationGraphReplayEqualsEagerExecution) {
@@ -491,7 +529,7 @@ TEST(PipelineGpu, TeacherCaptureWithTimedAlgorithms) {
 TEST(PipelineGpu, OddParameterCountsMatchCpu) {
   KD_REQUIRE_GPU();
   World w = make_world();
-  const Shape image{1, 28, 28, false};
+  const Shape image{1, kSide, kSide, false};
   const Arch odd = parse_arch("conv:3:3,relu,conv:5:3,relu,maxpool:2,flatten,dense:7,relu,dense:10", image, kClasses,
                               "--teacher-arch");
   std::vector<float> init(size_t(odd.param_count));

@@ -1,5 +1,5 @@
 # Mutation test of the CUDA simulator: each mutant is a copy of one kernel
-# source with one planted bug, written into the build tree at configure time
+# or engine source with one planted bug, written into the build tree at configure time
 # (the sources in kernels/ are never changed), built into its own simulated
 # test executable and run by CTest (label "sim"), which passes only when the
 # test run fails and its output names the expected finding.
@@ -25,6 +25,38 @@ function(kd_sim_mutant name family original replacement filter expect)
   kd_sim_kernel_library(kd_sim_kernels_${name} ${mutant_source})
   add_executable(mutant_${name} $<TARGET_OBJECTS:kd_sim_test_${family}>)
   target_link_libraries(mutant_${name} PRIVATE kd_sim_kernels_${name} kd_sim_main)
+  add_test(NAME sim.mutant.${name}
+    COMMAND ${CMAKE_COMMAND} -DBINARY=$<TARGET_FILE:mutant_${name}> -DFILTER=${filter} -DEXPECT=${expect}
+            -DNAME=${name} -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_caught.cmake)
+  set_tests_properties(sim.mutant.${name} PROPERTIES LABELS sim ENVIRONMENT "KDSIM_SCHEDULE=in-order" TIMEOUT 120)
+endfunction()
+
+# kd_sim_engine_mutant(NAME FILE ORIGINAL REPLACEMENT FILTER EXPECT): the same
+# for src/gpu/FILE (a source or a header), run by tests/pipeline_gpu_test.cpp.
+# Every engine file is copied next to the mutated one, so the engine's
+# #include "..." of its own headers finds the mutant first.
+function(kd_sim_engine_mutant name file original replacement filter expect)
+  set(dir ${CMAKE_CURRENT_BINARY_DIR}/mutants/${name})
+  file(GLOB engine_files ${PROJECT_SOURCE_DIR}/src/gpu/*.cu ${PROJECT_SOURCE_DIR}/src/gpu/*.cpp ${PROJECT_SOURCE_DIR}/src/gpu/*.h)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${engine_files})
+  file(COPY ${engine_files} DESTINATION ${dir})
+  file(READ ${PROJECT_SOURCE_DIR}/src/gpu/${file} text)
+  string(FIND "${text}" "${original}" first)
+  string(FIND "${text}" "${original}" last REVERSE)
+  if(first EQUAL -1 OR NOT first EQUAL last)
+    message(FATAL_ERROR "mutant ${name}: src/gpu/${file} must contain exactly once:\n  ${original}\n"
+                        "update the mutant in tests/sim/mutation.cmake to the engine's current code")
+  endif()
+  string(REPLACE "${original}" "${replacement}" text "${text}")
+  file(CONFIGURE OUTPUT ${dir}/${file} CONTENT "${text}" @ONLY)
+  set(sources)
+  foreach(source ${KD_SIM_ENGINE_SOURCES})
+    get_filename_component(source_name ${source} NAME)
+    list(APPEND sources ${dir}/${source_name})
+  endforeach()
+  kd_sim_engine_library(kd_sim_engine_${name} ${sources})
+  add_executable(mutant_${name} $<TARGET_OBJECTS:kd_sim_test_pipeline>)
+  target_link_libraries(mutant_${name} PRIVATE kd_sim_engine_${name} kd_sim_main)
   add_test(NAME sim.mutant.${name}
     COMMAND ${CMAKE_COMMAND} -DBINARY=$<TARGET_FILE:mutant_${name}> -DFILTER=${filter} -DEXPECT=${expect}
             -DNAME=${name} -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_caught.cmake)
@@ -79,3 +111,44 @@ kd_sim_mutant(cublas_dx_wrong_lda dense
   "in, b, out, &one, w, in, dy, out, &zero, dx,"
   "in, b, out, &one, w, out, dy, out, &zero, dx,"
   "*CublasImplementationMatchesReference*" "cuBLAS status 7")
+# dW's GEMM with x and dy's transposes swapped: the simulated cuBLAS reads
+# past x (status 13, execution failed) or refuses an lda below k (status 7).
+kd_sim_mutant(cublas_dw_transposed dense
+  "CUBLAS_OP_N, CUBLAS_OP_T, in, out, b"
+  "CUBLAS_OP_T, CUBLAS_OP_N, in, out, b"
+  "*CublasImplementationMatchesReference*" "cuBLAS status (7|13)")
+# The input descriptor with H and W swapped: for the 11x9 and 8x13 test shapes
+# cuDNN's output shape disagrees with the plan's, which the plan checks.
+kd_sim_mutant(cudnn_input_hw_swapped conv
+  "s.n, s.in_c, s.h, s.w));"
+  "s.n, s.in_c, s.w, s.h));"
+  "*MatchesReference*" "cuDNN computes output")
+# The filter descriptor with K and C swapped: its C no longer matches the
+# input's channels wherever in_c != out_c (CUDNN_STATUS_BAD_PARAM).
+kd_sim_mutant(cudnn_filter_kc_swapped conv
+  "s.out_c, s.in_c, s.k, s.k"
+  "s.in_c, s.out_c, s.k, s.k"
+  "*MatchesReference*" "different channel counts")
+# The shared workspace one byte short of what the chosen algorithms asked for.
+kd_sim_mutant(conv_workspace_one_byte_short conv
+  "workspace.allocate(workspace_bytes, \"convolution workspace"
+  "workspace.allocate(workspace_bytes - 1, \"convolution workspace"
+  "*MatchesReference*" "bytes of workspace, got")
+# Engine mutants, run by the pipeline tests on the simulated engine.
+# keep_best copying the other way: the kept parameters are never written.
+kd_sim_engine_mutant(keep_best_copies_backwards cuda_model.cu
+  "cudaMemcpyAsync(best_.data(), params_.data(), params_.bytes()"
+  "cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes()"
+  "*KeptBestParametersAreRestoredExactly*" "Failure")
+# Parameters read on the host without the stream synchronisation: the host
+# sees the simulator's poison (NaN) where the uploaded parameters should be.
+kd_sim_engine_mutant(host_read_without_sync cuda_model.cu
+  "  copy_to_host(aligned.data(), device.data(), aligned.size(), stream);"
+  "  KD_CUDA_CHECK(cudaMemcpyAsync(aligned.data(), device.data(), aligned.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));"
+  "*OddParameterCountsMatchCpu*" "parameters do not round-trip")
+# The epoch buffers reallocated while graphs captured with their old addresses
+# are kept: the replays write through freed memory.
+kd_sim_engine_mutant(graph_outlives_its_buffers cuda_model.cu
+  "  graphs_.clear();\n"
+  ""
+  "*GraphsAreRecapturedWhenTheEpochGrows*" "inside a freed")

@@ -1,8 +1,10 @@
 // cuda_sim.h: a CPU execution model of CUDA, used only by the tests, so that the
-// kernels' own source (kernels/*.cu, src/gpu/epoch_cursor.cu) compiles as host
-// C++ and runs in CI against the CPU reference. The shim headers next to this
-// one (cuda_runtime.h, cooperative_groups.h, cublas_v2.h, cublasLt.h) include
-// it; tests/sim/CMakeLists.txt puts this directory first on the include path.
+// kernels' own source (kernels/*.cu) and the whole CUDA engine around them
+// (src/gpu: streams, graphs, plans, the memory check; the kdtrain-sim binary)
+// compile as host C++ and run in CI against the CPU reference. The shim
+// headers next to this one (cuda_runtime.h, cooperative_groups.h, cublas_v2.h,
+// cublasLt.h, cudnn.h) include it; tests/sim/CMakeLists.txt puts this
+// directory first on the include path.
 //
 // Model. Every GPU thread is a fiber with its own small stack. The blocks of a
 // grid run one at a time, the blocks of a thread-block cluster together (one
