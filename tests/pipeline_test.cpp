@@ -276,7 +276,12 @@ class RecordingModel final : public ModelEngine {
  public:
   RecordingModel(std::unique_ptr<ModelEngine> inner, const TrainSettings& settings, int64_t train_n,
                  std::vector<std::pair<int64_t, int>>& log, const ValScript& script)
-      : ModelEngine(inner->arch(), settings, train_n), inner_(std::move(inner)), log_(log), script_(script) {}
+      : ModelEngine(inner->arch(), settings),
+        train_n_(train_n),
+        inner_(std::move(inner)),
+        log_(log),
+        script_(script) {}
+  int64_t train_images() const override { return train_n_; }
   void begin_epoch_impl(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override {
     log_.emplace_back(begin, b);
@@ -304,6 +309,7 @@ class RecordingModel final : public ModelEngine {
   ModelEngine* inner() { return inner_.get(); }
 
  private:
+  int64_t train_n_;
   std::unique_ptr<ModelEngine> inner_;
   std::vector<std::pair<int64_t, int>>& log_;
   const ValScript& script_;

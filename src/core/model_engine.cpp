@@ -8,8 +8,8 @@
 
 namespace kd {
 
-ModelEngine::ModelEngine(const Arch& arch, const TrainSettings& settings, int64_t train_n)
-    : arch_(arch), batch_capacity_(settings.batch_size), optimizer_(settings.optimizer), train_n_(train_n) {
+ModelEngine::ModelEngine(const Arch& arch, const TrainSettings& settings)
+    : arch_(arch), batch_capacity_(settings.batch_size), optimizer_(settings.optimizer) {
   if (settings.batch_size < 1) fail("--batch-size must be >= 1, got " + std::to_string(settings.batch_size));
   // Inference passes advance by this much: below 1 they would never end.
   if (settings.eval_batch_size < 1)
@@ -17,10 +17,11 @@ ModelEngine::ModelEngine(const Arch& arch, const TrainSettings& settings, int64_
 }
 
 void ModelEngine::begin_epoch(const std::vector<int32_t>& order) {
+  const int64_t train_n = train_images();
   for (size_t i = 0; i < order.size(); ++i)
-    if (order[i] < 0 || order[i] >= train_n_)
+    if (order[i] < 0 || order[i] >= train_n)
       fail("begin_epoch: order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
-           " is not an index into the training split of " + std::to_string(train_n_) + " images");
+           " is not an index into the training split of " + std::to_string(train_n) + " images");
   begin_epoch_impl(order);
   in_epoch_ = true;
   order_size_ = int64_t(order.size());

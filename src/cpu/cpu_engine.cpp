@@ -76,6 +76,7 @@ class CpuModelEngine final : public ModelEngine {
   const CpuEngine& engine() const { return engine_; }
 
  private:
+  int64_t train_images() const override;
   void begin_epoch_impl(const std::vector<int32_t>& order) override;
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
   TrainStats end_epoch_impl() override;
@@ -172,7 +173,7 @@ class CpuEngine final : public Engine {
 
 CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const std::vector<float>& params,
                                const TrainSettings& settings)
-    : ModelEngine(arch, settings, engine.split(SplitId::Train).n),
+    : ModelEngine(arch, settings),
       engine_(engine),
       settings_(settings),
       model_(arch, buffer_rows(settings), engine.make_ops()) {
@@ -185,6 +186,8 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
   dlogits_.resize(rows * arch.output.size());
   teacher_rows_.resize(rows * arch.output.size());
 }
+
+int64_t CpuModelEngine::train_images() const { return engine_.split(SplitId::Train).n; }
 
 void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b) {
   ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), kPixelMean, kPixelStd);

@@ -37,7 +37,7 @@ class Event {
 
 CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
                      const TrainSettings& settings)
-    : ModelEngine(arch, settings, context.split(SplitId::Train).n),
+    : ModelEngine(arch, settings),
       context_(context),
       settings_(settings),
       net_(arch, settings, context),
@@ -177,7 +177,6 @@ void CudaModel::set_optim_state_impl(const OptimState& state) {
 // ------------------------------------------------------------------ training
 
 void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order) {
-  input_split(SplitId::Train);  // checks the split fits the model
   reserve_epoch(order.size());
   copy_to_device(order_.data(), order.data(), order.size(), context_.stream());
   // Plans for the epoch's batch sizes (full, and the partial last one) are

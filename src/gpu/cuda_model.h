@@ -47,6 +47,7 @@ class CudaModel final : public ModelEngine {
   const EngineContext& context() const { return context_; }
 
  private:
+  int64_t train_images() const override { return input_split(SplitId::Train).n; }
   void begin_epoch_impl(const std::vector<int32_t>& order) override;
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
   TrainStats end_epoch_impl() override;

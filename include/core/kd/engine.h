@@ -134,8 +134,10 @@ class ModelEngine {
   void set_best(const std::vector<float>& params);
 
  protected:
-  // train_n: images in the engine's training split, which orders index.
-  ModelEngine(const Arch& arch, const TrainSettings& settings, int64_t train_n);
+  ModelEngine(const Arch& arch, const TrainSettings& settings);
+  // Images in the engine's training split, which an epoch's order indexes
+  // (asked at begin_epoch: a model may be created before the data is loaded).
+  virtual int64_t train_images() const = 0;
 
   // Called only with arguments the entry points checked.
   virtual void begin_epoch_impl(const std::vector<int32_t>& order) = 0;
@@ -156,7 +158,6 @@ class ModelEngine {
   Arch arch_;
   int batch_capacity_;       // the largest training batch the buffers hold (settings.batch_size)
   OptimizerKind optimizer_;  // Adam keeps two moments per parameter, SGD one
-  int64_t train_n_;
   bool in_epoch_ = false, has_best_ = false;
   int64_t order_size_ = 0;
   int64_t next_begin_ = -1;  // where the epoch's next step must start; -1: anywhere (first step)
