@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kd/cuda_common.h"
 #include "kd/augment.h"
 #include "kd/error.h"
 #include "kd/launch.h"
@@ -23,7 +24,6 @@
 namespace kd::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 
 // images: (N, c, h, w) u8, labels: (N) u8, idx: (b), epoch: device (1)
 // -> out: (b, c, h, w), out_labels: (b) (skipped when null). One block per row.
@@ -71,7 +71,7 @@ void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, cons
          std::to_string(w) + " pixels exceeds 2^31; split the channels into separate calls");
   }
   if (b == 0) return;
-  launch(augment_gather_normalize_kernel, b, kThreads, 0, stream, images, labels, idx, out, out_labels, c, h, w,
+  launch(augment_gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, c, h, w,
          mean, std, params, seed, epoch);
   KD_CUDA_CHECK_LAUNCH(augment_gather_normalize_kernel);
 }

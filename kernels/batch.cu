@@ -4,6 +4,7 @@
 // Oracle: kd::ref::gather_normalize.
 #include <cstdint>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_ops.h"
@@ -12,7 +13,6 @@
 namespace kd::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 
 // One block per batch row. images: (N, pixels) u8, labels: (N) u8, idx: (b)
 // -> out: (b, pixels) = (px / 255 - mean) / std, out_labels: (b) (skipped when
@@ -41,14 +41,13 @@ __global__ void iota_kernel(int32_t* __restrict__ out, int n) {
 void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
                       int32_t* out_labels, int b, int64_t pixels, float mean, float std, cudaStream_t stream) {
   if (b == 0) return;
-  launch(gather_normalize_kernel, b, kThreads, 0, stream, images, labels, idx, out, out_labels, pixels, mean, std);
+  launch(gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, pixels, mean, std);
   KD_CUDA_CHECK_LAUNCH(gather_normalize_kernel);
 }
 
 void iota(int32_t* out, int n, cudaStream_t stream) {
   if (n == 0) return;
-  const int blocks = (n + kThreads - 1) / kThreads;
-  launch(iota_kernel, blocks, kThreads, 0, stream, out, n);
+  launch(iota_kernel, grid_blocks(n, kBlockThreads, INT32_MAX), kBlockThreads, 0, stream, out, n);
   KD_CUDA_CHECK_LAUNCH(iota_kernel);
 }
 

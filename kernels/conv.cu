@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
@@ -44,7 +45,6 @@ std::string cudnn_reason(cudnnStatus_t status) {
   return reason;
 }
 
-constexpr int kThreads = 256;
 // The largest workspace an algorithm may ask for: keeps a plan for a
 // 10,000-image latency batch from claiming gigabytes for a few percent of speed.
 constexpr size_t kMaxWorkspaceBytes = size_t(512) << 20;
@@ -199,7 +199,7 @@ __global__ void bias_activation_kernel(float* __restrict__ y, const float* __res
 // not depend on scheduling. dy: (n, channels, hw) -> partial: (channels, splits).
 __global__ void bias_grad_partial_kernel(const float* __restrict__ dy, double* __restrict__ partial, int n,
                                          int channels, int hw, int images_per_split) {
-  __shared__ double thread_sums[kThreads];
+  __shared__ double thread_sums[kBlockThreads];
   const int split = blockIdx.x, channel = blockIdx.y;
   const int image_begin = split * images_per_split;
   const int image_end = image_begin + images_per_split < n ? image_begin + images_per_split : n;
@@ -210,7 +210,7 @@ __global__ void bias_grad_partial_kernel(const float* __restrict__ dy, double* _
   }
   thread_sums[threadIdx.x] = sum;
   __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+  for (int stride = kBlockThreads / 2; stride > 0; stride /= 2) {
     if (int(threadIdx.x) < stride) thread_sums[threadIdx.x] += thread_sums[threadIdx.x + stride];
     __syncthreads();
   }
@@ -234,7 +234,7 @@ __global__ void find_mismatch_kernel(const float* __restrict__ y, int64_t n, flo
   }
 }
 
-int blocks_for(int64_t items) { return int(std::min<int64_t>((items + kThreads - 1) / kThreads, int64_t(1) << 20)); }
+int blocks_for(int64_t items) { return grid_blocks(items, kBlockThreads, int64_t(1) << 20); }
 
 }  // namespace
 
@@ -430,7 +430,7 @@ struct ConvPlan::State {
             "cudnnConvolutionBiasActivationForward", algo_name(fwd_algo), refused)) {
       return false;
     }
-    launch(find_mismatch_kernel, blocks_for(y_count()), kThreads, 0, cudaStream_t{}, y.data(), y_count(), 1.0f,
+    launch(find_mismatch_kernel, blocks_for(y_count()), kBlockThreads, 0, cudaStream_t{}, y.data(), y_count(), 1.0f,
            found.data());
     KD_CUDA_CHECK_LAUNCH(find_mismatch_kernel);
     return found.download()[0] == 0;
@@ -491,10 +491,10 @@ void ConvPlan::forward(const float* x, const float* w, const float* bias, float*
   if (bias == nullptr && !relu) return;
   const int hw = st.shape.out_h() * st.shape.out_w();
   if (relu) {
-    launch(bias_activation_kernel<true>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+    launch(bias_activation_kernel<true>, blocks_for(st.y_count()), kBlockThreads, 0, stream, y, bias, st.y_count(),
            st.shape.out_c, hw);
   } else {
-    launch(bias_activation_kernel<false>, blocks_for(st.y_count()), kThreads, 0, stream, y, bias, st.y_count(),
+    launch(bias_activation_kernel<false>, blocks_for(st.y_count()), kBlockThreads, 0, stream, y, bias, st.y_count(),
            st.shape.out_c, hw);
   }
   KD_CUDA_CHECK_LAUNCH(bias_activation_kernel);
@@ -532,10 +532,10 @@ void ConvPlan::backward_filter(const float* x, const float* dy, float* dw, float
   // cudnnConvolutionBackwardBias, whose summation order is not documented.
   const ref::ConvShape& s = st.shape;
   const dim3 partial_grid(unsigned(st.bias_splits), unsigned(s.out_c));
-  launch(bias_grad_partial_kernel, partial_grid, kThreads, 0, stream, dy, st.bias_partial.data(), s.n, s.out_c,
+  launch(bias_grad_partial_kernel, partial_grid, kBlockThreads, 0, stream, dy, st.bias_partial.data(), s.n, s.out_c,
          s.out_h() * s.out_w(), st.bias_images_per_split);
   KD_CUDA_CHECK_LAUNCH(bias_grad_partial_kernel);
-  launch(bias_grad_finish_kernel, (s.out_c + kThreads - 1) / kThreads, kThreads, 0, stream, st.bias_partial.data(), db,
+  launch(bias_grad_finish_kernel, (s.out_c + kBlockThreads - 1) / kBlockThreads, kBlockThreads, 0, stream, st.bias_partial.data(), db,
          s.out_c, st.bias_splits);
   KD_CUDA_CHECK_LAUNCH(bias_grad_finish_kernel);
 }

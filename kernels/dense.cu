@@ -35,6 +35,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kd/cuda_common.h"
 #include "kd/error.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
@@ -192,10 +193,7 @@ __global__ void split_k_reduce_kernel(const float* __restrict__ partials, int sp
 }
 
 // ------------------------------------------------------------------ small kernels
-constexpr int kElementwiseThreads = 256;
-int elementwise_blocks(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kElementwiseThreads - 1) / kElementwiseThreads, 65536));
-}
+int elementwise_blocks(int64_t n) { return grid_blocks(n, kBlockThreads, 65536); }
 
 // db: (cols) = column sums of dy: (rows, cols). A block owns 32 columns; each
 // of its 32 row slices sums rows slice, slice + 32, ... in double, then slice
@@ -412,7 +410,7 @@ void custom_gemm(DenseContext::State& st, const float* a, int lda, const float* 
   KD_CUDA_CHECK_LAUNCH(gemm_kernel);
   if (splits > 1) {
     const int64_t n = int64_t(M) * N;
-    launch(split_k_reduce_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream,
+    launch(split_k_reduce_kernel, elementwise_blocks(n), kBlockThreads, 0, stream,
         target, int(splits), M, N, c, ep);
     KD_CUDA_CHECK_LAUNCH(split_k_reduce_kernel);
   }
@@ -451,7 +449,7 @@ void cublas_forward(DenseContext::State& st, const float* x, const float* w, con
   bind_blas_stream(st, stream);
   KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, out, b, in, &one, w, in, x, in, &zero, y, out));
   const int64_t n = int64_t(b) * out;
-  launch(bias_act_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, y, bias, n, out, relu);
+  launch(bias_act_kernel, elementwise_blocks(n), kBlockThreads, 0, stream, y, bias, n, out, relu);
   KD_CUDA_CHECK_LAUNCH(bias_act_kernel);
 }
 
@@ -517,13 +515,13 @@ void dense_backward(DenseContext& ctx, DenseImpl impl, const float* x, const flo
 
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  launch(relu_forward_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, x, y, n);
+  launch(relu_forward_kernel, elementwise_blocks(n), kBlockThreads, 0, stream, x, y, n);
   KD_CUDA_CHECK_LAUNCH(relu_forward_kernel);
 }
 
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  launch(relu_backward_kernel, elementwise_blocks(n), kElementwiseThreads, 0, stream, y, dy, dx, n);
+  launch(relu_backward_kernel, elementwise_blocks(n), kBlockThreads, 0, stream, y, dy, dx, n);
   KD_CUDA_CHECK_LAUNCH(relu_backward_kernel);
 }
 
@@ -555,7 +553,7 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
   uint32_t seed = 1;
   for (DeviceBuffer<float>* buf : {&x, &w, &bias, &dy}) {
     if (buf->size() == 0) continue;  // dy of an inference choice
-    launch(fill_hash_kernel, elementwise_blocks(int64_t(buf->size())), kElementwiseThreads, 0, stream,
+    launch(fill_hash_kernel, elementwise_blocks(int64_t(buf->size())), kBlockThreads, 0, stream,
         buf->data(), int64_t(buf->size()), seed++);
     KD_CUDA_CHECK_LAUNCH(fill_hash_kernel);
   }

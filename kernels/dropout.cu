@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/philox.h"
@@ -15,13 +16,12 @@
 namespace kd::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
 // Each thread owns groups of 4 consecutive elements: one Philox block draws the
 // 4 lanes of a group, and the group moves as one 16-byte float access.
 int blocks_for_groups(int64_t groups) {
-  return int(std::min<int64_t>((groups + kThreads - 1) / kThreads, kMaxBlocks));
+  return grid_blocks(groups, kBlockThreads, kMaxBlocks);
 }
 
 // float4 / uchar4 accesses need x, y (16 bytes) and mask (4 bytes) aligned;
@@ -97,9 +97,9 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p
   if (n == 0) return;
   const int blocks = blocks_for_groups((n + 3) / 4);
   if (quads_aligned(x, y, mask)) {
-    launch(dropout_forward_kernel<true>, blocks, kThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
+    launch(dropout_forward_kernel<true>, blocks, kBlockThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
   } else {
-    launch(dropout_forward_kernel<false>, blocks, kThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
+    launch(dropout_forward_kernel<false>, blocks, kBlockThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
   }
   KD_CUDA_CHECK_LAUNCH(dropout_forward_kernel);
 }
@@ -108,9 +108,9 @@ void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n
   if (n == 0) return;
   const int blocks = blocks_for_groups((n + 3) / 4);
   if (quads_aligned(dy, dx, mask)) {
-    launch(dropout_backward_kernel<true>, blocks, kThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
+    launch(dropout_backward_kernel<true>, blocks, kBlockThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
   } else {
-    launch(dropout_backward_kernel<false>, blocks, kThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
+    launch(dropout_backward_kernel<false>, blocks, kBlockThreads, 0, stream, dy, mask, dx, n, keep_scale(p));
   }
   KD_CUDA_CHECK_LAUNCH(dropout_backward_kernel);
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
@@ -14,14 +15,10 @@ namespace kd::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kThreads = 256;  // 8 warps: one row per warp per iteration
-constexpr int kWarpsPerBlock = kThreads / kWarp;
+constexpr int kWarpsPerBlock = kBlockThreads / kWarp;
 constexpr int kMaxBlocks = 4096;
 
-int blocks_for_rows(int rows) {
-  const int blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  return blocks < kMaxBlocks ? blocks : kMaxBlocks;
-}
+int blocks_for_rows(int rows) { return grid_blocks(rows, kWarpsPerBlock, kMaxBlocks); }
 
 // Index of the first maximum of row: (c) as kd::ref::argmax_rows defines it:
 // the first column holding the largest value, NaN ignored, except that a NaN in
@@ -94,14 +91,14 @@ __global__ void accumulate_scalar_kernel(const float* __restrict__ value, double
 
 void argmax_rows(const float* x, int32_t* out, int b, int c, cudaStream_t stream) {
   if (b == 0) return;
-  launch(argmax_rows_kernel, blocks_for_rows(b), kThreads, 0, stream, x, out, b, c);
+  launch(argmax_rows_kernel, blocks_for_rows(b), kBlockThreads, 0, stream, x, out, b, c);
   KD_CUDA_CHECK_LAUNCH(argmax_rows_kernel);
 }
 
 void accumulate_correct(const float* x, const int32_t* labels, int b, int c, unsigned long long* correct,
                         cudaStream_t stream) {
   if (b == 0) return;
-  launch(accumulate_correct_kernel, blocks_for_rows(b), kThreads, 0, stream, x, labels, b, c, correct);
+  launch(accumulate_correct_kernel, blocks_for_rows(b), kBlockThreads, 0, stream, x, labels, b, c, correct);
   KD_CUDA_CHECK_LAUNCH(accumulate_correct_kernel);
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
@@ -19,13 +20,12 @@
 namespace kd::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 // Enough resident blocks to saturate memory bandwidth on current GPUs; each
 // block computes the bias corrections once, so fewer, longer blocks are cheaper.
 constexpr int64_t kMaxBlocks = 1024;
 
 int blocks_for_quads(int64_t n) {
-  return int(std::clamp<int64_t>((n + 4 * kThreads - 1) / (4 * kThreads), 1, kMaxBlocks));
+  return grid_blocks(n, 4 * kBlockThreads, kMaxBlocks);
 }
 
 template <typename... T>
@@ -152,9 +152,9 @@ void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const re
                const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, m, v)) {
-    launch(adam_kernel<true>, blocks_for_quads(n), kThreads, 0, stream, p, g, m, v, n, a, step);
+    launch(adam_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, step);
   } else {
-    launch(adam_kernel<false>, blocks_for_quads(n), kThreads, 0, stream, p, g, m, v, n, a, step);
+    launch(adam_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, step);
   }
   KD_CUDA_CHECK_LAUNCH(adam_kernel);
 }
@@ -163,9 +163,9 @@ void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const re
                        const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, buf)) {
-    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kThreads, 0, stream, p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, step);
   } else {
-    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kThreads, 0, stream, p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, step);
   }
   KD_CUDA_CHECK_LAUNCH(sgd_momentum_kernel);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kd/cuda_common.h"
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
@@ -12,10 +13,9 @@
 namespace kd::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the rest
 
-int blocks_for(int64_t items) { return int(std::min<int64_t>((items + kThreads - 1) / kThreads, kMaxBlocks)); }
+int blocks_for(int64_t items) { return grid_blocks(items, kBlockThreads, kMaxBlocks); }
 
 // One thread per output. x: (planes, h, w) -> y, argmax: (planes, oh, ow), planes = n * c.
 // argmax is the row-major position in the window (0 top-left, 1 top-right,
@@ -73,7 +73,7 @@ void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c,
   const int oh = h / 2, ow = w / 2;
   const int64_t outputs = int64_t(n) * c * oh * ow;
   if (outputs == 0) return;
-  launch(maxpool2x2_forward_kernel, blocks_for(outputs), kThreads, 0, stream, x, y, argmax, outputs, h, w, oh, ow);
+  launch(maxpool2x2_forward_kernel, blocks_for(outputs), kBlockThreads, 0, stream, x, y, argmax, outputs, h, w, oh, ow);
   KD_CUDA_CHECK_LAUNCH(maxpool2x2_forward_kernel);
 }
 
@@ -81,7 +81,7 @@ void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int 
                          cudaStream_t stream) {
   const int64_t inputs = int64_t(n) * c * h * w;
   if (inputs == 0) return;
-  launch(maxpool2x2_backward_kernel, blocks_for(inputs), kThreads, 0, stream,
+  launch(maxpool2x2_backward_kernel, blocks_for(inputs), kBlockThreads, 0, stream,
       dy, argmax, dx, inputs, h, w, h / 2, w / 2);
   KD_CUDA_CHECK_LAUNCH(maxpool2x2_backward_kernel);
 }
