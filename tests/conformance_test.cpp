@@ -24,7 +24,7 @@
 #include "kd/engine.h"
 #include "kd/error.h"
 #include "kd/params.h"
-#if defined(KD_WITH_CUDA)
+#if defined(KD_WITH_CUDA) || defined(KD_SIM)
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_engine.h"
 #endif
@@ -53,7 +53,7 @@ std::vector<NamedEngine> engines() {
   std::vector<NamedEngine> out = {{"reference", [] { return make_cpu_engine(); }},
                                   {"fast-1-thread", [] { return make_fast_cpu_engine(1); }},
                                   {"fast-2-threads", [] { return make_fast_cpu_engine(2); }}};
-#if defined(KD_WITH_CUDA)
+#if defined(KD_WITH_CUDA) || defined(KD_SIM)
   if (cuda::device_count() > 0) out.push_back({"cuda", [] { return make_cuda_engine(); }});
 #endif
   return out;
