@@ -242,43 +242,94 @@ class ScopedEnv {
   bool had_ = false;
 };
 
-TEST(OnnxRuntime, MissingRunnerOrNodeIsANoteNotAnError) {
+// Hides the in-process library, so ONNX Runtime can only come through node.
+struct HideInProcessOrt {
+  ScopedEnv lib{"KD_ORT_LIB", "/nonexistent/libonnxruntime.so.1"};
+};
+
+TEST(OnnxRuntime, MissingLibraryAndRunnerOrNodeIsANoteNamingBoth) {
   const Arch arch = mnist_arch("flatten,dense:10");
   const std::vector<float> params = initial_params(arch, 5);
+  const HideInProcessOrt hide;
   {
     ScopedEnv runner("KD_ORT_RUNNER", "/nonexistent/ort_run.js");
     const OrtLatency ort = ort_latency(arch, params);
     EXPECT_FALSE(ort.measured);
-    expect_mentions(ort.note, {"ONNX Runtime not installed", "/nonexistent/ort_run.js", "KD_ORT_RUNNER"});
+    expect_mentions(ort.note, {"ONNX Runtime not installed", "/nonexistent/libonnxruntime.so.1", "KD_ORT_LIB",
+                               "scripts/onnxruntime.sh", "/nonexistent/ort_run.js", "KD_ORT_RUNNER"});
   }
   {
     ScopedEnv path("PATH", "/nonexistent");
     const OrtLatency ort = ort_latency(arch, params);
     EXPECT_FALSE(ort.measured);
-    expect_mentions(ort.note, {"ONNX Runtime not installed", "node not found"});
-    EXPECT_EQ(ort_latency_text(ort), ort.note + "\n");
+    expect_mentions(ort.note, {"ONNX Runtime not installed", "KD_ORT_LIB", "node not found"});
+    const std::string text = latency_side_by_side_text({latency_stats(1, {0.5})}, ort);
+    EXPECT_EQ(text.substr(text.size() - ort.note.size() - 1), ort.note + "\n") << text;
   }
 }
 
-TEST(OnnxRuntime, LatencyTimesEveryBatchSizeAsked) {
+// In this process when the library loads; each batch size timed by kdtrain's rule.
+TEST(OnnxRuntime, LatencyTimesEveryBatchSizeAskedInProcess) {
   if (const std::string why = ort_missing(); !why.empty()) GTEST_SKIP() << why;
   const Arch arch = mnist_arch(kDefaultStudentArch);
   OrtLatencyOptions options;
-  options.batches = {1, 8};
+  options.batches = {1, 8, 20};
   options.max_repeats = 3;
-  options.budget_ms = 0;  // stop at the minimum, min(5, max_repeats) = 3 runs
+  options.slice = 8;                            // 20 runs as 8 + 8 + 4
+  options.input.assign(5 * 784, 128.0f);        // 5 images, repeated to fill each batch
+  options.threads = 1;
   const OrtLatency ort = ort_latency(arch, initial_params(arch, 6), options);
   ASSERT_TRUE(ort.measured) << ort.note;
+  EXPECT_EQ(ort.via, "in-process");
+  EXPECT_EQ(ort.threads, 1);
   EXPECT_FALSE(ort.version.empty());
-  ASSERT_EQ(ort.latency.size(), 2u);
-  for (size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(ort.latency.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(ort.latency[i].batch, options.batches[i]);
     EXPECT_EQ(ort.latency[i].repeats, 3);
     EXPECT_GT(ort.latency[i].median_ms, 0);
     EXPECT_GE(ort.latency[i].p90_ms, ort.latency[i].median_ms);
   }
-  const std::string text = ort_latency_text(ort);
-  EXPECT_NE(text.find("ONNX Runtime " + ort.version), std::string::npos) << text;
+  expect_mentions(ort_description(ort), {"ONNX Runtime " + ort.version, "1 thread)", "in this process"});
+}
+
+// The node runner still serves when the library cannot be loaded here.
+TEST(OnnxRuntime, NodeIsTheFallback) {
+  const HideInProcessOrt hide;
+  if (const std::string why = ort_missing(); !why.empty()) GTEST_SKIP() << why;
+  const Arch arch = mnist_arch(kDefaultStudentArch);
+  OrtLatencyOptions options;
+  options.batches = {1};
+  options.max_repeats = 3;
+  options.budget_ms = 0;  // stop at the minimum, min(5, max_repeats) = 3 runs
+  const OrtLatency ort = ort_latency(arch, initial_params(arch, 6), options);
+  ASSERT_TRUE(ort.measured) << ort.note;
+  EXPECT_EQ(ort.via, "node");
+  ASSERT_EQ(ort.latency.size(), 1u);
+  EXPECT_EQ(ort.latency[0].repeats, 3);
+  EXPECT_NE(ort_description(ort).find("from node (fallback)"), std::string::npos);
+}
+
+// One row per kdtrain batch: both medians and p90s, and ONNX Runtime / kdtrain.
+TEST(OnnxRuntime, SideBySideTextPutsTheRatioBesideBothTimings) {
+  OrtLatency ort;
+  ort.measured = true;
+  ort.version = "1.2.3";
+  ort.threads = 2;
+  ort.via = "in-process";
+  ort.latency = {latency_stats(1, {0.3}), latency_stats(64, {2.0})};
+  const std::string text =
+      latency_side_by_side_text({latency_stats(1, {0.1}), latency_stats(64, {4.0}), latency_stats(1024, {9.0})}, ort);
+  std::istringstream lines(text);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(lines, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 5u) << text;
+  expect_mentions(rows[0], {"kdtrain ms", "ORT ms", "ORT / kdtrain"});
+  expect_mentions(rows[1], {"0.1000", "0.3000", "3.00x"});
+  expect_mentions(rows[2], {"4.0000", "2.0000", "0.50x"});
+  expect_mentions(rows[3], {"1024", "9.0000", "-"});
+  EXPECT_EQ(rows[4], "ONNX Runtime 1.2.3 (CPU, 2 threads): the exported ONNX model, forward only, timed in this "
+                     "process through its C API");
 }
 
 // kdtrain's CPU engine's logits for the first n test images: the same gather,
@@ -393,7 +444,9 @@ TEST(OnnxRuntimeReport, RunReportsOrtLatencyOrSaysItIsNotInstalled) {
     if (installed && !why.empty()) continue;
     SCOPED_TRACE(installed ? "installed" : "not installed");
     std::unique_ptr<ScopedEnv> hide;
+    std::unique_ptr<HideInProcessOrt> hide_lib;
     if (!installed) hide = std::make_unique<ScopedEnv>("KD_ORT_RUNNER", "/nonexistent/ort_run.js");
+    if (!installed) hide_lib = std::make_unique<HideInProcessOrt>();
     Options o;
     o.data_dir = data;
     o.device = DeviceChoice::Cpu;
@@ -414,17 +467,18 @@ TEST(OnnxRuntimeReport, RunReportsOrtLatencyOrSaysItIsNotInstalled) {
     ASSERT_EQ(j["models"].size(), 2u);
     for (const nlohmann::json& m : j["models"]) {
       const nlohmann::json& ort = m["onnxruntime"];
-      if (installed) {
-        ASSERT_EQ(ort["latency"].size(), 2u) << ort;
+      if (installed) {  // the batch sizes kdtrain timed, side by side
+        ASSERT_EQ(ort["latency"].size(), 1u) << ort;
         EXPECT_EQ(ort["latency"][0]["batch"], 1);
-        EXPECT_EQ(ort["latency"][1]["batch"], 1024);
-        EXPECT_GT(ort["latency"][1]["median_ms"].get<double>(), 0);
+        EXPECT_GT(ort["latency"][0]["median_ms"].get<double>(), 0);
+        EXPECT_GT(ort["latency"][0]["vs_kdtrain"].get<double>(), 0);
+        EXPECT_EQ(ort["threads"], 1);  // the reference engine runs on one thread, and so does ONNX Runtime beside it
       } else {
         EXPECT_EQ(ort["note"].get<std::string>().rfind("ONNX Runtime not installed", 0), 0u) << ort;
       }
     }
     if (installed) {
-      EXPECT_EQ(j["comparisons"]["student_vs_teacher"]["speedup_onnxruntime"].size(), 2u);
+      EXPECT_EQ(j["comparisons"]["student_vs_teacher"]["speedup_onnxruntime"].size(), 1u);
     }
     fs::remove_all(o.out_dir);
   }

@@ -273,7 +273,7 @@ TEST(ReportTable, EvalReportShowsOnlyTestNumbers) {
   EXPECT_FALSE(contains(table, "latency"));
 }
 
-// ONNX Runtime timings: rows per batch size, a speed-up verdict and one line
+// ONNX Runtime timings: rows per batch size with the ratio to kdtrain's, a speed-up verdict and one line
 // naming the runtime; the JSON keeps them per model; a note stands in for
 // models it could not time, and nothing appears when it was not asked.
 TEST(ReportTable, OnnxRuntimeRowsVerdictAndNotes) {
@@ -289,6 +289,7 @@ TEST(ReportTable, OnnxRuntimeRowsVerdictAndNotes) {
   const std::string table = report_table(r);
   for (const char* part : {"ONNX Runtime b=1 (ms, median)", "3.000", "ONNX Runtime b=1024 (ms, median)", "300.0",
                            "speed-up under ONNX Runtime: 6.00x at batch 1, 6.00x at batch 1024",
+                           "ONNX Runtime / kdtrain b=1", "1.50x",  // teacher: ONNX Runtime 3 ms, kdtrain 2 ms
                            "ONNX Runtime 1.23.2 (CPU, its default threads)", "ONNX Runtime not installed (test)"})
     EXPECT_TRUE(contains(table, part)) << "'" << part << "' not in:\n" << table;
 
@@ -296,6 +297,8 @@ TEST(ReportTable, OnnxRuntimeRowsVerdictAndNotes) {
   EXPECT_EQ(j["models"][0]["onnxruntime"]["version"], "1.23.2");
   EXPECT_EQ(j["models"][0]["onnxruntime"]["latency"][1]["batch"], 1024);
   EXPECT_EQ(j["models"][0]["onnxruntime"]["latency"][1]["median_ms"], 300.0);
+  EXPECT_EQ(j["models"][0]["onnxruntime"]["latency"][0]["vs_kdtrain"], 1.5);
+  EXPECT_TRUE(j["models"][0]["onnxruntime"]["latency"][1]["vs_kdtrain"].is_null());  // kdtrain not timed at 1024
   EXPECT_EQ(j["models"][2]["onnxruntime"]["note"], "ONNX Runtime not installed (test)");
   EXPECT_NEAR(j["comparisons"]["student_vs_teacher"]["speedup_onnxruntime"][0]["speedup"].get<double>(), 6.0, 1e-12);
 

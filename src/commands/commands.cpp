@@ -113,11 +113,10 @@ void eval_model_file(Session& s) {
 void latency_of_model_file(Session& s) {
   ModelFile f;
   auto model = model_of_file(s, f);
-  std::printf("%s on %s\n%8s %12s %12s %14s\n", s.opt().model_path.c_str(), s.report().device.c_str(), "batch",
-              "median ms", "p90 ms", "samples/s");
-  for (const LatencyRecord& r : s.measure_latencies(*model))
-    std::printf("%8d %12.4f %12.4f %14.0f\n", r.batch, r.median_ms, r.p90_ms, r.samples_per_s);
-  if (!s.opt().no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
+  std::printf("%s on %s\n", s.opt().model_path.c_str(), s.report().device.c_str());
+  const std::vector<LatencyRecord> kdtrain = s.measure_latencies(*model);
+  const OrtLatency ort = s.opt().no_ort ? OrtLatency{} : ort_latency(f.arch, f.params, s.ort_options());
+  std::printf("%s", latency_side_by_side_text(kdtrain, ort).c_str());
 }
 
 int run_command(const Options& opt, Engine& engine) {

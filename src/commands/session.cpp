@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "kd/error.h"
 #include "kd/interrupt.h"
@@ -310,7 +311,7 @@ void Session::finish_model(ModelEngine& model, ModelReport& rep, bool holds_last
   add_phase(role + " latency", seconds_since(l0));
   if (ort && !opt_.no_ort) {  // where it will be deployed: the exported model under ONNX Runtime (CPU)
     const auto o0 = Clock::now();
-    rep.ort = ort_latency(model.arch(), model.get_params());
+    rep.ort = ort_latency(model.arch(), model.get_params(), ort_options());
     add_phase(role + " ONNX Runtime latency", seconds_since(o0));
   }
 }
@@ -321,6 +322,18 @@ std::vector<LatencyRecord> Session::measure_latencies(ModelEngine& model) {
   for (size_t i = 0; i < latency_batches_.size() && !interrupted(); ++i)
     out.push_back(model.measure_latency(latency_batches_[i], repeats));
   return out;
+}
+
+OrtLatencyOptions Session::ort_options(std::vector<int> batches) const {
+  OrtLatencyOptions o;
+  o.batches = batches.empty() ? latency_batches_ : std::move(batches);
+  o.threads = engine_.is_reference_cpu() ? 1 : opt_.threads > 0 ? opt_.threads
+                                                               : std::max(1, int(std::thread::hardware_concurrency()));
+  o.slice = std::max(settings_.batch_size, settings_.eval_batch_size);
+  const Dataset& test = splits_.test;
+  const int64_t rows = std::min<int64_t>(test.n, *std::max_element(o.batches.begin(), o.batches.end()));
+  o.input.assign(test.images.begin(), test.images.begin() + rows * test.values_per_image());
+  return o;
 }
 
 std::map<std::string, std::string> Session::model_facts(const ModelReport& rep) const {

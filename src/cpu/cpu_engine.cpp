@@ -3,7 +3,6 @@
 // twin the GPU engine is tested against) or the fast ops (`--device cpu`).
 // Same batch gathering, loss, optimiser formulas and dropout counters either way.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -287,12 +286,8 @@ void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
 // of that size: on a CPU wider slices only spill the caches (throughput per
 // CPU-second is flat from batch 16 to 1000, bench/RESULTS.md), and the slices
 // bound the activation memory (a teacher at batch 10,000 would need ~6 GB).
-// Stops after `repeats` timings, or earlier once kLatencyBudgetS of timing has
-// collected at least kLatencyMinRepeats (a CPU teacher forward at batch 10,000
-// takes seconds).
+// Timed by time_forwards (kd/engine.h), the rule ONNX Runtime in-process is timed by too.
 LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
-  constexpr double kLatencyBudgetS = 3.0;
-  constexpr int kLatencyMinRepeats = 5;
   const Dataset& data = engine_.split(SplitId::Test);
   const int b = latency_batch(batch, repeats, data.n);
   const int64_t pixels = data.pixels();
@@ -300,22 +295,10 @@ LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
   std::iota(idx.begin(), idx.end(), 0);
   std::vector<float> x(size_t(b) * pixels);
   ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, pixels, kPixelMean, kPixelStd);
-  const auto forward_all = [&] {
+  return time_forwards(b, repeats, [&] {
     for (int begin = 0; begin < b; begin += model_.max_batch())
       model_.forward(x.data() + size_t(begin) * pixels, std::min(model_.max_batch(), b - begin), false, 0, 0);
-  };
-  forward_all();  // warm-up: caches, page faults, oneDNN primitive creation
-  std::vector<double> ms;
-  double spent_s = 0;
-  for (int r = 0; r < repeats && !(r > 0 && interrupted()) &&
-                  !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS);
-       ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    forward_all();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    spent_s += ms.back() / 1000;
-  }
-  return latency_stats(b, ms);
+  });
 }
 
 }  // namespace

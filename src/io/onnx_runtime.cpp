@@ -1,8 +1,10 @@
-// Exported models under ONNX Runtime through node + scripts/ort_run.js (see
-// kd/onnx_runtime.h). Every exchange goes through files in a private
-// temporary directory: the model, the runner's JSON or raw logits.
+// Exported models under ONNX Runtime (see kd/onnx_runtime.h): in this process
+// through ort_inprocess.h, else through node + scripts/ort_run.js. Every
+// exchange with node goes through files in a private temporary directory: the
+// model, the runner's JSON or raw logits.
 #include "kd/onnx_runtime.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,9 +13,11 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "kd/data.h"
 #include "kd/error.h"
 #include "kd/onnx_export.h"
 #include "kd/process.h"
+#include "ort_inprocess.h"
 
 namespace fs = std::filesystem;
 
@@ -86,6 +90,7 @@ OrtLatency parse_latency_json(const std::string& text, const OrtLatencyOptions& 
     const nlohmann::json j = nlohmann::json::parse(text);
     out.version = j.at("onnxruntime").get<std::string>();
     out.threads = options.threads;
+    out.via = "node";
     for (const nlohmann::json& entry : j.at("latency"))
       out.latency.push_back(latency_stats(entry.at("batch").get<int>(), entry.at("ms").get<std::vector<double>>()));
   } catch (const std::exception& e) {
@@ -110,8 +115,9 @@ std::string ort_runner_path() {
   return env && *env ? env : KD_ORT_RUNNER_DEFAULT;
 }
 
-OrtLatency ort_latency_of_file(const std::string& onnx_path, const Shape& input, const OrtLatencyOptions& options) {
-  if (options.batches.empty()) fail("ort_latency: no batch sizes to time");
+namespace {
+
+OrtLatency node_latency(const std::string& onnx_path, const Shape& input, const OrtLatencyOptions& options) {
   const TempDir tmp;
   const std::string json_path = tmp.file("latency.json");
   const RunnerResult r = run_runner({"latency", onnx_path, "--shape",
@@ -129,42 +135,123 @@ OrtLatency ort_latency_of_file(const std::string& onnx_path, const Shape& input,
   return parse_latency_json(read_file_text(json_path), options);
 }
 
+// x (b, C, H, W) for a latency batch of b: options.input's rows 0..b-1,
+// repeated when it has fewer, or the runner's pixel-like pattern.
+std::vector<float> latency_input(const OrtLatencyOptions& options, int64_t pixels, int b) {
+  std::vector<float> x(size_t(b) * pixels);
+  const size_t have = options.input.size() - options.input.size() % size_t(pixels);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = have > 0 ? options.input[i % have] : float((i * 37) % 256);
+  return x;
+}
+
+OrtLatency inprocess_latency(const std::string& onnx_path, const Shape& input, int classes,
+                             const OrtLatencyOptions& options) {
+  OrtLatency out;
+  std::string why_not;
+  out.version = ort_inprocess_version(why_not);
+  out.threads = options.threads;
+  out.via = "in-process";
+  try {
+    const OrtInProcessModel model(onnx_path, input, classes, options.threads);
+    for (const int b : options.batches) {
+      std::vector<float> x = latency_input(options, input.size(), b), logits(size_t(b) * classes);
+      const int slice = options.slice > 0 ? std::min(options.slice, b) : b;
+      std::vector<OrtInProcessModel::Call> calls;
+      for (int begin = 0; begin < b; begin += slice)
+        calls.push_back(model.prepare(x.data() + size_t(begin) * input.size(), logits.data() + size_t(begin) * classes,
+                                      std::min(slice, b - begin)));
+      out.latency.push_back(time_forwards(b, options.max_repeats, [&] {
+        for (OrtInProcessModel::Call& call : calls) call.run();
+      }));
+    }
+  } catch (const Error& e) {
+    out.latency.clear();
+    out.note = e.what();
+    return out;
+  }
+  out.measured = true;
+  return out;
+}
+
+// "ONNX Runtime not installed (in-process: <why>; node: <why>)" from the two reasons.
+std::string not_installed_anywhere(const std::string& why_inprocess, const std::string& node_failure) {
+  const std::string prefix = std::string(kNotInstalled) + " (";
+  if (node_failure.rfind(prefix, 0) != 0) return node_failure;  // node ran and failed: that is the news
+  return prefix + "in-process: " + why_inprocess + "; node: " + node_failure.substr(prefix.size());
+}
+
+}  // namespace
+
 OrtLatency ort_latency(const Arch& arch, const std::vector<float>& params, const OrtLatencyOptions& options) {
+  if (options.batches.empty()) fail("ort_latency: no batch sizes to time");
   const TempDir tmp;
   const std::string model = tmp.file("model.onnx");
   export_onnx(model, arch, params, {});
-  return ort_latency_of_file(model, arch.input, options);
+  std::string why_not;
+  if (!ort_inprocess_version(why_not).empty()) return inprocess_latency(model, arch.input, int(arch.output.size()), options);
+  OrtLatency out = node_latency(model, arch.input, options);
+  if (!out.measured) out.note = not_installed_anywhere(why_not, out.note);
+  return out;
 }
 
 std::string ort_version(std::string& why_not) {
+  std::string why_inprocess;
+  if (std::string version = ort_inprocess_version(why_inprocess); !version.empty()) return version;
   const RunnerResult r = run_runner({"version"});
-  why_not = r.failure;
+  why_not = r.failure.empty() ? "" : not_installed_anywhere(why_inprocess, r.failure);
   return r.failure.empty() ? last_line(r.output) : "";
 }
 
-std::string ort_latency_text(const OrtLatency& ort) {
-  if (!ort.measured) return ort.note + "\n";
-  std::string out = "ONNX Runtime " + ort.version + " on the CPU (" +
-                    (ort.threads > 0 ? std::to_string(ort.threads) + " threads" : std::string("its default threads")) +
-                    "), the exported ONNX model timed from node\n";
-  char line[128];
-  std::snprintf(line, sizeof line, "%8s %12s %12s %14s\n", "batch", "median ms", "p90 ms", "samples/s");
-  out += line;
-  for (const LatencyRecord& l : ort.latency) {
-    std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %14.0f\n", l.batch, l.median_ms, l.p90_ms, l.samples_per_s);
+std::string ort_description(const OrtLatency& ort) {
+  return "ONNX Runtime " + ort.version + " (CPU, " +
+         (ort.threads > 0 ? std::to_string(ort.threads) + (ort.threads == 1 ? " thread" : " threads")
+                          : std::string("its default threads")) +
+         "): the exported ONNX model, forward only, " +
+         (ort.via == "in-process" ? "timed in this process through its C API" : "timed from node (fallback)");
+}
+
+std::string latency_side_by_side_text(const std::vector<LatencyRecord>& kdtrain, const OrtLatency& ort) {
+  char line[160];
+  std::snprintf(line, sizeof line, "%8s %12s %12s %12s %12s %14s\n", "batch", "kdtrain ms", "p90 ms", "ORT ms",
+                "p90 ms", "ORT / kdtrain");
+  std::string out = line;
+  for (const LatencyRecord& k : kdtrain) {
+    const auto o = std::find_if(ort.latency.begin(), ort.latency.end(),
+                                [&](const LatencyRecord& l) { return l.batch == k.batch; });
+    if (o == ort.latency.end())
+      std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %12s %12s %14s\n", k.batch, k.median_ms, k.p90_ms, "-",
+                    "-", "-");
+    else
+      std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %12.4f %12.4f %13.2fx\n", k.batch, k.median_ms, k.p90_ms,
+                    o->median_ms, o->p90_ms, o->median_ms / k.median_ms);
     out += line;
   }
-  return out;
+  if (ort.measured) return out + ort_description(ort) + "\n";
+  return out + (ort.note.empty() ? "" : ort.note + "\n");
 }
 
 std::vector<float> ort_infer_idx(const std::string& onnx_path, const std::string& idx_images, int64_t limit,
                                  int classes) {
+  std::string why_not;
+  if (!ort_inprocess_version(why_not).empty()) {
+    // The runner's batching: 1,000 images per session run.
+    const Dataset images = parse_idx_images(read_file_maybe_gzip(idx_images), idx_images);
+    const int64_t n = limit > 0 ? std::min(limit, images.n) : images.n;
+    const Shape input{images.c, images.h, images.w};
+    const OrtInProcessModel model(onnx_path, input, classes, 0);
+    std::vector<float> x(size_t(n) * input.size()), logits(size_t(n) * classes);
+    std::copy_n(images.images.data(), x.size(), x.begin());
+    for (int64_t begin = 0; begin < n; begin += 1000)
+      model.prepare(x.data() + begin * input.size(), logits.data() + begin * classes, int(std::min<int64_t>(1000, n - begin)))
+          .run();
+    return logits;
+  }
   const TempDir tmp;
   const std::string out = tmp.file("logits.f32");
   std::vector<std::string> args = {"infer", onnx_path, idx_images, out};
   if (limit > 0) args.insert(args.end(), {"--limit", std::to_string(limit)});
   const RunnerResult r = run_runner(args);
-  if (!r.failure.empty()) fail(onnx_path + ": " + r.failure);
+  if (!r.failure.empty()) fail(onnx_path + ": " + not_installed_anywhere(why_not, r.failure));
   const std::string bytes = read_file_text(out);
   const size_t row = size_t(classes) * sizeof(float);
   if (bytes.empty() || bytes.size() % row != 0)

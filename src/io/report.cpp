@@ -16,6 +16,7 @@
 #include "kd/json_text.h"
 #include "kd/process.h"
 #include "kd/report.h"
+#include "kd/onnx_runtime.h"
 
 namespace fs = std::filesystem;
 
@@ -160,12 +161,19 @@ json latency_json(const LatencyRecord& l) {
 }
 
 // The exported model under ONNX Runtime: null when not asked (--no-ort), the
-// reason when it could not be measured, else version, threads and timings.
-json ort_json(const OrtLatency& o) {
+// reason when it could not be measured, else version, threads and timings,
+// each with "vs_kdtrain": its median over kdtrain's at that batch (above 1:
+// kdtrain is faster; null where kdtrain was not timed at it).
+json ort_json(const OrtLatency& o, const std::vector<LatencyRecord>& kdtrain) {
   if (!o.measured) return o.note.empty() ? json(nullptr) : json{{"note", o.note}};
   json latency = json::array();
-  for (const LatencyRecord& l : o.latency) latency.push_back(latency_json(l));
-  return json{{"version", o.version}, {"device", "CPU"}, {"threads", o.threads}, {"latency", latency}};
+  for (const LatencyRecord& l : o.latency) {
+    json entry = latency_json(l);
+    const LatencyRecord* k = latency_at(kdtrain, l.batch);
+    entry["vs_kdtrain"] = k && k->median_ms > 0 ? json_number(l.median_ms / k->median_ms) : json(nullptr);
+    latency.push_back(entry);
+  }
+  return json{{"version", o.version}, {"device", "CPU"}, {"threads", o.threads}, {"via", o.via}, {"latency", latency}};
 }
 
 json model_json(const ModelReport& m) {
@@ -185,7 +193,7 @@ json model_json(const ModelReport& m) {
               {"train_seconds", json_number(m.train_seconds)},
               {"curve", curve},
               {"latency", latency},
-              {"onnxruntime", ort_json(m.ort)}};
+              {"onnxruntime", ort_json(m.ort, m.latency)}};
 }
 
 json comparisons_json(const Comparisons& c) {
@@ -547,11 +555,18 @@ std::string report_table(const RunReport& r) {
     }));
   }
 
-  for (int batch : measured_batches(r, /*ort=*/true))
+  for (int batch : measured_batches(r, /*ort=*/true)) {
     rows.push_back(row("ONNX Runtime b=" + std::to_string(batch) + " (ms, median)", [&](const ModelReport& m) {
       const LatencyRecord* l = latency_at(m.ort.latency, batch);
       return l ? milliseconds(l->median_ms) : std::string("-");
     }));
+    // Above 1: kdtrain is faster than ONNX Runtime on the same model, input and threads.
+    rows.push_back(row("ONNX Runtime / kdtrain b=" + std::to_string(batch), [&](const ModelReport& m) {
+      const LatencyRecord* o = latency_at(m.ort.latency, batch);
+      const LatencyRecord* k = latency_at(m.latency, batch);
+      return o && k && k->median_ms > 0 ? ratio(o->median_ms / k->median_ms) : std::string("-");
+    }));
+  }
 
   std::vector<std::string> verdicts;
   const Comparisons c = compare(r);
@@ -580,10 +595,7 @@ std::string report_table(const RunReport& r) {
   std::set<std::string> ort_lines;
   for (const ModelReport& m : r.models) {
     if (m.ort.measured)
-      ort_lines.insert("ONNX Runtime " + m.ort.version + " (CPU, " +
-                       (m.ort.threads > 0 ? std::to_string(m.ort.threads) + " threads"
-                                          : std::string("its default threads")) +
-                       "): the exported ONNX model, forward only, timed from node");
+      ort_lines.insert(ort_description(m.ort));
     else if (!m.ort.note.empty())
       ort_lines.insert(m.ort.note);
   }

@@ -78,9 +78,7 @@ SweepRun train_sweep_run(Session& s, SweepRun run, const Arch& arch, bool time_o
     const auto o0 = Clock::now();
     std::vector<int> batches = {1};
     if (run.large_batch > 1) batches.push_back(run.large_batch);
-    OrtLatencyOptions ort_options;
-    ort_options.batches = batches;
-    const OrtLatency ort = ort_latency(arch, model->get_params(), ort_options);
+    const OrtLatency ort = ort_latency(arch, model->get_params(), s.ort_options(batches));
     for (const LatencyRecord& l : ort.latency) (l.batch == 1 ? run.ort_b1_ms : run.ort_large_ms) = l.median_ms;
     if (!ort.measured) s.ort_note() = ort.note;
     s.add_phase("ONNX Runtime latency", seconds_since(o0));

@@ -14,6 +14,7 @@
 #include "kd/config.h"
 #include "kd/engine.h"
 #include "kd/model_io.h"
+#include "kd/onnx_runtime.h"
 #include "kd/phase_runner.h"
 #include "kd/report.h"
 #include "kd/run_state.h"
@@ -73,6 +74,11 @@ class Session {
   void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last, bool ort = true);
   // At the batch sizes in use; stops early on a stop request.
   std::vector<LatencyRecord> measure_latencies(ModelEngine& model);
+  // ONNX Runtime timed as kdtrain's own latency is: at `batches` (default: the
+  // batch sizes in use), on the same test images, with the engine's CPU
+  // threads (1 for the reference, every hardware thread or --threads
+  // otherwise), a batch above the model's buffers in slices of their size.
+  OrtLatencyOptions ort_options(std::vector<int> batches = {}) const;
   // The metadata a saved model carries about its training.
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const;
   // The teacher's soft targets on the engine, timed as a phase.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,14 @@ LatencyRecord latency_stats(int batch, std::vector<double> ms);
 // images: batch, capped at test_n. Throws naming the problem when the split is
 // empty or batch or repeats is below 1.
 int latency_batch(int batch, int repeats, int64_t test_n);
+// The host-side timing rule kdtrain's CPU engines and ONNX Runtime in-process
+// share, so their numbers compare: one untimed warm-up call of forward(), then
+// up to `repeats` timed calls (wall time each), stopping early once
+// kLatencyBudgetS of timing has collected at least kLatencyMinRepeats, or on a
+// stop request after the first (a CPU teacher forward at batch 10,000 takes seconds).
+constexpr double kLatencyBudgetS = 3.0;
+constexpr int kLatencyMinRepeats = 5;
+LatencyRecord time_forwards(int batch, int repeats, const std::function<void()>& forward);
 
 
 struct TrainSettings {

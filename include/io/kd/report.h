@@ -21,6 +21,7 @@ struct OrtLatency {
   std::string note;      // !measured: "ONNX Runtime not installed (...)", "ONNX Runtime failed: ..."; "" = not asked
   std::string version;   // ONNX Runtime version, e.g. "1.23.2"
   int threads = 0;       // intra-op threads asked for; 0 = ONNX Runtime's default (one per physical core)
+  std::string via;       // "in-process" (its C API in kdtrain's process) or "node" (the fallback runner)
   std::vector<LatencyRecord> latency;  // one per batch size
 };
 
