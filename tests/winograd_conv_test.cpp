@@ -1,6 +1,8 @@
 // The fast engine's own Winograd F(4x4, 3x3) convolution (src/cpu/fast/winograd_conv.h)
 // against the CPU reference: forward, backward-data, backward-filter, and the
-// fused conv -> ReLU -> 2x2 max-pool forward and backward.
+// fused conv -> ReLU -> 2x2 max-pool forward and backward; on every SIMD path
+// this CPU can run (an AVX-512 machine tests its AVX2 path too), and the paths
+// against each other.
 //
 // Tolerances, as ||fast - ref|| / ||ref|| over a whole output:
 //  - kGemmTolerance = 1e-4 for outputs and both input gradients. The reference
@@ -80,12 +82,12 @@ Inputs random_inputs(const ref::ConvShape& s, uint64_t seed) {
           uniform(size_t(s.out_c), -1, 1, rng), uniform(size_t(s.n) * s.out_c * s.out_h() * s.out_w(), -1, 1, rng)};
 }
 
-Outputs run_winograd(const ref::ConvShape& s, const Inputs& in) {
+Outputs run_winograd(const ref::ConvShape& s, const Inputs& in, fast::CpuPath path) {
   const int oh = s.out_h(), ow = s.out_w();
   const size_t ny = size_t(s.n) * s.out_c * oh * ow;
   const auto x = to_layout(in.x, ActLayout::Nchw16c, s.n, s.in_c, s.h, s.w);
   const auto dy = to_layout(in.dy, ActLayout::Nchw16c, s.n, s.out_c, oh, ow);
-  fast::WinogradConv conv(s);
+  fast::WinogradConv conv(s, path);
   Outputs out{nan_filled(ny), nan_filled(ny), nan_filled(in.x.size()), nan_filled(in.w.size()),
               nan_filled(in.b.size())};
   conv.conv_forward(x.data(), in.w.data(), in.b.data(), out.y.data(), false);
@@ -102,22 +104,30 @@ Outputs run_winograd(const ref::ConvShape& s, const Inputs& in) {
   return out;
 }
 
-TEST(WinogradConv, SupportsOnly3x3Stride1WithChannelsInSixteens) {
-  if (!fast::WinogradConv::supports(ref::conv_shape(1, 16, 8, 8, 16, 3))) GTEST_SKIP() << "no AVX-512 on this CPU";
-  EXPECT_TRUE(fast::WinogradConv::supports(ref::conv_shape(64, 32, 26, 26, 64, 3)));
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(64, 1, 28, 28, 32, 3)));       // in_c 1
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 17, 3, 1, 1)));  // out_c 17
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 3, 2, 1)));  // stride 2
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 5, 1, 2)));  // 5x5
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 3, 1, 3)));  // pad 3
-  EXPECT_THROW(fast::WinogradConv(ref::conv_shape(4, 16, 9, 9, 16, 3, 2, 1)), Error);
+// Each vector path, skipped where this CPU cannot run it.
+class WinogradPath : public ::testing::TestWithParam<fast::CpuPath> {
+ protected:
+  void SetUp() override {
+    if (!fast::cpu_supports(GetParam())) GTEST_SKIP() << "this CPU has no " << fast::cpu_path_name(GetParam());
+  }
+};
+
+TEST_P(WinogradPath, SupportsOnly3x3Stride1WithChannelsInSixteens) {
+  const fast::CpuPath path = GetParam();
+  EXPECT_TRUE(fast::WinogradConv::supports(ref::conv_shape(64, 32, 26, 26, 64, 3), path));
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(64, 1, 28, 28, 32, 3), path));       // in_c 1
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 17, 3, 1, 1), path));  // out_c 17
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 3, 2, 1), path));  // stride 2
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 5, 1, 2), path));  // 5x5
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 3, 1, 3), path));  // pad 3
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(64, 32, 26, 26, 64, 3), fast::CpuPath::Scalar));
+  EXPECT_THROW(fast::WinogradConv(ref::conv_shape(4, 16, 9, 9, 16, 3, 2, 1), path), Error);
 }
 
-TEST(WinogradConv, ForwardAndBothBackwardsMatchTheReference) {
+TEST_P(WinogradPath, ForwardAndBothBackwardsMatchTheReference) {
   auto ref_ops = make_reference_ops();
   for (const ref::ConvShape& s : shapes()) {
     SCOPED_TRACE(text(s));
-    if (!fast::WinogradConv::supports(s)) GTEST_SKIP() << "no AVX-512 on this CPU";
     const Inputs in = random_inputs(s, 7);
     const size_t ny = in.dy.size();
     auto y_ref = nan_filled(ny), y_relu_ref = nan_filled(ny), dx_ref = nan_filled(in.x.size()),
@@ -131,11 +141,11 @@ TEST(WinogradConv, ForwardAndBothBackwardsMatchTheReference) {
     Outputs one, three;
     {
       ThreadCount threads(1);
-      one = run_winograd(s, in);
+      one = run_winograd(s, in, GetParam());
     }
     {
       ThreadCount threads(3);
-      three = run_winograd(s, in);
+      three = run_winograd(s, in, GetParam());
     }
     EXPECT_LE(rel_error(one.y, y_ref), kGemmTolerance) << "forward";
     EXPECT_LE(rel_error(one.y_relu, y_relu_ref), kGemmTolerance) << "forward with ReLU";
@@ -159,17 +169,16 @@ std::vector<ref::ConvShape> pooled_shapes() {
           ref::conv_shape(2, 16, 8, 10, 16, 3, 1, 1), ref::conv_shape(1, 32, 7, 7, 80, 3, 1, 2)};
 }
 
-TEST(WinogradConv, FusedReluPoolEqualsTheConvolutionThenTheReferencePool) {
+TEST_P(WinogradPath, FusedReluPoolEqualsTheConvolutionThenTheReferencePool) {
   auto ref_ops = make_reference_ops();
   for (const ref::ConvShape& s : pooled_shapes()) {
     SCOPED_TRACE(text(s));
-    if (!fast::WinogradConv::supports(s)) GTEST_SKIP() << "no AVX-512 on this CPU";
     ThreadCount threads(3);
     const Inputs in = random_inputs(s, 8);
     const int oh = s.out_h(), ow = s.out_w(), ph = oh / 2, pw = ow / 2;
     const size_t ny = in.dy.size(), np = size_t(s.n) * s.out_c * ph * pw;
     const auto x = to_layout(in.x, ActLayout::Nchw16c, s.n, s.in_c, s.h, s.w);
-    fast::WinogradConv conv(s);
+    fast::WinogradConv conv(s, GetParam());
 
     // Forward: the unfused convolution with ReLU, pooled by the reference, is the oracle.
     auto y = nan_filled(ny);
@@ -211,6 +220,29 @@ TEST(WinogradConv, FusedReluPoolEqualsTheConvolutionThenTheReferencePool) {
     EXPECT_LE(rel_error(from_layout(dx, ActLayout::Nchw16c, s.n, s.in_c, s.h, s.w), dx_ref), kGemmTolerance);
     EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance);
     EXPECT_LE(rel_error(db, db_ref), kReductionTolerance);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, WinogradPath, ::testing::Values(fast::CpuPath::Avx512, fast::CpuPath::Avx2),
+                         [](const ::testing::TestParamInfo<fast::CpuPath>& info) {
+                           return std::string(fast::cpu_path_name(info.param));
+                         });
+
+// Both paths do the same fp32 operations in the same order (the GEMM sums over k in order
+// with one FMA per term, whatever the vector width; the transforms are not contracted), so
+// a model trained on one path continues bit for bit on the other.
+TEST(WinogradConv, Avx2AndAvx512PathsAgreeBitForBit) {
+  if (!fast::cpu_supports(fast::CpuPath::Avx512)) GTEST_SKIP() << "this CPU has no avx512";
+  ThreadCount threads(2);
+  for (const ref::ConvShape& s : shapes()) {
+    SCOPED_TRACE(text(s));
+    const Inputs in = random_inputs(s, 11);
+    const Outputs wide = run_winograd(s, in, fast::CpuPath::Avx512), narrow = run_winograd(s, in, fast::CpuPath::Avx2);
+    EXPECT_EQ(narrow.y, wide.y);
+    EXPECT_EQ(narrow.y_relu, wide.y_relu);
+    EXPECT_EQ(narrow.dx, wide.dx);
+    EXPECT_EQ(narrow.dw, wide.dw);
+    EXPECT_EQ(narrow.db, wide.db);
   }
 }
 

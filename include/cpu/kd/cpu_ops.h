@@ -8,7 +8,7 @@
 //    for the CUDA kernels and for the fast ops; `kdtrain --device reference`.
 //  - fast: fp32, multithreaded, convolutions on oneDNN (primitives created once
 //    per shape and batch size) or, for 3x3 stride-1 layers with channels in
-//    sixteens on AVX-512, the engine's own Winograd (fused with a following
+//    sixteens on AVX-512 or AVX2+FMA, the engine's own Winograd (fused with a following
 //    ReLU and max-pool), dense layers on oneDNN's SGEMM, elementwise ops,
 //    pooling, dropout and the optimisers as OpenMP loops. `--device cpu`.
 // Both draw the same Philox dropout masks and follow the same optimiser
@@ -109,8 +109,9 @@ std::unique_ptr<CpuOps> make_reference_ops();
 // process's OpenMP thread count, which oneDNN and the fast loops share.
 std::unique_ptr<CpuOps> make_fast_ops(int threads);
 // Which convolution path the fast ops take on this CPU, for the report:
-// "AVX-512: own fused Winograd for 3x3 convolutions, oneDNN for the rest", or
-// why not ("no AVX-512: oneDNN does every convolution").
+// "AVX-512: own fused Winograd for 3x3 convolutions, oneDNN for the rest" (or
+// "AVX2: ..."; "(KD_CPU_PATH)" after the path when it was forced), or
+// "scalar: oneDNN does every convolution (...)".
 std::string fast_conv_path();
 // The thread count `threads` resolves to (0 -> std::thread::hardware_concurrency()).
 int resolve_cpu_threads(int threads);

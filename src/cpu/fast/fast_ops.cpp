@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "kd/error.h"
 #include "cpu_kernels.h"
 #include "onednn_conv.h"
+#include "cpu_path.h"
 #include "winograd_conv.h"
 
 namespace kd {
@@ -35,6 +37,23 @@ int resolve_cpu_threads(int threads) {
 
 namespace fast {
 namespace {
+
+// A path forced with $KD_CPU_PATH caps oneDNN's ISA the same way (avx512: AVX-512 core,
+// avx2: AVX2, scalar: SSE4.1), so the whole engine runs as it would on a CPU with only that
+// path, unless oneDNN's own DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA says otherwise. oneDNN
+// accepts the cap only before its first kernel is generated; afterwards (a second engine in
+// one process) its kernels keep the ISA they were generated for.
+void cap_onednn_isa() {
+  const char* env = std::getenv("KD_CPU_PATH");
+  if (!env || !*env || std::getenv("DNNL_MAX_CPU_ISA") || std::getenv("ONEDNN_MAX_CPU_ISA")) return;
+  const dnnl::cpu_isa isa = cpu_path() == CpuPath::Avx512 ? dnnl::cpu_isa::avx512_core
+                            : cpu_path() == CpuPath::Avx2 ? dnnl::cpu_isa::avx2
+                                                          : dnnl::cpu_isa::sse41;
+  try {
+    dnnl::set_max_cpu_isa(isa);
+  } catch (const dnnl::error&) {  // too late in this process: see above
+  }
+}
 
 // Loops shorter than this run on the calling thread: waking the pool costs
 // microseconds, which is the whole budget of a batch-1 student forward.
@@ -70,6 +89,7 @@ class FastOps final : public CpuOps {
  public:
   explicit FastOps(int threads) : threads_(resolve_cpu_threads(threads)) {
     omp_set_num_threads(threads_);
+    cap_onednn_isa();
     onednn_call("engine creation", [&] {
       engine_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
       stream_ = dnnl::stream(engine_);
@@ -287,9 +307,14 @@ class FastOps final : public CpuOps {
 std::unique_ptr<CpuOps> make_fast_ops(int threads) { return std::make_unique<fast::FastOps>(threads); }
 
 std::string fast_conv_path() {
-  return fast::WinogradConv::cpu_has_kernels()
-             ? "AVX-512: own fused Winograd for 3x3 convolutions, oneDNN for the rest"
-             : "no AVX-512: oneDNN does every convolution (the own Winograd needs AVX-512)";
+  const fast::CpuPath path = fast::cpu_path();
+  const std::string forced = std::getenv("KD_CPU_PATH") && *std::getenv("KD_CPU_PATH") ? " (KD_CPU_PATH)" : "";
+  switch (path) {
+    case fast::CpuPath::Avx512: return "AVX-512" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
+    case fast::CpuPath::Avx2: return "AVX2" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
+    case fast::CpuPath::Scalar: break;
+  }
+  return "scalar" + forced + ": oneDNN does every convolution (the own Winograd needs AVX2+FMA or AVX-512)";
 }
 
 }  // namespace kd

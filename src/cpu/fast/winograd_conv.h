@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu_path.h"
 #include "kd/cpu_ops.h"
 #include "kd/reference.h"
 
@@ -47,12 +48,12 @@ namespace kd::fast {
 
 class WinogradConv final : public ConvReluPool {
  public:
-  // 3x3 kernel, stride 1, padding 0..2, in_c and out_c multiples of 16, and a
-  // CPU with AVX-512 (the kernels are written for 16-float vectors).
-  static bool supports(const ref::ConvShape& s);
-  // This CPU can run the kernels (x86-64 with AVX-512F and BW).
-  static bool cpu_has_kernels();
-  explicit WinogradConv(const ref::ConvShape& s);
+  // 3x3 kernel, stride 1, padding 0..2, in_c and out_c multiples of 16, and
+  // `path` a vector path this CPU runs (avx512 or avx2: the kernels are
+  // written for 16-float vectors, one Nchw16c position).
+  static bool supports(const ref::ConvShape& s, CpuPath path = cpu_path());
+  explicit WinogradConv(const ref::ConvShape& s, CpuPath path = cpu_path());
+  ~WinogradConv() override;
 
   // The convolution alone: y = conv(x, w) + b, then max(y, 0) when relu.
   void conv_forward(const float* x, const float* w, const float* b, float* y, bool relu);
@@ -69,16 +70,16 @@ class WinogradConv final : public ConvReluPool {
                 float* dx, float* dw, float* db) override;
 
  private:
-  // Per-thread scratch of at least `floats` floats (pool sized by prepare_scratch()).
-  float* scratch(std::vector<std::vector<float>>& pool, size_t floats, int thread);
-  // Sizes the per-thread pools for the current OpenMP thread count.
-  void prepare_scratch();
-  // The forward, its output tiles handed to a sink (stored, or ReLU'd and pooled).
-  template <class Sink>
-  void forward_with(const float* x, const float* w, const Sink& sink);
-  // Both backwards from a source of dy (Nchw16c, or rebuilt from a pooled gradient).
-  template <class DySrc>
-  void backward_with(const float* x, const float* w, const DySrc& dy, float* dx, float* dw, float* db);
+  // One path's passes, and the table for `path` (winograd_conv.cpp).
+  struct Kernels;
+  static const Kernels* kernels_for(CpuPath path);
+
+  // Sizes every thread's scratch for a pass over `channels` inputs to `out_c` outputs.
+  void prepare_scratch(int channels, int out_c);
+  // Both backwards from dy: blocked (n, out_c/16, out_h, out_w, 16) when argmax is null,
+  // else the masked pooled gradient (n, out_c/16, out_h/2, out_w/2, 16) and its argmax.
+  void backward_from(const float* x, const float* w, const float* dy, const uint8_t* argmax, float* dx, float* dw,
+                     float* db);
 
   ref::ConvShape s_;
   std::vector<float> u_;          // forward filters transformed: (36, in_c, out_c)
@@ -86,6 +87,8 @@ class WinogradConv final : public ConvReluPool {
   std::vector<float> dy_pooled_;  // the fused backward's masked gradient: (n, out_c/16, out_h/2, out_w/2, 16)
   // Per thread: transformed inputs, GEMM outputs, filter-gradient partials (36, out_c, in_c), bias partials.
   std::vector<std::vector<float>> v_, m_, s_part_, db_part_;
+  std::vector<float*> v_ptrs_, m_ptrs_;  // v_[t].data(), m_[t].data() for the kernels
+  const Kernels* kernels_;
 };
 
 }  // namespace kd::fast
