@@ -223,6 +223,22 @@ TEST_P(WinogradPath, FusedReluPoolEqualsTheConvolutionThenTheReferencePool) {
   }
 }
 
+// The forward keeps its transformed filters while the weights keep their bits (inference
+// repeats them), and notices a change made in place, as the optimiser makes it.
+TEST_P(WinogradPath, ForwardFollowsWeightsChangedInPlace) {
+  const ref::ConvShape s = ref::conv_shape(1, 16, 8, 8, 16, 3, 1, 1);
+  Inputs in = random_inputs(s, 12);
+  const auto x = to_layout(in.x, ActLayout::Nchw16c, s.n, s.in_c, s.h, s.w);
+  fast::WinogradConv kept(s, GetParam());
+  auto y = nan_filled(in.dy.size()), y_fresh = nan_filled(in.dy.size());
+  kept.conv_forward(x.data(), in.w.data(), in.b.data(), y.data(), false);
+  in.w[17] += 0.25f;  // one weight of one filter, same buffer
+  kept.conv_forward(x.data(), in.w.data(), in.b.data(), y.data(), false);
+  fast::WinogradConv fresh(s, GetParam());
+  fresh.conv_forward(x.data(), in.w.data(), in.b.data(), y_fresh.data(), false);
+  EXPECT_EQ(y, y_fresh);
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, WinogradPath, ::testing::Values(fast::CpuPath::Avx512, fast::CpuPath::Avx2),
                          [](const ::testing::TestParamInfo<fast::CpuPath>& info) {
                            return std::string(fast::cpu_path_name(info.param));

@@ -184,15 +184,22 @@ void WinogradConv::prepare_scratch(int channels, int out_c) {
   }
 }
 
-void WinogradConv::conv_forward(const float* x, const float* w, const float* b, float* y, bool relu) {
+void WinogradConv::transform_forward_filters(const float* w) {
+  const size_t n = size_t(s_.out_c) * s_.in_c * 9;
+  if (w_seen_.size() == n && std::memcmp(w_seen_.data(), w, n * sizeof(float)) == 0) return;
+  w_seen_.assign(w, w + n);
   transform_filters(w, u_.data(), s_.in_c, s_.out_c, false);
+}
+
+void WinogradConv::conv_forward(const float* x, const float* w, const float* b, float* y, bool relu) {
+  transform_forward_filters(w);
   prepare_scratch(s_.in_c, s_.out_c);
   const Pass p{geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad), s_.out_c, u_.data(), v_ptrs_.data(), m_ptrs_.data()};
   kernels_->forward_tiles(p, x, b, y, relu);
 }
 
 void WinogradConv::forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) {
-  transform_filters(w, u_.data(), s_.in_c, s_.out_c, false);
+  transform_forward_filters(w);
   prepare_scratch(s_.in_c, s_.out_c);
   const Pass p{geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad), s_.out_c, u_.data(), v_ptrs_.data(), m_ptrs_.data()};
   kernels_->forward_pooled(p, x, b, pooled, argmax);

@@ -74,6 +74,10 @@ class WinogradConv final : public ConvReluPool {
   struct Kernels;
   static const Kernels* kernels_for(CpuPath path);
 
+  // u_ = the forward filters transformed, unless w holds the same bits as the last call's:
+  // inference repeats its weights, and at batch 1 the transform (36 * in_c * out_c
+  // scattered stores) cost more than the convolution itself.
+  void transform_forward_filters(const float* w);
   // Sizes every thread's scratch for a pass over `channels` inputs to `out_c` outputs.
   void prepare_scratch(int channels, int out_c);
   // Both backwards from dy: blocked (n, out_c/16, out_h, out_w, 16) when argmax is null,
@@ -83,6 +87,7 @@ class WinogradConv final : public ConvReluPool {
 
   ref::ConvShape s_;
   std::vector<float> u_;          // forward filters transformed: (36, in_c, out_c)
+  std::vector<float> w_seen_;     // the weights u_ was transformed from: (out_c, in_c, 3, 3)
   std::vector<float> u_back_;     // rotated, transposed filters transformed: (36, out_c, in_c)
   std::vector<float> dy_pooled_;  // the fused backward's masked gradient: (n, out_c/16, out_h/2, out_w/2, 16)
   // Per thread: transformed inputs, GEMM outputs, filter-gradient partials (36, out_c, in_c), bias partials.
