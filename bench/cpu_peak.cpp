@@ -13,7 +13,6 @@
 // shared machine), median over rounds. One line per measurement, prefixed by the path.
 //
 // Usage: build/cpu_peak [rounds (default 20)]; bench/cpu_peak.sh runs it for every path.
-#include <immintrin.h>
 #include <time.h>
 
 #include <algorithm>
@@ -52,39 +51,28 @@ double median_s(int rounds, const std::function<void()>& f) {
   return s[s.size() / 2];
 }
 
-// kAcc independent FMA chains (more than latency x ports on current x86 cores), n iterations:
-// 2 * kAcc * lanes * n flops. The result is returned so the loop is not removed.
+// kAcc independent FMA chains (more than latency x ports on current x86 cores) of V: Lanes floats, n iterations: 2 * kAcc * Lanes * n flops. Inlined into a caller with the path's
+// target, whose instructions it is compiled with; a * b + c becomes one FMA there because
+// this file is compiled with -ffp-contract=fast (CMakeLists.txt). Returns a sum so the loop stays.
 constexpr int kAcc = 12;
-__attribute__((target("avx512f"))) float fma_loop_avx512(long n) {
-  __m512 acc[kAcc];
-  for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_set1_ps(float(i));
-  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+template <class V, int Lanes>
+__attribute__((always_inline)) inline float fma_loop(long n) {
+  V acc[kAcc];
+  // Start values off the fixed point b / (1 - a) = 1, which GCC would see and drop from the loop.
+  for (int i = 0; i < kAcc; ++i) acc[i] = V{} + (float(i) + 0.5f);
+  const V a = V{} + 0.999f, b = V{} + 1e-3f;
   for (long k = 0; k < n; ++k)
 #pragma GCC unroll 12
-    for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-  alignas(64) float lanes[16];
+    for (int i = 0; i < kAcc; ++i) acc[i] = acc[i] * a + b;
   float sum = 0;
-  for (int i = 0; i < kAcc; ++i) {
-    _mm512_store_ps(lanes, acc[i]);
-    for (float l : lanes) sum += l;
-  }
+  for (int i = 0; i < kAcc; ++i)
+    for (int l = 0; l < Lanes; ++l) sum += acc[i][l];
   return sum;
 }
-__attribute__((target("avx2,fma"))) float fma_loop_avx2(long n) {
-  __m256 acc[kAcc];
-  for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_set1_ps(float(i));
-  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
-  for (long k = 0; k < n; ++k)
-#pragma GCC unroll 12
-    for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-  alignas(32) float lanes[8];
-  float sum = 0;
-  for (int i = 0; i < kAcc; ++i) {
-    _mm256_store_ps(lanes, acc[i]);
-    for (float l : lanes) sum += l;
-  }
-  return sum;
-}
+__attribute__((target("avx512f"))) float fma_loop_avx512(long n) { return fma_loop<v16f, 16>(n); }
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(long n) { return fma_loop<v8f, 8>(n); }
 
 // GFLOP/s of the path's FMA loop on one thread; 0 for scalar.
 double peak_gflops(fast::CpuPath path, int rounds) {
