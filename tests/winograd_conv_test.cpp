@@ -31,6 +31,11 @@
 #include "kd/error.h"
 #include "ref_test_util.h"
 
+namespace kd::fast {
+// Test names and messages say "avx2", not the enum's bytes.
+void PrintTo(CpuPath path, std::ostream* os) { *os << cpu_path_name(path); }
+}  // namespace kd::fast
+
 namespace kd {
 namespace {
 
