@@ -96,7 +96,8 @@ TEST(Cli, EveryFlagSetsItsField) {
                            "--teacher-arch", "flatten,dense:10", "--student-arch", "flatten,dense:32,relu,dense:10",
                            "--val-size", "0", "--train-limit", "1000", "--test-limit", "500", "--no-baseline",
                            "--deterministic", "--quiet", "--dense-impl", "cublas", "--select", "last", "--resume", "runs/a",
-                           "--eval-batch-size", "1", "--latency-batches", "1,7,64", "--no-ort"});
+                           "--eval-batch-size", "1", "--latency-batches", "1,7,64", "--no-ort", "--channels-last",
+                           "--image-size", "24x40"});
   EXPECT_EQ(o.data_dir, "d/fashion");
   EXPECT_EQ(o.device, DeviceChoice::Cpu);
   EXPECT_EQ(o.out_dir, "o/x");
@@ -123,6 +124,8 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_EQ(o.eval_batch_size, 1);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
   EXPECT_TRUE(o.no_ort);
+  EXPECT_TRUE(o.channels_last);
+  EXPECT_EQ(o.image_size, (ImageSize{24, 40}));
   EXPECT_EQ(o.command, Command::Run);
 }
 
@@ -204,6 +207,10 @@ TEST(Cli, Rejections) {
     std::string expected;  // the message's beginning
   };
   const Case cases[] = {
+      {{"--image-size", "32"}, "--image-size: '32' is not HxW with H and W from 1 to 65535 (e.g. 32x32)"},
+      {{"--image-size", "0x32"}, "--image-size: '0x32' is not HxW"},
+      {{"--image-size", "32x-1"}, "--image-size: '32x-1' is not HxW"},
+      {{"--image-size", "99999x2"}, "--image-size: '99999x2' is not HxW"},
       {{"--batch-size", "0"}, "--batch-size: must be >= 1, got 0"},
       {{"--batch-size", "-5"}, "--batch-size: must be >= 1, got -5"},
       {{"--batch-size", "abc"}, "--batch-size: 'abc' is not an integer"},

@@ -123,6 +123,20 @@ void parse_value(const std::string& flag, const std::string& text, std::vector<i
   out = values;
 }
 
+// "HxW", e.g. "32x32": two integers from 1 to 65535.
+void parse_value(const std::string& flag, const std::string& text, ImageSize& out) {
+  const auto dimension = [&](const std::string& part) {
+    const bool digits = !part.empty() && part.size() <= 5 &&
+                        std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    const int v = digits ? std::stoi(part) : 0;
+    if (v < 1 || v > 65535) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
+    return v;
+  };
+  const size_t x = text.find('x');
+  if (x == std::string::npos) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
+  out = ImageSize{dimension(text.substr(0, x)), dimension(text.substr(x + 1))};
+}
+
 // A constraint that is off until given.
 template <class T>
 void parse_value(const std::string& flag, const std::string& text, std::optional<T>& out) {
@@ -156,6 +170,9 @@ std::string value_text(const std::vector<int>& v) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
   return out;
+}
+std::string value_text(const ImageSize& v) {
+  return v.h ? std::to_string(v.h) + "x" + std::to_string(v.w) : "keep";
 }
 template <class T>
 std::string value_text(const std::optional<T>& v) {
@@ -222,7 +239,14 @@ CLI::Option* add_list(CLI::App& app, const std::string& flag, std::vector<T>& ta
 // these are defined once and may be written before or after the command.
 void add_global_flags(CLI::App& app, Options& o) {
   const std::string devices = names_list(kDevices, "|");
-  add_value(app, "--data", o.data_dir, "DIR", "directory with the four MNIST-format IDX files (plain or .gz)");
+  add_value(app, "--data", o.data_dir, "DIR",
+            "data set directory, its format detected: the four MNIST-format IDX files (plain or .gz), or "
+            "train_images.npy, train_labels.npy, test_images.npy, test_labels.npy, or image folders "
+            "train/<class>/*.png|jpg|bmp and test/<class>/* (see docs/data.md)");
+  app.add_flag("--channels-last", o.channels_last,
+               ".npy images are (N, H, W, C) as NumPy and PIL write them, not (N, C, H, W)");
+  add_value(app, "--image-size", o.image_size, "HxW",
+            "resize every image of an image folder to H x W (needed when its images differ in size)");
   add_value(app, "--device", o.device, devices,
             "where to run: auto picks CUDA when a GPU is present and says so when it falls back to the CPU; "
             "cpu is the fast CPU engine (oneDNN, fp32, --threads); reference is the slow double-accumulating "

@@ -82,7 +82,13 @@ void Session::say(const std::string& line) const {
 
 void Session::load_data() {
   const auto t0 = Clock::now();
-  splits_ = load_splits(opt_.data_dir, opt_.val_size, opt_.train_limit);
+  DataOptions data_options;
+  data_options.channels_last = opt_.channels_last;
+  data_options.image_h = opt_.image_size.h;
+  data_options.image_w = opt_.image_size.w;
+  data_options.threads = opt_.threads;
+  splits_ = load_splits(opt_.data_dir, data_options, opt_.val_size, opt_.train_limit);
+  if (!splits_.note.empty()) say(splits_.note);
   if (opt_.test_limit > 0 && opt_.test_limit < splits_.test.n) splits_.test = splits_.test.slice(0, opt_.test_limit);
   engine_.load(splits_);
   report_.device = engine_.device_description();
@@ -92,11 +98,10 @@ void Session::load_data() {
   report_.val_n = splits_.val.n;
   report_.test_n = splits_.test.n;
   report_.num_classes = splits_.num_classes;
-  input_ = Shape{1, splits_.train.h, splits_.train.w, false};
+  input_ = Shape{splits_.train.c, splits_.train.h, splits_.train.w, false};
   add_phase("load data", seconds_since(t0));
-  say("data: " + opt_.data_dir + " (" + std::to_string(splits_.train.n) + " train, " +
-      std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " +
-      std::to_string(splits_.train.h) + "x" + std::to_string(splits_.train.w) + ", " +
+  say("data: " + opt_.data_dir + " (" + splits_.format + ", " + std::to_string(splits_.train.n) + " train, " +
+      std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " + splits_.train.size_text() + ", " +
       std::to_string(splits_.num_classes) + " classes)");
   say("device: " + report_.device);
   size_batches();
@@ -192,10 +197,10 @@ void Session::prepare_out_dir() {
 
 Arch Session::parse_model_arch(const std::string& text, const char* flag) const {
   try {
-    return parse_arch(text, input_, splits_.num_classes, flag);
+    return parse_arch(adapt_default_arch(text, input_, splits_.num_classes), input_, splits_.num_classes, flag);
   } catch (const Error& e) {
-    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" +
-         std::to_string(input_.w) + " images and " + std::to_string(splits_.num_classes) + " classes)");
+    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
+         std::to_string(splits_.num_classes) + " classes)");
   }
 }
 
@@ -203,8 +208,8 @@ void Session::check_input_shape(const Arch& arch, const std::string& path) const
   if (!(arch.input == input_) || int(arch.output.size()) != splits_.num_classes)
     fail(path + ": model takes " + std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
          std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) +
-         " classes, but " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" + std::to_string(input_.w) +
-         " images and " + std::to_string(splits_.num_classes) + " classes");
+         " classes, but " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
+         std::to_string(splits_.num_classes) + " classes");
 }
 
 ModelFile Session::teacher_start() const {

@@ -190,7 +190,7 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
 int64_t CpuModelEngine::train_images() const { return engine_.split(SplitId::Train).n; }
 
 void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b) {
-  ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), kPixelMean, kPixelStd);
+  ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.values_per_image(), kPixelMean, kPixelStd);
   for (int i = 0; i < b; ++i) batch_y_[i] = data.labels[idx[i]];
 }
 
@@ -295,14 +295,14 @@ LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
   constexpr int kLatencyMinRepeats = 5;
   const Dataset& data = engine_.split(SplitId::Test);
   const int b = latency_batch(batch, repeats, data.n);
-  const int64_t pixels = data.pixels();
+  const int64_t values = data.values_per_image();
   std::vector<int32_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
-  std::vector<float> x(size_t(b) * pixels);
-  ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, pixels, kPixelMean, kPixelStd);
+  std::vector<float> x(size_t(b) * values);
+  ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, values, kPixelMean, kPixelStd);
   const auto forward_all = [&] {
     for (int begin = 0; begin < b; begin += model_.max_batch())
-      model_.forward(x.data() + size_t(begin) * pixels, std::min(model_.max_batch(), b - begin), false, 0, 0);
+      model_.forward(x.data() + size_t(begin) * values, std::min(model_.max_batch(), b - begin), false, 0, 0);
   };
   forward_all();  // warm-up: caches, page faults, oneDNN primitive creation
   std::vector<double> ms;

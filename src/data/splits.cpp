@@ -12,10 +12,6 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
-std::string size_text(const Dataset& d) {
-  return (d.c == 1 ? "" : std::to_string(d.c) + "x") + std::to_string(d.h) + "x" + std::to_string(d.w);
-}
-
 // Checked before any file is read, so a bad flag is reported first.
 void check_split_flags(int64_t val_size, int64_t train_limit) {
   if (val_size < 0) fail("--val-size must be >= 0 (got " + std::to_string(val_size) + ")");
@@ -23,6 +19,10 @@ void check_split_flags(int64_t val_size, int64_t train_limit) {
 }
 
 }  // namespace
+
+std::string Dataset::size_text() const {
+  return (c == 1 ? "" : std::to_string(c) + "x") + std::to_string(h) + "x" + std::to_string(w);
+}
 
 Dataset Dataset::slice(int64_t begin, int64_t count) const {
   if (begin < 0 || count < 0 || begin > n || count > n - begin)
@@ -54,12 +54,28 @@ TrainTest load_idx_dir(const std::string& dir) {
 TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
   std::error_code ec;
   const fs::path root(dir);
-  if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec))
-    return load_idx_dir(dir);
-  if (fs::exists(root / "train_images.npy", ec)) return load_npy_dir(dir, options.channels_last);
+  const auto labelled = [](TrainTest t, const char* format) {
+    t.format = format;
+    return t;
+  };
+  // An option that the detected format has no use for is refused, not
+  // ignored: the user meant it for data that is not there.
+  const auto refuse = [&](bool given, const char* flag, const char* format, const char* only) {
+    if (given) fail(std::string(flag) + ": " + dir + " holds " + format + " files; the flag applies to " + only + " only, drop it");
+  };
+  const bool channels_last = options.channels_last, resize = options.image_h > 0;
+  if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec)) {
+    refuse(channels_last, "--channels-last", "IDX", ".npy data");
+    refuse(resize, "--image-size", "IDX", "image folders");
+    return labelled(load_idx_dir(dir), "IDX");
+  }
+  if (fs::exists(root / "train_images.npy", ec)) {
+    refuse(resize, "--image-size", ".npy", "image folders");
+    return labelled(load_npy_dir(dir, channels_last), ".npy");
+  }
   if (fs::is_directory(root / "train", ec)) {
-    ImageFolder folder = load_image_folder(dir, options);
-    return std::move(folder.data);
+    refuse(channels_last, "--channels-last", "image", ".npy data");
+    return labelled(load_image_folder(dir, options).data, "image folder");
   }
   if (!fs::is_directory(root, ec)) fail(dir + ": missing data directory; run data/fetch.sh or pass --data DIR");
   fail(dir + ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
@@ -78,8 +94,8 @@ Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
   Splits s;
   s.test = std::move(data.test);
   if (s.test.c != train_file.c || s.test.h != train_file.h || s.test.w != train_file.w)
-    fail(data.test_images + ": images are " + size_text(s.test) + " but the training images in " +
-         data.train_images + " are " + size_text(train_file) + "; both must hold images of one size");
+    fail(data.test_images + ": images are " + s.test.size_text() + " but the training images in " +
+         data.train_images + " are " + train_file.size_text() + "; both must hold images of one size");
   // A class the model never trains on cannot be scored fairly; a test label
   // past the training classes means the two files do not belong together.
   if (s.test.num_classes > train_file.num_classes) {
@@ -92,6 +108,8 @@ Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
   }
   s.num_classes = std::max(train_file.num_classes, s.test.num_classes);
   s.class_names = std::move(data.class_names);
+  s.format = std::move(data.format);
+  s.note = std::move(data.note);
 
   // The validation split is the tail of the training file, so it does not
   // move with --train-limit; a limit above what remains keeps all of it.

@@ -21,7 +21,7 @@ int select_device(int device) {
 
 void upload_split(const Dataset& data, const std::string& name, DeviceSplit& out, cudaStream_t stream) {
   out.n = data.n;
-  out.pixels = data.pixels();
+  out.values_per_image = data.values_per_image();
   out.images.allocate(data.images.size(), name + " images");
   out.labels.allocate(data.labels.size(), name + " labels");
   copy_to_device(out.images.data(), data.images.data(), data.images.size(), stream);

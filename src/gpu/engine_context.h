@@ -19,8 +19,8 @@ namespace kd::cuda {
 // One split resident on the device.
 struct DeviceSplit {
   int64_t n = 0;
-  int64_t pixels = 0;
-  DeviceBuffer<uint8_t> images;  // (n, pixels)
+  int64_t values_per_image = 0;  // c * h * w
+  DeviceBuffer<uint8_t> images;  // (n, c, h, w) row-major
   DeviceBuffer<uint8_t> labels;  // (n)
 };
 

@@ -43,7 +43,8 @@ class Session {
   void check_memory(const std::vector<LiveModel>& models, bool soft_targets);
   // --out, or runs/<timestamp> with runs/latest pointing at it; created.
   void prepare_out_dir();
-  // An arch string for this run's images; a rejection also names the data.
+  // An arch string for this run's images (the defaults adapted to them, kd/arch.h
+  // adapt_default_arch); a rejection also names the data.
   Arch parse_model_arch(const std::string& text, const char* flag) const;
   // Refuses a saved model whose input or class count does not fit the data.
   void check_input_shape(const Arch& arch, const std::string& path) const;

@@ -28,10 +28,12 @@ struct Dataset {
   std::vector<uint8_t> images;   // (n, c, h, w) row-major
   std::vector<uint8_t> labels;   // (n)
 
-  // Pixels of one channel plane (h * w). Callers that stride over images by
-  // it assume c == 1; values_per_image() is the stride for any c.
+  // Values of one channel plane (h * w); values_per_image() is the stride
+  // from one image to the next in `images`.
   int64_t pixels() const { return int64_t(h) * w; }
   int64_t values_per_image() const { return int64_t(c) * h * w; }
+  // "28x28" for one channel (as MNIST is described), "3x32x32" otherwise.
+  std::string size_text() const;
   // Rows [begin, begin + count) as a new dataset (same c, h, w, num_classes).
   Dataset slice(int64_t begin, int64_t count) const;
 };
@@ -64,6 +66,8 @@ struct Splits {
   Dataset train, val, test;
   int num_classes = 0;
   std::vector<std::string> class_names;  // index = label; empty unless the format names classes
+  std::string format;                    // TrainTest::format
+  std::string note;                      // TrainTest::note
 };
 // IDX files only (the layout above).
 Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit);
@@ -74,6 +78,7 @@ struct TrainTest {
   Dataset train, test;
   std::string train_images, train_labels, test_images, test_labels;  // paths, for errors
   std::vector<std::string> class_names;  // index = label; ImageFolder only
+  std::string format;  // "IDX", ".npy" or "image folder" (load_dataset_dir sets it)
   std::string note;  // one line for the user, or "" (ImageFolder: why its cache could not be written)
 };
 
