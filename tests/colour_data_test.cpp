@@ -1,24 +1,33 @@
 // A colour data set through the whole pipeline: coloured shapes drawn here
 // (3x32x32, four classes), written as .npy files and as an image folder, then
 // trained end to end. The two formats must give the same metrics to the last
-// digit, since they hold the same pixels and labels.
+// digit, since they hold the same pixels and labels; the normalisation comes
+// from the training split and travels with the model into its ONNX export.
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "kd/commands.h"
 #include "kd/cpu_engine.h"
 #include "kd/data.h"
+#include "kd/error.h"
+#include "kd/model_io.h"
 #include "kd/npy.h"
+#include "kd/onnx_export.h"
+#include "kd/onnx_runtime.h"
+#include "kd/params.h"
+#include "kd/safetensors.h"
+#include "run_test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -63,22 +72,6 @@ Dataset coloured_shapes(int64_t n, uint64_t seed) {
   return d;
 }
 
-// `d` ordered as an image folder lists it: by class, then by file name
-// (the index). The .npy files hold this order so both formats hold the same
-// sequence of images.
-Dataset in_folder_order(const Dataset& d) {
-  Dataset out = d;
-  int64_t next = 0;
-  for (int label = 0; label < d.num_classes; ++label)
-    for (int64_t i = 0; i < d.n; ++i)
-      if (d.labels[size_t(i)] == label) {
-        std::copy_n(d.images.begin() + i * d.values_per_image(), d.values_per_image(),
-                    out.images.begin() + next * d.values_per_image());
-        out.labels[size_t(next++)] = uint8_t(label);
-      }
-  return out;
-}
-
 // The same images as <dir>/<split>/<class>/<index>.png.
 void write_image_folder(const std::string& dir, const std::string& split, const Dataset& d) {
   std::vector<uint8_t> hwc(size_t(d.values_per_image()));
@@ -94,24 +87,20 @@ void write_image_folder(const std::string& dir, const std::string& split, const 
   }
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// A teacher saved by PyTorch, safetensors.torch.save_file(model.state_dict(), F):
+// state_dict names, no kdtrain metadata. Written by hand here: the parameters
+// of a kdtrain-initialised teacher under their PyTorch names.
+constexpr const char* kTorchTeacher = "conv:8:3,relu,maxpool:2,flatten,dense:4";
+
+void write_state_dict(const std::string& path, const Arch& arch, const std::vector<float>& params) {
+  SafeTensors st;  // no __metadata__ at all, as save_file without metadata= writes
+  for (const ParamTensor& p : param_tensors(arch))
+    st.tensors.push_back(TensorData::from_f32(p.name, p.shape, params.data() + p.offset));
+  save_safetensors(path, st);
 }
 
-// metrics.csv without its two timing columns, which differ run to run.
-std::string metrics_without_timings(const std::string& csv) {
-  std::istringstream in(csv);
-  std::string line, out;
-  while (std::getline(in, line)) {
-    size_t cut = line.size();
-    for (int commas = 0; commas < 2 && cut != std::string::npos; ++commas) cut = line.rfind(',', cut - 1);
-    out += line.substr(0, cut) + "\n";
-  }
-  return out;
-}
+using test::metrics_without_timings;
+using test::read_text;
 
 class ColourData : public ::testing::Test {
  protected:
@@ -120,8 +109,10 @@ class ColourData : public ::testing::Test {
     root_ = (fs::path(::testing::TempDir()) / ("kd_colour_" + std::to_string(getpid()))).string();
     fs::remove_all(root_);
     TrainTest data;
-    data.train = in_folder_order(coloured_shapes(500, 1));
-    data.test = in_folder_order(coloured_shapes(200, 2));
+    // Labels 0, 1, 2, 3 repeating, as kdtrain deals an image folder's training
+    // images out by class: both formats hold the same sequence of images.
+    data.train = coloured_shapes(500, 1);
+    data.test = coloured_shapes(200, 2);
     fs::create_directories(root_ + "/npy");
     save_npy_dir(root_ + "/npy", data);
     write_image_folder(root_ + "/folder", "train", data.train);
@@ -149,6 +140,16 @@ class ColourData : public ::testing::Test {
     o.quiet = true;
     return o;
   }
+  // distill --teacher `teacher` --teacher-arch kTorchTeacher, one student epoch, no baseline.
+  static Options distill_from(const std::string& teacher, const std::string& out) {
+    Options o = run_on("npy", out, DeviceChoice::Cpu);
+    o.command = Command::Distill;
+    o.teacher_path = teacher;
+    o.teacher_arch = kTorchTeacher;
+    o.epochs_student = 1;
+    o.no_baseline = true;
+    return o;
+  }
   static nlohmann::json summary(const Options& o) {
     return nlohmann::json::parse(read_text(o.out_dir + "/summary.json"));
   }
@@ -174,6 +175,138 @@ TEST_F(ColourData, NpyAndImageFolderGiveIdenticalResultsAndLearn) {
     // Chance is 25 %.
     EXPECT_GE(a["models"][m]["test_acc"].get<double>(), 0.35) << a["models"][m]["role"];
   }
+}
+
+// The normalisation is the training split's (the first 400 images, not the
+// 100 validation images), saved with the model; the exported ONNX model folds
+// it in and, under ONNX Runtime on the raw test pixels, makes as many errors
+// as kdtrain's test evaluation of the same model did.
+TEST_F(ColourData, TrainingSplitNormalisationIsSavedAndTheOnnxModelAgrees) {
+  const Options o = run_on("npy", "out_onnx", DeviceChoice::Cpu);
+  {
+    auto engine = make_fast_cpu_engine(2);
+    ASSERT_EQ(run_command(o, *engine), 0);
+  }
+  const TrainTest data = load_dataset_dir(o.data_dir, {});
+  const std::string expected = normalization_text(normalization_of(data.train.slice(0, 400)));
+  EXPECT_NE(expected, normalization_text(normalization_of(data.train))) << "the validation images must not count";
+  const ModelFile student = load_model_file(o.out_dir + "/student.safetensors");
+  EXPECT_EQ(student.metadata.at(kNormalizeKey), expected);
+  EXPECT_EQ(summary(o)["data"]["normalize"], expected);
+
+  if (const std::string why =
+          [] {
+            std::string w;
+            ort_version(w);
+            return w;
+          }();
+      !why.empty())
+    GTEST_SKIP() << why;
+  const std::string onnx = o.out_dir + "/student.onnx";
+  export_model_file(o.out_dir + "/student.safetensors", onnx, /*quiet=*/true);
+  const std::vector<float> logits = ort_infer_images(onnx, o.data_dir + "/test_images.npy", 0, kClasses);
+  ASSERT_EQ(logits.size(), size_t(data.test.n) * kClasses);
+  int64_t errors = 0;
+  for (int64_t i = 0; i < data.test.n; ++i) {
+    const float* row = &logits[size_t(i) * kClasses];
+    errors += std::max_element(row, row + kClasses) - row != data.test.labels[size_t(i)];
+  }
+  const nlohmann::json models = summary(o)["models"];
+  EXPECT_EQ(errors, models[1]["test_errors"].get<int64_t>()) << models[1]["role"];
+}
+
+// A saved model runs with its own normalisation: distilling from a teacher
+// with a different --normalize is refused before anything is written.
+TEST_F(ColourData, DistillRefusesANormalisationOtherThanTheTeachers) {
+  Options teach = run_on("npy", "out_teach", DeviceChoice::Cpu);
+  teach.command = Command::TrainTeacher;
+  teach.epochs_teacher = 1;
+  {
+    auto engine = make_fast_cpu_engine(2);
+    ASSERT_EQ(run_command(teach, *engine), 0);
+  }
+  Options distill = run_on("npy", "out_refused", DeviceChoice::Cpu);
+  distill.command = Command::Distill;
+  distill.teacher_path = teach.out_dir + "/teacher.safetensors";
+  distill.normalize = "0.5,0.5,0.5/0.25,0.25,0.25";
+  auto engine = make_fast_cpu_engine(2);
+  try {
+    run_command(distill, *engine);
+    FAIL() << "expected the --normalize refusal";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("--normalize: " + distill.teacher_path + " was trained with mean/std"), std::string::npos)
+        << msg;
+  }
+  EXPECT_FALSE(fs::exists(distill.out_dir)) << "nothing is written on a refusal";
+}
+
+TEST_F(ColourData, TeacherWithoutKdtrainMetadataDistillsWithTeacherArch) {
+  const Shape input{3, kSize, kSize, false};
+  const Arch arch = parse_arch(kTorchTeacher, input, kClasses, "--teacher-arch");
+  std::vector<float> params(size_t(arch.param_count));
+  init_params(arch, 5, params.data());
+  const std::string file = root_ + "/torch_teacher.safetensors";
+  write_state_dict(file, arch, params);
+
+  Options o = distill_from(file, "out_torch");
+  {
+    auto engine = make_fast_cpu_engine(2);
+    ASSERT_EQ(run_command(o, *engine), 0);
+  }
+  ASSERT_EQ(summary(o)["models"].size(), 2u);
+  EXPECT_EQ(summary(o)["models"][0]["arch"], kTorchTeacher);
+  // No saved normalisation: the training split's, as for a teacher trained here.
+  EXPECT_EQ(load_model_file(o.out_dir + "/student.safetensors").metadata.at(kNormalizeKey),
+            summary(o)["data"]["normalize"]);
+
+  // The wrong architecture: the error names the file, the arch and the first tensor that does not fit.
+  o.teacher_arch = "conv:16:3,relu,maxpool:2,flatten,dense:4";
+  o.out_dir = root_ + "/out_torch_bad";
+  auto engine = make_fast_cpu_engine(2);
+  try {
+    run_command(o, *engine);
+    FAIL() << "expected a shape mismatch";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(file + " (no kdtrain metadata, read as 'conv:16:3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("tensor 'conv1.weight' has shape [8,3,3,3], the arch needs [16,3,3,3]"), std::string::npos)
+        << msg;
+  }
+}
+
+// The same with a teacher trained and saved by PyTorch itself, where
+// python3 has torch and safetensors (CI has neither: it skips).
+TEST_F(ColourData, TeacherTrainedByPytorchDistills) {
+  if (std::system("python3 -c 'import torch, safetensors.torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no python3 with torch and safetensors (apt-get install python3-torch python3-safetensors)";
+  const std::string file = root_ + "/pytorch_teacher.safetensors";
+  // kTorchTeacher as an nn.Module with kdtrain's parameter names, two epochs on the .npy data.
+  const std::string script =
+      "import sys, numpy as np, torch, torch.nn as nn, safetensors.torch as st\n"
+      "d = sys.argv[1]\n"
+      "x = torch.tensor(np.load(d + '/train_images.npy')[:400], dtype=torch.float32) / 255\n"
+      "y = torch.tensor(np.load(d + '/train_labels.npy')[:400], dtype=torch.long)\n"
+      "x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), unbiased=False, keepdim=True)\n"
+      "class Net(nn.Module):\n"
+      "    def __init__(s):\n"
+      "        super().__init__(); s.conv1 = nn.Conv2d(3, 8, 3); s.fc1 = nn.Linear(8 * 15 * 15, 4)\n"
+      "    def forward(s, x):\n"
+      "        return s.fc1(torch.flatten(nn.functional.max_pool2d(torch.relu(s.conv1(x)), 2), 1))\n"
+      "torch.manual_seed(0); m = Net(); opt = torch.optim.Adam(m.parameters(), 1e-3)\n"
+      "for epoch in range(2):\n"
+      "    for i in range(0, 400, 32):\n"
+      "        opt.zero_grad(); nn.functional.cross_entropy(m(x[i:i + 32]), y[i:i + 32]).backward(); opt.step()\n"
+      "st.save_file(m.state_dict(), sys.argv[2])\n";
+  const std::string script_path = root_ + "/train_teacher.py";
+  std::ofstream(script_path) << script;
+  ASSERT_EQ(std::system(("python3 " + script_path + " " + root_ + "/npy " + file).c_str()), 0);
+
+  const Options o = distill_from(file, "out_pytorch");
+  auto engine = make_fast_cpu_engine(2);
+  ASSERT_EQ(run_command(o, *engine), 0);
+  // Chance is 25 %: a teacher PyTorch trained on the same pixels, normalised the same way, does better.
+  EXPECT_GE(summary(o)["models"][0]["test_acc"].get<double>(), 0.35);
 }
 
 TEST_F(ColourData, ReferenceEngineTrainsOnColour) {

@@ -25,6 +25,7 @@
 #include "kd/model_io.h"
 #include "kd/run_state.h"
 #include "kd/engine.h"
+#include "run_test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -67,24 +68,8 @@ Options small_run(const std::string& out) {
   return o;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// metrics.csv without the timing columns (seconds, samples_per_s), which differ run to run.
-std::string metrics_without_timings(const std::string& csv) {
-  std::istringstream in(csv);
-  std::string line, out;
-  while (std::getline(in, line)) {
-    size_t cut = line.size();
-    for (int commas = 0; commas < 2 && cut != std::string::npos; ++commas) cut = line.rfind(',', cut - 1);
-    out += line.substr(0, cut) + "\n";
-  }
-  return out;
-}
+using test::metrics_without_timings;
+using test::read_text;
 
 struct CsvRow {
   std::string phase;

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kd/data.h"
 #include "kd/error.h"
 #include "kd/sweep.h"
 
@@ -245,6 +246,10 @@ void add_global_flags(CLI::App& app, Options& o) {
             "train/<class>/*.png|jpg|bmp and test/<class>/* (see docs/data.md)");
   app.add_flag("--channels-last", o.channels_last,
                ".npy images are (N, H, W, C) as NumPy and PIL write them, not (N, C, H, W)");
+  add_value(app, "--normalize", o.normalize, "auto|data|MEAN[,MEAN...]/STD[,STD...]",
+            "input normalisation x = (pixel / 255 - mean) / std per channel: data = the training split's mean and "
+            "std; auto = MNIST's 0.1307/0.3081 for 1x28x28 images (the seed recipe), data otherwise; a saved model "
+            "(--model, --teacher) brings its own");
   add_value(app, "--image-size", o.image_size, "HxW",
             "resize every image of an image folder to H x W (needed when its images differ in size)");
   add_value(app, "--device", o.device, devices,
@@ -310,6 +315,7 @@ void check_ranges(const Options& o) {
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
   for (double a : o.alphas) require(a >= 0 && a <= 1, "--alpha", "in [0, 1]", value_text(a));
+  if (o.normalize != "auto" && o.normalize != "data") parse_normalization(o.normalize, "--normalize");
   require(o.seeds >= 1, "--seeds", ">= 1", value_text(o.seeds));
   if (o.max_latency_us) require(*o.max_latency_us > 0, "--max-latency-us", "> 0", value_text(*o.max_latency_us));
   if (o.max_params) require(*o.max_params >= 1, "--max-params", ">= 1", value_text(*o.max_params));
@@ -328,7 +334,8 @@ void check_ranges(const Options& o) {
 // `kdtrain sweep`'s own flags and its help footer (kd/sweep.h).
 void add_sweep_command(CLI::App& sweep, Options& o) {
   add_value(sweep, "--teacher", o.teacher_path, "FILE",
-            "distill from this saved teacher instead of training one with the teacher flags");
+            "distill from this saved teacher instead of training one with the teacher flags (a PyTorch "
+            "state_dict without kdtrain metadata is read as --teacher-arch)");
   add_value(sweep, "--seeds", o.seeds, "N", "runs per configuration, each from its own seed (>= 1); seed 0 is --seed");
   add_value(sweep, "--max-latency-us", o.max_latency_us, "US",
             "recommend only students at most this batch-1 latency on the run's device, microseconds (> 0)");
@@ -478,7 +485,9 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   add_command(Command::Run, "train the teacher, distill the student, train the baseline, report (the default)");
   add_command(Command::TrainTeacher, "train and save the teacher only");
   add_value(*add_command(Command::Distill, "distill a saved teacher into a student"), "--teacher", o.teacher_path,
-            "FILE", "teacher .safetensors written by train-teacher or run (required)");
+            "FILE",
+            "teacher .safetensors written by train-teacher or run, or a PyTorch state_dict saved with "
+            "safetensors.torch.save_file, read as --teacher-arch (required)");
   add_value(*add_command(Command::Eval, "test accuracy of a saved model"), "--model", o.model_path, "FILE",
             "model .safetensors to evaluate (required)");
   add_value(*add_command(Command::Latency, "inference latency of a saved model at --latency-batches"), "--model",

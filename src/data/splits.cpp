@@ -18,6 +18,26 @@ void check_split_flags(int64_t val_size, int64_t train_limit) {
   if (train_limit < 0) fail("--train-limit must be >= 0, 0 meaning all (got " + std::to_string(train_limit) + ")");
 }
 
+// An image folder lists its images class by class, and the validation split
+// is the tail of the training images: left so, it would hold only the last
+// classes, which training would never see. The images are dealt out by class
+// instead: the first of every class (in class order), then the second, ...
+// A set already in that order (equal classes, labels 0, 1, 2, ... repeating) is unchanged.
+Dataset interleave_classes(const Dataset& d) {
+  std::vector<std::vector<int64_t>> by_class(size_t(d.num_classes));
+  for (int64_t i = 0; i < d.n; ++i) by_class[d.labels[size_t(i)]].push_back(i);
+  Dataset out = d;
+  int64_t next = 0;
+  for (size_t k = 0; next < d.n; ++k)
+    for (const std::vector<int64_t>& rows : by_class) {
+      if (k >= rows.size()) continue;
+      std::copy_n(d.images.begin() + rows[k] * d.values_per_image(), d.values_per_image(),
+                  out.images.begin() + next * d.values_per_image());
+      out.labels[size_t(next++)] = d.labels[size_t(rows[k])];
+    }
+  return out;
+}
+
 }  // namespace
 
 std::string Dataset::size_text() const {
@@ -75,7 +95,9 @@ TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
   }
   if (fs::is_directory(root / "train", ec)) {
     refuse(channels_last, "--channels-last", "image", ".npy data");
-    return labelled(load_image_folder(dir, options).data, "image folder");
+    TrainTest t = load_image_folder(dir, options).data;
+    t.train = interleave_classes(t.train);
+    return labelled(std::move(t), "image folder");
   }
   if (!fs::is_directory(root, ec)) fail(dir + ": missing data directory; run data/fetch.sh or pass --data DIR");
   fail(dir + ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "

@@ -245,7 +245,7 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
   take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
   gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
-                   train_labels_.data(), b, train.values_per_image, kPixelMean, kPixelStd, stream);
+                   train_labels_.data(), b, train.plane, context_.normalization(), stream);
   const float* logits = net_.forward(params_.data(), train_acts_, plan, b, step_counter_.data(), stream);
 
   SoftmaxKlArgs args;
@@ -330,7 +330,7 @@ int64_t CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& vi
     const int b = int(std::min<int64_t>(batch, split.n - begin));
     const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
     gather_normalize(split.images.data(), split.labels.data(), context_.identity_order() + begin,
-                     inference_.acts.input.data(), inference_.labels.data(), b, split.values_per_image, kPixelMean, kPixelStd,
+                     inference_.acts.input.data(), inference_.labels.data(), b, split.plane, context_.normalization(),
                      stream);
     visit(net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream), begin, b);
   }
@@ -381,7 +381,7 @@ LatencyRecord CudaModel::measure_latency_impl(int batch, int repeats) {
   ensure_inference_capacity(b);
   const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
   gather_normalize(test.images.data(), test.labels.data(), context_.identity_order(), inference_.acts.input.data(),
-                   inference_.labels.data(), b, test.values_per_image, kPixelMean, kPixelStd, stream);
+                   inference_.labels.data(), b, test.plane, context_.normalization(), stream);
   for (int i = 0; i < kLatencyWarmup; ++i) net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
   KD_CUDA_CHECK(cudaStreamSynchronize(stream));
   // One forward at a time from an idle stream, as a single request would see it.

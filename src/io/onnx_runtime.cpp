@@ -132,7 +132,8 @@ OrtLatency ort_latency_of_file(const std::string& onnx_path, const Shape& input,
 OrtLatency ort_latency(const Arch& arch, const std::vector<float>& params, const OrtLatencyOptions& options) {
   const TempDir tmp;
   const std::string model = tmp.file("model.onnx");
-  export_onnx(model, arch, params, {});
+  // Timing only: the normalisation's values do not change the cost.
+  export_onnx(model, arch, params, Normalization{}, {});
   return ort_latency_of_file(model, arch.input, options);
 }
 
@@ -157,11 +158,11 @@ std::string ort_latency_text(const OrtLatency& ort) {
   return out;
 }
 
-std::vector<float> ort_infer_idx(const std::string& onnx_path, const std::string& idx_images, int64_t limit,
-                                 int classes) {
+std::vector<float> ort_infer_images(const std::string& onnx_path, const std::string& images, int64_t limit,
+                                    int classes) {
   const TempDir tmp;
   const std::string out = tmp.file("logits.f32");
-  std::vector<std::string> args = {"infer", onnx_path, idx_images, out};
+  std::vector<std::string> args = {"infer", onnx_path, images, out};
   if (limit > 0) args.insert(args.end(), {"--limit", std::to_string(limit)});
   const RunnerResult r = run_runner(args);
   if (!r.failure.empty()) fail(onnx_path + ": " + r.failure);

@@ -51,7 +51,8 @@ class Session {
 
   // ------------------------------------------------------------ models
   // The teacher's architecture and starting parameters: the file of
-  // --teacher F (distill, sweep), or --teacher-arch freshly initialised.
+  // --teacher F (distill, sweep; read as --teacher-arch when it has no
+  // kdtrain metadata, e.g. saved by PyTorch), or --teacher-arch freshly initialised.
   ModelFile teacher_start() const;
   std::string teacher_flag() const;
   // The teacher, ready to give soft targets: trained (continuing an
@@ -110,6 +111,7 @@ class Session {
   // --val-size 0 leaves nothing to select on: best falls back to last.
   bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   void size_batches();
+  Normalization choose_normalization() const;
 };
 
 // The commands on a session with its data loaded.

@@ -28,6 +28,11 @@ struct Options {
   std::string data_dir = "data/mnist";
   bool channels_last = false;          // --channels-last: .npy images are (N, H, W, C)
   ImageSize image_size;                // --image-size: image folders only
+  // --normalize: "auto" (MNIST's constants for 1x28x28 data, else "data"),
+  // "data" (the training split's per-channel mean and std), or
+  // MEAN[,MEAN...]/STD[,STD...] (kd/data.h parse_normalization). A saved
+  // model's own normalisation overrides all three (docs/data.md).
+  std::string normalize = "auto";
   DeviceChoice device = DeviceChoice::Auto;
   std::string out_dir;                 // empty -> runs/<timestamp>/
   uint64_t seed = 0;
