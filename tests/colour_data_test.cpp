@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,7 @@ class ColourData : public ::testing::Test {
     o.epochs_teacher = 2;
     o.epochs_student = 2;
     o.batch_size = 32;
+    o.no_baseline = true;  // the scratch student adds cost, and nothing a format could change
     // The default teacher (kd/arch.h adapt_default_arch) costs ~15 M
     // multiply-adds per 3x32x32 image; this one keeps the layer kinds at ~1/20.
     o.teacher_arch = "conv:8:3,relu,maxpool:2,dropout:0.1,flatten,dense:32,relu,dense:4";
@@ -140,14 +142,13 @@ class ColourData : public ::testing::Test {
     o.quiet = true;
     return o;
   }
-  // distill --teacher `teacher` --teacher-arch kTorchTeacher, one student epoch, no baseline.
+  // distill --teacher `teacher` --teacher-arch kTorchTeacher, one student epoch.
   static Options distill_from(const std::string& teacher, const std::string& out) {
     Options o = run_on("npy", out, DeviceChoice::Cpu);
     o.command = Command::Distill;
     o.teacher_path = teacher;
     o.teacher_arch = kTorchTeacher;
     o.epochs_student = 1;
-    o.no_baseline = true;
     return o;
   }
   static nlohmann::json summary(const Options& o) {
@@ -169,7 +170,7 @@ TEST_F(ColourData, NpyAndImageFolderGiveIdenticalResultsAndLearn) {
             metrics_without_timings(read_text(folder.out_dir + "/metrics.csv")));
   const auto a = summary(npy), b = summary(folder);
   EXPECT_EQ(a["data"]["classes"], kClasses);
-  ASSERT_EQ(a["models"].size(), 3u);
+  ASSERT_EQ(a["models"].size(), 2u);
   for (size_t m = 0; m < a["models"].size(); ++m) {
     EXPECT_EQ(a["models"][m]["test_errors"], b["models"][m]["test_errors"]) << a["models"][m]["role"];
     // Chance is 25 %.
@@ -309,10 +310,29 @@ TEST_F(ColourData, TeacherTrainedByPytorchDistills) {
   EXPECT_GE(summary(o)["models"][0]["test_acc"].get<double>(), 0.35);
 }
 
+// Which normalisation a model file's metadata gives: its own; MNIST's for a
+// kdtrain file from before it was saved; none for a file from elsewhere.
+TEST(ModelFileNormalisation, SavedOlderAndForeignFiles) {
+  const std::optional<Normalization> own = saved_normalization({{kNormalizeKey, "0.5,0.4,0.3/0.2,0.2,0.25"}}, "m");
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(normalization_text(*own), "0.5,0.4,0.3/0.2,0.2,0.25");
+  for (const char* key : {"format", "arch"}) {
+    const std::optional<Normalization> older = saved_normalization({{key, "x"}}, "m");
+    ASSERT_TRUE(older.has_value()) << key;
+    EXPECT_EQ(normalization_text(*older), "0.1307/0.3081") << key;
+  }
+  EXPECT_FALSE(saved_normalization({}, "m").has_value());
+  try {
+    saved_normalization({{kNormalizeKey, "0.5"}}, "m.safetensors");
+    FAIL() << "expected a parse error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("m.safetensors: metadata 'normalize': '0.5' is not", 0), 0u) << e.what();
+  }
+}
+
 TEST_F(ColourData, ReferenceEngineTrainsOnColour) {
   Options o = run_on("npy", "out_reference", DeviceChoice::Reference);
   o.epochs_teacher = o.epochs_student = 1;
-  o.no_baseline = true;
   auto engine = make_cpu_engine();
   ASSERT_EQ(run_command(o, *engine), 0);
   const auto s = summary(o);

@@ -97,9 +97,9 @@ std::optional<Normalization> saved_normalization(const std::map<std::string, std
                                                  const std::string& path) {
   const auto it = metadata.find(kNormalizeKey);
   if (it != metadata.end()) return parse_normalization(it->second, path + ": metadata '" + kNormalizeKey + "'");
-  const auto format = metadata.find("format");
-  if (format != metadata.end() && format->second == "kdtrain") return Normalization{};
-  return std::nullopt;
+  // Foreign as load_model_file defines it: neither kdtrain key.
+  if (metadata.count("format") == 0 && metadata.count("arch") == 0) return std::nullopt;
+  return Normalization{};
 }
 
 std::map<std::string, std::string> normalization_metadata(const Normalization& n) {
