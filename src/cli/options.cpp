@@ -495,7 +495,7 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   CLI::App* export_app = add_command(Command::Export, "write a saved model as ONNX (opset 13) for deployment");
   add_value(*export_app, "--model", o.model_path, "FILE", "model .safetensors to export (required)");
   add_value(*export_app, "--onnx", o.onnx_path, "OUT",
-            "ONNX file to write; its input 'pixels' is float32 (N,1,H,W) pixel values 0..255, normalisation "
+            "ONNX file to write; its input 'pixels' is float32 (N,C,H,W) pixel values 0..255, normalisation "
             "folded in (required)");
   add_sweep_command(*add_command(Command::Sweep, "distill a grid of students from one teacher and choose one by "
                                                  "accuracy, latency and size"),
