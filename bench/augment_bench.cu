@@ -35,12 +35,12 @@ void BM_gather(benchmark::State& state, bool augmented) {
   params.enabled = true;
   const kd::bench::Timing timing = kd::bench::time_launches(state, nullptr, [&](int64_t) {
     if (augmented) {
-      kd::cuda::augment_gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b, 1,
-                                         28, 28, kd::kPixelMean, kd::kPixelStd, params, /*seed=*/7, epoch.data(),
+      kd::cuda::augment_gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b, 28,
+                                         28, kd::Normalization{}, params, /*seed=*/7, epoch.data(),
                                          nullptr);
     } else {
       kd::cuda::gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b, kPixels,
-                                 kd::kPixelMean, kd::kPixelStd, nullptr);
+                                 kd::Normalization{}, nullptr);
     }
   });
   kd::bench::set_bandwidth_counters(state, double(b) * (kPixels * (1 + 4) + 1 + 4 + 4), timing);

@@ -24,7 +24,7 @@ void BM_gather_normalize(benchmark::State& state) {
   kd::bench::fill_uniform<int32_t>(idx.data(), idx.size(), 0, int32_t(kImages), 3);
   const kd::bench::Timing timing = kd::bench::time_launches(state, nullptr, [&](int64_t) {
     kd::cuda::gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b, kPixels,
-                               kd::kPixelMean, kd::kPixelStd, nullptr);
+                               kd::Normalization{}, nullptr);
   });
   kd::bench::set_bandwidth_counters(state, double(b) * (kPixels * (1 + 4) + 1 + 4 + 4), timing);
 }

@@ -32,8 +32,8 @@ namespace {
 __global__ void augment_gather_normalize_kernel(const uint8_t* __restrict__ images,
                                                 const uint8_t* __restrict__ labels,
                                                 const int32_t* __restrict__ idx, float* __restrict__ out,
-                                                int32_t* __restrict__ out_labels, int c, int h, int w, float mean,
-                                                float std, AugmentParams params, uint64_t seed,
+                                                int32_t* __restrict__ out_labels, int h, int w, Normalization norm,
+                                                AugmentParams params, uint64_t seed,
                                                 const uint64_t* __restrict__ epoch) {
   __shared__ AffineTransform transform;
   const int row = blockIdx.x;
@@ -45,24 +45,25 @@ __global__ void augment_gather_normalize_kernel(const uint8_t* __restrict__ imag
   __syncthreads();
   const AffineTransform t = transform;
   // One image's pixels fit an int (the host checks); 32-bit division is several times cheaper than 64-bit.
-  const int plane = h * w, pixels = c * plane;
+  const int plane = h * w, pixels = norm.c * plane;
   const uint8_t* src = images + sample * pixels;
   float* dst = out + int64_t(row) * pixels;
   for (int j = threadIdx.x; j < pixels; j += blockDim.x) {
     const int ch = j / plane, within = j % plane;
     const float raw = augment_sample(src + int64_t(ch) * plane, h, w, t, within % w, within / w);
-    dst[j] = normalize_pixel(raw, mean, std);
+    dst[j] = normalize_pixel(raw, norm.mean[ch], norm.std[ch]);
   }
 }
 
 }  // namespace
 
 void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
-                              int32_t* out_labels, int b, int c, int h, int w, float mean, float std,
+                              int32_t* out_labels, int b, int h, int w, const Normalization& norm,
                               const AugmentParams& params, uint64_t seed, const uint64_t* epoch,
                               cudaStream_t stream) {
+  const int c = norm.c;
   if (!params.enabled) {
-    gather_normalize(images, labels, idx, out, out_labels, b, int64_t(c) * h * w, mean, std, stream);
+    gather_normalize(images, labels, idx, out, out_labels, b, int64_t(h) * w, norm, stream);
     return;
   }
   validate_augment(params, "cuda::augment_gather_normalize");
@@ -71,8 +72,8 @@ void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, cons
          std::to_string(w) + " pixels exceeds 2^31; split the channels into separate calls");
   }
   if (b == 0) return;
-  launch(augment_gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, c, h, w,
-         mean, std, params, seed, epoch);
+  launch(augment_gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, h, w,
+         norm, params, seed, epoch);
   KD_CUDA_CHECK_LAUNCH(augment_gather_normalize_kernel);
 }
 

@@ -14,20 +14,22 @@ namespace kd::cuda {
 namespace {
 
 
-// One block per batch row. images: (N, pixels) u8, labels: (N) u8, idx: (b)
-// -> out: (b, pixels) = (px / 255 - mean) / std, out_labels: (b) (skipped when
-// null). normalize_pixel evaluates in double and rounds once, on both sides, so
+// One block per batch row. images: (N, c, plane) u8, labels: (N) u8, idx: (b)
+// -> out: (b, c, plane) = (px / 255 - mean[ch]) / std[ch], out_labels: (b)
+// (skipped when null). normalize_pixel evaluates in double and rounds once, on both sides, so
 // results agree to the last bit; the few double operations per pixel cost
 // nothing next to the loads.
 __global__ void gather_normalize_kernel(const uint8_t* __restrict__ images, const uint8_t* __restrict__ labels,
                                         const int32_t* __restrict__ idx, float* __restrict__ out,
-                                        int32_t* __restrict__ out_labels, int64_t pixels, float mean, float std) {
+                                        int32_t* __restrict__ out_labels, int64_t plane, Normalization norm) {
   const int row = blockIdx.x;
-  const int64_t sample = idx[row];
-  const uint8_t* src = images + sample * pixels;
-  float* dst = out + int64_t(row) * pixels;
-  for (int64_t j = threadIdx.x; j < pixels; j += blockDim.x) {
-    dst[j] = normalize_pixel(src[j], mean, std);
+  const int64_t sample = idx[row], values = norm.c * plane;
+  const uint8_t* src = images + sample * values;
+  float* dst = out + int64_t(row) * values;
+  for (int ch = 0; ch < norm.c; ++ch) {
+    for (int64_t j = ch * plane + threadIdx.x; j < (ch + 1) * plane; j += blockDim.x) {
+      dst[j] = normalize_pixel(src[j], norm.mean[ch], norm.std[ch]);
+    }
   }
   if (out_labels != nullptr && threadIdx.x == 0) out_labels[row] = labels[sample];
 }
@@ -39,9 +41,9 @@ __global__ void iota_kernel(int32_t* __restrict__ out, int n) {
 }  // namespace
 
 void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
-                      int32_t* out_labels, int b, int64_t pixels, float mean, float std, cudaStream_t stream) {
+                      int32_t* out_labels, int b, int64_t plane, const Normalization& norm, cudaStream_t stream) {
   if (b == 0) return;
-  launch(gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, pixels, mean, std);
+  launch(gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, plane, norm);
   KD_CUDA_CHECK_LAUNCH(gather_normalize_kernel);
 }
 

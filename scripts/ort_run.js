@@ -8,8 +8,10 @@
 //       prints the ONNX Runtime version
 //   ort_run.js infer MODEL.onnx IMAGES OUT.f32 [--limit N] [--batch B] [--threads T]
 //       IMAGES: an IDX image file (magic 2051, u8, plain or gzip), e.g.
-//       data/mnist/t10k-images-idx3-ubyte; its first N images (all by default)
-//       go in as float32 pixel values 0..255, shape (b, 1, H, W), in batches
+//       data/mnist/t10k-images-idx3-ubyte, or a .npy file of u8 images
+//       (N, C, H, W) as kdtrain writes them (its image-folder cache, tests);
+//       its first N images (all by default) go in as float32 pixel values
+//       0..255, shape (b, C, H, W), in batches
 //       of B (default 1000); OUT.f32 gets the logits (N, classes), float32
 //       little-endian, row-major
 //   ort_run.js latency MODEL.onnx --shape CxHxW --batches 1,1024 --json OUT.json
@@ -74,19 +76,40 @@ function positiveInt(flag, text, min) {
   return Number(text);
 }
 
-// (n, h, w, pixels: Uint8Array) from an IDX image file, validated like kdtrain's reader.
-function readIdxImages(file) {
+// (n, c, h, w, pixels) from a .npy file of '|u1' images (N, C, H, W) in C order.
+function readNpyImages(file, bytes) {
+  const magic = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
+  if (bytes.length < 10 || !bytes.subarray(0, 6).equals(magic)) throw new UsageError(`${file}: not a .npy file`);
+  const lengthBytes = bytes[6] === 1 ? 2 : 4;
+  const start = 8 + lengthBytes;
+  const headerLength = lengthBytes === 2 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
+  const header = bytes.subarray(start, start + headerLength).toString('latin1');
+  const shape = /'shape':\s*\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,?\s*\)/.exec(header);
+  if (!/'descr':\s*'\|u1'/.test(header) || /'fortran_order':\s*True/.test(header) || !shape)
+    throw new UsageError(`${file}: expected u8 images (N, C, H, W) in C order, header ${header.trim()}`);
+  const [n, c, h, w] = shape.slice(1).map(Number);
+  const data = bytes.subarray(start + headerLength);
+  if (data.length !== n * c * h * w) {
+    throw new UsageError(`${file}: ${data.length} data bytes, the header says ${n * c * h * w}`);
+  }
+  return {n, c, h, w, pixels: data};
+}
+
+// (n, c, h, w, pixels: Uint8Array) from an IDX image file (c = 1), validated
+// like kdtrain's reader, or from a .npy file (readNpyImages).
+function readImages(file) {
   let bytes;
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
     throw new UsageError(`${file}: cannot read: ${e.code || e.message}`);
   }
+  if (file.endsWith('.npy')) return readNpyImages(file, bytes);
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = zlib.gunzipSync(bytes);
   if (bytes.length < 16 || bytes.readUInt32BE(0) !== 2051) throw new UsageError(`${file}: not an IDX image file (magic 2051)`);
   const n = bytes.readUInt32BE(4), h = bytes.readUInt32BE(8), w = bytes.readUInt32BE(12);
   if (bytes.length !== 16 + n * h * w) throw new UsageError(`${file}: ${bytes.length} bytes, the header says ${16 + n * h * w}`);
-  return {n, h, w, pixels: bytes.subarray(16)};
+  return {n, c: 1, h, w, pixels: bytes.subarray(16)};
 }
 
 async function createSession(ort, model, threads) {
@@ -103,16 +126,16 @@ async function infer(ort, args) {
   if (args.length < 3) throw new UsageError('infer needs MODEL.onnx IMAGES OUT.f32');
   const [model, images, out] = args;
   const flags = parseFlags(args.slice(3), ['--limit', '--batch', '--threads']);
-  const idx = readIdxImages(images);
+  const idx = readImages(images);
   const limit = flags['--limit'] ? Math.min(positiveInt('--limit', flags['--limit'], 1), idx.n) : idx.n;
   const batch = flags['--batch'] ? positiveInt('--batch', flags['--batch'], 1) : 1000;
   const session = await createSession(ort, model, flags['--threads'] ? positiveInt('--threads', flags['--threads'], 0) : 0);
-  const pixels = idx.h * idx.w;
+  const pixels = idx.c * idx.h * idx.w;
   const chunks = [];
   for (let begin = 0; begin < limit; begin += batch) {
     const b = Math.min(batch, limit - begin);
     const x = Float32Array.from(idx.pixels.subarray(begin * pixels, (begin + b) * pixels));
-    const result = await session.run({[session.inputNames[0]]: new ort.Tensor('float32', x, [b, 1, idx.h, idx.w])});
+    const result = await session.run({[session.inputNames[0]]: new ort.Tensor('float32', x, [b, idx.c, idx.h, idx.w])});
     const logits = result[session.outputNames[0]];
     if (logits.dims.length !== 2 || logits.dims[0] !== b) throw new Error(`output has shape [${logits.dims}], expected [${b}, classes]`);
     chunks.push(Buffer.from(logits.data.buffer, logits.data.byteOffset, logits.data.byteLength));

@@ -54,6 +54,26 @@ TEST(Arch, DefaultTeacherShapesAtEveryLayer) {
   EXPECT_TRUE(a.has_dropout());
 }
 
+TEST(Arch, DefaultsAdaptToTheDataAndStayMnistsOnMnist) {
+  EXPECT_EQ(adapt_default_arch(kDefaultTeacherArch, kMnist, 10), kDefaultTeacherArch);
+  EXPECT_EQ(adapt_default_arch(kDefaultStudentArch, kMnist, 10), kDefaultStudentArch);
+  EXPECT_EQ(adapt_default_arch("flatten,dense:10", Shape{3, 32, 32, false}, 4), "flatten,dense:10") << "not a default";
+  const Shape cifar{3, 32, 32, false};
+  const std::string teacher = adapt_default_arch(kDefaultTeacherArch, cifar, 100);
+  EXPECT_EQ(teacher,
+            "conv:32:3,relu,conv:64:3,relu,maxpool:2,maxpool:2,dropout:0.25,flatten,dense:128,relu,dropout:0.5,"
+            "dense:100");
+  EXPECT_EQ(parse_arch(teacher, cifar, 100, "--teacher-arch").layers[8].in.c, 64 * 7 * 7);
+  EXPECT_EQ(adapt_default_arch(kDefaultStudentArch, cifar, 3), "flatten,dense:256,relu,dense:128,relu,dense:3");
+  // Large images get as many pools as keep fc1 at MNIST's 9,216 inputs or below.
+  for (int side : {6, 29, 64, 224, 1000}) {
+    const Shape grey{1, side, side, false};
+    const Arch a = parse_arch(adapt_default_arch(kDefaultTeacherArch, grey, 2), grey, 2, "--teacher-arch");
+    for (const Layer& l : a.layers)
+      if (l.kind == LayerKind::Flatten) EXPECT_LE(l.out_shape.c, 9216) << side;
+  }
+}
+
 TEST(Arch, DefaultParameterCounts) {
   // conv1 32*1*9+32 = 320, conv2 64*32*9+64 = 18496, fc1 128*9216+128 = 1179776, fc2 128*10+10 = 1290.
   EXPECT_EQ(mnist(kDefaultTeacherArch).param_count, 1199882);

@@ -92,14 +92,13 @@ TEST(AugmentGpu, MatchesReference) {
                                         << p.max_shift << " rotate " << p.max_rotate_deg << " seed " << seed
                                         << " epoch " << epoch);
         std::vector<float> out_ref(size_t(b) * pixels);
-        kd::ref::augment_gather_normalize(images.data(), idx.data(), out_ref.data(), b, s.c, s.h, s.w, kMean, kStd, p,
-                                          seed, epoch);
+        const kd::Normalization norm = kd::uniform_normalization(s.c, kMean, kStd);
+        kd::ref::augment_gather_normalize(images.data(), idx.data(), out_ref.data(), b, s.h, s.w, norm, p, seed, epoch);
         d_epoch.upload(std::vector<uint64_t>{epoch});
         kd::test::poison(d_out);
         kd::test::poison(d_out_labels);
         kd::cuda::augment_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(),
-                                           d_out_labels.data(), b, s.c, s.h, s.w, kMean, kStd, p, seed,
-                                           d_epoch.data(), nullptr);
+                                           d_out_labels.data(), b, s.h, s.w, norm, p, seed, d_epoch.data(), nullptr);
         KD_CUDA_CHECK(cudaDeviceSynchronize());
         EXPECT_LE(kd::test::rel_error(d_out.download(), out_ref), kTolerance);
         EXPECT_EQ(kd::test::bitwise_difference(d_out_labels.download(), labels_ref), "");
@@ -128,11 +127,12 @@ TEST(AugmentGpu, EpochIsReadFromTheDeviceAtRunTime) {
   for (uint64_t epoch = 0; epoch < 3; ++epoch) {
     d_epoch.upload(std::vector<uint64_t>{epoch});
     kd::test::poison(d_out);
-    kd::cuda::augment_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, 1, h,
-                                       w, kMean, kStd, p, /*seed=*/17, d_epoch.data(), nullptr);
+    kd::cuda::augment_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, h, w,
+                                       kd::Normalization{}, p, /*seed=*/17, d_epoch.data(), nullptr);
     KD_CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<float> out_ref(size_t(b) * h * w);
-    kd::ref::augment_gather_normalize(images.data(), idx.data(), out_ref.data(), b, 1, h, w, kMean, kStd, p, 17, epoch);
+    kd::ref::augment_gather_normalize(images.data(), idx.data(), out_ref.data(), b, h, w, kd::Normalization{}, p, 17,
+                                      epoch);
     const std::vector<float> out = d_out.download();
     EXPECT_LE(kd::test::rel_error(out, out_ref), kTolerance) << "epoch " << epoch;
     EXPECT_NE(out, previous) << "epoch " << epoch << " repeated the previous epoch's view";
@@ -156,10 +156,11 @@ TEST(AugmentGpu, DisabledIsTheBatchKernelBitForBit) {
   d_idx.upload(idx);
   d_epoch.upload(std::vector<uint64_t>{5});
   kd::test::poison(d_out);
-  kd::cuda::gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_plain.data(), nullptr, b, pixels, kMean,
-                             kStd, nullptr);
-  kd::cuda::augment_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, c, h, w,
-                                     kMean, kStd, kd::AugmentParams{}, 3, d_epoch.data(), nullptr);
+  kd::cuda::gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_plain.data(), nullptr, b, int64_t(h) * w,
+                             kd::uniform_normalization(c, kMean, kStd), nullptr);
+  kd::cuda::augment_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, h, w,
+                                     kd::uniform_normalization(c, kMean, kStd), kd::AugmentParams{}, 3, d_epoch.data(),
+                                     nullptr);
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(kd::test::bitwise_difference(d_out.download(), d_plain.download()), "");
 }
@@ -168,8 +169,8 @@ TEST(AugmentGpu, RejectsBadParametersBeforeLaunching) {
   KD_REQUIRE_GPU();
   kd::AugmentParams p = enabled(2, 12, 0.9f, 1.1f);
   p.max_rotate_deg = 360;  // out of range: the error names the field, and nothing is enqueued
-  EXPECT_THROW(kd::cuda::augment_gather_normalize(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, 28, 28, kMean,
-                                                  kStd, p, 0, nullptr, nullptr),
+  EXPECT_THROW(kd::cuda::augment_gather_normalize(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 28, 28,
+                                                  kd::Normalization{}, p, 0, nullptr, nullptr),
                kd::Error);
 }
 

@@ -274,7 +274,8 @@ TEST(AugmentGatherNormalize, WithoutAugmentationIsGatherNormalizeBitForBit) {
   const std::vector<uint8_t> images = random_images(size_t(n) * c * h * w, rng);
   const std::vector<int32_t> idx = {3, 0, 8, 3, 5, 1, 7};
   std::vector<float> plain = reftest::nan_filled(size_t(b) * c * h * w);
-  ref::gather_normalize(images.data(), idx.data(), plain.data(), b, c * h * w, kPixelMean, kPixelStd);
+  ref::gather_normalize(images.data(), idx.data(), plain.data(), b, h * w,
+                        uniform_normalization(c, kPixelMean, kPixelStd));
   AugmentParams off;
   AugmentParams zero;
   zero.enabled = true;
@@ -282,7 +283,8 @@ TEST(AugmentGatherNormalize, WithoutAugmentationIsGatherNormalizeBitForBit) {
   zero.min_scale = zero.max_scale = 1;
   for (const AugmentParams& p : {off, zero}) {
     std::vector<float> out = reftest::nan_filled(plain.size());
-    ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, c, h, w, kPixelMean, kPixelStd, p, 99, 4);
+    ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, h, w,
+                                  uniform_normalization(c, kPixelMean, kPixelStd), p, 99, 4);
     EXPECT_EQ(std::memcmp(out.data(), plain.data(), plain.size() * sizeof(float)), 0) << "enabled " << p.enabled;
   }
 }
@@ -302,7 +304,8 @@ TEST(AugmentGatherNormalize, RowsFollowIdxAndChannelsShareTheTransform) {
   p.max_rotate_deg = 40;
   const uint64_t seed = 11, epoch = 6;
   std::vector<float> out = reftest::nan_filled(size_t(b) * c * h * w);
-  ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, c, h, w, 0.5f, 0.25f, p, seed, epoch);
+  ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, h, w, uniform_normalization(c, 0.5f, 0.25f),
+                                p, seed, epoch);
   const size_t plane = size_t(h) * w;
   for (int row = 0; row < b; ++row) {
     const AffineTransform t = augment_transform(p, seed, epoch, uint64_t(idx[row]));
@@ -325,8 +328,10 @@ TEST(AugmentGatherNormalize, RowsFollowIdxAndChannelsShareTheTransform) {
   for (int ch = 1; ch < c; ++ch) EXPECT_EQ(std::memcmp(&out[0], &out[ch * plane], plane * sizeof(float)), 0);
   // The transform really moved something, and the next epoch sees another view.
   std::vector<float> plain(out.size()), next(out.size());
-  ref::gather_normalize(images.data(), idx.data(), plain.data(), b, c * int(plane), 0.5f, 0.25f);
-  ref::augment_gather_normalize(images.data(), idx.data(), next.data(), b, c, h, w, 0.5f, 0.25f, p, seed, epoch + 1);
+  ref::gather_normalize(images.data(), idx.data(), plain.data(), b, int64_t(plane),
+                        uniform_normalization(c, 0.5f, 0.25f));
+  ref::augment_gather_normalize(images.data(), idx.data(), next.data(), b, h, w, uniform_normalization(c, 0.5f, 0.25f),
+                                p, seed, epoch + 1);
   EXPECT_NE(out, plain);
   EXPECT_NE(out, next);
 }
@@ -338,7 +343,8 @@ TEST(AugmentGatherNormalize, RejectsBadParameters) {
   const uint8_t image = 0;
   const int32_t idx = 0;
   float out = 0;
-  EXPECT_THROW(ref::augment_gather_normalize(&image, &idx, &out, 1, 1, 1, 1, 0, 1, p, 0, 0), Error);
+  EXPECT_THROW(ref::augment_gather_normalize(&image, &idx, &out, 1, 1, 1, uniform_normalization(1, 0, 1), p, 0, 0),
+               Error);
 }
 
 // The reference is also what the fast CPU engine runs per step, so its cost
@@ -358,7 +364,7 @@ TEST(AugmentGatherNormalize, CostOfABatchOf64Mnist) {
   double best = 1e9;
   for (int rep = 0; rep < 20; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, 1, 28, 28, kPixelMean, kPixelStd, p, 1,
+    ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, 28, 28, Normalization{}, p, 1,
                                   uint64_t(rep));
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }

@@ -18,7 +18,10 @@ namespace {
 
 using kd::cuda::DeviceBuffer;
 
-constexpr float kMean = 0.1307f, kStd = 0.3081f;  // MNIST normalisation (SPEC section 2)
+// MNIST's normalisation (SPEC section 2) for one channel; for three, one
+// mean and std per channel, all different, so a channel mix-up shows.
+const kd::Normalization kGrey{};
+const kd::Normalization kColour{3, {0.49f, 0.48f, 0.45f}, {0.25f, 0.24f, 0.26f}};
 
 std::vector<uint8_t> random_bytes(size_t n, int hi, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> dist(0, hi);
@@ -31,7 +34,9 @@ TEST(BatchGpu, GatherNormalizeMatchesReference) {
   KD_REQUIRE_GPU();
   std::mt19937_64 rng(kd::test::test_seed() + 4);
   const int samples = 1200;
-  for (const int64_t pixels : {int64_t(784), int64_t(1), int64_t(33)}) {
+  for (const auto& [norm, plane] :
+       {std::pair{kGrey, int64_t(784)}, {kGrey, int64_t(1)}, {kGrey, int64_t(33)}, {kColour, int64_t(33)}}) {
+    const int64_t pixels = norm.c * plane;
     const std::vector<uint8_t> images = random_bytes(size_t(samples) * pixels, 255, rng);
     const std::vector<uint8_t> labels = random_bytes(size_t(samples), 9, rng);
     DeviceBuffer<uint8_t> d_images(images.size(), "images"), d_labels(labels.size(), "labels");
@@ -44,7 +49,7 @@ TEST(BatchGpu, GatherNormalizeMatchesReference) {
       std::vector<int32_t> idx(b);
       for (auto& i : idx) i = pick(rng);
       std::vector<float> out_ref(size_t(b) * pixels);
-      kd::ref::gather_normalize(images.data(), idx.data(), out_ref.data(), b, pixels, kMean, kStd);
+      kd::ref::gather_normalize(images.data(), idx.data(), out_ref.data(), b, plane, norm);
       std::vector<int32_t> labels_ref(b);
       for (int r = 0; r < b; ++r) labels_ref[r] = labels[idx[r]];
 
@@ -54,15 +59,15 @@ TEST(BatchGpu, GatherNormalizeMatchesReference) {
       kd::test::poison(d_out);
       kd::test::poison(d_out_labels);
       kd::cuda::gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), d_out_labels.data(), b,
-                                 pixels, kMean, kStd, nullptr);
+                                 plane, norm, nullptr);
       KD_CUDA_CHECK(cudaDeviceSynchronize());
       EXPECT_LE(kd::test::rel_error(d_out.download(), out_ref), 1e-6);
       EXPECT_EQ(kd::test::bitwise_difference(d_out_labels.download(), labels_ref), "");
 
       // Without out_labels only the images are gathered.
       kd::test::poison(d_out);
-      kd::cuda::gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, pixels,
-                                 kMean, kStd, nullptr);
+      kd::cuda::gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(), nullptr, b, plane, norm,
+                                 nullptr);
       KD_CUDA_CHECK(cudaDeviceSynchronize());
       EXPECT_LE(kd::test::rel_error(d_out.download(), out_ref), 1e-6);
     }

@@ -17,7 +17,7 @@ TEST(GatherNormalize, HandValues) {
                                        255, 0, 204, 51};
   const std::vector<int32_t> idx = {2, 0, 2};
   std::vector<float> out = reftest::nan_filled(idx.size() * 4);
-  gather_normalize(images.data(), idx.data(), out.data(), 3, 4, 0.5f, 0.25f);
+  gather_normalize(images.data(), idx.data(), out.data(), 3, 4, uniform_normalization(1, 0.5f, 0.25f));
   // (px / 255 - 0.5) / 0.25:  0 -> -2,  255 -> 2,  51 -> (0.2 - 0.5) / 0.25 = -1.2,  204 -> 1.2
   const std::vector<float> expected = {2, -2, 1.2f, -1.2f, -2, 2, -1.2f, 1.2f, 2, -2, 1.2f, -1.2f};
   for (size_t i = 0; i < out.size(); ++i) {
@@ -30,7 +30,7 @@ TEST(GatherNormalize, MnistStatistics) {
   const std::vector<uint8_t> images = {0, 128, 255};
   const std::vector<int32_t> idx = {0};
   std::vector<float> out = reftest::nan_filled(3);
-  gather_normalize(images.data(), idx.data(), out.data(), 1, 3, kPixelMean, kPixelStd);
+  gather_normalize(images.data(), idx.data(), out.data(), 1, 3, Normalization{});
   // By hand with mean 0.1307, std 0.3081: 0 -> -0.1307 / 0.3081 = -0.4242129...,
   // 128 -> (0.5019608 - 0.1307) / 0.3081 = 1.2050009..., 255 -> 0.8693 / 0.3081 = 2.8214865...
   // The float constants differ from the decimals by ~1e-8 relative, far below the 1e-5 bound.

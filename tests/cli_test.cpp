@@ -87,16 +87,65 @@ TEST(Cli, NoArgumentsGiveTheDefaults) {
   EXPECT_EQ(o.eval_batch_size, 1000);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 64, 1024, 10000}));
   EXPECT_EQ(o.select, SelectRule::Best);
+  EXPECT_FALSE(o.channels_last);
+  EXPECT_EQ(o.image_size, ImageSize{});
+  EXPECT_EQ(o.normalize, "auto");
 }
 
 TEST(Cli, EveryFlagSetsItsField) {
-  const Options o = parse({"--data", "d/fashion", "--device", "cpu", "--out", "o/x", "--seed", "18446744073709551615",
-                           "--batch-size", "128", "--epochs-teacher", "0", "--epochs-student", "12", "--lr", "2.5e-4",
-                           "--optimizer", "sgd", "--momentum", "0", "--temperature", "0.5", "--alpha", "1",
-                           "--teacher-arch", "flatten,dense:10", "--student-arch", "flatten,dense:32,relu,dense:10",
-                           "--val-size", "0", "--train-limit", "1000", "--test-limit", "500", "--no-baseline",
-                           "--deterministic", "--quiet", "--dense-impl", "cublas", "--select", "last", "--resume", "runs/a",
-                           "--eval-batch-size", "1", "--latency-batches", "1,7,64", "--no-ort"});
+  const Options o = parse({"--data",
+                           "d/fashion",
+                           "--device",
+                           "cpu",
+                           "--out",
+                           "o/x",
+                           "--seed",
+                           "18446744073709551615",
+                           "--batch-size",
+                           "128",
+                           "--epochs-teacher",
+                           "0",
+                           "--epochs-student",
+                           "12",
+                           "--lr",
+                           "2.5e-4",
+                           "--optimizer",
+                           "sgd",
+                           "--momentum",
+                           "0",
+                           "--temperature",
+                           "0.5",
+                           "--alpha",
+                           "1",
+                           "--teacher-arch",
+                           "flatten,dense:10",
+                           "--student-arch",
+                           "flatten,dense:32,relu,dense:10",
+                           "--val-size",
+                           "0",
+                           "--train-limit",
+                           "1000",
+                           "--test-limit",
+                           "500",
+                           "--no-baseline",
+                           "--deterministic",
+                           "--quiet",
+                           "--dense-impl",
+                           "cublas",
+                           "--select",
+                           "last",
+                           "--resume",
+                           "runs/a",
+                           "--eval-batch-size",
+                           "1",
+                           "--latency-batches",
+                           "1,7,64",
+                           "--no-ort",
+                           "--channels-last",
+                           "--image-size",
+                           "24x40",
+                           "--normalize",
+                           "0.5,0.4,0.3/0.2,0.2,0.25"});
   EXPECT_EQ(o.data_dir, "d/fashion");
   EXPECT_EQ(o.device, DeviceChoice::Cpu);
   EXPECT_EQ(o.out_dir, "o/x");
@@ -123,6 +172,9 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_EQ(o.eval_batch_size, 1);
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
   EXPECT_TRUE(o.no_ort);
+  EXPECT_TRUE(o.channels_last);
+  EXPECT_EQ(o.image_size, (ImageSize{24, 40}));
+  EXPECT_EQ(o.normalize, "0.5,0.4,0.3/0.2,0.2,0.25");
   EXPECT_EQ(o.command, Command::Run);
 }
 
@@ -204,6 +256,13 @@ TEST(Cli, Rejections) {
     std::string expected;  // the message's beginning
   };
   const Case cases[] = {
+      {{"--normalize", "0.5"}, "--normalize: '0.5' is not (MEAN[,MEAN...]/STD[,STD...]"},
+      {{"--normalize", "0.5/0"}, "--normalize: std 0.000000 in '0.5/0' must be > 0"},
+      {{"--normalize", "0.5,0.4/0.2"}, "--normalize: '0.5,0.4/0.2' has 2 means and 1 stds"},
+      {{"--image-size", "32"}, "--image-size: '32' is not HxW with H and W from 1 to 65535 (e.g. 32x32)"},
+      {{"--image-size", "0x32"}, "--image-size: '0x32' is not HxW"},
+      {{"--image-size", "32x-1"}, "--image-size: '32x-1' is not HxW"},
+      {{"--image-size", "99999x2"}, "--image-size: '99999x2' is not HxW"},
       {{"--batch-size", "0"}, "--batch-size: must be >= 1, got 0"},
       {{"--batch-size", "-5"}, "--batch-size: must be >= 1, got -5"},
       {{"--batch-size", "abc"}, "--batch-size: 'abc' is not an integer"},

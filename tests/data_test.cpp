@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -338,6 +339,47 @@ TEST_F(DataTest, RejectsTestLabelOutsideTrainingClasses) {
   write_mnist_dir({0, 1, 2}, {1, 3, 0});
   expect_mentions(error_of([&] { load_splits(dir_, 0, 0); }),
                   {"t10k-labels-idx1-ubyte", "label 3", "index 1", "3 classes"});
+}
+
+// ------------------------------------------------------------ normalisation
+
+TEST(Normalization, PerChannelMeanAndPopulationStdOfPixelsOver255) {
+  Dataset d;
+  d.n = 2, d.c = 3, d.h = 1, d.w = 2;
+  // Channel 0: 0, 255, 0, 255 -> mean 0.5, std 0.5. Channel 1: all 51 -> mean 0.2,
+  // std 0 -> 1. Channel 2: 0, 0, 0, 255 -> mean 0.25, std sqrt(0.25 - 0.0625) = sqrt(3)/4.
+  d.images = {0, 255, 51, 51, 0, 0, /* image 2 */ 0, 255, 51, 51, 0, 255};
+  const Normalization n = normalization_of(d);
+  EXPECT_EQ(n.c, 3);
+  EXPECT_FLOAT_EQ(n.mean[0], 0.5f);
+  EXPECT_FLOAT_EQ(n.std[0], 0.5f);
+  EXPECT_FLOAT_EQ(n.mean[1], 0.2f);
+  EXPECT_EQ(n.std[1], 1.0f) << "a constant channel normalises to a constant, not to inf";
+  EXPECT_FLOAT_EQ(n.mean[2], 0.25f);
+  EXPECT_FLOAT_EQ(n.std[2], float(std::sqrt(3.0) / 4));
+}
+
+TEST(Normalization, TextReadsBackToTheSameFloats) {
+  Normalization n;
+  n.c = 3;
+  const float mean[] = {0.4914f, 0.48216f, 0.44653f}, std[] = {0.24703f, 0.24349f, 0.26159f};
+  for (int ch = 0; ch < 3; ++ch) n.mean[ch] = mean[ch], n.std[ch] = std[ch];
+  const Normalization back = parse_normalization(normalization_text(n), "--normalize");
+  EXPECT_EQ(back.c, 3);
+  for (int ch = 0; ch < 3; ++ch) {
+    EXPECT_EQ(back.mean[ch], n.mean[ch]);
+    EXPECT_EQ(back.std[ch], n.std[ch]);
+  }
+  EXPECT_EQ(normalization_text(Normalization{}), "0.1307/0.3081");
+  EXPECT_EQ(parse_normalization("0.1307/0.3081", "--normalize").mean[0], kPixelMean);
+}
+
+TEST(Normalization, RejectsMalformedText) {
+  for (const char* bad : {"0.5", "0.5/0.2/0.1", "a/0.2", "0.5/", "0.5,0.5/0.2", "1,2,3,4/1,1,1,1", "0.5/0", "0.5/-1",
+                          "0.5/nan", "0.5/inf"}) {
+    const std::string msg = error_of([&] { parse_normalization(bad, "--normalize"); });
+    EXPECT_EQ(msg.rfind("--normalize: ", 0), 0u) << bad << ": " << msg;
+  }
 }
 
 TEST_F(DataTest, RejectsDirectoryWithoutTestFiles) {

@@ -79,8 +79,9 @@ TEST_F(ImageFolderTest, ClassesAndFilesComeInTorchvisionsOrder) {
 }
 
 TEST_F(ImageFolderTest, TheSameImagesViaIdxNpyAndAFolderGiveTheSameBytes) {
-  // 12 training and 3 test images of 4 x 5, labels sorted so the folder order is the file order.
-  const Bytes train_labels = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2}, test_labels = {0, 1, 2};
+  // 12 training and 3 test images of 4 x 5. The training labels repeat 0, 1, 2
+  // so that the folder's images, dealt out by class, come back in file order.
+  const Bytes train_labels = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2}, test_labels = {0, 1, 2};
   const Bytes train_pixels = test::image_pixels(12, 4, 5), test_pixels = test::image_pixels(3, 4, 5);
   write("idx/train-images-idx3-ubyte", test::idx_images(12, 4, 5));
   write("idx/train-labels-idx1-ubyte", test::idx_labels(train_labels));
@@ -114,11 +115,16 @@ TEST_F(ImageFolderTest, TheSameImagesViaIdxNpyAndAFolderGiveTheSameBytes) {
       EXPECT_EQ(a->labels, b->labels) << format;
     }
   }
-  // The folder's splits, with its class names.
+  // The folder's splits, with its class names; the validation tail holds more than the last class.
   const Splits s = load_splits(dir_ + "/folder", DataOptions{}, 2, 0);
   EXPECT_EQ(s.class_names, (std::vector<std::string>{"0", "1", "2"}));
   EXPECT_EQ(s.train.n, 10);
-  EXPECT_EQ(s.val.labels, (Bytes{2, 2}));
+  EXPECT_EQ(s.val.labels, (Bytes{1, 2}));
+  // Uneven classes: dealt out while each lasts.
+  for (const char* name : {"uneven/train/a/0.png", "uneven/train/a/1.png", "uneven/train/a/2.png",
+                           "uneven/train/b/0.png", "uneven/test/a/0.png"})
+    write_image(name, 1, 1, 1, constant(1, 1, 1, 0));
+  EXPECT_EQ(load_dataset_dir(dir_ + "/uneven", {}).train.labels, (Bytes{0, 1, 0, 0}));
 }
 
 TEST_F(ImageFolderTest, DecodingIsTheSameOnAnyNumberOfThreads) {

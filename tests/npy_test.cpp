@@ -311,6 +311,22 @@ TEST_F(NpyTest, FormatDetectionPrefersIdxThenNpy) {
   EXPECT_EQ(from_idx.train.n, 2);
 }
 
+TEST_F(NpyTest, FormatDetectionNamesTheFormatAndRefusesFlagsForAnother) {
+  write_npy_dir({0, 1, 1}, {1});
+  EXPECT_EQ(load_dataset_dir(dir_, {}).format, ".npy");
+  DataOptions resize;
+  resize.image_h = resize.image_w = 8;
+  expect_mentions(error_of([&] { load_dataset_dir(dir_, resize); }), {"--image-size", dir_, ".npy", "drop it"});
+  write("train-images-idx3-ubyte", test::idx_images(2, 3, 2));
+  write("train-labels-idx1-ubyte", test::idx_labels({0, 1}));
+  write("t10k-images-idx3-ubyte", test::idx_images(1, 3, 2));
+  write("t10k-labels-idx1-ubyte", test::idx_labels({1}));
+  EXPECT_EQ(load_dataset_dir(dir_, {}).format, "IDX");
+  DataOptions nhwc;
+  nhwc.channels_last = true;
+  expect_mentions(error_of([&] { load_dataset_dir(dir_, nhwc); }), {"--channels-last", "IDX", "drop it"});
+}
+
 TEST_F(NpyTest, FormatDetectionListsTheThreeLayoutsWhenNoneIsThere) {
   write("README", {'h', 'i'});
   expect_mentions(error_of([&] { load_dataset_dir(dir_, {}); }),

@@ -111,7 +111,7 @@ std::string fresh_dir(const std::string& name) {
 TEST(OnnxExport, TeacherIsOpset13WithNormalisationFoldedInAndNoDropout) {
   const Arch arch = mnist_arch(kDefaultTeacherArch);
   const std::vector<float> params = initial_params(arch, 1);
-  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, params, {{"role", "teacher"}}));
+  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, params, Normalization{}, {{"role", "teacher"}}));
 
   ASSERT_EQ(m.opset_import_size(), 1);
   EXPECT_EQ(m.opset_import(0).domain(), "");
@@ -142,13 +142,34 @@ TEST(OnnxExport, TeacherIsOpset13WithNormalisationFoldedInAndNoDropout) {
   EXPECT_EQ(meta.at("arch"), arch.text);
   EXPECT_EQ(meta.at("input"), "1x28x28");
   EXPECT_EQ(meta.at("classes"), "10");
-  EXPECT_EQ(meta.at("normalisation"), "folded into the graph: x = (pixels / 255 - 0.130700) / 0.308100");
+  EXPECT_EQ(meta.at("normalisation"),
+            "folded into the graph: x = (pixels / 255 - mean[c]) / std[c], mean/std = 0.1307/0.3081");
   EXPECT_NE(meta.at("input_format").find("0..255"), std::string::npos);
+}
+
+// Colour: the input is (N, 3, H, W) and the mean and std are per channel,
+// shaped (1, 3, 1, 1) to broadcast; a normalisation for other channels is refused.
+TEST(OnnxExport, ColourInputHasPerChannelNormalisation) {
+  const Arch arch = parse_arch("conv:4:3,relu,flatten,dense:5", Shape{3, 8, 6, false}, 5, "--arch");
+  const Normalization norm{3, {0.4f, 0.5f, 0.6f}, {0.2f, 0.25f, 0.3f}};
+  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 4), norm, {}));
+  EXPECT_EQ(dims_of(m.graph().input(0)), (std::vector<std::string>{"N", "3", "8", "6"}));
+  for (const auto& [name, values] : {std::pair{"normalise.mean", norm.mean}, {"normalise.std", norm.std}}) {
+    const onnx::TensorProto* t = initializer(m, name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(std::vector<int64_t>(t->dims().begin(), t->dims().end()), (std::vector<int64_t>{1, 3, 1, 1})) << name;
+    ASSERT_EQ(t->raw_data().size(), 3 * sizeof(float)) << name;
+    EXPECT_EQ(std::memcmp(t->raw_data().data(), values, 3 * sizeof(float)), 0) << name;
+  }
+  Normalization two = norm;
+  two.c = 2;
+  const std::string msg = error_of([&] { onnx_model_bytes(arch, initial_params(arch, 4), two, {}); });
+  EXPECT_NE(msg.find("the normalisation has 2 channels, the model takes 3"), std::string::npos) << msg;
 }
 
 TEST(OnnxExport, StrideAndPaddingBecomeConvAttributesAndFlattenKeepsCHWOrder) {
   const Arch arch = mnist_arch(kStridedArch);
-  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 2), {}));
+  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 2), Normalization{}, {}));
   EXPECT_EQ(op_types(m), (std::vector<std::string>{"Div", "Sub", "Div", "Conv", "Relu", "Conv", "Relu", "MaxPool",
                                                    "Flatten", "Gemm", "Relu", "Gemm"}));
   const auto conv = int_attributes(m.graph().node(3));
@@ -166,7 +187,7 @@ TEST(OnnxExport, StrideAndPaddingBecomeConvAttributesAndFlattenKeepsCHWOrder) {
 
 TEST(OnnxExport, StudentStartsWithFlattenOnTheImage) {
   const Arch arch = mnist_arch(kDefaultStudentArch);
-  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 3), {}));
+  const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 3), Normalization{}, {}));
   EXPECT_EQ(op_types(m), (std::vector<std::string>{"Div", "Sub", "Div", "Flatten", "Gemm", "Relu", "Gemm", "Relu",
                                                    "Gemm"}));
   EXPECT_EQ(dims_of(m.graph().input(0)), (std::vector<std::string>{"N", "1", "28", "28"}));
@@ -174,7 +195,7 @@ TEST(OnnxExport, StudentStartsWithFlattenOnTheImage) {
 
 TEST(OnnxExport, RejectsParametersOfAnotherSize) {
   const Arch arch = mnist_arch(kDefaultStudentArch);
-  const std::string msg = error_of([&] { onnx_model_bytes(arch, std::vector<float>(10), {}); });
+  const std::string msg = error_of([&] { onnx_model_bytes(arch, std::vector<float>(10), Normalization{}, {}); });
   expect_mentions(msg, {"10 parameters", "235146"});
 }
 
@@ -344,7 +365,7 @@ std::vector<float> kdtrain_logits(const Arch& arch, const std::vector<float>& pa
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int b = int(std::min<int64_t>(batch, n - begin));
     for (int i = 0; i < b; ++i) idx[i] = int32_t(begin + i);
-    ref::gather_normalize(test.images.data(), idx.data(), x.data(), b, test.pixels(), kPixelMean, kPixelStd);
+    ref::gather_normalize(test.images.data(), idx.data(), x.data(), b, test.pixels(), Normalization{});
     const float* logits = model.forward(x.data(), b, /*training=*/false, 0, 0);
     std::copy_n(logits, size_t(b) * classes, out.begin() + begin * classes);
   }
@@ -396,8 +417,8 @@ TEST_P(OnnxRuntimeRoundTrip, SamePredictionsAndLogitsWithin1e4) {
 
   const std::string dir = fresh_dir("roundtrip_" + c.name);
   const std::string onnx_path = dir + "/" + c.name + ".onnx";
-  export_onnx(onnx_path, arch, params, {});
-  const std::vector<float> ort = ort_infer_idx(onnx_path, images, n, 10);
+  export_onnx(onnx_path, arch, params, Normalization{}, {});
+  const std::vector<float> ort = ort_infer_images(onnx_path, images, n, 10);
   fs::remove_all(dir);
   ASSERT_EQ(ort.size(), size_t(n) * 10);
   const std::vector<float> ref = kdtrain_logits(arch, params, test, n);

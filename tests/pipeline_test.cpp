@@ -20,11 +20,14 @@
 
 #include "kd/commands.h"
 #include "kd/cpu_engine.h"
+#include "kd/data.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
 #include "kd/model_io.h"
+#include "kd/npy.h"
 #include "kd/run_state.h"
 #include "kd/engine.h"
+#include "run_test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -67,24 +70,8 @@ Options small_run(const std::string& out) {
   return o;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// metrics.csv without the timing columns (seconds, samples_per_s), which differ run to run.
-std::string metrics_without_timings(const std::string& csv) {
-  std::istringstream in(csv);
-  std::string line, out;
-  while (std::getline(in, line)) {
-    size_t cut = line.size();
-    for (int commas = 0; commas < 2 && cut != std::string::npos; ++commas) cut = line.rfind(',', cut - 1);
-    out += line.substr(0, cut) + "\n";
-  }
-  return out;
-}
+using test::metrics_without_timings;
+using test::read_text;
 
 struct CsvRow {
   std::string phase;
@@ -241,6 +228,43 @@ TEST(PipelineCommands, FashionMnistRunsEndToEnd) {
   EXPECT_EQ(summary["data"]["classes"], 10);
   // Chance is 10 %; one epoch over 1,000 images reaches ~60 % on Fashion-MNIST.
   for (const auto& m : summary["models"]) EXPECT_GE(m["test_acc"].get<double>(), 0.4) << m["role"];
+}
+
+// The same Fashion-MNIST images as .npy files give the same run as the IDX
+// files: the format changes nothing past the reader (normalisation included).
+TEST(PipelineCommands, FashionMnistAsNpyGivesTheSameResultsAsIdx) {
+  const std::string data = std::string(KD_SOURCE_DIR) + "/data/fashion";
+  if (!fs::exists(data + "/train-images-idx3-ubyte"))
+    GTEST_SKIP() << data << " has no Fashion-MNIST (apt-get install dataset-fashion-mnist, then data/fetch.sh)";
+  // The first 1,000 training and 500 test images, no validation split, as .npy files.
+  TrainTest subset = load_dataset_dir(data, {});
+  subset.train = subset.train.slice(0, 1000);
+  subset.test = subset.test.slice(0, 500);
+  const std::string npy_dir = fresh_dir("fashion_npy_data");
+  save_npy_dir(npy_dir, subset);
+
+  Options idx = small_run(fresh_dir("fashion_idx"));
+  idx.data_dir = data;
+  idx.train_limit = 1000;
+  idx.test_limit = 500;
+  idx.val_size = 0;
+  idx.epochs_teacher = idx.epochs_student = 1;
+  idx.no_baseline = true;
+  Options npy = idx;
+  npy.data_dir = npy_dir;
+  npy.out_dir = fresh_dir("fashion_npy");
+  for (const Options& o : {idx, npy}) {
+    auto engine = make_cpu_engine();
+    ASSERT_EQ(run_command(o, *engine), 0) << o.data_dir;
+  }
+  EXPECT_EQ(metrics_without_timings(read_text(idx.out_dir + "/metrics.csv")),
+            metrics_without_timings(read_text(npy.out_dir + "/metrics.csv")));
+  const auto a = nlohmann::json::parse(read_text(idx.out_dir + "/summary.json"));
+  const auto b = nlohmann::json::parse(read_text(npy.out_dir + "/summary.json"));
+  ASSERT_EQ(a["models"].size(), 2u);
+  for (size_t m = 0; m < 2; ++m) EXPECT_EQ(a["models"][m]["test_acc"], b["models"][m]["test_acc"]) << m;
+  EXPECT_EQ(b["data"]["format"], ".npy");
+  EXPECT_EQ(b["data"]["normalize"], "0.1307/0.3081") << "1x28x28 data keeps MNIST's constants in every format";
 }
 
 TEST(PipelineCommands, DistillRejectsATeacherForOtherImages) {

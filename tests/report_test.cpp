@@ -74,6 +74,9 @@ RunReport full_report() {
   r.device = "CPU (2 threads, test)";
   r.versions = "kdtrain test";
   r.data_dir = "data/mnist";
+  r.data_format = "IDX";
+  r.input = "28x28";
+  r.normalization = "0.1307/0.3081";
   r.train_n = 55000;
   r.val_n = 5000;
   r.test_n = 10000;
@@ -149,7 +152,15 @@ TEST(SummaryJson, HoldsConfigDataModelsAndDerivedComparisons) {
   EXPECT_EQ(j["versions"], r.versions);
   EXPECT_EQ(j["started_at"], r.started_at);
   EXPECT_EQ(j["total_seconds"], 200.75);
-  EXPECT_EQ(j["data"], json({{"dir", "data/mnist"}, {"train", 55000}, {"val", 5000}, {"test", 10000}, {"classes", 10}}));
+  EXPECT_EQ(j["data"], json({{"dir", "data/mnist"},
+                             {"format", "IDX"},
+                             {"input", "28x28"},
+                             {"class_names", json::array()},
+                             {"normalize", "0.1307/0.3081"},
+                             {"train", 55000},
+                             {"val", 5000},
+                             {"test", 10000},
+                             {"classes", 10}}));
   EXPECT_EQ(j["phases"][1], json({{"phase", "teacher training"}, {"seconds", 120.25}}));
 
   ASSERT_EQ(j["models"].size(), 3u);
@@ -215,7 +226,8 @@ TEST(ReportTable, ModelColumnsRowsAndVerdicts) {
                            "throughput b=64 (samples/s)", "256,000",  // 64 / 0.25 ms
                            "4.00x at batch 1", "16.00x at batch 64", "size ratio (teacher / student): 5.10x",
                            "accuracy gap (teacher - student): +1.50 points",
-                           "distillation gain (distilled - scratch student): +0.50 points"})
+                           "distillation gain (distilled - scratch student): +0.50 points",
+                           "data: IDX, 28x28 images, 10 classes; normalisation mean/std 0.1307/0.3081"})
     EXPECT_TRUE(contains(table, part)) << "'" << part << "' not in:\n" << table;
 
   // Every row of the aligned block is as wide as the others.
@@ -224,6 +236,20 @@ TEST(ReportTable, ModelColumnsRowsAndVerdicts) {
   ASSERT_NE(first_row, lines.end());
   for (auto it = first_row; it != lines.end() && !it->empty(); ++it)
     EXPECT_EQ(it->size(), first_row->size()) << *it;
+}
+
+TEST(ReportTable, ImageFolderDataNamesItsClasses) {
+  RunReport r = full_report();
+  r.data_format = "image folder";
+  r.input = "3x32x32";
+  r.num_classes = 2;
+  r.class_names = {"cat", "dog"};
+  r.normalization = "0.5,0.4,0.3/0.2,0.2,0.2";
+  const std::string table = report_table(r);
+  EXPECT_TRUE(contains(table, "data: image folder, 3x32x32 images, 2 classes (cat, dog); normalisation mean/std "
+                              "0.5,0.4,0.3/0.2,0.2,0.2"))
+      << table;
+  EXPECT_EQ(json::parse(summary_json(r))["data"]["class_names"], json({"cat", "dog"}));
 }
 
 TEST(ReportTable, SelectedEpochsTheirRuleAndCappedBatches) {

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kd/data.h"
 #include "kd/error.h"
 #include "kd/sweep.h"
 
@@ -123,6 +124,20 @@ void parse_value(const std::string& flag, const std::string& text, std::vector<i
   out = values;
 }
 
+// "HxW", e.g. "32x32": two integers from 1 to 65535.
+void parse_value(const std::string& flag, const std::string& text, ImageSize& out) {
+  const auto dimension = [&](const std::string& part) {
+    const bool digits = !part.empty() && part.size() <= 5 &&
+                        std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    const int v = digits ? std::stoi(part) : 0;
+    if (v < 1 || v > 65535) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
+    return v;
+  };
+  const size_t x = text.find('x');
+  if (x == std::string::npos) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
+  out = ImageSize{dimension(text.substr(0, x)), dimension(text.substr(x + 1))};
+}
+
 // A constraint that is off until given.
 template <class T>
 void parse_value(const std::string& flag, const std::string& text, std::optional<T>& out) {
@@ -156,6 +171,9 @@ std::string value_text(const std::vector<int>& v) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
   return out;
+}
+std::string value_text(const ImageSize& v) {
+  return v.h ? std::to_string(v.h) + "x" + std::to_string(v.w) : "keep";
 }
 template <class T>
 std::string value_text(const std::optional<T>& v) {
@@ -222,7 +240,18 @@ CLI::Option* add_list(CLI::App& app, const std::string& flag, std::vector<T>& ta
 // these are defined once and may be written before or after the command.
 void add_global_flags(CLI::App& app, Options& o) {
   const std::string devices = names_list(kDevices, "|");
-  add_value(app, "--data", o.data_dir, "DIR", "directory with the four MNIST-format IDX files (plain or .gz)");
+  add_value(app, "--data", o.data_dir, "DIR",
+            "data set directory, its format detected: the four MNIST-format IDX files (plain or .gz), or "
+            "train_images.npy, train_labels.npy, test_images.npy, test_labels.npy, or image folders "
+            "train/<class>/*.png|jpg|bmp and test/<class>/* (see docs/data.md)");
+  app.add_flag("--channels-last", o.channels_last,
+               ".npy images are (N, H, W, C) as NumPy and PIL write them, not (N, C, H, W)");
+  add_value(app, "--normalize", o.normalize, "auto|data|MEAN[,MEAN...]/STD[,STD...]",
+            "input normalisation x = (pixel / 255 - mean) / std per channel: data = the training split's mean and "
+            "std; auto = MNIST's 0.1307/0.3081 for 1x28x28 images (the seed recipe), data otherwise; a saved model "
+            "(--model, --teacher) brings its own");
+  add_value(app, "--image-size", o.image_size, "HxW",
+            "resize every image of an image folder to H x W (needed when its images differ in size)");
   add_value(app, "--device", o.device, devices,
             "where to run: auto picks CUDA when a GPU is present and says so when it falls back to the CPU; "
             "cpu is the fast CPU engine (oneDNN, fp32, --threads); reference is the slow double-accumulating "
@@ -286,6 +315,7 @@ void check_ranges(const Options& o) {
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
   for (double a : o.alphas) require(a >= 0 && a <= 1, "--alpha", "in [0, 1]", value_text(a));
+  if (o.normalize != "auto" && o.normalize != "data") parse_normalization(o.normalize, "--normalize");
   require(o.seeds >= 1, "--seeds", ">= 1", value_text(o.seeds));
   if (o.max_latency_us) require(*o.max_latency_us > 0, "--max-latency-us", "> 0", value_text(*o.max_latency_us));
   if (o.max_params) require(*o.max_params >= 1, "--max-params", ">= 1", value_text(*o.max_params));
@@ -304,7 +334,8 @@ void check_ranges(const Options& o) {
 // `kdtrain sweep`'s own flags and its help footer (kd/sweep.h).
 void add_sweep_command(CLI::App& sweep, Options& o) {
   add_value(sweep, "--teacher", o.teacher_path, "FILE",
-            "distill from this saved teacher instead of training one with the teacher flags");
+            "distill from this saved teacher instead of training one with the teacher flags (a PyTorch "
+            "state_dict without kdtrain metadata is read as --teacher-arch)");
   add_value(sweep, "--seeds", o.seeds, "N", "runs per configuration, each from its own seed (>= 1); seed 0 is --seed");
   add_value(sweep, "--max-latency-us", o.max_latency_us, "US",
             "recommend only students at most this batch-1 latency on the run's device, microseconds (> 0)");
@@ -454,7 +485,9 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   add_command(Command::Run, "train the teacher, distill the student, train the baseline, report (the default)");
   add_command(Command::TrainTeacher, "train and save the teacher only");
   add_value(*add_command(Command::Distill, "distill a saved teacher into a student"), "--teacher", o.teacher_path,
-            "FILE", "teacher .safetensors written by train-teacher or run (required)");
+            "FILE",
+            "teacher .safetensors written by train-teacher or run, or a PyTorch state_dict saved with "
+            "safetensors.torch.save_file, read as --teacher-arch (required)");
   add_value(*add_command(Command::Eval, "test accuracy of a saved model"), "--model", o.model_path, "FILE",
             "model .safetensors to evaluate (required)");
   add_value(*add_command(Command::Latency, "inference latency of a saved model at --latency-batches"), "--model",
@@ -462,7 +495,7 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   CLI::App* export_app = add_command(Command::Export, "write a saved model as ONNX (opset 13) for deployment");
   add_value(*export_app, "--model", o.model_path, "FILE", "model .safetensors to export (required)");
   add_value(*export_app, "--onnx", o.onnx_path, "OUT",
-            "ONNX file to write; its input 'pixels' is float32 (N,1,H,W) pixel values 0..255, normalisation "
+            "ONNX file to write; its input 'pixels' is float32 (N,C,H,W) pixel values 0..255, normalisation "
             "folded in (required)");
   add_sweep_command(*add_command(Command::Sweep, "distill a grid of students from one teacher and choose one by "
                                                  "accuracy, latency and size"),

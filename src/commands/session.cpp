@@ -8,12 +8,15 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "kd/error.h"
 #include "kd/interrupt.h"
 #include "kd/onnx_runtime.h"
 #include "kd/params.h"
+#include "kd/safetensors.h"
 #include "kd/seed.h"
 #include "kd/sweep.h"
 
@@ -83,24 +86,59 @@ void Session::say(const std::string& line) const {
 
 void Session::load_data() {
   const auto t0 = Clock::now();
-  splits_ = load_splits(opt_.data_dir, opt_.val_size, opt_.train_limit);
+  DataOptions data_options;
+  data_options.channels_last = opt_.channels_last;
+  data_options.image_h = opt_.image_size.h;
+  data_options.image_w = opt_.image_size.w;
+  data_options.threads = opt_.threads;
+  splits_ = load_splits(opt_.data_dir, data_options, opt_.val_size, opt_.train_limit);
+  if (!splits_.note.empty()) say(splits_.note);
+  splits_.normalization = choose_normalization();
   if (opt_.test_limit > 0 && opt_.test_limit < splits_.test.n) splits_.test = splits_.test.slice(0, opt_.test_limit);
   engine_.load(splits_);
   report_.device = engine_.device_description();
   report_.versions = engine_.versions();
-  report_.data_dir = opt_.data_dir;
+  report_.data_dir = opt_.data_dir;  // format, input, classes: below, with the normalisation
   report_.train_n = splits_.train.n;
   report_.val_n = splits_.val.n;
   report_.test_n = splits_.test.n;
   report_.num_classes = splits_.num_classes;
-  input_ = Shape{1, splits_.train.h, splits_.train.w, false};
+  report_.data_format = splits_.format;
+  report_.input = splits_.train.size_text();
+  report_.class_names = splits_.class_names;
+  report_.normalization = normalization_text(splits_.normalization);
+  input_ = Shape{splits_.train.c, splits_.train.h, splits_.train.w, false};
   add_phase("load data", seconds_since(t0));
-  say("data: " + opt_.data_dir + " (" + std::to_string(splits_.train.n) + " train, " +
-      std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " +
-      std::to_string(splits_.train.h) + "x" + std::to_string(splits_.train.w) + ", " +
-      std::to_string(splits_.num_classes) + " classes)");
+  say("data: " + opt_.data_dir + " (" + splits_.format + ", " + std::to_string(splits_.train.n) + " train, " +
+      std::to_string(splits_.val.n) + " val, " + std::to_string(splits_.test.n) + " test, " + report_.input + ", " +
+      std::to_string(splits_.num_classes) + " classes; normalisation mean/std " + report_.normalization + ")");
   say("device: " + report_.device);
   size_batches();
+}
+
+// --normalize (kd/config.h) for the loaded data, unless a saved model is
+// read (--model, --teacher): a model runs on the normalisation it was trained
+// with, so the model's own wins, and a different --normalize is refused.
+Normalization Session::choose_normalization() const {
+  const Dataset& train = splits_.train;
+  const std::string& saved_path = !opt_.model_path.empty() ? opt_.model_path : opt_.teacher_path;
+  if (!saved_path.empty()) {
+    const std::optional<Normalization> saved = saved_normalization(load_safetensors(saved_path).metadata, saved_path);
+    if (saved) {
+      if (opt_.normalize != "auto" && opt_.normalize != normalization_text(*saved))
+        fail("--normalize: " + saved_path + " was trained with mean/std " + normalization_text(*saved) +
+             " and runs with it; drop --normalize");
+      return *saved;
+    }
+  }
+  const bool mnist_shaped = train.c == 1 && train.h == 28 && train.w == 28;
+  if (opt_.normalize == "data" || (opt_.normalize == "auto" && !mnist_shaped)) return normalization_of(train);
+  if (opt_.normalize == "auto") return Normalization{};
+  const Normalization given = parse_normalization(opt_.normalize, "--normalize");
+  if (given.c != train.c)
+    fail("--normalize: '" + opt_.normalize + "' gives " + std::to_string(given.c) + " channel(s), the images in " +
+         opt_.data_dir + " have " + std::to_string(train.c) + "; give one mean and one std per channel");
+  return given;
 }
 
 // Batch sizes as PyTorch's DataLoader uses them: never larger than the data
@@ -193,10 +231,10 @@ void Session::prepare_out_dir() {
 
 Arch Session::parse_model_arch(const std::string& text, const char* flag) const {
   try {
-    return parse_arch(text, input_, splits_.num_classes, flag);
+    return parse_arch(adapt_default_arch(text, input_, splits_.num_classes), input_, splits_.num_classes, flag);
   } catch (const Error& e) {
-    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" +
-         std::to_string(input_.w) + " images and " + std::to_string(splits_.num_classes) + " classes)");
+    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
+         std::to_string(splits_.num_classes) + " classes)");
   }
 }
 
@@ -204,13 +242,14 @@ void Session::check_input_shape(const Arch& arch, const std::string& path) const
   if (!(arch.input == input_) || int(arch.output.size()) != splits_.num_classes)
     fail(path + ": model takes " + std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
          std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) +
-         " classes, but " + opt_.data_dir + " has " + std::to_string(input_.h) + "x" + std::to_string(input_.w) +
-         " images and " + std::to_string(splits_.num_classes) + " classes");
+         " classes, but " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
+         std::to_string(splits_.num_classes) + " classes");
 }
 
 ModelFile Session::teacher_start() const {
   if (!opt_.teacher_path.empty()) {
-    ModelFile f = load_model_file(opt_.teacher_path);
+    ModelFile f =
+        load_model_file(opt_.teacher_path, [&] { return parse_model_arch(opt_.teacher_arch, "--teacher-arch"); });
     check_input_shape(f.arch, opt_.teacher_path);
     return f;
   }
@@ -340,16 +379,22 @@ std::map<std::string, std::string> Session::model_facts(const ModelReport& rep) 
   char last_acc[32], train_seconds[32];
   std::snprintf(last_acc, sizeof last_acc, "%.9g", rep.last_epoch_test_acc);
   std::snprintf(train_seconds, sizeof train_seconds, "%.9g", rep.train_seconds);
-  return {{"role", phase_name(rep.role)},
-          {"train_seconds", train_seconds},
-          {"test_accuracy", std::to_string(rep.test_acc)},
-          {"selection", rep.selection},
-          {"selected_epoch", std::to_string(rep.selected_epoch)},
-          {"last_epoch_test_accuracy", last_acc},
-          {"seed", std::to_string(opt_.seed)},
-          {"data", opt_.data_dir},
-          {"trained_on", report_.device},
-          {"created", report_.started_at}};
+  std::map<std::string, std::string> facts = normalization_metadata(splits_.normalization);
+  // A JSON array: folder names may hold commas. replace: a name that is not UTF-8 must not stop the save.
+  if (!splits_.class_names.empty())
+    facts["class_names"] =
+        nlohmann::json(splits_.class_names).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  facts.insert({{"role", phase_name(rep.role)},
+                {"train_seconds", train_seconds},
+                {"test_accuracy", std::to_string(rep.test_acc)},
+                {"selection", rep.selection},
+                {"selected_epoch", std::to_string(rep.selected_epoch)},
+                {"last_epoch_test_accuracy", last_acc},
+                {"seed", std::to_string(opt_.seed)},
+                {"data", opt_.data_dir},
+                {"trained_on", report_.device},
+                {"created", report_.started_at}});
+  return facts;
 }
 
 void Session::compute_soft_targets(ModelEngine& teacher) {

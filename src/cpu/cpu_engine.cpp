@@ -123,7 +123,10 @@ class CpuEngine final : public Engine {
   std::string versions() const override { return make_ops()->describe(); }
   bool is_reference_cpu() const override { return !fast_; }
   std::unique_ptr<CpuOps> make_ops() const { return fast_ ? make_fast_ops(threads_) : make_reference_ops(); }
-  void load(const Splits& splits) override { splits_ = splits; }
+  void load(const Splits& splits) override {
+    check_normalization(splits);
+    splits_ = splits;
+  }
   MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
     MemoryNeed need;
     const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
@@ -162,6 +165,7 @@ class CpuEngine final : public Engine {
     fail("unknown split");
   }
   const std::vector<float>& soft_targets() const { return soft_targets_; }
+  const Normalization& normalization() const { return splits_.normalization; }
 
  private:
   bool fast_;
@@ -189,7 +193,7 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
 int64_t CpuModelEngine::train_images() const { return engine_.split(SplitId::Train).n; }
 
 void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b) {
-  ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), kPixelMean, kPixelStd);
+  ref::gather_normalize(data.images.data(), idx, batch_x_.data(), b, data.pixels(), engine_.normalization());
   for (int i = 0; i < b; ++i) batch_y_[i] = data.labels[idx[i]];
 }
 
@@ -290,14 +294,14 @@ void CpuModelEngine::for_each_slice(const Dataset& data, Sink&& sink) {
 LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
   const Dataset& data = engine_.split(SplitId::Test);
   const int b = latency_batch(batch, repeats, data.n);
-  const int64_t pixels = data.pixels();
+  const int64_t values = data.values_per_image();
   std::vector<int32_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
-  std::vector<float> x(size_t(b) * pixels);
-  ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, pixels, kPixelMean, kPixelStd);
+  std::vector<float> x(size_t(b) * values);
+  ref::gather_normalize(data.images.data(), idx.data(), x.data(), b, data.pixels(), engine_.normalization());
   return time_forwards(b, repeats, [&] {
     for (int begin = 0; begin < b; begin += model_.max_batch())
-      model_.forward(x.data() + size_t(begin) * pixels, std::min(model_.max_batch(), b - begin), false, 0, 0);
+      model_.forward(x.data() + size_t(begin) * values, std::min(model_.max_batch(), b - begin), false, 0, 0);
   });
 }
 

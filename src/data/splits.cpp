@@ -12,17 +12,37 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
-std::string size_text(const Dataset& d) {
-  return (d.c == 1 ? "" : std::to_string(d.c) + "x") + std::to_string(d.h) + "x" + std::to_string(d.w);
-}
-
 // Checked before any file is read, so a bad flag is reported first.
 void check_split_flags(int64_t val_size, int64_t train_limit) {
   if (val_size < 0) fail("--val-size must be >= 0 (got " + std::to_string(val_size) + ")");
   if (train_limit < 0) fail("--train-limit must be >= 0, 0 meaning all (got " + std::to_string(train_limit) + ")");
 }
 
+// An image folder lists its images class by class, and the validation split
+// is the tail of the training images: left so, it would hold only the last
+// classes, which training would never see. The images are dealt out by class
+// instead: the first of every class (in class order), then the second, ...
+// A set already in that order (equal classes, labels 0, 1, 2, ... repeating) is unchanged.
+Dataset interleave_classes(const Dataset& d) {
+  std::vector<std::vector<int64_t>> by_class(size_t(d.num_classes));
+  for (int64_t i = 0; i < d.n; ++i) by_class[d.labels[size_t(i)]].push_back(i);
+  Dataset out = d;
+  int64_t next = 0;
+  for (size_t k = 0; next < d.n; ++k)
+    for (const std::vector<int64_t>& rows : by_class) {
+      if (k >= rows.size()) continue;
+      std::copy_n(d.images.begin() + rows[k] * d.values_per_image(), d.values_per_image(),
+                  out.images.begin() + next * d.values_per_image());
+      out.labels[size_t(next++)] = d.labels[size_t(rows[k])];
+    }
+  return out;
+}
+
 }  // namespace
+
+std::string Dataset::size_text() const {
+  return (c == 1 ? "" : std::to_string(c) + "x") + std::to_string(h) + "x" + std::to_string(w);
+}
 
 Dataset Dataset::slice(int64_t begin, int64_t count) const {
   if (begin < 0 || count < 0 || begin > n || count > n - begin)
@@ -54,12 +74,30 @@ TrainTest load_idx_dir(const std::string& dir) {
 TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
   std::error_code ec;
   const fs::path root(dir);
-  if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec))
-    return load_idx_dir(dir);
-  if (fs::exists(root / "train_images.npy", ec)) return load_npy_dir(dir, options.channels_last);
+  const auto labelled = [](TrainTest t, const char* format) {
+    t.format = format;
+    return t;
+  };
+  // An option that the detected format has no use for is refused, not
+  // ignored: the user meant it for data that is not there.
+  const auto refuse = [&](bool given, const char* flag, const char* format, const char* only) {
+    if (given) fail(std::string(flag) + ": " + dir + " holds " + format + " files; the flag applies to " + only + " only, drop it");
+  };
+  const bool channels_last = options.channels_last, resize = options.image_h > 0;
+  if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec)) {
+    refuse(channels_last, "--channels-last", "IDX", ".npy data");
+    refuse(resize, "--image-size", "IDX", "image folders");
+    return labelled(load_idx_dir(dir), "IDX");
+  }
+  if (fs::exists(root / "train_images.npy", ec)) {
+    refuse(resize, "--image-size", ".npy", "image folders");
+    return labelled(load_npy_dir(dir, channels_last), ".npy");
+  }
   if (fs::is_directory(root / "train", ec)) {
-    ImageFolder folder = load_image_folder(dir, options);
-    return std::move(folder.data);
+    refuse(channels_last, "--channels-last", "image", ".npy data");
+    TrainTest t = load_image_folder(dir, options).data;
+    t.train = interleave_classes(t.train);
+    return labelled(std::move(t), "image folder");
   }
   if (!fs::is_directory(root, ec)) fail(dir + ": missing data directory; run data/fetch.sh or pass --data DIR");
   fail(dir + ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
@@ -78,8 +116,8 @@ Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
   Splits s;
   s.test = std::move(data.test);
   if (s.test.c != train_file.c || s.test.h != train_file.h || s.test.w != train_file.w)
-    fail(data.test_images + ": images are " + size_text(s.test) + " but the training images in " +
-         data.train_images + " are " + size_text(train_file) + "; both must hold images of one size");
+    fail(data.test_images + ": images are " + s.test.size_text() + " but the training images in " +
+         data.train_images + " are " + train_file.size_text() + "; both must hold images of one size");
   // A class the model never trains on cannot be scored fairly; a test label
   // past the training classes means the two files do not belong together.
   if (s.test.num_classes > train_file.num_classes) {
@@ -92,6 +130,8 @@ Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
   }
   s.num_classes = std::max(train_file.num_classes, s.test.num_classes);
   s.class_names = std::move(data.class_names);
+  s.format = std::move(data.format);
+  s.note = std::move(data.note);
 
   // The validation split is the tail of the training file, so it does not
   // move with --train-limit; a limit above what remains keeps all of it.

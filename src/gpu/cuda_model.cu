@@ -245,7 +245,7 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
   take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
   gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
-                   train_labels_.data(), b, train.pixels, kPixelMean, kPixelStd, stream);
+                   train_labels_.data(), b, train.plane, context_.normalization(), stream);
   const float* logits = net_.forward(params_.data(), train_acts_, plan, b, step_counter_.data(), stream);
 
   SoftmaxKlArgs args;
@@ -305,9 +305,9 @@ TrainStats CudaModel::end_epoch_impl() {
 
 const DeviceSplit& CudaModel::input_split(SplitId split) const {
   const DeviceSplit& data = context_.split(split);
-  if (data.n > 0 && data.pixels != net_.arch().input.size())
+  if (data.n > 0 && data.values_per_image != net_.arch().input.size())
     fail("model '" + net_.arch().text + "' takes " + std::to_string(net_.arch().input.size()) +
-         " pixels per image, the data has " + std::to_string(data.pixels));
+         " values per image, the data has " + std::to_string(data.values_per_image));
   return data;
 }
 
@@ -330,7 +330,7 @@ int64_t CudaModel::for_each_inference_batch(const DeviceSplit& split, Visit&& vi
     const int b = int(std::min<int64_t>(batch, split.n - begin));
     const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
     gather_normalize(split.images.data(), split.labels.data(), context_.identity_order() + begin,
-                     inference_.acts.input.data(), inference_.labels.data(), b, split.pixels, kPixelMean, kPixelStd,
+                     inference_.acts.input.data(), inference_.labels.data(), b, split.plane, context_.normalization(),
                      stream);
     visit(net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream), begin, b);
   }
@@ -381,7 +381,7 @@ LatencyRecord CudaModel::measure_latency_impl(int batch, int repeats) {
   ensure_inference_capacity(b);
   const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Inference);
   gather_normalize(test.images.data(), test.labels.data(), context_.identity_order(), inference_.acts.input.data(),
-                   inference_.labels.data(), b, test.pixels, kPixelMean, kPixelStd, stream);
+                   inference_.labels.data(), b, test.plane, context_.normalization(), stream);
   for (int i = 0; i < kLatencyWarmup; ++i) net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
   KD_CUDA_CHECK(cudaStreamSynchronize(stream));
   // One forward at a time from an idle stream, as a single request would see it.

@@ -21,7 +21,8 @@ int select_device(int device) {
 
 void upload_split(const Dataset& data, const std::string& name, DeviceSplit& out, cudaStream_t stream) {
   out.n = data.n;
-  out.pixels = data.pixels();
+  out.values_per_image = data.values_per_image();
+  out.plane = data.pixels();
   out.images.allocate(data.images.size(), name + " images");
   out.labels.allocate(data.labels.size(), name + " labels");
   copy_to_device(out.images.data(), data.images.data(), data.images.size(), stream);
@@ -49,10 +50,12 @@ DenseImpl EngineContext::dense_impl(DenseImplChoice choice, bool deterministic, 
 }
 
 void EngineContext::load(const Splits& splits) {
+  check_normalization(splits);
   upload_split(splits.train, "training", train_, stream());
   upload_split(splits.val, "validation", val_, stream());
   upload_split(splits.test, "test", test_, stream());
   num_classes_ = splits.num_classes;
+  normalization_ = splits.normalization;
   const int64_t largest = std::max({train_.n, val_.n, test_.n});
   identity_order_.allocate(size_t(largest), "evaluation sample indices");
   iota(identity_order_.data(), int(largest), stream());

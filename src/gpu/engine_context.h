@@ -19,8 +19,9 @@ namespace kd::cuda {
 // One split resident on the device.
 struct DeviceSplit {
   int64_t n = 0;
-  int64_t pixels = 0;
-  DeviceBuffer<uint8_t> images;  // (n, pixels)
+  int64_t values_per_image = 0;  // c * h * w
+  int64_t plane = 0;             // h * w
+  DeviceBuffer<uint8_t> images;  // (n, c, h, w) row-major
   DeviceBuffer<uint8_t> labels;  // (n)
 };
 
@@ -81,6 +82,7 @@ class EngineContext {
   void load(const Splits& splits);
   bool loaded() const { return loaded_; }
   int num_classes() const { return num_classes_; }
+  const Normalization& normalization() const { return normalization_; }
   // Throws kd::Error before load().
   const DeviceSplit& split(SplitId id) const;
   // (largest split n) = 0, 1, 2, ...: the sample indices of in-order evaluation.
@@ -101,6 +103,7 @@ class EngineContext {
 
   bool loaded_ = false;
   int num_classes_ = 0;
+  Normalization normalization_;
   DeviceSplit train_, val_, test_;
   DeviceBuffer<int32_t> identity_order_;
 

@@ -76,7 +76,7 @@ onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, const std:
 }
 
 // Builds the graph; see the header for its shape.
-onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params,
+onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params, const Normalization& norm,
                              const std::map<std::string, std::string>& metadata) {
   onnx::ModelProto model;
   model.set_ir_version(kIrVersion);
@@ -96,8 +96,8 @@ onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params,
   props["classes"] = std::to_string(arch.output.size());
   props["input_name"] = kOnnxInputName;
   props["input_format"] = kInputConvention;
-  props["normalisation"] = "folded into the graph: x = (pixels / 255 - " + std::to_string(kPixelMean) + ") / " +
-                           std::to_string(kPixelStd);
+  props["normalisation"] =
+      "folded into the graph: x = (pixels / 255 - mean[c]) / std[c], mean/std = " + normalization_text(norm);
   props["output_name"] = kOnnxOutputName;
   props["output_format"] = "float32 (N, classes) logits; argmax is the predicted class";
   for (const auto& [key, value] : props) {
@@ -110,11 +110,15 @@ onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params,
   g->set_name("kdtrain");
   set_batched_float_type(g->add_input(), kOnnxInputName, {arch.input.c, arch.input.h, arch.input.w});
 
-  // Normalisation as kdtrain's batch gather does it: (pixel / 255 - mean) / std.
-  const float scale = 255.0f, mean = kPixelMean, std_dev = kPixelStd;
+  // Normalisation as kdtrain's batch gather does it: (pixel / 255 - mean[c]) / std[c],
+  // mean and std shaped (1, C, 1, 1) to broadcast over (N, C, H, W).
+  if (norm.c != 1 && norm.c != arch.input.c)
+    fail("ONNX export: the normalisation has " + std::to_string(norm.c) + " channels, the model takes " +
+         std::to_string(arch.input.c));
+  const float scale = 255.0f;
   set_float_tensor(g->add_initializer(), "normalise.scale", {}, &scale);
-  set_float_tensor(g->add_initializer(), "normalise.mean", {}, &mean);
-  set_float_tensor(g->add_initializer(), "normalise.std", {}, &std_dev);
+  set_float_tensor(g->add_initializer(), "normalise.mean", {1, norm.c, 1, 1}, norm.mean);
+  set_float_tensor(g->add_initializer(), "normalise.std", {1, norm.c, 1, 1}, norm.std);
   add_node(g, "Div", "normalise_scale", {kOnnxInputName, "normalise.scale"}, "normalise_scaled");
   add_node(g, "Sub", "normalise_centre", {"normalise_scaled", "normalise.mean"}, "normalise_centred");
   add_node(g, "Div", "normalise_std", {"normalise_centred", "normalise.std"}, "normalised");
@@ -169,21 +173,21 @@ void check_model(const onnx::ModelProto& model, const Arch& arch) {
 
 }  // namespace
 
-std::string onnx_model_bytes(const Arch& arch, const std::vector<float>& params,
+std::string onnx_model_bytes(const Arch& arch, const std::vector<float>& params, const Normalization& norm,
                              const std::map<std::string, std::string>& metadata) {
   if (int64_t(params.size()) != arch.param_count)
     fail("ONNX export: " + std::to_string(params.size()) + " parameters given for '" + arch.text + "', which has " +
          std::to_string(arch.param_count));
-  const onnx::ModelProto model = build_model(arch, params, metadata);
+  const onnx::ModelProto model = build_model(arch, params, norm, metadata);
   check_model(model, arch);
   std::string bytes;
   if (!model.SerializeToString(&bytes)) fail("ONNX export of '" + arch.text + "': protobuf serialisation failed");
   return bytes;
 }
 
-void export_onnx(const std::string& path, const Arch& arch, const std::vector<float>& params,
+void export_onnx(const std::string& path, const Arch& arch, const std::vector<float>& params, const Normalization& norm,
                  const std::map<std::string, std::string>& metadata) {
-  write_file_atomic(path, onnx_model_bytes(arch, params, metadata));
+  write_file_atomic(path, onnx_model_bytes(arch, params, norm, metadata));
 }
 
 void export_model_file(const std::string& model_path, const std::string& onnx_path, bool quiet) {
@@ -198,7 +202,7 @@ void export_model_file(const std::string& model_path, const std::string& onnx_pa
                                        " does not exist");
   const ModelFile model = load_model_file(model_path);
   try {
-    export_onnx(onnx_path, model.arch, model.params, model.metadata);
+    export_onnx(onnx_path, model.arch, model.params, *saved_normalization(model.metadata, model_path), model.metadata);
   } catch (const Error& e) {
     fail(std::string("--onnx: ") + e.what());
   }

@@ -15,6 +15,7 @@
 
 #include "kd/data.h"
 #include "kd/error.h"
+#include "kd/npy.h"
 #include "kd/onnx_export.h"
 #include "kd/process.h"
 #include "ort_inprocess.h"
@@ -186,7 +187,8 @@ OrtLatency ort_latency(const Arch& arch, const std::vector<float>& params, const
   if (options.batches.empty()) fail("ort_latency: no batch sizes to time");
   const TempDir tmp;
   const std::string model = tmp.file("model.onnx");
-  export_onnx(model, arch, params, {});
+  // Timing only: the normalisation's values do not change the cost.
+  export_onnx(model, arch, params, Normalization{}, {});
   std::string why_not;
   if (!ort_inprocess_version(why_not).empty()) return inprocess_latency(model, arch.input, int(arch.output.size()), options);
   OrtLatency out = node_latency(model, arch.input, options);
@@ -230,17 +232,19 @@ std::string latency_side_by_side_text(const std::vector<LatencyRecord>& kdtrain,
   return out + (ort.note.empty() ? "" : ort.note + "\n");
 }
 
-std::vector<float> ort_infer_idx(const std::string& onnx_path, const std::string& idx_images, int64_t limit,
-                                 int classes) {
+std::vector<float> ort_infer_images(const std::string& onnx_path, const std::string& images, int64_t limit,
+                                    int classes) {
   std::string why_not;
   if (!ort_inprocess_version(why_not).empty()) {
-    // The runner's batching: 1,000 images per session run.
-    const Dataset images = parse_idx_images(read_file_maybe_gzip(idx_images), idx_images);
-    const int64_t n = limit > 0 ? std::min(limit, images.n) : images.n;
-    const Shape input{images.c, images.h, images.w};
+    const bool npy = images.size() >= 4 && images.compare(images.size() - 4, 4, ".npy") == 0;
+    const std::vector<uint8_t> bytes = read_file_maybe_gzip(images);
+    const Dataset data = npy ? parse_npy_images(bytes, false, images) : parse_idx_images(bytes, images);
+    const int64_t n = limit > 0 ? std::min(limit, data.n) : data.n;
+    const Shape input{data.c, data.h, data.w};
     const OrtInProcessModel model(onnx_path, input, classes, 0);
     std::vector<float> x(size_t(n) * input.size()), logits(size_t(n) * classes);
-    std::copy_n(images.images.data(), x.size(), x.begin());
+    std::copy_n(data.images.data(), x.size(), x.begin());
+    // The runner's batching: 1,000 images per session run.
     for (int64_t begin = 0; begin < n; begin += 1000)
       model.prepare(x.data() + begin * input.size(), logits.data() + begin * classes, int(std::min<int64_t>(1000, n - begin)))
           .run();
@@ -248,7 +252,7 @@ std::vector<float> ort_infer_idx(const std::string& onnx_path, const std::string
   }
   const TempDir tmp;
   const std::string out = tmp.file("logits.f32");
-  std::vector<std::string> args = {"infer", onnx_path, idx_images, out};
+  std::vector<std::string> args = {"infer", onnx_path, images, out};
   if (limit > 0) args.insert(args.end(), {"--limit", std::to_string(limit)});
   const RunnerResult r = run_runner(args);
   if (!r.failure.empty()) fail(onnx_path + ": " + not_installed_anywhere(why_not, r.failure));

@@ -28,36 +28,40 @@ constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (a
 
 // Every Options field under the name of the flag that sets it.
 json config_json(const Options& o) {
-  return json{{"command", command_name(o.command)},
-              {"data", o.data_dir},
-              {"device", device_name(o.device)},
-              {"out", o.out_dir},
-              {"seed", o.seed},
-              {"batch-size", o.batch_size},
-              {"epochs-teacher", o.epochs_teacher},
-              {"epochs-student", o.epochs_student},
-              {"lr", json_number(o.lr)},
-              {"optimizer", name_of(kOptimizers, o.optimizer)},
-              {"momentum", json_number(o.momentum)},
-              {"temperature", json_number(o.temperature)},
-              {"alpha", json_number(o.alpha)},
-              {"teacher-arch", o.teacher_arch},
-              {"student-arch", o.student_arch},
-              {"val-size", o.val_size},
-              {"train-limit", o.train_limit},
-              {"test-limit", o.test_limit},
-              {"no-baseline", o.no_baseline},
-              {"deterministic", o.deterministic},
-              {"quiet", o.quiet},
-              {"dense-impl", name_of(kDenseImpls, o.dense_impl)},
-              {"select", select_rule_name(o.select)},
-              {"teacher", o.teacher_path},
-              {"model", o.model_path},
-              {"onnx", o.onnx_path},
-              {"no-ort", o.no_ort},
-              {"resume", o.resume_dir},
-              {"eval-batch-size", o.eval_batch_size},
-              {"latency-batches", o.latency_batches}};
+  return json{
+      {"command", command_name(o.command)},
+      {"data", o.data_dir},
+      {"device", device_name(o.device)},
+      {"out", o.out_dir},
+      {"seed", o.seed},
+      {"batch-size", o.batch_size},
+      {"epochs-teacher", o.epochs_teacher},
+      {"epochs-student", o.epochs_student},
+      {"lr", json_number(o.lr)},
+      {"optimizer", name_of(kOptimizers, o.optimizer)},
+      {"momentum", json_number(o.momentum)},
+      {"temperature", json_number(o.temperature)},
+      {"alpha", json_number(o.alpha)},
+      {"teacher-arch", o.teacher_arch},
+      {"student-arch", o.student_arch},
+      {"normalize", o.normalize},
+      {"channels-last", o.channels_last},
+      {"image-size", o.image_size.h ? std::to_string(o.image_size.h) + "x" + std::to_string(o.image_size.w) : ""},
+      {"val-size", o.val_size},
+      {"train-limit", o.train_limit},
+      {"test-limit", o.test_limit},
+      {"no-baseline", o.no_baseline},
+      {"deterministic", o.deterministic},
+      {"quiet", o.quiet},
+      {"dense-impl", name_of(kDenseImpls, o.dense_impl)},
+      {"select", select_rule_name(o.select)},
+      {"teacher", o.teacher_path},
+      {"model", o.model_path},
+      {"onnx", o.onnx_path},
+      {"no-ort", o.no_ort},
+      {"resume", o.resume_dir},
+      {"eval-batch-size", o.eval_batch_size},
+      {"latency-batches", o.latency_batches}};
 }
 
 const ModelReport* find_model(const RunReport& r, Phase role) {
@@ -484,6 +488,10 @@ std::string summary_json(const RunReport& r) {
                                                {"eval-batch-size", r.eval_batch_size_used},
                                                {"latency-batches", r.latency_batches_used}}},
                      {"data", json{{"dir", r.data_dir},
+                                   {"format", r.data_format},
+                                   {"input", r.input},
+                                   {"class_names", r.class_names},
+                                   {"normalize", r.normalization},
                                    {"train", r.train_n},
                                    {"val", r.val_n},
                                    {"test", r.test_n},
@@ -602,6 +610,15 @@ std::string report_table(const RunReport& r) {
   verdicts.insert(verdicts.end(), ort_lines.begin(), ort_lines.end());
 
   std::string out = "results on the test split (" + thousands(r.test_n) + " images)\n" + aligned(rows);
+  if (!r.input.empty()) {
+    out += "\ndata: " + r.data_format + ", " + r.input + " images, " + std::to_string(r.num_classes) + " classes";
+    if (!r.class_names.empty()) {
+      std::string names;
+      for (const std::string& n : r.class_names) names += (names.empty() ? " (" : ", ") + n;
+      out += names + ")";
+    }
+    out += "; normalisation mean/std " + r.normalization + "\n";
+  }
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
   if (any_trained) out += "selected epoch: " + selection_rule(r) + "\n";

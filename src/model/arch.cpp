@@ -181,4 +181,23 @@ Arch parse_arch(const std::string& text, Shape input, int num_classes, const std
   return arch;
 }
 
+std::string adapt_default_arch(const std::string& text, Shape input, int num_classes) {
+  const bool teacher = text == kDefaultTeacherArch;
+  if (!teacher && text != kDefaultStudentArch) return text;
+  const std::string ten_classes = "dense:10";
+  std::string out = text.substr(0, text.size() - ten_classes.size()) + "dense:" + std::to_string(num_classes);
+  if (teacher) {
+    constexpr int64_t kMnistFeatures = 64 * 12 * 12;
+    // After conv 3x3, conv 3x3 (no padding) and the first maxpool:2.
+    int h = (input.h - 4) / 2, w = (input.w - 4) / 2;
+    const std::string pool = "maxpool:2,";
+    const size_t after_pool = out.find(pool) + pool.size();
+    while (int64_t(64) * h * w > kMnistFeatures && h >= 2 && w >= 2) {
+      out.insert(after_pool, pool);
+      h /= 2, w /= 2;
+    }
+  }
+  return out;
+}
+
 }  // namespace kd

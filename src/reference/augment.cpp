@@ -38,11 +38,12 @@ void validate_augment(const AugmentParams& p, const char* who) {
 namespace ref {
 
 // images: (n, c, h, w) u8, idx: (b) -> out: (b, c, h, w) float.
-void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int c, int h, int w,
-                              float mean, float std, const AugmentParams& p, uint64_t seed, uint64_t epoch) {
-  const int64_t plane = int64_t(h) * w, pixels = c * plane;
+void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int h, int w,
+                              const Normalization& norm, const AugmentParams& p, uint64_t seed, uint64_t epoch) {
+  const int c = norm.c;
+  const int64_t plane = int64_t(h) * w;
   if (!p.enabled) {
-    gather_normalize(images, idx, out, b, pixels, mean, std);
+    gather_normalize(images, idx, out, b, plane, norm);
     return;
   }
   validate_augment(p, "ref::augment_gather_normalize");
@@ -53,7 +54,7 @@ void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* 
       float* dst = out + (size_t(row) * c + ch) * size_t(plane);
       for (int oy = 0; oy < h; ++oy) {
         for (int ox = 0; ox < w; ++ox) {
-          dst[oy * w + ox] = normalize_pixel(augment_sample(src, h, w, t, ox, oy), mean, std);
+          dst[oy * w + ox] = normalize_pixel(augment_sample(src, h, w, t, ox, oy), norm.mean[ch], norm.std[ch]);
         }
       }
     }

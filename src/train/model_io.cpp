@@ -1,7 +1,10 @@
 // Model files and training checkpoints as safetensors (see kd/model_io.h).
 #include "kd/model_io.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <sstream>
 
 #include "kd/safetensors.h"
@@ -74,8 +77,6 @@ void put_arch_metadata(SafeTensors& st, const Arch& arch) {
   st.metadata["arch"] = arch.text;
   st.metadata["input"] = shape_text(arch.input);
   st.metadata["classes"] = std::to_string(arch.output.size());
-  st.metadata["normalisation"] = "x = (pixel / 255 - " + std::to_string(kPixelMean) + ") / " +
-                                 std::to_string(kPixelStd);
 }
 
 TensorData flat_tensor(const std::string& name, const std::vector<float>& v) {
@@ -92,6 +93,20 @@ std::vector<float> read_flat(const SafeTensors& st, const std::string& name, siz
 
 }  // namespace
 
+std::optional<Normalization> saved_normalization(const std::map<std::string, std::string>& metadata,
+                                                 const std::string& path) {
+  const auto it = metadata.find(kNormalizeKey);
+  if (it != metadata.end()) return parse_normalization(it->second, path + ": metadata '" + kNormalizeKey + "'");
+  // Foreign as load_model_file defines it: neither kdtrain key.
+  if (metadata.count("format") == 0 && metadata.count("arch") == 0) return std::nullopt;
+  return Normalization{};
+}
+
+std::map<std::string, std::string> normalization_metadata(const Normalization& n) {
+  const std::string text = normalization_text(n);
+  return {{kNormalizeKey, text}, {"normalisation", "x = (pixel / 255 - mean[c]) / std[c], mean/std " + text}};
+}
+
 void save_model_file(const std::string& path, const Arch& arch, const std::vector<float>& params,
                      const std::map<std::string, std::string>& facts) {
   SafeTensors st;
@@ -102,29 +117,36 @@ void save_model_file(const std::string& path, const Arch& arch, const std::vecto
   save_safetensors(path, st);
 }
 
-ModelFile load_model_file(const std::string& path) {
+ModelFile load_model_file(const std::string& path, const std::function<Arch()>& fallback) {
   const SafeTensors st = load_safetensors(path);
   ModelFile m;
-  m.arch = arch_from_metadata(st, path);
+  // A file with no kdtrain metadata at all, as safetensors.torch.save_file
+  // writes a state_dict, is read as `fallback`; its errors name that arch.
+  const bool foreign = fallback && st.metadata.count("format") == 0 && st.metadata.count("arch") == 0;
+  m.arch = foreign ? fallback() : arch_from_metadata(st, path);
+  const std::string where = foreign ? path + " (no kdtrain metadata, read as '" + m.arch.text + "')" : path;
   m.metadata = st.metadata;
   m.params.assign(size_t(m.arch.param_count), 0.0f);
   const std::vector<ParamTensor> expected = param_tensors(m.arch);
   for (const ParamTensor& p : expected) {
     const TensorData* t = st.find(p.name);
-    if (!t) fail(path + ": tensor '" + p.name + "' is missing (the arch needs it)");
-    if (t->dtype != DType::F32) fail(path + ": tensor '" + p.name + "' is " + dtype_name(t->dtype) + ", expected F32");
+    if (!t) fail(where + ": tensor '" + p.name + "' is missing (the arch needs it)");
+    if (t->dtype != DType::F32) fail(where + ": tensor '" + p.name + "' is " + dtype_name(t->dtype) + ", expected F32");
     if (t->shape != p.shape) {
       std::string want, got;
       for (int64_t d : p.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
       for (int64_t d : t->shape) got += (got.empty() ? "" : ",") + std::to_string(d);
-      fail(path + ": tensor '" + p.name + "' has shape [" + got + "], the arch needs [" + want + "]");
+      fail(where + ": tensor '" + p.name + "' has shape [" + got + "], the arch needs [" + want + "]");
     }
     const std::vector<float> values = t->to_f32();
     std::copy(values.begin(), values.end(), m.params.begin() + p.offset);
   }
-  if (st.tensors.size() != expected.size())
-    fail(path + ": holds " + std::to_string(st.tensors.size()) + " tensors, the arch has " +
-         std::to_string(expected.size()));
+  for (const TensorData& t : st.tensors) {
+    const auto named = [&](const ParamTensor& p) { return p.name == t.name; };
+    if (std::none_of(expected.begin(), expected.end(), named))
+      fail(where + ": tensor '" + t.name + "' is not a parameter of the arch (its " + std::to_string(expected.size()) +
+           " tensors are " + expected.front().name + " ... " + expected.back().name + ")");
+  }
   return m;
 }
 

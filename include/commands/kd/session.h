@@ -44,14 +44,16 @@ class Session {
   void check_memory(const std::vector<LiveModel>& models, bool soft_targets);
   // --out, or runs/<timestamp> with runs/latest pointing at it; created.
   void prepare_out_dir();
-  // An arch string for this run's images; a rejection also names the data.
+  // An arch string for this run's images (the defaults adapted to them, kd/arch.h
+  // adapt_default_arch); a rejection also names the data.
   Arch parse_model_arch(const std::string& text, const char* flag) const;
   // Refuses a saved model whose input or class count does not fit the data.
   void check_input_shape(const Arch& arch, const std::string& path) const;
 
   // ------------------------------------------------------------ models
   // The teacher's architecture and starting parameters: the file of
-  // --teacher F (distill, sweep), or --teacher-arch freshly initialised.
+  // --teacher F (distill, sweep; read as --teacher-arch when it has no
+  // kdtrain metadata, e.g. saved by PyTorch), or --teacher-arch freshly initialised.
   ModelFile teacher_start() const;
   std::string teacher_flag() const;
   // The teacher, ready to give soft targets: trained (continuing an
@@ -115,6 +117,7 @@ class Session {
   // --val-size 0 leaves nothing to select on: best falls back to last.
   bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   void size_batches();
+  Normalization choose_normalization() const;
 };
 
 // The commands on a session with its data loaded.

@@ -61,6 +61,15 @@ struct Arch {
   bool has_dropout() const;
 };
 
+// The default teacher and student (the strings above, written for 1x28x28
+// MNIST) made to fit `input` and `num_classes`: the last dense layer gets one
+// output per class, and the teacher gets one more maxpool:2 after its first
+// for as long as its flattened features exceed MNIST's 9,216 (64x12x12), so
+// its fc1 stays at MNIST's size or below (3x32x32: 64x7x7 = 3,136 features)
+// and it builds for any image of at least 6x6. For 1x28x28 and 10 classes
+// they are the strings above, unchanged. Any other text is returned as is.
+std::string adapt_default_arch(const std::string& text, Shape input, int num_classes);
+
 // Parses `text` for per-sample input shape (c, h, w) and num_classes.
 // Throws kd::Error("--<flag_name>: token N 'tok': <why>") on any problem:
 // unknown layer, missing/bad width, conv after flatten, dense without flatten,

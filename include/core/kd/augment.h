@@ -25,6 +25,7 @@
 
 #include "kd/exact_math.h"
 #include "kd/host_device.h"
+#include "kd/normalize.h"
 #include "kd/philox.h"
 
 namespace kd {
@@ -169,10 +170,11 @@ namespace ref {
 // The augmented batch: images: (n, c, h, w) u8, idx: (b) rows in [0, n) ->
 // out: (b, c, h, w) float. Row r is sample idx[r] under
 // augment_transform(p, seed, epoch, idx[r]) (one transform for all c channels),
-// each pixel augment_sample()'d and then normalize_pixel()'d with mean, std.
-// With !p.enabled exactly gather_normalize(images, idx, out, b, c*h*w, mean, std).
-void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int c, int h, int w,
-                              float mean, float std, const AugmentParams& p, uint64_t seed, uint64_t epoch);
+// each pixel augment_sample()'d and then normalize_pixel()'d with its
+// channel's mean and std; c = norm.c.
+// With !p.enabled exactly gather_normalize(images, idx, out, b, h*w, norm).
+void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int h, int w,
+                              const Normalization& norm, const AugmentParams& p, uint64_t seed, uint64_t epoch);
 
 }  // namespace ref
 }  // namespace kd

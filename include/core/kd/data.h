@@ -12,12 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace kd {
+#include "kd/normalize.h"
 
-// Normalisation applied after /255 (MNIST statistics, used for every dataset
-// so that checkpoints record one fixed convention).
-constexpr float kPixelMean = 0.1307f;
-constexpr float kPixelStd = 0.3081f;
+namespace kd {
 
 // A set of n images of c x h x w u8 values with one u8 label each.
 struct Dataset {
@@ -28,10 +25,12 @@ struct Dataset {
   std::vector<uint8_t> images;   // (n, c, h, w) row-major
   std::vector<uint8_t> labels;   // (n)
 
-  // Pixels of one channel plane (h * w). Callers that stride over images by
-  // it assume c == 1; values_per_image() is the stride for any c.
+  // Values of one channel plane (h * w); values_per_image() is the stride
+  // from one image to the next in `images`.
   int64_t pixels() const { return int64_t(h) * w; }
   int64_t values_per_image() const { return int64_t(c) * h * w; }
+  // "28x28" for one channel (as MNIST is described), "3x32x32" otherwise.
+  std::string size_text() const;
   // Rows [begin, begin + count) as a new dataset (same c, h, w, num_classes).
   Dataset slice(int64_t begin, int64_t count) const;
 };
@@ -64,6 +63,11 @@ struct Splits {
   Dataset train, val, test;
   int num_classes = 0;
   std::vector<std::string> class_names;  // index = label; empty unless the format names classes
+  std::string format;                    // TrainTest::format
+  std::string note;                      // TrainTest::note
+  // What the engines apply to every split's pixels; the loader leaves the
+  // default, the session chooses it (kdtrain --normalize).
+  Normalization normalization;
 };
 // IDX files only (the layout above).
 Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit);
@@ -74,6 +78,7 @@ struct TrainTest {
   Dataset train, test;
   std::string train_images, train_labels, test_images, test_labels;  // paths, for errors
   std::vector<std::string> class_names;  // index = label; ImageFolder only
+  std::string format;  // "IDX", ".npy" or "image folder" (load_dataset_dir sets it)
   std::string note;  // one line for the user, or "" (ImageFolder: why its cache could not be written)
 };
 
@@ -87,7 +92,10 @@ struct DataOptions {
 // Reads <dir> in whichever layout it holds: IDX files when
 // train-images-idx3-ubyte(.gz) is there, else .npy files when
 // train_images.npy is there (kd/npy.h), else an ImageFolder tree when
-// train/ is there (kd/image_folder.h); else an error listing all three.
+// train/ is there (kd/image_folder.h), its training images dealt out by
+// class (the first image of every class, then the second, ...) so that the
+// validation split, the tail, holds every class; else an error listing all three.
+// An option for another format (channels_last, image_h) is refused.
 // Each image/label pair is cross-checked; train against test is
 // split_train_test's check.
 TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options);
@@ -99,6 +107,21 @@ Splits load_splits(const std::string& dir, const DataOptions& options, int64_t v
 // The split rules of load_splits applied to a loaded directory (test images
 // the same shape as the training images, test labels within its classes).
 Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit);
+
+// The per-channel mean and (population) standard deviation of pixel / 255
+// over every image of `d`, accumulated in double and rounded to float. A
+// constant channel gets std 1, so it normalises to a constant, not to inf.
+Normalization normalization_of(const Dataset& d);
+// "0.1307/0.3081", "0.49,0.48,0.45/0.25,0.24,0.26": the --normalize syntax,
+// each value printed so that it reads back as the same float.
+std::string normalization_text(const Normalization& n);
+// Parses normalization_text's syntax: MEAN[,MEAN...]/STD[,STD...], as many
+// means as stds, 1 to kMaxChannels of each, every std > 0, all finite.
+// Throws kd::Error starting with `what` (a flag or a file's metadata key).
+Normalization parse_normalization(const std::string& text, const std::string& what);
+// Throws unless s.normalization has one mean and std per channel of s's
+// images: the engines gather s.normalization.c planes per image.
+void check_normalization(const Splits& s);
 
 // Finds <dir>/<base> or <dir>/<base>.gz; throws naming both when neither exists.
 std::string find_idx_file(const std::string& dir, const std::string& base);

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kd/normalize.h"
+
 namespace kd::ref {
 
 // ---------------------------------------------------------------- conv (conv.cpp)
@@ -107,10 +109,10 @@ struct SgdParams {
 void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const SgdParams& a, int64_t step);
 
 // ---------------------------------------------------------------- batch (batch.cpp)
-// images: (N, pixels) u8, idx: (b) rows to take -> out: (b, pixels) float,
-// out = (px / 255 - mean) / std.
-void gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int64_t pixels,
-                      float mean, float std);
+// images: (N, norm.c, plane) u8, idx: (b) rows to take -> out: (b, norm.c, plane)
+// float, out = (px / 255 - norm.mean[ch]) / norm.std[ch] for channel ch.
+void gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int64_t plane,
+                      const Normalization& norm);
 
 // ---------------------------------------------------------------- metrics (metrics.cpp)
 // x: (b, c) -> out: (b) index of the row maximum (first on ties).

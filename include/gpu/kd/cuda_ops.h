@@ -149,8 +149,8 @@ void increment_counter(uint64_t* counter, cudaStream_t stream);
 // ---------------------------------------------------------------- batch.cu
 // images: (N, pixels) u8, labels: (N) u8, idx: (b) -> out: (b, pixels) normalised as
 // ref::gather_normalize, out_labels: (b) int32 (skipped when null).
-void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
-                      int32_t* out_labels, int b, int64_t pixels, float mean, float std, cudaStream_t stream);
+void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out, int32_t* out_labels,
+                      int b, int64_t plane, const Normalization& norm, cudaStream_t stream);
 // out: (n) = 0, 1, ..., n-1 (identity order for evaluation).
 void iota(int32_t* out, int n, cudaStream_t stream);
 
@@ -161,9 +161,8 @@ void iota(int32_t* out, int n, cudaStream_t stream);
 // replays into later epochs. !params.enabled is exactly gather_normalize above.
 // Throws kd::Error (before enqueueing anything) for parameters validate_augment rejects.
 void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
-                              int32_t* out_labels, int b, int c, int h, int w, float mean, float std,
-                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch,
-                              cudaStream_t stream);
+                              int32_t* out_labels, int b, int h, int w, const Normalization& norm,
+                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch, cudaStream_t stream);
 
 // ---------------------------------------------------------------- metrics.cu
 // x: (b, c) -> out: (b) argmax (first on ties).

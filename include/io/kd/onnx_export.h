@@ -4,7 +4,8 @@
 // The graph, opset 13:
 //   input  "pixels": float32 (N, C, H, W), raw pixel values 0..255 (u8 cast to
 //                    float, no scaling by the caller); N is dynamic
-//   Div 255, Sub kPixelMean, Div kPixelStd   the normalisation, folded in
+//   Div 255, Sub mean, Div std   the normalisation, folded in: mean and std
+//                                (1, C, 1, 1), or (1, 1, 1, 1) for one value for all channels
 //   conv -> Conv (pads, strides), relu -> Relu, maxpool -> MaxPool (2x2,
 //   stride 2, floor), flatten -> Flatten(axis 1: C, H, W order as PyTorch),
 //   dense -> Gemm(transB = 1); dropout is the identity at inference: omitted
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/normalize.h"
 
 namespace kd {
 
@@ -30,16 +32,18 @@ constexpr const char* kOnnxOutputName = "logits";
 // layout of kd/model.h). `metadata` goes into metadata_props (keys this
 // exporter sets itself win). The model is checked with ONNX's checker and its
 // strict shape inference before it is returned; a failure there is a bug.
-std::string onnx_model_bytes(const Arch& arch, const std::vector<float>& params,
+// `norm`: the model's input normalisation (1 or arch.input.c channels).
+std::string onnx_model_bytes(const Arch& arch, const std::vector<float>& params, const Normalization& norm,
                              const std::map<std::string, std::string>& metadata);
 
 // Writes onnx_model_bytes(...) to `path` atomically (temporary file, fsync,
 // rename). Throws kd::Error naming the path when it cannot be written.
-void export_onnx(const std::string& path, const Arch& arch, const std::vector<float>& params,
+void export_onnx(const std::string& path, const Arch& arch, const std::vector<float>& params, const Normalization& norm,
                  const std::map<std::string, std::string>& metadata);
 
 // `kdtrain export --model F --onnx OUT`: loads the model file (teacher or
-// student, kd/model_io.h), writes OUT with the file's metadata, and unless
+// student, kd/model_io.h), writes OUT with the file's metadata and
+// normalisation (kd/model_io.h saved_normalization), and unless
 // `quiet` prints one line saying what was written. Errors name the flag and path.
 void export_model_file(const std::string& model_path, const std::string& onnx_path, bool quiet);
 

@@ -52,11 +52,11 @@ struct OrtLatencyOptions {
 OrtLatency ort_latency(const Arch& arch, const std::vector<float>& params, const OrtLatencyOptions& options = {});
 
 // ONNX Runtime's logits for the first `limit` images (0 = all) of an IDX image
-// file, fed as float pixel values 0..255: (n, classes) row-major; in this
-// process, else through node. Throws kd::Error with the reason when ONNX
-// Runtime is missing or fails.
-std::vector<float> ort_infer_idx(const std::string& onnx_path, const std::string& idx_images, int64_t limit,
-                                 int classes);
+// file or a .npy file of u8 (N, C, H, W) images (kd/npy.h), fed as float
+// pixel values 0..255: (n, classes) row-major; in this process, else through
+// node. Throws kd::Error with the reason when ONNX Runtime is missing or fails.
+std::vector<float> ort_infer_images(const std::string& onnx_path, const std::string& images, int64_t limit,
+                                    int classes);
 
 // The runner script kdtrain uses ($KD_ORT_RUNNER or the compiled-in default).
 std::string ort_runner_path();

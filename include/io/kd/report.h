@@ -55,6 +55,10 @@ struct RunReport {
   std::string device;        // "CPU (2 threads, <model name>)" or the CUDA device description
   std::string versions;      // "kdtrain 0.1, CUDA runtime 13.0, cuDNN 9.x" etc.
   std::string data_dir;
+  std::string data_format;               // "IDX", ".npy", "image folder"
+  std::string input;                     // "28x28", "3x32x32"
+  std::vector<std::string> class_names;  // index = label; empty unless the format names classes
+  std::string normalization;             // mean/std in --normalize syntax
   int64_t train_n = 0, val_n = 0, test_n = 0;
   int num_classes = 0;
   // The batch sizes used: the flags' values capped at the data they batch

@@ -17,9 +17,22 @@ enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 // validation accuracy (ties: lower validation loss, then the earlier), or the last.
 enum class SelectRule { Best, Last };
 
+// --image-size HxW: the size image-folder images are resized to; 0x0 keeps them.
+struct ImageSize {
+  int h = 0, w = 0;
+  bool operator==(const ImageSize& o) const { return h == o.h && w == o.w; }
+};
+
 struct Options {
   Command command = Command::Run;
   std::string data_dir = "data/mnist";
+  bool channels_last = false;          // --channels-last: .npy images are (N, H, W, C)
+  ImageSize image_size;                // --image-size: image folders only
+  // --normalize: "auto" (MNIST's constants for 1x28x28 data, else "data"),
+  // "data" (the training split's per-channel mean and std), or
+  // MEAN[,MEAN...]/STD[,STD...] (kd/data.h parse_normalization). A saved
+  // model's own normalisation overrides all three (docs/data.md).
+  std::string normalize = "auto";
   DeviceChoice device = DeviceChoice::Auto;
   std::string out_dir;                 // empty -> runs/<timestamp>/
   uint64_t seed = 0;

@@ -8,11 +8,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/data.h"
 #include "kd/engine.h"
 #include "kd/phase.h"
 
@@ -28,9 +31,25 @@ struct ModelFile {
 // (role, test accuracy, seed, epochs, ...).
 void save_model_file(const std::string& path, const Arch& arch, const std::vector<float>& params,
                      const std::map<std::string, std::string>& facts);
+// The metadata key of a model's input normalisation, in --normalize syntax.
+constexpr const char* kNormalizeKey = "normalize";
+// The normalisation a model was trained with, from its metadata: the
+// kNormalizeKey entry; MNIST's constants for a kdtrain file without it
+// (written before normalisation was saved, when it was the only one); none
+// for a file from elsewhere (PyTorch). Errors name `path`.
+std::optional<Normalization> saved_normalization(const std::map<std::string, std::string>& metadata,
+                                                 const std::string& path);
+// The metadata entries that record `n`: kNormalizeKey, and "normalisation"
+// spelling it out for a reader of the file.
+std::map<std::string, std::string> normalization_metadata(const Normalization& n);
+
 // Loads and validates a model file: metadata present, arch parses, every
-// tensor present with the arch's shape, no extra tensors. Errors name the path.
-ModelFile load_model_file(const std::string& path);
+// tensor present with the arch's shape, no extra tensors. Errors name the path
+// and the first tensor that does not fit. A file without kdtrain metadata (a
+// PyTorch state_dict saved by safetensors.torch.save_file) is read as
+// fallback() when one is given (distill --teacher F --teacher-arch A); it is
+// called only for such a file.
+ModelFile load_model_file(const std::string& path, const std::function<Arch()>& fallback = nullptr);
 
 // A training checkpoint: the model in training, its optimiser state and where
 // the run stands. The per-epoch shuffles and dropout counters derive from
