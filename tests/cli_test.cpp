@@ -54,7 +54,7 @@ const std::vector<std::string> kAllFlags = {
     "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
-    "--help",        "--no-ort"};
+    "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -124,6 +124,17 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_EQ(o.latency_batches, (std::vector<int>{1, 7, 64}));
   EXPECT_TRUE(o.no_ort);
   EXPECT_EQ(o.command, Command::Run);
+}
+
+TEST(Cli, RecipeFlagsSetTheirFields) {
+  const Options d = parse({});
+  EXPECT_EQ(d.lr_schedule, LrScheduleKind::Constant);
+  EXPECT_EQ(d.warmup_epochs, 0.0);
+  EXPECT_EQ(d.weight_decay, 0.0);
+  const Options o = parse({"--lr-schedule", "cosine", "--warmup-epochs", "1.5", "--weight-decay", "0.05"});
+  EXPECT_EQ(o.lr_schedule, LrScheduleKind::Cosine);
+  EXPECT_EQ(o.warmup_epochs, 1.5);
+  EXPECT_EQ(o.weight_decay, 0.05);
 }
 
 TEST(Cli, ChoiceValues) {
@@ -227,6 +238,11 @@ TEST(Cli, Rejections) {
       {{"--alpha", "1.5"}, "--alpha: must be in [0, 1], got 1.5"},
       {{"--alpha", "-0.01"}, "--alpha: must be in [0, 1]"},
       {{"--momentum", "1"}, "--momentum: must be in [0, 1), got 1"},
+      {{"--lr-schedule", "step"}, "--lr-schedule: 'step' is not one of constant, cosine"},
+      {{"--warmup-epochs", "-1"}, "--warmup-epochs: must be >= 0, got -1"},
+      {{"--warmup-epochs", "6"}, "--warmup-epochs: must be at most --epochs-teacher 5 (lower it or raise --epochs-teacher), got 6"},
+      {{"--warmup-epochs", "4", "--epochs-student", "3"}, "--warmup-epochs: must be at most --epochs-student 3"},
+      {{"--weight-decay", "-0.1"}, "--weight-decay: must be in [0, 1), got -0.1"},
       {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
       {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
       {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},

@@ -172,6 +172,37 @@ TEST_P(Conformance, TrainingEpochMatchesTheReference) {
   }
 }
 
+// The patient recipe's training ingredients (SPEC section 2) on the MLP: cosine
+// decay with a one-step warm-up over the epoch's three updates and decoupled
+// weight decay. The rate comes from the host on the CPU engines and from the
+// device step counter inside the replayed graph on CUDA; both must follow it,
+// and it must change the training (else the ingredient is not wired).
+TrainSettings recipe_settings() {
+  TrainSettings s = settings_for(OptimizerKind::Adam);
+  s.adam.lr = 1e-2f;  // large enough that the schedule's and the decay's effects dwarf rounding
+  s.adam.weight_decay = 0.05f;
+  s.adam.decoupled_weight_decay = true;
+  s.lr_schedule = LrSchedule{LrScheduleKind::Cosine, 1, 3};
+  return s;
+}
+
+TEST_P(Conformance, RecipeEpochMatchesTheReference) {
+  const Arch arch = arch_of(kMlp);
+  const std::vector<float> init = initial_params(arch);
+  const Splits splits = random_splits();
+  auto reference = make_cpu_engine(), engine = GetParam().make();
+  reference->load(splits);
+  engine->load(splits);
+  const Trained want = train_epoch(*reference->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
+  const Trained got = train_epoch(*engine->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
+  EXPECT_LE(move_error(got.params, want.params, init), kMoveTolerance);
+  EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * std::fabs(want.stats.loss));
+  TrainSettings plain = recipe_settings();
+  plain.lr_schedule = LrSchedule{};
+  const Trained unscheduled = train_epoch(*engine->create_model(arch, init, plain), LossConfig{1.0f, 0.0f});
+  EXPECT_GT(move_error(unscheduled.params, want.params, init), 100 * kMoveTolerance) << "the schedule had no effect";
+}
+
 TEST_P(Conformance, DistillationStepMatchesTheReference) {
   const Arch teacher_arch = arch_of(kConvNet), student_arch = arch_of(kMlp);
   const std::vector<float> teacher_init = initial_params(teacher_arch), student_init = initial_params(student_arch);

@@ -418,6 +418,46 @@ TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
     }
 }
 
+// The learning rate of a cosine schedule with warm-up is a function of the
+// checkpointed update count, so a run stopped mid-schedule resumes to the same
+// bits. 640 images: 10 updates per epoch; the stop comes 5 updates into the
+// student's second (last) epoch, after the teacher's warm-up and cosine.
+TEST(PipelineOrchestration, ResumeWithCosineScheduleAndWeightDecayEqualsUninterruptedRun) {
+  Options straight = small_run(fresh_dir("cosine_straight"));
+  straight.train_limit = 640;
+  straight.val_size = 100;
+  straight.test_limit = 100;
+  straight.no_baseline = true;
+  straight.epochs_teacher = 1;
+  straight.epochs_student = 2;
+  straight.lr_schedule = LrScheduleKind::Cosine;
+  straight.warmup_epochs = 0.5;
+  straight.weight_decay = 0.05;
+  auto engine = make_cpu_engine();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+
+  Options broken = straight;
+  broken.out_dir = fresh_dir("cosine_broken");
+  auto engine2 = make_cpu_engine();
+  run_stopped_after(broken, *engine2, 25);
+  ASSERT_TRUE(fs::exists(broken.out_dir + "/checkpoint.safetensors"));
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  auto engine3 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine3), 0);
+  const std::vector<float> student = load_model_file(straight.out_dir + "/student.safetensors").params;
+  EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params, student);
+
+  // The schedule and the decay took effect: the constant-rate student differs.
+  Options constant = straight;
+  constant.out_dir = fresh_dir("cosine_constant");
+  constant.lr_schedule = LrScheduleKind::Constant;
+  constant.warmup_epochs = 0;
+  auto engine4 = make_cpu_engine();
+  ASSERT_EQ(run_command(constant, *engine4), 0);
+  EXPECT_NE(load_model_file(constant.out_dir + "/student.safetensors").params, student);
+}
+
 TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   Options o = small_run(fresh_dir("refuse"));
   o.command = Command::TrainTeacher;

@@ -45,6 +45,10 @@ template <>
 struct Choices<SelectRule> {
   static constexpr const auto& table = kSelectRules;
 };
+template <>
+struct Choices<LrScheduleKind> {
+  static constexpr const auto& table = kLrSchedules;
+};
 
 // "a|b|c", or with sep = ", " for sentences.
 template <class E, size_t N>
@@ -238,6 +242,14 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
   add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
   add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
+  add_value(app, "--lr-schedule", o.lr_schedule, names_list(kLrSchedules, "|"),
+            "learning rate per update of each model over its own epochs: constant, or cosine decay to 0 at the "
+            "last update (after any warm-up); a pure function of the update count, so resume is exact");
+  add_value(app, "--warmup-epochs", o.warmup_epochs, "X",
+            "linear warm-up from lr/W to lr over the first X epochs of each model (>= 0, fractions allowed, at "
+            "most each model's epochs)");
+  add_value(app, "--weight-decay", o.weight_decay, "W",
+            "weight decay (>= 0): decoupled, as torch.optim.AdamW, with adam; L2 added to the gradient with sgd");
   const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
   add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
@@ -282,6 +294,18 @@ void check_ranges(const Options& o) {
   require(o.epochs_student >= 0, "--epochs-student", ">= 0", value_text(o.epochs_student));
   require(o.lr > 0, "--lr", "> 0", value_text(o.lr));
   require(o.momentum >= 0 && o.momentum < 1, "--momentum", "in [0, 1)", value_text(o.momentum));
+  require(o.warmup_epochs >= 0, "--warmup-epochs", ">= 0", value_text(o.warmup_epochs));
+  require(o.weight_decay >= 0 && o.weight_decay < 1, "--weight-decay", "in [0, 1)", value_text(o.weight_decay));
+  // Each model warms up over its own epochs; a warm-up longer than a trained phase is a mistake.
+  const bool trains_teacher = o.teacher_path.empty() && o.command != Command::Eval && o.command != Command::Latency &&
+                              o.command != Command::Export && o.command != Command::Distill;
+  const bool trains_student = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
+  if (trains_teacher)
+    require(o.warmup_epochs <= o.epochs_teacher, "--warmup-epochs", "at most --epochs-teacher " +
+            value_text(o.epochs_teacher) + " (lower it or raise --epochs-teacher)", value_text(o.warmup_epochs));
+  if (trains_student)
+    require(o.warmup_epochs <= o.epochs_student, "--warmup-epochs", "at most --epochs-student " +
+            value_text(o.epochs_student) + " (lower it or raise --epochs-student)", value_text(o.warmup_epochs));
   require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));

@@ -43,8 +43,11 @@ TrainSettings settings_from(const Options& o) {
   s.eval_batch_size = o.eval_batch_size;
   s.optimizer = o.optimizer;
   s.adam.lr = float(o.lr);
+  s.adam.weight_decay = float(o.weight_decay);
+  s.adam.decoupled_weight_decay = true;  // AdamW; with weight_decay 0 exactly Adam (the shrink factor is 1)
   s.sgd.lr = float(o.lr);
   s.sgd.momentum = float(o.momentum);
+  s.sgd.weight_decay = float(o.weight_decay);
   s.seed = o.seed;
   s.deterministic = o.deterministic;
   s.dense_impl = o.dense_impl;
@@ -128,6 +131,14 @@ void Session::size_batches() {
   report_.batch_size_used = settings_.batch_size;
   report_.eval_batch_size_used = settings_.eval_batch_size;
   report_.latency_batches_used = latency_batches_;
+}
+
+TrainSettings Session::training_settings(int epochs, const char* epochs_flag) const {
+  TrainSettings s = settings_;
+  const int64_t steps_per_epoch = (splits_.train.n + s.batch_size - 1) / s.batch_size;  // the partial batch counts
+  if (steps_per_epoch > 0)
+    s.lr_schedule = make_lr_schedule(opt_.lr_schedule, opt_.warmup_epochs, steps_per_epoch, epochs, epochs_flag);
+  return s;
 }
 
 void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
@@ -225,9 +236,11 @@ std::string Session::teacher_flag() const {
 }
 
 std::unique_ptr<ModelEngine> Session::ready_teacher(const ModelFile& start, bool saved, ModelReport& rep) {
-  auto teacher = engine_.create_model(start.arch, start.params, settings_);
-  rep = new_report(Phase::Teacher, start.arch);
   const bool given = !opt_.teacher_path.empty();
+  // A given teacher is not trained here: no schedule to fit to its epochs.
+  auto teacher = engine_.create_model(start.arch, start.params,
+                                      given ? settings_ : training_settings(opt_.epochs_teacher, "--epochs-teacher"));
+  rep = new_report(Phase::Teacher, start.arch);
   if (!given) {
     if (saved) load_finished(Phase::Teacher, *teacher, rep);
     else train(Phase::Teacher, *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, rep, opt_.seed);

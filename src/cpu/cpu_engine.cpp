@@ -224,12 +224,17 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   }
   model_.backward(dlogits_.data(), b);
   std::vector<float>& p = model_.params();
-  if (settings_.optimizer == OptimizerKind::Adam)
+  if (settings_.optimizer == OptimizerKind::Adam) {
+    ref::AdamParams adam = settings_.adam;
+    adam.lr = scheduled_lr(adam.lr, int64_t(step), settings_.lr_schedule);
     model_.ops().adam_step(p.data(), model_.grads().data(), optim_.m.data(), optim_.v.data(), int64_t(p.size()),
-                           settings_.adam, int64_t(step));
-  else
-    model_.ops().sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()),
-                                   settings_.sgd, int64_t(step));
+                           adam, int64_t(step));
+  } else {
+    ref::SgdParams sgd = settings_.sgd;
+    sgd.lr = scheduled_lr(sgd.lr, int64_t(step), settings_.lr_schedule);
+    model_.ops().sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()), sgd,
+                                   int64_t(step));
+  }
   optim_.step = int64_t(step);
   loss_sum_ += sums.loss;
   kl_sum_ += sums.kl;

@@ -270,9 +270,10 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   const int64_t n = int64_t(params_.size());  // the gaps of the aligned layout too: their gradients are 0
   if (settings_.optimizer == OptimizerKind::Adam)
     adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
-              step_counter_.data(), stream);
+              settings_.lr_schedule, step_counter_.data(), stream);
   else
-    sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, step_counter_.data(), stream);
+    sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, settings_.lr_schedule,
+                      step_counter_.data(), stream);
   finish_step(mean_loss, distill ? mean_kl : nullptr, epoch_loss_.data(), epoch_kl_.data(), epoch_step_.data(),
               cursor_.data(), b, stream);
 }

@@ -87,6 +87,9 @@ class Session {
   const Options& opt() const { return opt_; }
   Engine& engine() { return engine_; }
   const TrainSettings& settings() const { return settings_; }
+  // settings() for a model trained `epochs` epochs (`epochs_flag` names the
+  // flag that set them): its learning-rate schedule spans those epochs.
+  TrainSettings training_settings(int epochs, const char* epochs_flag) const;
   const Splits& splits() const { return splits_; }
   RunReport& report() { return report_; }
   RunState& state() { return state_; }

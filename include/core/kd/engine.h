@@ -15,6 +15,7 @@
 
 #include "kd/arch.h"
 #include "kd/data.h"
+#include "kd/lr_schedule.h"
 #include "kd/reference.h"
 
 namespace kd {
@@ -47,6 +48,9 @@ struct TrainSettings {
   OptimizerKind optimizer = OptimizerKind::Adam;
   ref::AdamParams adam;
   ref::SgdParams sgd;
+  // Scales adam.lr / sgd.lr per update (scheduled_lr of the 1-based step);
+  // the default is no schedule. Set per model: its total follows its epochs.
+  LrSchedule lr_schedule;
   uint64_t seed = 0;
   bool deterministic = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;

@@ -8,6 +8,7 @@
 
 #include "kd/arch.h"
 #include "kd/engine.h"  // OptimizerKind, DenseImplChoice
+#include "kd/lr_schedule.h"
 
 namespace kd {
 
@@ -29,6 +30,9 @@ struct Options {
   double lr = 1e-3;
   OptimizerKind optimizer = OptimizerKind::Adam;
   double momentum = 0.9;               // SGD only
+  LrScheduleKind lr_schedule = LrScheduleKind::Constant;  // per model over its own epochs (kd/lr_schedule.h)
+  double warmup_epochs = 0;            // linear warm-up, in epochs of each model
+  double weight_decay = 0;             // Adam: decoupled (AdamW); SGD: L2 added to the gradient
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
@@ -86,6 +90,8 @@ inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::A
 inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
 inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
+inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
+                                                         {"cosine", LrScheduleKind::Cosine}};
 
 template <class E, size_t N>
 constexpr const char* name_of(const Named<E> (&table)[N], E value) {
