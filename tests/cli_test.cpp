@@ -54,7 +54,8 @@ const std::vector<std::string> kAllFlags = {
     "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
-    "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay"};
+    "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
+    "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -135,6 +136,19 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
   EXPECT_EQ(o.lr_schedule, LrScheduleKind::Cosine);
   EXPECT_EQ(o.warmup_epochs, 1.5);
   EXPECT_EQ(o.weight_decay, 0.05);
+  EXPECT_FALSE(d.augment);
+  EXPECT_EQ(d.shift, 2.0);
+  EXPECT_EQ(d.rotate, 12.0);
+  EXPECT_EQ(d.scale.lo, 0.9);
+  EXPECT_EQ(d.scale.hi, 1.1);
+  const Options a = parse({"train-teacher", "--augment", "--shift", "3", "--rotate", "15", "--scale", "0.8,1.2"});
+  EXPECT_TRUE(a.augment);
+  EXPECT_EQ(a.shift, 3.0);
+  EXPECT_EQ(a.rotate, 15.0);
+  EXPECT_EQ(a.scale.lo, 0.8);
+  EXPECT_EQ(a.scale.hi, 1.2);
+  EXPECT_EQ(d.soft_targets, SoftTargets::Cached);
+  EXPECT_EQ(parse({"--augment", "--soft-targets", "online"}).soft_targets, SoftTargets::Online);
 }
 
 TEST(Cli, ChoiceValues) {
@@ -243,6 +257,15 @@ TEST(Cli, Rejections) {
       {{"--warmup-epochs", "6"}, "--warmup-epochs: must be at most --epochs-teacher 5 (lower it or raise --epochs-teacher), got 6"},
       {{"--warmup-epochs", "4", "--epochs-student", "3"}, "--warmup-epochs: must be at most --epochs-student 3"},
       {{"--weight-decay", "-0.1"}, "--weight-decay: must be in [0, 1), got -0.1"},
+      {{"--shift", "-1"}, "--shift: must be in [0, 1024] pixels, got -1"},
+      {{"--rotate", "181"}, "--rotate: must be in [0, 180] degrees, got 181"},
+      {{"--scale", "1.1,0.9"}, "--scale: must be LO,HI with 1/16 <= LO <= HI <= 16, got 1.1,0.9"},
+      {{"--scale", "0.9"}, "--scale: '0.9' is not two numbers LO,HI"},
+      {{"--scale", "0.9,x"}, "--scale: 'x' is not a number"},
+      {{"--soft-targets", "fresh"}, "--soft-targets: 'fresh' is not one of cached, online"},
+      {{"--augment"}, "--augment with --soft-targets cached: the student would learn each augmented view against the "
+                      "teacher's logits for the unaugmented image; add --soft-targets online"},
+      {{"distill", "--teacher", "t", "--augment"}, "--augment with --soft-targets cached"},
       {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
       {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
       {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},

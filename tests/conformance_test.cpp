@@ -110,7 +110,7 @@ struct Trained {
 Trained train_epoch(ModelEngine& model, const LossConfig& loss) {
   std::vector<int32_t> order(static_cast<size_t>(kTrainN));
   for (int64_t i = 0; i < kTrainN; ++i) order[size_t(i)] = int32_t((i * 37) % kTrainN);  // a fixed permutation
-  model.begin_epoch(order);
+  model.begin_epoch(order, 1);
   for (int64_t begin = 0; begin < kTrainN; begin += 64)
     model.train_step(begin, int(std::min<int64_t>(64, kTrainN - begin)), loss);
   Trained t;
@@ -173,16 +173,20 @@ TEST_P(Conformance, TrainingEpochMatchesTheReference) {
 }
 
 // The patient recipe's training ingredients (SPEC section 2) on the MLP: cosine
-// decay with a one-step warm-up over the epoch's three updates and decoupled
-// weight decay. The rate comes from the host on the CPU engines and from the
-// device step counter inside the replayed graph on CUDA; both must follow it,
-// and it must change the training (else the ingredient is not wired).
+// decay with a one-step warm-up over the epoch's three updates, decoupled
+// weight decay and augmentation. The rate comes from the host on the CPU
+// engines and from the device step counter inside the replayed graph on CUDA;
+// the augmented views from the reference's gather on the CPU engines and
+// kernels/augment.cu on CUDA (the same arithmetic; tests/augment_gpu_test.cpp).
+// Each must change the training (else the ingredient is not wired).
 TrainSettings recipe_settings() {
   TrainSettings s = settings_for(OptimizerKind::Adam);
   s.adam.lr = 1e-2f;  // large enough that the schedule's and the decay's effects dwarf rounding
   s.adam.weight_decay = 0.05f;
   s.adam.decoupled_weight_decay = true;
   s.lr_schedule = LrSchedule{LrScheduleKind::Cosine, 1, 3};
+  s.augment.enabled = true;
+  s.augment.max_shift = 1.5f;  // of 10x10 images
   return s;
 }
 
@@ -197,10 +201,14 @@ TEST_P(Conformance, RecipeEpochMatchesTheReference) {
   const Trained got = train_epoch(*engine->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
   EXPECT_LE(move_error(got.params, want.params, init), kMoveTolerance);
   EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * std::fabs(want.stats.loss));
-  TrainSettings plain = recipe_settings();
-  plain.lr_schedule = LrSchedule{};
-  const Trained unscheduled = train_epoch(*engine->create_model(arch, init, plain), LossConfig{1.0f, 0.0f});
-  EXPECT_GT(move_error(unscheduled.params, want.params, init), 100 * kMoveTolerance) << "the schedule had no effect";
+  TrainSettings unscheduled = recipe_settings(), unaugmented = recipe_settings();
+  unscheduled.lr_schedule = LrSchedule{};
+  unaugmented.augment.enabled = false;
+  for (const TrainSettings& without : {unscheduled, unaugmented}) {
+    const Trained other = train_epoch(*engine->create_model(arch, init, without), LossConfig{1.0f, 0.0f});
+    EXPECT_GT(move_error(other.params, want.params, init), 100 * kMoveTolerance)
+        << (without.augment.enabled ? "the schedule" : "augmentation") << " had no effect";
+  }
 }
 
 TEST_P(Conformance, DistillationStepMatchesTheReference) {
@@ -220,6 +228,38 @@ TEST_P(Conformance, DistillationStepMatchesTheReference) {
   EXPECT_LE(move_error(results[1].params, results[0].params, student_init), kMoveTolerance);
   EXPECT_NEAR(results[1].stats.kl, results[0].stats.kl, kLossTolerance * std::fabs(results[0].stats.kl));
   EXPECT_GT(results[1].stats.kl, 0) << "the KL term is reported while distilling";
+}
+
+// Online soft targets: each student step runs the teacher (dropout off) on the
+// student's own augmented batch. Every engine matches the reference, and the
+// targets are not the cached ones (which are of the unaugmented images).
+TEST_P(Conformance, OnlineDistillationOnAugmentedBatchesMatchesTheReference) {
+  const Arch teacher_arch = arch_of(kConvNet), student_arch = arch_of(kMlp);
+  const std::vector<float> teacher_init = initial_params(teacher_arch), student_init = initial_params(student_arch);
+  const Splits splits = random_splits();
+  const LossConfig distill{4.0f, 0.9f};
+  std::vector<Trained> results;
+  for (Engine* engine : {make_cpu_engine().release(), GetParam().make().release()}) {
+    std::unique_ptr<Engine> owned(engine);
+    engine->load(splits);
+    auto teacher = engine->create_model(teacher_arch, teacher_init, settings_for(OptimizerKind::Adam));
+    engine->use_online_teacher(*teacher);
+    auto student = engine->create_model(student_arch, student_init, recipe_settings());
+    results.push_back(train_epoch(*student, distill));
+    if (results.size() == 2) {  // the same engine kind with the targets cached instead
+      auto cached_engine = GetParam().make();
+      cached_engine->load(splits);
+      auto cached_teacher = cached_engine->create_model(teacher_arch, teacher_init, settings_for(OptimizerKind::Adam));
+      cached_engine->compute_soft_targets(*cached_teacher);
+      auto cached = cached_engine->create_model(student_arch, student_init, recipe_settings());
+      const Trained with_cached = train_epoch(*cached, distill);
+      EXPECT_GT(std::fabs(with_cached.stats.kl - results[1].stats.kl), 100 * kLossTolerance * results[1].stats.kl)
+          << "the online targets are the cached ones";
+    }
+  }
+  EXPECT_LE(move_error(results[1].params, results[0].params, student_init), kMoveTolerance);
+  EXPECT_NEAR(results[1].stats.kl, results[0].stats.kl, kLossTolerance * std::fabs(results[0].stats.kl));
+  EXPECT_GT(results[1].stats.kl, 0);
 }
 
 TEST_P(Conformance, BestEpochCopyRoundTrips) {
@@ -257,9 +297,9 @@ TEST_P(Conformance, EntryPointsRefuseMisuseWithOneMessage) {
   const LossConfig ce{1.0f, 0.0f};
   EXPECT_EQ(message([&] { model->train_step(0, 8, ce); }),
             "train_step: no epoch begun; call begin_epoch with the epoch's order first");
-  EXPECT_EQ(message([&] { model->begin_epoch({0, 1, int32_t(kTrainN)}); }),
+  EXPECT_EQ(message([&] { model->begin_epoch({0, 1, int32_t(kTrainN)}, 1); }),
             "begin_epoch: order[2] = 150 is not an index into the training split of 150 images");
-  model->begin_epoch({0, 1, 2, 3});
+  model->begin_epoch({0, 1, 2, 3}, 1);
   EXPECT_EQ(message([&] { model->train_step(0, 65, ce); }),
             "train_step: batch of 65 samples; this model was built for 1 to 64");
   EXPECT_EQ(message([&] { model->train_step(2, 3, ce); }),

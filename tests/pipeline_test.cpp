@@ -282,7 +282,9 @@ class RecordingModel final : public ModelEngine {
         log_(log),
         script_(script) {}
   int64_t train_images() const override { return train_n_; }
-  void begin_epoch_impl(const std::vector<int32_t>& order) override { inner_->begin_epoch(order); }
+  void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) override {
+    inner_->begin_epoch(order, epoch);
+  }
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override {
     log_.emplace_back(begin, b);
     inner_->train_step(begin, b, loss);
@@ -331,6 +333,9 @@ class RecordingEngine final : public Engine {
   }
   void compute_soft_targets(ModelEngine& teacher) override {
     inner_->compute_soft_targets(*static_cast<RecordingModel&>(teacher).inner());
+  }
+  void use_online_teacher(ModelEngine& teacher) override {
+    inner_->use_online_teacher(*static_cast<RecordingModel&>(teacher).inner());
   }
   std::vector<std::pair<int64_t, int>> log;
   ValScript script;
@@ -419,10 +424,12 @@ TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
 }
 
 // The learning rate of a cosine schedule with warm-up is a function of the
-// checkpointed update count, so a run stopped mid-schedule resumes to the same
-// bits. 640 images: 10 updates per epoch; the stop comes 5 updates into the
-// student's second (last) epoch, after the teacher's warm-up and cosine.
-TEST(PipelineOrchestration, ResumeWithCosineScheduleAndWeightDecayEqualsUninterruptedRun) {
+// checkpointed update count, and each augmented view a function of (seed,
+// epoch, sample), so a run stopped mid-schedule resumes to the same bits, with
+// the online teacher scoring the same views. 640 images: 10 updates per epoch;
+// the stop comes 5 updates into the student's second (last) epoch, after the
+// teacher's warm-up and cosine.
+TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTargetsEqualsUninterruptedRun) {
   Options straight = small_run(fresh_dir("cosine_straight"));
   straight.train_limit = 640;
   straight.val_size = 100;
@@ -433,6 +440,8 @@ TEST(PipelineOrchestration, ResumeWithCosineScheduleAndWeightDecayEqualsUninterr
   straight.lr_schedule = LrScheduleKind::Cosine;
   straight.warmup_epochs = 0.5;
   straight.weight_decay = 0.05;
+  straight.augment = true;
+  straight.soft_targets = SoftTargets::Online;
   auto engine = make_cpu_engine();
   ASSERT_EQ(run_command(straight, *engine), 0);
 
@@ -448,7 +457,7 @@ TEST(PipelineOrchestration, ResumeWithCosineScheduleAndWeightDecayEqualsUninterr
   const std::vector<float> student = load_model_file(straight.out_dir + "/student.safetensors").params;
   EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params, student);
 
-  // The schedule and the decay took effect: the constant-rate student differs.
+  // The schedule took effect: the constant-rate student differs.
   Options constant = straight;
   constant.out_dir = fresh_dir("cosine_constant");
   constant.lr_schedule = LrScheduleKind::Constant;

@@ -46,6 +46,10 @@ struct Choices<SelectRule> {
   static constexpr const auto& table = kSelectRules;
 };
 template <>
+struct Choices<SoftTargets> {
+  static constexpr const auto& table = kSoftTargets;
+};
+template <>
 struct Choices<LrScheduleKind> {
   static constexpr const auto& table = kLrSchedules;
 };
@@ -127,6 +131,17 @@ void parse_value(const std::string& flag, const std::string& text, std::vector<i
   out = values;
 }
 
+// "LO,HI", two numbers.
+void parse_value(const std::string& flag, const std::string& text, ScaleRange& out) {
+  const size_t comma = text.find(',');
+  if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
+    bad_value(flag, text, "is not two numbers LO,HI (e.g. 0.9,1.1)");
+  ScaleRange r;
+  parse_value(flag, text.substr(0, comma), r.lo);
+  parse_value(flag, text.substr(comma + 1), r.hi);
+  out = r;
+}
+
 // A constraint that is off until given.
 template <class T>
 void parse_value(const std::string& flag, const std::string& text, std::optional<T>& out) {
@@ -161,6 +176,7 @@ std::string value_text(const std::vector<int>& v) {
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
   return out;
 }
+std::string value_text(const ScaleRange& v) { return value_text(v.lo) + "," + value_text(v.hi); }
 template <class T>
 std::string value_text(const std::optional<T>& v) {
   return v ? value_text(*v) : "none";
@@ -250,6 +266,17 @@ void add_global_flags(CLI::App& app, Options& o) {
             "most each model's epochs)");
   add_value(app, "--weight-decay", o.weight_decay, "W",
             "weight decay (>= 0): decoupled, as torch.optim.AdamW, with adam; L2 added to the gradient with sgd");
+  app.add_flag("--augment", o.augment,
+               "train every model (teacher, student, baseline) on a seeded random affine view of each sample: "
+               "shift, rotation and scale drawn from (seed, epoch, sample), bilinear, background outside; the "
+               "same views on every engine and thread count");
+  add_value(app, "--shift", o.shift, "PX", "--augment: largest shift, pixels, each axis (0 to 1024)");
+  add_value(app, "--rotate", o.rotate, "DEG", "--augment: largest rotation either way, degrees (0 to 180)");
+  add_value(app, "--scale", o.scale, "LO,HI", "--augment: scale range, 1/16 <= LO <= HI <= 16");
+  add_value(app, "--soft-targets", o.soft_targets, names_list(kSoftTargets, "|"),
+            "the student's targets: the teacher's logits for every training image computed once (cached), or the "
+            "teacher run in inference mode on every training batch exactly as the student sees it (online, "
+            "needed with --augment; costs a teacher forward per step)");
   const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
   add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
@@ -296,6 +323,15 @@ void check_ranges(const Options& o) {
   require(o.momentum >= 0 && o.momentum < 1, "--momentum", "in [0, 1)", value_text(o.momentum));
   require(o.warmup_epochs >= 0, "--warmup-epochs", ">= 0", value_text(o.warmup_epochs));
   require(o.weight_decay >= 0 && o.weight_decay < 1, "--weight-decay", "in [0, 1)", value_text(o.weight_decay));
+  require(o.shift >= 0 && o.shift <= 1024, "--shift", "in [0, 1024] pixels", value_text(o.shift));
+  require(o.rotate >= 0 && o.rotate <= 180, "--rotate", "in [0, 180] degrees", value_text(o.rotate));
+  require(o.scale.lo >= 1.0 / 16 && o.scale.lo <= o.scale.hi && o.scale.hi <= 16, "--scale",
+          "LO,HI with 1/16 <= LO <= HI <= 16", value_text(o.scale));
+  // Cached soft targets are the teacher's logits for the unaugmented images.
+  const bool distills = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
+  if (o.augment && distills && o.soft_targets == SoftTargets::Cached)
+    fail("--augment with --soft-targets cached: the student would learn each augmented view against the "
+         "teacher's logits for the unaugmented image; add --soft-targets online");
   // Each model warms up over its own epochs; a warm-up longer than a trained phase is a mistake.
   const bool trains_teacher = o.teacher_path.empty() && o.command != Command::Eval && o.command != Command::Latency &&
                               o.command != Command::Export && o.command != Command::Distill;

@@ -48,6 +48,7 @@ TrainSettings settings_from(const Options& o) {
   s.sgd.lr = float(o.lr);
   s.sgd.momentum = float(o.momentum);
   s.sgd.weight_decay = float(o.weight_decay);
+  s.augment = AugmentParams{o.augment, float(o.shift), float(o.rotate), float(o.scale.lo), float(o.scale.hi)};
   s.seed = o.seed;
   s.deterministic = o.deterministic;
   s.dense_impl = o.dense_impl;
@@ -353,6 +354,10 @@ std::map<std::string, std::string> Session::model_facts(const ModelReport& rep) 
 }
 
 void Session::compute_soft_targets(ModelEngine& teacher) {
+  if (opt_.soft_targets == SoftTargets::Online) {  // nothing to compute ahead: each student step runs the teacher
+    engine_.use_online_teacher(teacher);
+    return;
+  }
   const auto t0 = Clock::now();
   engine_.compute_soft_targets(teacher);
   state_.stop_if_interrupted("the soft-target pass");

@@ -75,7 +75,8 @@ class Session {
   std::vector<LatencyRecord> measure_latencies(ModelEngine& model);
   // The metadata a saved model carries about its training.
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const;
-  // The teacher's soft targets on the engine, timed as a phase.
+  // The teacher's soft targets on the engine, timed as a phase; with
+  // --soft-targets online, the teacher handed to the engine instead.
   void compute_soft_targets(ModelEngine& teacher);
 
   // ------------------------------------------------------------ helpers

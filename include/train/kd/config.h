@@ -17,6 +17,15 @@ enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 // Which epoch of each model is saved, tested and timed: the one with the best
 // validation accuracy (ties: lower validation loss, then the earlier), or the last.
 enum class SelectRule { Best, Last };
+// Where the student's soft targets come from: the teacher's logits for every
+// training image computed once (cached), or the teacher run on each training
+// batch as the student sees it (online; required by augmentation).
+enum class SoftTargets { Cached, Online };
+
+// --scale LO,HI: the range augmentation draws each sample's scale from.
+struct ScaleRange {
+  double lo = 0.9, hi = 1.1;
+};
 
 struct Options {
   Command command = Command::Run;
@@ -33,6 +42,12 @@ struct Options {
   LrScheduleKind lr_schedule = LrScheduleKind::Constant;  // per model over its own epochs (kd/lr_schedule.h)
   double warmup_epochs = 0;            // linear warm-up, in epochs of each model
   double weight_decay = 0;             // Adam: decoupled (AdamW); SGD: L2 added to the gradient
+  // Augmentation of every model's training batches (kd/augment.h).
+  bool augment = false;
+  double shift = 2;                    // pixels, tx and ty ~ U[-shift, shift)
+  double rotate = 12;                  // degrees
+  ScaleRange scale;
+  SoftTargets soft_targets = SoftTargets::Cached;
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
@@ -90,6 +105,8 @@ inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::A
 inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
 inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
+inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Cached},
+                                                      {"online", SoftTargets::Online}};
 inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
                                                          {"cosine", LrScheduleKind::Cosine}};
 
