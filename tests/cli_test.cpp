@@ -55,7 +55,8 @@ const std::vector<std::string> kAllFlags = {
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
     "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
-    "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets"};
+    "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
+    "--recipe"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -149,6 +150,37 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
   EXPECT_EQ(a.scale.hi, 1.2);
   EXPECT_EQ(d.soft_targets, SoftTargets::Cached);
   EXPECT_EQ(parse({"--augment", "--soft-targets", "online"}).soft_targets, SoftTargets::Online);
+}
+
+// --recipe patient sets its values where no flag did; a flag given overrides
+// it, before or after --recipe; seed is the defaults.
+TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
+  const Options d = parse({}), seed = parse({"--recipe", "seed"});
+  EXPECT_EQ(seed.recipe, Recipe::Seed);
+  EXPECT_EQ(recipe_text(seed), recipe_text(d));
+  EXPECT_EQ(recipe_text(d),
+            "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
+            "warm-up epochs, weight decay 0; augmentation off; soft targets cached");
+  const Options p = parse({"--recipe", "patient"});
+  EXPECT_EQ(p.epochs_teacher, 20);
+  EXPECT_EQ(p.epochs_student, 40);
+  EXPECT_EQ(p.lr_schedule, LrScheduleKind::Cosine);
+  EXPECT_EQ(p.warmup_epochs, 1.0);
+  EXPECT_EQ(p.weight_decay, 0.01);
+  EXPECT_TRUE(p.augment);
+  EXPECT_EQ(p.soft_targets, SoftTargets::Online);
+  const Options o = parse({"--epochs-student", "3", "--recipe", "patient", "--lr-schedule", "constant",
+                           "--warmup-epochs", "0", "--weight-decay", "0"});
+  EXPECT_EQ(o.epochs_student, 3);
+  EXPECT_EQ(o.epochs_teacher, 20);
+  EXPECT_EQ(o.lr_schedule, LrScheduleKind::Constant);
+  EXPECT_EQ(o.warmup_epochs, 0.0);
+  EXPECT_EQ(o.weight_decay, 0.0);
+  EXPECT_TRUE(o.augment);
+  // The recipe's augmentation needs its online targets: overriding only those is refused, naming the fix.
+  EXPECT_NE(rejection({"--recipe", "patient", "--soft-targets", "cached"}).find("add --soft-targets online"),
+            std::string::npos);
+  EXPECT_NE(rejection({"--recipe", "slow"}).find("--recipe: 'slow' is not one of seed, patient"), std::string::npos);
 }
 
 TEST(Cli, ChoiceValues) {

@@ -456,6 +456,11 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   ASSERT_EQ(run_command(resumed, *engine3), 0);
   const std::vector<float> student = load_model_file(straight.out_dir + "/student.safetensors").params;
   EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params, student);
+  const nlohmann::json summary = nlohmann::json::parse(read_text(straight.out_dir + "/summary.json"));
+  EXPECT_EQ(summary.at("config").at("resolved-recipe"),
+            "recipe seed: teacher 1 epochs, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
+            "warm-up epochs, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
+            "online");
 
   // The schedule took effect: the constant-rate student differs.
   Options constant = straight;

@@ -46,6 +46,10 @@ struct Choices<SelectRule> {
   static constexpr const auto& table = kSelectRules;
 };
 template <>
+struct Choices<Recipe> {
+  static constexpr const auto& table = kRecipes;
+};
+template <>
 struct Choices<SoftTargets> {
   static constexpr const auto& table = kSoftTargets;
 };
@@ -255,6 +259,12 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--batch-size", o.batch_size, "N", "training batch size (>= 1)");
   add_value(app, "--epochs-teacher", o.epochs_teacher, "N", "teacher training epochs (>= 0)");
   add_value(app, "--epochs-student", o.epochs_student, "N", "student (and baseline) training epochs (>= 0)");
+  std::string recipe_flags;
+  for (const char* flag : kRecipeFlags) recipe_flags += std::string(recipe_flags.empty() ? "" : ", ") + flag;
+  add_value(app, "--recipe", o.recipe, names_list(kRecipes, "|"),
+            "training recipe: seed is SPEC section 2 (the tutorial's, student 20 epochs); patient is teacher 20 and "
+            "student 40 epochs, --augment, --soft-targets online, cosine schedule with 1 warm-up epoch, weight "
+            "decay 0.01. It sets " + recipe_flags + "; each of those flags given overrides it");
   add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
   add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
   add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
@@ -556,6 +566,7 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   if (o.command == Command::Export && o.onnx_path.empty())
     fail("export: --onnx OUT is required (the .onnx file to write)");
   settle_lists(o);
+  apply_recipe(o, [&](const char* flag) { return app.count(flag) > 0; });
   check_ranges(o);
   out = o;
   return true;

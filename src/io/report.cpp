@@ -28,6 +28,8 @@ constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (a
 // Every Options field under the name of the flag that sets it.
 json config_json(const Options& o) {
   return json{{"command", command_name(o.command)},
+              {"recipe", name_of(kRecipes, o.recipe)},
+              {"resolved-recipe", recipe_text(o)},
               {"data", o.data_dir},
               {"device", device_name(o.device)},
               {"out", o.out_dir},
@@ -601,6 +603,7 @@ std::string report_table(const RunReport& r) {
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
   if (any_trained) out += "selected epoch: " + selection_rule(r) + "\n";
+  if (any_trained) out += recipe_text(r.options) + "\n";
   const std::string capped = capped_batches(r);
   if (!capped.empty()) out += "batch sizes capped at the data: " + capped + "\n";
   if (!r.phases.empty()) {

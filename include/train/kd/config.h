@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,11 @@ enum class SelectRule { Best, Last };
 // training image computed once (cached), or the teacher run on each training
 // batch as the student sees it (online; required by augmentation).
 enum class SoftTargets { Cached, Online };
+// A named set of training defaults (SPEC section 2): seed is the table of
+// section 2 (the tutorial's recipe, student at 20 epochs); patient is
+// augmentation, online consistent targets, cosine decay and AdamW over longer
+// schedules. Flags given on the command line override a recipe's values.
+enum class Recipe { Seed, Patient };
 
 // --scale LO,HI: the range augmentation draws each sample's scale from.
 struct ScaleRange {
@@ -29,6 +35,7 @@ struct ScaleRange {
 
 struct Options {
   Command command = Command::Run;
+  Recipe recipe = Recipe::Seed;        // apply_recipe sets the fields below that no flag gave
   std::string data_dir = "data/mnist";
   DeviceChoice device = DeviceChoice::Auto;
   std::string out_dir;                 // empty -> runs/<timestamp>/
@@ -105,6 +112,7 @@ inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::A
 inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
 inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
+inline constexpr Named<Recipe> kRecipes[] = {{"seed", Recipe::Seed}, {"patient", Recipe::Patient}};
 inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Cached},
                                                       {"online", SoftTargets::Online}};
 inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
@@ -120,5 +128,17 @@ constexpr const char* name_of(const Named<E> (&table)[N], E value) {
 inline const char* command_name(Command c) { return name_of(kCommands, c); }
 inline const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
 inline const char* select_rule_name(SelectRule s) { return name_of(kSelectRules, s); }
+
+// The flags a recipe sets, each with its field: apply_recipe writes the
+// recipe's value into every field whose flag `given` says was not on the
+// command line. Recipe::Seed's values are Options' defaults.
+// kRecipeFlags lists them, for --help and the tests.
+inline constexpr const char* kRecipeFlags[] = {"--epochs-teacher", "--epochs-student", "--lr-schedule",
+                                               "--warmup-epochs",  "--weight-decay",   "--augment",
+                                               "--soft-targets"};
+void apply_recipe(Options& o, const std::function<bool(const char* flag)>& given);
+// One line with every value a recipe sets, as resolved: "recipe patient: teacher
+// 20 epochs, student 40 epochs, lr 0.001 cosine with 1 warm-up epoch, ...".
+std::string recipe_text(const Options& o);
 
 }  // namespace kd
