@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/config.h"  // SoftTargets
 #include "kd/cpu_engine.h"
 #include "kd/engine.h"
 #include "kd/error.h"
@@ -211,55 +212,42 @@ TEST_P(Conformance, RecipeEpochMatchesTheReference) {
   }
 }
 
-TEST_P(Conformance, DistillationStepMatchesTheReference) {
+// One distillation epoch of the MLP student (with `student` settings) from the
+// conv teacher on a fresh `engine`: soft targets cached once, or online (the
+// teacher run on every student batch).
+Trained distill_epoch(Engine& engine, SoftTargets targets, const TrainSettings& student) {
   const Arch teacher_arch = arch_of(kConvNet), student_arch = arch_of(kMlp);
-  const std::vector<float> teacher_init = initial_params(teacher_arch), student_init = initial_params(student_arch);
-  const Splits splits = random_splits();
-  const LossConfig distill{4.0f, 0.9f};
-  std::vector<Trained> results;
-  for (Engine* engine : {make_cpu_engine().release(), GetParam().make().release()}) {
-    std::unique_ptr<Engine> owned(engine);
-    engine->load(splits);
-    auto teacher = engine->create_model(teacher_arch, teacher_init, settings_for(OptimizerKind::Adam));
-    engine->compute_soft_targets(*teacher);
-    auto student = engine->create_model(student_arch, student_init, settings_for(OptimizerKind::Adam));
-    results.push_back(train_epoch(*student, distill));
-  }
-  EXPECT_LE(move_error(results[1].params, results[0].params, student_init), kMoveTolerance);
-  EXPECT_NEAR(results[1].stats.kl, results[0].stats.kl, kLossTolerance * std::fabs(results[0].stats.kl));
-  EXPECT_GT(results[1].stats.kl, 0) << "the KL term is reported while distilling";
+  engine.load(random_splits());
+  auto teacher = engine.create_model(teacher_arch, initial_params(teacher_arch), settings_for(OptimizerKind::Adam));
+  if (targets == SoftTargets::Online) engine.use_online_teacher(*teacher);
+  else engine.compute_soft_targets(*teacher);
+  auto model = engine.create_model(student_arch, initial_params(student_arch), student);
+  return train_epoch(*model, LossConfig{4.0f, 0.9f});
+}
+
+// The engine's distillation epoch against the reference's.
+void expect_distillation_matches(const NamedEngine& engine, SoftTargets targets, const TrainSettings& student) {
+  const std::vector<float> student_init = initial_params(arch_of(kMlp));
+  const Trained want = distill_epoch(*make_cpu_engine(), targets, student);
+  const Trained got = distill_epoch(*engine.make(), targets, student);
+  EXPECT_LE(move_error(got.params, want.params, student_init), kMoveTolerance);
+  EXPECT_NEAR(got.stats.kl, want.stats.kl, kLossTolerance * std::fabs(want.stats.kl));
+  EXPECT_GT(got.stats.kl, 0) << "the KL term is reported while distilling";
+}
+
+TEST_P(Conformance, DistillationStepMatchesTheReference) {
+  expect_distillation_matches(GetParam(), SoftTargets::Cached, settings_for(OptimizerKind::Adam));
 }
 
 // Online soft targets: each student step runs the teacher (dropout off) on the
 // student's own augmented batch. Every engine matches the reference, and the
 // targets are not the cached ones (which are of the unaugmented images).
 TEST_P(Conformance, OnlineDistillationOnAugmentedBatchesMatchesTheReference) {
-  const Arch teacher_arch = arch_of(kConvNet), student_arch = arch_of(kMlp);
-  const std::vector<float> teacher_init = initial_params(teacher_arch), student_init = initial_params(student_arch);
-  const Splits splits = random_splits();
-  const LossConfig distill{4.0f, 0.9f};
-  std::vector<Trained> results;
-  for (Engine* engine : {make_cpu_engine().release(), GetParam().make().release()}) {
-    std::unique_ptr<Engine> owned(engine);
-    engine->load(splits);
-    auto teacher = engine->create_model(teacher_arch, teacher_init, settings_for(OptimizerKind::Adam));
-    engine->use_online_teacher(*teacher);
-    auto student = engine->create_model(student_arch, student_init, recipe_settings());
-    results.push_back(train_epoch(*student, distill));
-    if (results.size() == 2) {  // the same engine kind with the targets cached instead
-      auto cached_engine = GetParam().make();
-      cached_engine->load(splits);
-      auto cached_teacher = cached_engine->create_model(teacher_arch, teacher_init, settings_for(OptimizerKind::Adam));
-      cached_engine->compute_soft_targets(*cached_teacher);
-      auto cached = cached_engine->create_model(student_arch, student_init, recipe_settings());
-      const Trained with_cached = train_epoch(*cached, distill);
-      EXPECT_GT(std::fabs(with_cached.stats.kl - results[1].stats.kl), 100 * kLossTolerance * results[1].stats.kl)
-          << "the online targets are the cached ones";
-    }
-  }
-  EXPECT_LE(move_error(results[1].params, results[0].params, student_init), kMoveTolerance);
-  EXPECT_NEAR(results[1].stats.kl, results[0].stats.kl, kLossTolerance * std::fabs(results[0].stats.kl));
-  EXPECT_GT(results[1].stats.kl, 0);
+  expect_distillation_matches(GetParam(), SoftTargets::Online, recipe_settings());
+  const Trained online = distill_epoch(*GetParam().make(), SoftTargets::Online, recipe_settings());
+  const Trained cached = distill_epoch(*GetParam().make(), SoftTargets::Cached, recipe_settings());
+  EXPECT_GT(std::fabs(cached.stats.kl - online.stats.kl), 100 * kLossTolerance * online.stats.kl)
+      << "the online targets are the cached ones";
 }
 
 TEST_P(Conformance, BestEpochCopyRoundTrips) {
