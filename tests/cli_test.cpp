@@ -157,10 +157,13 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
 TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   const Options d = parse({}), seed = parse({"--recipe", "seed"});
   EXPECT_EQ(seed.recipe, Recipe::Seed);
-  EXPECT_EQ(recipe_text(seed), recipe_text(d));
-  EXPECT_EQ(recipe_text(d),
+  EXPECT_EQ(recipe_text(seed, true), recipe_text(d, true));
+  EXPECT_EQ(recipe_text(d, true),
             "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
             "warm-up epochs, weight decay 0; augmentation off; soft targets cached");
+  EXPECT_EQ(recipe_text(d, false),
+            "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 warm-up epochs, weight decay 0; "
+            "augmentation off");
   const Options p = parse({"--recipe", "patient"});
   EXPECT_EQ(p.epochs_teacher, 20);
   EXPECT_EQ(p.epochs_student, 40);

@@ -49,7 +49,7 @@ void train_and_report(Session& s) {
   s.check_memory(live, distills);
   // Only now is anything written: a refused configuration leaves no trace.
   s.prepare_out_dir();
-  s.say(recipe_text(opt));
+  s.say(recipe_text(opt, distills));
   install_interrupt_handlers();
 
   ModelReport teacher_report;

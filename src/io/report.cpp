@@ -29,7 +29,7 @@ constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (a
 json config_json(const Options& o) {
   return json{{"command", command_name(o.command)},
               {"recipe", name_of(kRecipes, o.recipe)},
-              {"resolved-recipe", recipe_text(o)},
+              {"resolved-recipe", recipe_text(o, o.command != Command::TrainTeacher)},
               {"data", o.data_dir},
               {"device", device_name(o.device)},
               {"out", o.out_dir},
@@ -603,7 +603,7 @@ std::string report_table(const RunReport& r) {
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
   if (any_trained) out += "selected epoch: " + selection_rule(r) + "\n";
-  if (any_trained) out += recipe_text(r.options) + "\n";
+  if (any_trained) out += recipe_text(r.options, student != nullptr || scratch != nullptr) + "\n";
   const std::string capped = capped_batches(r);
   if (!capped.empty()) out += "batch sizes capped at the data: " + capped + "\n";
   if (!r.phases.empty()) {

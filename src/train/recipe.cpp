@@ -48,16 +48,18 @@ void apply_recipe(Options& o, const std::function<bool(const char* flag)>& given
   take("--soft-targets", o.soft_targets, r.soft_targets);
 }
 
-std::string recipe_text(const Options& o) {
+std::string recipe_text(const Options& o, bool students) {
   std::string augment = "off";
   if (o.augment)
     augment = "shift " + number(o.shift) + " px, rotate " + number(o.rotate) + " deg, scale " + number(o.scale.lo) +
               "-" + number(o.scale.hi);
   return std::string("recipe ") + name_of(kRecipes, o.recipe) + ": teacher " + std::to_string(o.epochs_teacher) +
-         " epochs, student and baseline " + std::to_string(o.epochs_student) + " epochs; " +
-         name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " + name_of(kLrSchedules, o.lr_schedule) +
-         " schedule, " + number(o.warmup_epochs) + " warm-up epochs, weight decay " + number(o.weight_decay) +
-         "; augmentation " + augment + "; soft targets " + name_of(kSoftTargets, o.soft_targets);
+         " epochs" +
+         (students ? ", student and baseline " + std::to_string(o.epochs_student) + " epochs" : std::string()) +
+         "; " + name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " +
+         name_of(kLrSchedules, o.lr_schedule) + " schedule, " + number(o.warmup_epochs) +
+         " warm-up epochs, weight decay " + number(o.weight_decay) + "; augmentation " + augment +
+         (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) : std::string());
 }
 
 }  // namespace kd

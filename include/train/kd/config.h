@@ -138,7 +138,8 @@ inline constexpr const char* kRecipeFlags[] = {"--epochs-teacher", "--epochs-stu
                                                "--soft-targets"};
 void apply_recipe(Options& o, const std::function<bool(const char* flag)>& given);
 // One line with every value a recipe sets, as resolved: "recipe patient: teacher
-// 20 epochs, student 40 epochs, lr 0.001 cosine with 1 warm-up epoch, ...".
-std::string recipe_text(const Options& o);
+// 20 epochs, student and baseline 40 epochs; adam lr 0.001, cosine schedule, ...";
+// without the students' values unless `students` (train-teacher trains none).
+std::string recipe_text(const Options& o, bool students);
 
 }  // namespace kd
