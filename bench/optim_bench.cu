@@ -49,12 +49,13 @@ void BM_adam(benchmark::State& state, const std::vector<int64_t>& tensors, bool 
     float* m = pool.get<float>(i, m_at);
     float* v = pool.get<float>(i, v_at);
     if (fused) {
-      kd::cuda::adam_step(p, g, m, v, n, params, step.data(), nullptr);
+      kd::cuda::adam_step(p, g, m, v, n, params, kd::LrSchedule{}, step.data(), nullptr);
       return;
     }
     int64_t offset = 0;
     for (const int64_t size : tensors) {
-      kd::cuda::adam_step(p + offset, g + offset, m + offset, v + offset, size, params, step.data(), nullptr);
+      kd::cuda::adam_step(p + offset, g + offset, m + offset, v + offset, size, params, kd::LrSchedule{},
+                          step.data(), nullptr);
       offset += size;
     }
   });

@@ -73,13 +73,14 @@ __device__ __forceinline__ void adam_element(float& p, float g, float& m, float&
   p = float(__dsub_rn(param, __ddiv_rn(__dmul_rn(k.lr, m_hat), __dadd_rn(__dsqrt_rn(v_hat), k.eps))));
 }
 
-// p, g, m, v: (n). step: device (1), 1-based.
+// p, g, m, v: (n). step: device (1), 1-based; the rate is scheduled_lr of it.
 template <bool kVector>
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, int64_t n, ref::AdamParams params,
+                            float* __restrict__ v, int64_t n, ref::AdamParams params, LrSchedule schedule,
                             const uint64_t* __restrict__ step) {
   __shared__ AdamConstants constants;
   if (threadIdx.x == 0) {
+    params.lr = scheduled_lr(params.lr, int64_t(*step), schedule);
     const double beta1 = params.beta1, beta2 = params.beta2, t = double(*step);
     constants = AdamConstants{beta1,
                               beta2,
@@ -125,10 +126,15 @@ __device__ __forceinline__ void sgd_element(float& p, float g, float& buf, const
 }
 
 // p, g, buf: (n). step: device (1), 1-based; on step 1 buf is overwritten with the gradient.
+// Every thread derives the rate (a few hundred double operations for a cosine,
+// against the element loop's memory traffic; SGD has no per-block constants
+// to share it through).
 template <bool kVector>
 __global__ void sgd_momentum_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ buf,
-                                    int64_t n, ref::SgdParams params, const uint64_t* __restrict__ step) {
-  const SgdConstants k{double(params.lr), double(params.momentum), double(params.weight_decay), *step == 1};
+                                    int64_t n, ref::SgdParams params, LrSchedule schedule,
+                                    const uint64_t* __restrict__ step) {
+  const float lr = scheduled_lr(params.lr, int64_t(*step), schedule);
+  const SgdConstants k{double(lr), double(params.momentum), double(params.weight_decay), *step == 1};
   for_each_element<kVector>(
       n,
       [&](int64_t q) {
@@ -149,23 +155,25 @@ __global__ void increment_counter_kernel(uint64_t* counter) { *counter += 1; }
 }  // namespace
 
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
-               const uint64_t* step, cudaStream_t stream) {
+               const LrSchedule& schedule, const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, m, v)) {
-    launch(adam_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, step);
+    launch(adam_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, schedule, step);
   } else {
-    launch(adam_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, step);
+    launch(adam_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, m, v, n, a, schedule, step);
   }
   KD_CUDA_CHECK_LAUNCH(adam_kernel);
 }
 
 void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
-                       const uint64_t* step, cudaStream_t stream) {
+                       const LrSchedule& schedule, const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, buf)) {
-    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule,
+           step);
   } else {
-    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, step);
+    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule,
+           step);
   }
   KD_CUDA_CHECK_LAUNCH(sgd_momentum_kernel);
 }

@@ -54,7 +54,9 @@ const std::vector<std::string> kAllFlags = {
     "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
     "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
-    "--help",        "--no-ort"};
+    "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
+    "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
+    "--recipe"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -178,6 +180,64 @@ TEST(Cli, EveryFlagSetsItsField) {
   EXPECT_EQ(o.command, Command::Run);
 }
 
+TEST(Cli, RecipeFlagsSetTheirFields) {
+  const Options d = parse({});
+  EXPECT_EQ(d.lr_schedule, LrScheduleKind::Constant);
+  EXPECT_EQ(d.warmup_epochs, 0.0);
+  EXPECT_EQ(d.weight_decay, 0.0);
+  const Options o = parse({"--lr-schedule", "cosine", "--warmup-epochs", "1.5", "--weight-decay", "0.05"});
+  EXPECT_EQ(o.lr_schedule, LrScheduleKind::Cosine);
+  EXPECT_EQ(o.warmup_epochs, 1.5);
+  EXPECT_EQ(o.weight_decay, 0.05);
+  EXPECT_FALSE(d.augment);
+  EXPECT_EQ(d.shift, 2.0);
+  EXPECT_EQ(d.rotate, 12.0);
+  EXPECT_EQ(d.scale.lo, 0.9);
+  EXPECT_EQ(d.scale.hi, 1.1);
+  const Options a = parse({"train-teacher", "--augment", "--shift", "3", "--rotate", "15", "--scale", "0.8,1.2"});
+  EXPECT_TRUE(a.augment);
+  EXPECT_EQ(a.shift, 3.0);
+  EXPECT_EQ(a.rotate, 15.0);
+  EXPECT_EQ(a.scale.lo, 0.8);
+  EXPECT_EQ(a.scale.hi, 1.2);
+  EXPECT_EQ(d.soft_targets, SoftTargets::Cached);
+  EXPECT_EQ(parse({"--augment", "--soft-targets", "online"}).soft_targets, SoftTargets::Online);
+}
+
+// --recipe patient sets its values where no flag did; a flag given overrides
+// it, before or after --recipe; seed is the defaults.
+TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
+  const Options d = parse({}), seed = parse({"--recipe", "seed"});
+  EXPECT_EQ(seed.recipe, Recipe::Seed);
+  EXPECT_EQ(recipe_text(seed, true), recipe_text(d, true));
+  EXPECT_EQ(recipe_text(d, true),
+            "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
+            "warm-up epochs, weight decay 0; augmentation off; soft targets cached");
+  EXPECT_EQ(recipe_text(d, false),
+            "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 warm-up epochs, weight decay 0; "
+            "augmentation off");
+  const Options p = parse({"--recipe", "patient"});
+  EXPECT_EQ(p.epochs_teacher, 20);
+  EXPECT_EQ(p.epochs_student, 40);
+  EXPECT_EQ(p.lr_schedule, LrScheduleKind::Cosine);
+  EXPECT_EQ(p.warmup_epochs, 1.0);
+  EXPECT_EQ(p.weight_decay, 0.01);
+  EXPECT_TRUE(p.augment);
+  EXPECT_EQ(p.soft_targets, SoftTargets::Online);
+  const Options o = parse({"--epochs-student", "3", "--recipe", "patient", "--lr-schedule", "constant",
+                           "--warmup-epochs", "0", "--weight-decay", "0"});
+  EXPECT_EQ(o.epochs_student, 3);
+  EXPECT_EQ(o.epochs_teacher, 20);
+  EXPECT_EQ(o.lr_schedule, LrScheduleKind::Constant);
+  EXPECT_EQ(o.warmup_epochs, 0.0);
+  EXPECT_EQ(o.weight_decay, 0.0);
+  EXPECT_TRUE(o.augment);
+  // The recipe's augmentation needs its online targets: overriding only those is refused, naming the fix.
+  EXPECT_NE(rejection({"--recipe", "patient", "--soft-targets", "cached"}).find("add --soft-targets online"),
+            std::string::npos);
+  EXPECT_NE(rejection({"--recipe", "slow"}).find("--recipe: 'slow' is not one of seed, patient"), std::string::npos);
+}
+
 TEST(Cli, ChoiceValues) {
   EXPECT_EQ(parse({"--device", "cuda"}).device, DeviceChoice::Cuda);
   EXPECT_EQ(parse({"--device", "auto"}).device, DeviceChoice::Auto);
@@ -286,6 +346,20 @@ TEST(Cli, Rejections) {
       {{"--alpha", "1.5"}, "--alpha: must be in [0, 1], got 1.5"},
       {{"--alpha", "-0.01"}, "--alpha: must be in [0, 1]"},
       {{"--momentum", "1"}, "--momentum: must be in [0, 1), got 1"},
+      {{"--lr-schedule", "step"}, "--lr-schedule: 'step' is not one of constant, cosine"},
+      {{"--warmup-epochs", "-1"}, "--warmup-epochs: must be >= 0, got -1"},
+      {{"--warmup-epochs", "6"}, "--warmup-epochs: must be at most --epochs-teacher 5 (lower it or raise --epochs-teacher), got 6"},
+      {{"--warmup-epochs", "4", "--epochs-student", "3"}, "--warmup-epochs: must be at most --epochs-student 3"},
+      {{"--weight-decay", "-0.1"}, "--weight-decay: must be in [0, 1), got -0.1"},
+      {{"--shift", "-1"}, "--shift: must be in [0, 1024] pixels, got -1"},
+      {{"--rotate", "181"}, "--rotate: must be in [0, 180] degrees, got 181"},
+      {{"--scale", "1.1,0.9"}, "--scale: must be LO,HI with 1/16 <= LO <= HI <= 16, got 1.1,0.9"},
+      {{"--scale", "0.9"}, "--scale: '0.9' is not two numbers LO,HI"},
+      {{"--scale", "0.9,x"}, "--scale: 'x' is not a number"},
+      {{"--soft-targets", "fresh"}, "--soft-targets: 'fresh' is not one of cached, online"},
+      {{"--augment"}, "--augment with --soft-targets cached: the student would learn each augmented view against the "
+                      "teacher's logits for the unaugmented image; add --soft-targets online"},
+      {{"distill", "--teacher", "t", "--augment"}, "--augment with --soft-targets cached"},
       {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
       {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
       {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},

@@ -425,13 +425,14 @@ Trained train_steps(Engine& engine, const Arch& arch, const std::vector<float>& 
   }
   std::vector<int32_t> order(200);
   for (int i = 0; i < 200; ++i) order[size_t(i)] = (i * 37) % 200;  // a fixed permutation
-  model->begin_epoch(order);
+  int64_t epoch = 1;
+  model->begin_epoch(order, epoch);
   int64_t previous_end = -1;
   for (int s = first; s < steps; ++s) {
     const int64_t begin = int64_t(s) * 64 % 200;
     if (begin < previous_end) {  // wrapped past the order's end: steps within an epoch are consecutive
       model->end_epoch();
-      model->begin_epoch(order);
+      model->begin_epoch(order, ++epoch);
     }
     const int b = int(std::min<int64_t>(64, 200 - begin));
     model->train_step(begin, b, LossConfig{1.0f, 0.0f});

@@ -59,12 +59,18 @@ class OffsetBuffer {
 struct AdamCase {
   kd::ref::AdamParams params;
   uint64_t first_step;  // 1 = fresh optimiser state (m = v = 0); larger = a resumed run
+  kd::LrSchedule schedule{};  // none: params.lr on every step
 };
+
+// A cosine schedule whose warm-up ends inside the test's kSteps from step 1, and
+// which is mid-cosine at step 4690: both branches of lr_factor on the device.
+// The AdamW cases run under it (the unscheduled rate is the other cases').
+constexpr kd::LrSchedule kCosine{kd::LrScheduleKind::Cosine, 2, 9000};
 
 void check_adam(const AdamCase& c, int64_t n, int offset, std::mt19937_64& rng) {
   SCOPED_TRACE(testing::Message() << "n " << n << " offset " << offset << " lr " << c.params.lr << " wd "
                                   << c.params.weight_decay << (c.params.decoupled_weight_decay ? " decoupled" : "")
-                                  << " first step " << c.first_step);
+                                  << " first step " << c.first_step << " schedule total " << c.schedule.total_steps);
   std::vector<float> p = kd::test::random_floats(size_t(n), -0.1f, 0.1f, rng);
   std::vector<float> m(size_t(n), 0.0f), v(size_t(n), 0.0f);
   if (c.first_step > 1) {
@@ -78,9 +84,12 @@ void check_adam(const AdamCase& c, int64_t n, int offset, std::mt19937_64& rng) 
   for (uint64_t step = c.first_step; step < c.first_step + kSteps; ++step) {
     const std::vector<float> g = kd::test::random_floats(size_t(n), -0.1f, 0.1f, rng);
     d_g.upload(g);
-    kd::cuda::adam_step(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, c.params, d_step.data(), nullptr);
+    kd::cuda::adam_step(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, c.params, c.schedule, d_step.data(),
+                        nullptr);
     kd::cuda::increment_counter(d_step.data(), nullptr);
-    kd::ref::adam_step(p.data(), g.data(), m.data(), v.data(), n, c.params, int64_t(step));
+    kd::ref::AdamParams scheduled = c.params;  // what the CPU engines pass the reference
+    scheduled.lr = kd::scheduled_lr(c.params.lr, int64_t(step), c.schedule);
+    kd::ref::adam_step(p.data(), g.data(), m.data(), v.data(), n, scheduled, int64_t(step));
   }
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_LE(kd::test::rel_error(d_p.download(), p), kTolerance) << "p";
@@ -100,8 +109,8 @@ TEST(OptimGpu, AdamMatchesReference) {
   decayed.weight_decay = 0.05f;
   kd::ref::AdamParams adamw = decayed;  // torch.optim.AdamW: the same decay, decoupled from the gradient
   adamw.decoupled_weight_decay = true;
-  for (const AdamCase& c : {AdamCase{defaults, 1}, AdamCase{decayed, 1}, AdamCase{adamw, 1}, AdamCase{adamw, 4690},
-                            AdamCase{defaults, 4690}}) {
+  for (const AdamCase& c : {AdamCase{defaults, 1}, AdamCase{decayed, 1}, AdamCase{adamw, 1, kCosine},
+                            AdamCase{adamw, 4690, kCosine}, AdamCase{defaults, 4690}}) {
     for (const int64_t n : kSizes) {
       check_adam(c, n, /*offset=*/0, rng);
       check_adam(c, n, /*offset=*/1, rng);
@@ -122,9 +131,11 @@ void check_sgd(const kd::ref::SgdParams& params, int64_t n, int offset, std::mt1
   for (int64_t step = 1; step <= kSteps; ++step) {
     const std::vector<float> g = kd::test::random_floats(size_t(n), -0.1f, 0.1f, rng);
     d_g.upload(g);
-    kd::cuda::sgd_momentum_step(d_p.data(), d_g.data(), d_buf.data(), n, params, d_step.data(), nullptr);
+    kd::cuda::sgd_momentum_step(d_p.data(), d_g.data(), d_buf.data(), n, params, kCosine, d_step.data(), nullptr);
     kd::cuda::increment_counter(d_step.data(), nullptr);
-    kd::ref::sgd_momentum_step(p.data(), g.data(), buf.data(), n, params, step);
+    kd::ref::SgdParams scheduled = params;
+    scheduled.lr = kd::scheduled_lr(params.lr, step, kCosine);
+    kd::ref::sgd_momentum_step(p.data(), g.data(), buf.data(), n, scheduled, step);
   }
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_LE(kd::test::rel_error(d_p.download(), p), kTolerance) << "p";

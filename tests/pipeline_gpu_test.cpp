@@ -102,7 +102,7 @@ RunResult train(ModelEngine& model, const World& w, const TrainSettings& setting
   RunResult r;
   for (int e = 0; e < epochs; ++e) {
     const int64_t n = int64_t(w.order.size());
-    model.begin_epoch(w.order);
+    model.begin_epoch(w.order, e + 1);
     for (int64_t begin = 0; begin < n; begin += settings.batch_size)
       model.train_step(begin, int(std::min<int64_t>(settings.batch_size, n - begin)), loss);
     r.epochs.push_back(model.end_epoch());
@@ -349,13 +349,13 @@ TEST(PipelineGpu, ResumeMidEpochContinuesExactly) {
   const RunResult whole = train_new(*engine, w.teacher, w.teacher_init, w, s, ce);
 
   std::unique_ptr<ModelEngine> first = engine->create_model(w.teacher, w.teacher_init, s);
-  first->begin_epoch(w.order);
+  first->begin_epoch(w.order, 1);
   first->train_step(0, 64, ce);
   first->train_step(64, 64, ce);
   first->end_epoch();
   std::unique_ptr<ModelEngine> resumed = engine->create_model(w.teacher, first->get_params(), s);
   resumed->set_optim_state(first->get_optim_state());
-  resumed->begin_epoch(w.order);
+  resumed->begin_epoch(w.order, 1);
   resumed->train_step(128, 64, ce);
   resumed->train_step(192, 64, ce);
   const TrainStats tail = resumed->end_epoch();
@@ -374,13 +374,13 @@ TEST(PipelineGpu, NonFiniteLossIsReportedAtItsStep) {
   std::unique_ptr<Engine> engines[2] = {loaded(make_cpu_engine(), w), loaded(make_cuda_engine(), w)};
   for (auto& engine : engines) {
     std::unique_ptr<ModelEngine> model = engine->create_model(w.student, w.student_init, s);
-    model->begin_epoch(w.order);
+    model->begin_epoch(w.order, 1);
     model->train_step(0, 64, ce);
     const TrainStats good = model->end_epoch();
     EXPECT_TRUE(good.finite);
     EXPECT_EQ(good.first_bad_step, -1);
     model->set_params(std::vector<float>(w.student_init.size(), std::numeric_limits<float>::quiet_NaN()));
-    model->begin_epoch(w.order);
+    model->begin_epoch(w.order, 1);
     model->train_step(0, 64, ce);
     model->train_step(64, 64, ce);
     const TrainStats bad = model->end_epoch();
@@ -400,8 +400,8 @@ TEST(PipelineGpu, RefusesStepsTheGraphCannotTake) {
   EXPECT_THROW(model->train_step(0, 64, ce), Error);  // no epoch begun
   std::vector<int32_t> bad_order = w.order;
   bad_order[5] = int32_t(kTrainN);
-  EXPECT_THROW(model->begin_epoch(bad_order), Error);
-  model->begin_epoch(w.order);
+  EXPECT_THROW(model->begin_epoch(bad_order, 1), Error);
+  model->begin_epoch(w.order, 1);
   model->train_step(0, 64, ce);
   EXPECT_THROW(model->train_step(128, 64, ce), Error);  // skips [64, 128): the device cursor is at 64
   EXPECT_THROW(model->train_step(64, 65, ce), Error);   // more than the batch the buffers hold

@@ -282,6 +282,7 @@ TEST(ReportTable, TeacherOnlyHasNoComparisons) {
   r.models.resize(1);
   const std::string table = report_table(r);
   EXPECT_TRUE(contains(table, "teacher"));
+  EXPECT_TRUE(contains(table, "recipe seed: teacher 5 epochs; adam lr 0.001"));  // the resolved recipe, no students
   EXPECT_FALSE(contains(table, "student"));
   EXPECT_FALSE(contains(table, "speed-up"));
   EXPECT_FALSE(contains(table, "distillation gain"));

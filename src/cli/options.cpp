@@ -46,6 +46,18 @@ template <>
 struct Choices<SelectRule> {
   static constexpr const auto& table = kSelectRules;
 };
+template <>
+struct Choices<Recipe> {
+  static constexpr const auto& table = kRecipes;
+};
+template <>
+struct Choices<SoftTargets> {
+  static constexpr const auto& table = kSoftTargets;
+};
+template <>
+struct Choices<LrScheduleKind> {
+  static constexpr const auto& table = kLrSchedules;
+};
 
 // "a|b|c", or with sep = ", " for sentences.
 template <class E, size_t N>
@@ -136,6 +148,16 @@ void parse_value(const std::string& flag, const std::string& text, ImageSize& ou
   const size_t x = text.find('x');
   if (x == std::string::npos) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
   out = ImageSize{dimension(text.substr(0, x)), dimension(text.substr(x + 1))};
+
+// "LO,HI", two numbers.
+void parse_value(const std::string& flag, const std::string& text, ScaleRange& out) {
+  const size_t comma = text.find(',');
+  if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos)
+    bad_value(flag, text, "is not two numbers LO,HI (e.g. 0.9,1.1)");
+  ScaleRange r;
+  parse_value(flag, text.substr(0, comma), r.lo);
+  parse_value(flag, text.substr(comma + 1), r.hi);
+  out = r;
 }
 
 // A constraint that is off until given.
@@ -175,6 +197,7 @@ std::string value_text(const std::vector<int>& v) {
 std::string value_text(const ImageSize& v) {
   return v.h ? std::to_string(v.h) + "x" + std::to_string(v.w) : "keep";
 }
+std::string value_text(const ScaleRange& v) { return value_text(v.lo) + "," + value_text(v.hi); }
 template <class T>
 std::string value_text(const std::optional<T>& v) {
   return v ? value_text(*v) : "none";
@@ -264,9 +287,34 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--batch-size", o.batch_size, "N", "training batch size (>= 1)");
   add_value(app, "--epochs-teacher", o.epochs_teacher, "N", "teacher training epochs (>= 0)");
   add_value(app, "--epochs-student", o.epochs_student, "N", "student (and baseline) training epochs (>= 0)");
+  std::string recipe_flags;
+  for (const char* flag : kRecipeFlags) recipe_flags += std::string(recipe_flags.empty() ? "" : ", ") + flag;
+  add_value(app, "--recipe", o.recipe, names_list(kRecipes, "|"),
+            "training recipe: seed is SPEC section 2 (the tutorial's, student 20 epochs); patient is teacher 20 and "
+            "student 40 epochs, --augment, --soft-targets online, cosine schedule with 1 warm-up epoch, weight "
+            "decay 0.01. It sets " + recipe_flags + "; each of those flags given overrides it");
   add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
   add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
   add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
+  add_value(app, "--lr-schedule", o.lr_schedule, names_list(kLrSchedules, "|"),
+            "learning rate per update of each model over its own epochs: constant, or cosine decay to 0 at the "
+            "last update (after any warm-up); a pure function of the update count, so resume is exact");
+  add_value(app, "--warmup-epochs", o.warmup_epochs, "X",
+            "linear warm-up from lr/W to lr over the first X epochs of each model (>= 0, fractions allowed, at "
+            "most each model's epochs)");
+  add_value(app, "--weight-decay", o.weight_decay, "W",
+            "weight decay (>= 0): decoupled, as torch.optim.AdamW, with adam; L2 added to the gradient with sgd");
+  app.add_flag("--augment", o.augment,
+               "train every model (teacher, student, baseline) on a seeded random affine view of each sample: "
+               "shift, rotation and scale drawn from (seed, epoch, sample), bilinear, background outside; the "
+               "same views on every engine and thread count");
+  add_value(app, "--shift", o.shift, "PX", "--augment: largest shift, pixels, each axis (0 to 1024)");
+  add_value(app, "--rotate", o.rotate, "DEG", "--augment: largest rotation either way, degrees (0 to 180)");
+  add_value(app, "--scale", o.scale, "LO,HI", "--augment: scale range, 1/16 <= LO <= HI <= 16");
+  add_value(app, "--soft-targets", o.soft_targets, names_list(kSoftTargets, "|"),
+            "the student's targets: the teacher's logits for every training image computed once (cached), or the "
+            "teacher run in inference mode on every training batch exactly as the student sees it (online, "
+            "needed with --augment; costs a teacher forward per step)");
   const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
   add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
@@ -311,6 +359,27 @@ void check_ranges(const Options& o) {
   require(o.epochs_student >= 0, "--epochs-student", ">= 0", value_text(o.epochs_student));
   require(o.lr > 0, "--lr", "> 0", value_text(o.lr));
   require(o.momentum >= 0 && o.momentum < 1, "--momentum", "in [0, 1)", value_text(o.momentum));
+  require(o.warmup_epochs >= 0, "--warmup-epochs", ">= 0", value_text(o.warmup_epochs));
+  require(o.weight_decay >= 0 && o.weight_decay < 1, "--weight-decay", "in [0, 1)", value_text(o.weight_decay));
+  require(o.shift >= 0 && o.shift <= 1024, "--shift", "in [0, 1024] pixels", value_text(o.shift));
+  require(o.rotate >= 0 && o.rotate <= 180, "--rotate", "in [0, 180] degrees", value_text(o.rotate));
+  require(o.scale.lo >= 1.0 / 16 && o.scale.lo <= o.scale.hi && o.scale.hi <= 16, "--scale",
+          "LO,HI with 1/16 <= LO <= HI <= 16", value_text(o.scale));
+  // Cached soft targets are the teacher's logits for the unaugmented images.
+  const bool distills = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
+  if (o.augment && distills && o.soft_targets == SoftTargets::Cached)
+    fail("--augment with --soft-targets cached: the student would learn each augmented view against the "
+         "teacher's logits for the unaugmented image; add --soft-targets online");
+  // Each model warms up over its own epochs; a warm-up longer than a trained phase is a mistake.
+  const bool trains_teacher = o.teacher_path.empty() && o.command != Command::Eval && o.command != Command::Latency &&
+                              o.command != Command::Export && o.command != Command::Distill;
+  const bool trains_student = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
+  if (trains_teacher)
+    require(o.warmup_epochs <= o.epochs_teacher, "--warmup-epochs", "at most --epochs-teacher " +
+            value_text(o.epochs_teacher) + " (lower it or raise --epochs-teacher)", value_text(o.warmup_epochs));
+  if (trains_student)
+    require(o.warmup_epochs <= o.epochs_student, "--warmup-epochs", "at most --epochs-student " +
+            value_text(o.epochs_student) + " (lower it or raise --epochs-student)", value_text(o.warmup_epochs));
   require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
@@ -529,6 +598,7 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   if (o.command == Command::Export && o.onnx_path.empty())
     fail("export: --onnx OUT is required (the .onnx file to write)");
   settle_lists(o);
+  apply_recipe(o, [&](const char* flag) { return app.count(flag) > 0; });
   check_ranges(o);
   out = o;
   return true;

@@ -21,7 +21,7 @@ namespace {
 
 // Trains (or, resuming, reloads) one student phase, tests, times and saves it.
 void train_student(Session& s, Phase phase, const Arch& arch, const std::vector<float>& init, const LossConfig& loss) {
-  auto model = s.engine().create_model(arch, init, s.settings());
+  auto model = s.engine().create_model(arch, init, s.training_settings(s.opt().epochs_student, "--epochs-student"));
   ModelReport rep = s.new_report(phase, arch);
   const TrainingCheckpoint* resume = s.state().resume();
   const bool saved = resume && resume->phase > phase;
@@ -49,6 +49,7 @@ void train_and_report(Session& s) {
   s.check_memory(live, distills);
   // Only now is anything written: a refused configuration leaves no trace.
   s.prepare_out_dir();
+  s.say(recipe_text(opt, distills));
   install_interrupt_handlers();
 
   ModelReport teacher_report;

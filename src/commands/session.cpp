@@ -47,8 +47,12 @@ TrainSettings settings_from(const Options& o) {
   s.eval_batch_size = o.eval_batch_size;
   s.optimizer = o.optimizer;
   s.adam.lr = float(o.lr);
+  s.adam.weight_decay = float(o.weight_decay);
+  s.adam.decoupled_weight_decay = true;  // AdamW; with weight_decay 0 exactly Adam (the shrink factor is 1)
   s.sgd.lr = float(o.lr);
   s.sgd.momentum = float(o.momentum);
+  s.sgd.weight_decay = float(o.weight_decay);
+  s.augment = AugmentParams{o.augment, float(o.shift), float(o.rotate), float(o.scale.lo), float(o.scale.hi)};
   s.seed = o.seed;
   s.deterministic = o.deterministic;
   s.dense_impl = o.dense_impl;
@@ -169,6 +173,14 @@ void Session::size_batches() {
   report_.latency_batches_used = latency_batches_;
 }
 
+TrainSettings Session::training_settings(int epochs, const char* epochs_flag) const {
+  TrainSettings s = settings_;
+  const int64_t steps_per_epoch = (splits_.train.n + s.batch_size - 1) / s.batch_size;  // the partial batch counts
+  if (steps_per_epoch > 0)
+    s.lr_schedule = make_lr_schedule(opt_.lr_schedule, opt_.warmup_epochs, steps_per_epoch, epochs, epochs_flag);
+  return s;
+}
+
 void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
   struct Part {
     int64_t bytes;
@@ -265,9 +277,11 @@ std::string Session::teacher_flag() const {
 }
 
 std::unique_ptr<ModelEngine> Session::ready_teacher(const ModelFile& start, bool saved, ModelReport& rep) {
-  auto teacher = engine_.create_model(start.arch, start.params, settings_);
-  rep = new_report(Phase::Teacher, start.arch);
   const bool given = !opt_.teacher_path.empty();
+  // A given teacher is not trained here: no schedule to fit to its epochs.
+  auto teacher = engine_.create_model(start.arch, start.params,
+                                      given ? settings_ : training_settings(opt_.epochs_teacher, "--epochs-teacher"));
+  rep = new_report(Phase::Teacher, start.arch);
   if (!given) {
     if (saved) load_finished(Phase::Teacher, *teacher, rep);
     else train(Phase::Teacher, *teacher, LossConfig{1.0f, 0.0f}, opt_.epochs_teacher, rep, opt_.seed);
@@ -398,6 +412,10 @@ std::map<std::string, std::string> Session::model_facts(const ModelReport& rep) 
 }
 
 void Session::compute_soft_targets(ModelEngine& teacher) {
+  if (opt_.soft_targets == SoftTargets::Online) {  // nothing to compute ahead: each student step runs the teacher
+    engine_.use_online_teacher(teacher);
+    return;
+  }
   const auto t0 = Clock::now();
   engine_.compute_soft_targets(teacher);
   state_.stop_if_interrupted("the soft-target pass");

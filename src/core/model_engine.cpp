@@ -16,13 +16,14 @@ ModelEngine::ModelEngine(const Arch& arch, const TrainSettings& settings)
     fail("--eval-batch-size must be >= 1, got " + std::to_string(settings.eval_batch_size));
 }
 
-void ModelEngine::begin_epoch(const std::vector<int32_t>& order) {
+void ModelEngine::begin_epoch(const std::vector<int32_t>& order, int64_t epoch) {
+  if (epoch < 1) fail("begin_epoch: epoch must be >= 1 (1-based), got " + std::to_string(epoch));
   const int64_t train_n = train_images();
   for (size_t i = 0; i < order.size(); ++i)
     if (order[i] < 0 || order[i] >= train_n)
       fail("begin_epoch: order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
            " is not an index into the training split of " + std::to_string(train_n) + " images");
-  begin_epoch_impl(order);
+  begin_epoch_impl(order, epoch);
   in_epoch_ = true;
   order_size_ = int64_t(order.size());
   next_begin_ = -1;

@@ -76,6 +76,14 @@ class CudaEngine final : public Engine {
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // the phase's wall time includes the work
   }
 
+  void use_online_teacher(ModelEngine& teacher) override {
+    auto* model = dynamic_cast<cuda::CudaModel*>(&teacher);
+    if (model == nullptr || &model->context() != &context_)
+      fail("use_online_teacher: the teacher was not created by this CUDA engine; create it with this engine's "
+           "create_model");
+    context_.set_online_teacher(model);
+  }
+
  private:
   cuda::EngineContext context_;
 };

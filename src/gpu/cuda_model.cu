@@ -69,6 +69,7 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   step_means_.allocate(2, "step loss means");
   cursor_.allocate(1, "epoch cursor");
   epoch_step_.allocate(1, "epoch step count");
+  epoch_number_.allocate(1, "epoch number");
   if (context.loaded()) reserve_epoch(size_t(context.split(SplitId::Train).n));
   eval_batch_mean_.allocate(1, "evaluation batch loss");
   eval_loss_sum_.allocate(1, "evaluation loss sum");
@@ -176,9 +177,11 @@ void CudaModel::set_optim_state_impl(const OptimState& state) {
 
 // ------------------------------------------------------------------ training
 
-void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order) {
+void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) {
   reserve_epoch(order.size());
   copy_to_device(order_.data(), order.data(), order.size(), context_.stream());
+  const uint64_t number = uint64_t(epoch);
+  copy_to_device(epoch_number_.data(), &number, 1, context_.stream());
   // Plans for the epoch's batch sizes (full, and the partial last one) are
   // made here: a cuDNN search or a dense timing inside the epoch would stall it.
   const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
@@ -188,13 +191,38 @@ void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order) {
   epoch_steps_ = 0;
 }
 
+void CudaModel::prepare_online(int b) {
+  if (online_acts_.capacity < settings_.batch_size) {
+    KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));
+    online_acts_ = net_.inference_activations(settings_.batch_size);
+  }
+  if (b > online_acts_.capacity)
+    fail("online soft targets: a student batch of " + std::to_string(b) + " exceeds the teacher's " +
+         std::to_string(online_acts_.capacity));
+  net_.plan(b, PlanUse::Inference);
+}
+
+const float* CudaModel::enqueue_online_logits(const float* x, int b, cudaStream_t stream) {
+  KD_CUDA_CHECK(cudaMemcpyAsync(online_acts_.input.data(), x, size_t(b) * net_.arch().input.size() * sizeof(float),
+                                cudaMemcpyDeviceToDevice, stream));
+  return net_.forward(params_.data(), online_acts_, net_.plan(b, PlanUse::Inference), b, nullptr, stream);
+}
+
 void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   const bool distill = loss.alpha > 0.0f;
-  if (distill && context_.soft_targets() == nullptr)
-    fail("distillation step without soft targets: compute_soft_targets was not called");
-  if (distill && context_.soft_target_classes() != classes_)
-    fail("distillation: the soft targets have " + std::to_string(context_.soft_target_classes()) +
-         " classes, the student " + std::to_string(classes_));
+  CudaModel* const online = distill ? context_.online_teacher() : nullptr;
+  if (online != nullptr) {
+    if (online->arch().input.size() != net_.arch().input.size() || online->classes_ != classes_)
+      fail("online soft targets: the teacher '" + online->arch().text +
+           "' does not take this student's inputs and classes");
+    online->prepare_online(b);  // allocation and algorithm choice, never inside a capture
+  } else if (distill) {
+    if (context_.soft_targets() == nullptr)
+      fail("distillation step without soft targets: compute_soft_targets was not called");
+    if (context_.soft_target_classes() != classes_)
+      fail("distillation: the soft targets have " + std::to_string(context_.soft_target_classes()) +
+           " classes, the student " + std::to_string(classes_));
+  }
 
   const cudaStream_t stream = context_.stream();
   // Algorithm searches happen here, never inside a capture.
@@ -206,7 +234,8 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
     // between, and the CPU engine numbers a bad step by the count at that step.
     epoch_first_step_ = step_;
   }
-  const GraphKey key{b, loss.temperature, loss.alpha, distill ? context_.soft_targets() : nullptr};
+  const float* const targets = online != nullptr ? online->online_input() : context_.soft_targets();
+  const GraphKey key{b, loss.temperature, loss.alpha, distill ? targets : nullptr};
   const auto graph = graphs_.find(key);
   if (graph != graphs_.end()) {
     graph->second.launch(stream);
@@ -244,14 +273,21 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   const bool distill = loss.alpha > 0.0f;
   increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
   take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
-  gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
-                   train_labels_.data(), b, train.plane, context_.normalization(), stream);
+  const Shape& in = net_.arch().input;  // begin_epoch checked (train_images) that it matches the data
+  augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
+                           train_labels_.data(), b, in.h, in.w, context_.normalization(), settings_.augment,
+                           settings_.seed, epoch_number_.data(), stream);
+  CudaModel* const online = distill ? context_.online_teacher() : nullptr;
+  // The teacher sees exactly the student's (augmented) batch; its rows are the batch's, in order.
+  const float* online_logits = online != nullptr ? online->enqueue_online_logits(train_acts_.input.data(), b, stream)
+                                                 : nullptr;
   const float* logits = net_.forward(params_.data(), train_acts_, plan, b, step_counter_.data(), stream);
 
   SoftmaxKlArgs args;
   args.s = logits;
-  args.t = distill ? context_.soft_targets() : nullptr;
-  args.t_rows = distill ? train_samples_.data() : nullptr;  // soft targets are read by training-split index
+  args.t = online_logits != nullptr ? online_logits : distill ? context_.soft_targets() : nullptr;
+  // cached soft targets are read by training-split index
+  args.t_rows = distill && online_logits == nullptr ? train_samples_.data() : nullptr;
   args.labels = train_labels_.data();
   args.grad = train_acts_.grad_a.data();
   args.row_loss = row_loss_.data();
@@ -270,9 +306,10 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   const int64_t n = int64_t(params_.size());  // the gaps of the aligned layout too: their gradients are 0
   if (settings_.optimizer == OptimizerKind::Adam)
     adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
-              step_counter_.data(), stream);
+              settings_.lr_schedule, step_counter_.data(), stream);
   else
-    sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, step_counter_.data(), stream);
+    sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, settings_.lr_schedule,
+                      step_counter_.data(), stream);
   finish_step(mean_loss, distill ? mean_kl : nullptr, epoch_loss_.data(), epoch_kl_.data(), epoch_step_.data(),
               cursor_.data(), b, stream);
 }

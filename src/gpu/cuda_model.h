@@ -46,9 +46,19 @@ class CudaModel final : public ModelEngine {
   // The engine state this model reads its data from and orders its work on.
   const EngineContext& context() const { return context_; }
 
+  // Online soft targets (this model the teacher). prepare_online(b) allocates
+  // the batch buffers and plans batch b, outside any capture;
+  // enqueue_online_logits then runs inference on x: (b, input size), the
+  // student's gathered batch, and returns the logits: (b, classes), written on
+  // the stream. Capture-safe after prepare_online(b).
+  void prepare_online(int b);
+  const float* enqueue_online_logits(const float* x, int b, cudaStream_t stream);
+  // The stable address of the online batch buffers (a captured student step reads them).
+  const float* online_input() const { return online_acts_.input.data(); }
+
  private:
   int64_t train_images() const override { return input_split(SplitId::Train).n; }
-  void begin_epoch_impl(const std::vector<int32_t>& order) override;
+  void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) override;
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
   TrainStats end_epoch_impl() override;
   EvalResult evaluate_impl(SplitId split) override;
@@ -105,6 +115,7 @@ class CudaModel final : public ModelEngine {
   DeviceBuffer<float> epoch_loss_, epoch_kl_;  // (capacity) per step of the epoch
   DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
   DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
+  DeviceBuffer<uint64_t> epoch_number_;   // (1) 1-based, keys the augmentation (read inside the graph)
   bool cursor_placed_ = false;
   int64_t epoch_steps_ = 0, epoch_first_step_ = 0;
   std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
@@ -112,6 +123,7 @@ class CudaModel final : public ModelEngine {
   std::map<GraphKey, CudaGraph> graphs_;
 
   InferenceBuffers inference_;
+  CudaNetwork::Activations online_acts_;  // (settings.batch_size) once prepare_online ran
   DeviceBuffer<float> eval_batch_mean_;            // (1)
   DeviceBuffer<double> eval_loss_sum_;             // (1) sum over batches of mean CE * b
   DeviceBuffer<unsigned long long> eval_correct_;  // (1)

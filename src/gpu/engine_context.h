@@ -16,6 +16,8 @@
 
 namespace kd::cuda {
 
+class CudaModel;
+
 // One split resident on the device.
 struct DeviceSplit {
   int64_t n = 0;
@@ -95,6 +97,11 @@ class EngineContext {
   const float* soft_targets() const { return soft_targets_.data(); }
   int soft_target_classes() const { return soft_target_classes_; }
 
+  // The teacher of online soft targets (Engine::use_online_teacher); null until set.
+  // Declared, not included: cuda_model.h includes this header.
+  void set_online_teacher(CudaModel* teacher) { online_teacher_ = teacher; }
+  CudaModel* online_teacher() const { return online_teacher_; }
+
  private:
   int device_;  // first member: selected before anything below touches the device
   StepExecution execution_;
@@ -109,6 +116,7 @@ class EngineContext {
 
   DeviceBuffer<float> soft_targets_;
   int soft_target_classes_ = 0;
+  CudaModel* online_teacher_ = nullptr;
 };
 
 }  // namespace kd::cuda

@@ -28,40 +28,46 @@ constexpr const char* kGnuplotMissingNote = "plots skipped: gnuplot not found (a
 
 // Every Options field under the name of the flag that sets it.
 json config_json(const Options& o) {
-  return json{
-      {"command", command_name(o.command)},
-      {"data", o.data_dir},
-      {"device", device_name(o.device)},
-      {"out", o.out_dir},
-      {"seed", o.seed},
-      {"batch-size", o.batch_size},
-      {"epochs-teacher", o.epochs_teacher},
-      {"epochs-student", o.epochs_student},
-      {"lr", json_number(o.lr)},
-      {"optimizer", name_of(kOptimizers, o.optimizer)},
-      {"momentum", json_number(o.momentum)},
-      {"temperature", json_number(o.temperature)},
-      {"alpha", json_number(o.alpha)},
-      {"teacher-arch", o.teacher_arch},
-      {"student-arch", o.student_arch},
-      {"normalize", o.normalize},
-      {"channels-last", o.channels_last},
-      {"image-size", o.image_size.h ? std::to_string(o.image_size.h) + "x" + std::to_string(o.image_size.w) : ""},
-      {"val-size", o.val_size},
-      {"train-limit", o.train_limit},
-      {"test-limit", o.test_limit},
-      {"no-baseline", o.no_baseline},
-      {"deterministic", o.deterministic},
-      {"quiet", o.quiet},
-      {"dense-impl", name_of(kDenseImpls, o.dense_impl)},
-      {"select", select_rule_name(o.select)},
-      {"teacher", o.teacher_path},
-      {"model", o.model_path},
-      {"onnx", o.onnx_path},
-      {"no-ort", o.no_ort},
-      {"resume", o.resume_dir},
-      {"eval-batch-size", o.eval_batch_size},
-      {"latency-batches", o.latency_batches}};
+  return json{{"command", command_name(o.command)},
+              {"recipe", name_of(kRecipes, o.recipe)},
+              {"resolved-recipe", recipe_text(o, o.command != Command::TrainTeacher)},
+              {"data", o.data_dir},
+              {"device", device_name(o.device)},
+              {"out", o.out_dir},
+              {"seed", o.seed},
+              {"batch-size", o.batch_size},
+              {"epochs-teacher", o.epochs_teacher},
+              {"epochs-student", o.epochs_student},
+              {"lr", json_number(o.lr)},
+              {"optimizer", name_of(kOptimizers, o.optimizer)},
+              {"momentum", json_number(o.momentum)},
+              {"lr-schedule", name_of(kLrSchedules, o.lr_schedule)},
+              {"warmup-epochs", json_number(o.warmup_epochs)},
+              {"weight-decay", json_number(o.weight_decay)},
+              {"augment", o.augment},
+              {"shift", json_number(o.shift)},
+              {"rotate", json_number(o.rotate)},
+              {"scale", json{json_number(o.scale.lo), json_number(o.scale.hi)}},
+              {"soft-targets", name_of(kSoftTargets, o.soft_targets)},
+              {"temperature", json_number(o.temperature)},
+              {"alpha", json_number(o.alpha)},
+              {"teacher-arch", o.teacher_arch},
+              {"student-arch", o.student_arch},
+              {"val-size", o.val_size},
+              {"train-limit", o.train_limit},
+              {"test-limit", o.test_limit},
+              {"no-baseline", o.no_baseline},
+              {"deterministic", o.deterministic},
+              {"quiet", o.quiet},
+              {"dense-impl", name_of(kDenseImpls, o.dense_impl)},
+              {"select", select_rule_name(o.select)},
+              {"teacher", o.teacher_path},
+              {"model", o.model_path},
+              {"onnx", o.onnx_path},
+              {"no-ort", o.no_ort},
+              {"resume", o.resume_dir},
+              {"eval-batch-size", o.eval_batch_size},
+              {"latency-batches", o.latency_batches}};
 }
 
 const ModelReport* find_model(const RunReport& r, Phase role) {
@@ -622,6 +628,7 @@ std::string report_table(const RunReport& r) {
   if (!verdicts.empty()) out += "\n";
   for (const std::string& v : verdicts) out += v + "\n";
   if (any_trained) out += "selected epoch: " + selection_rule(r) + "\n";
+  if (any_trained) out += recipe_text(r.options, student != nullptr || scratch != nullptr) + "\n";
   const std::string capped = capped_batches(r);
   if (!capped.empty()) out += "batch sizes capped at the data: " + capped + "\n";
   if (!r.phases.empty()) {

@@ -25,7 +25,7 @@ json measured(double v) { return v > 0 && std::isfinite(v) ? json(v) : json(null
 bool distilled(RunKind kind) { return kind == RunKind::Distilled; }
 
 // The shortest text that reads back as exactly `v` ("0.9", not "0.90000000000000002").
-std::string exact(double v) {
+std::string shortest_text(double v) {
   for (int digits = 6; digits < 17; ++digits) {
     const std::string text = format(("%." + std::to_string(digits) + "g").c_str(), v);
     if (std::strtod(text.c_str(), nullptr) == v) return text;
@@ -201,8 +201,8 @@ std::vector<std::string> default_sweep_archs(int num_classes) {
 }
 
 std::string sweep_run_key(const SweepRun& r) {
-  return std::string(run_kind_name(r.kind)) + " " + r.arch + " T=" + exact(r.temperature) + " alpha=" + exact(r.alpha) +
-         " seed=" + std::to_string(r.seed_index);
+  return std::string(run_kind_name(r.kind)) + " " + r.arch + " T=" + shortest_text(r.temperature) +
+         " alpha=" + shortest_text(r.alpha) + " seed=" + std::to_string(r.seed_index);
 }
 
 std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const std::vector<double>& temperatures,

@@ -57,7 +57,7 @@ PhaseResult train_phase(RunState& state, const PhaseSettings& ps, Phase phase, M
   const auto phase_t0 = Clock::now();
   for (int epoch = first_epoch; epoch <= epochs; ++epoch) {
     const std::vector<int32_t> order = epoch_order(n, seed, phase, epoch);
-    model.begin_epoch(order);
+    model.begin_epoch(order, epoch);
     const auto t0 = Clock::now();
     const int64_t start = epoch == first_epoch ? resume_begin : 0;
     EpochSums sums = epoch == first_epoch ? carried : EpochSums{};

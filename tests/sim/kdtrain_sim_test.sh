@@ -73,6 +73,11 @@ both distill distill --teacher "$teacher"
 same_model cuda-distill/student.safetensors ref-distill/student.safetensors
 same_errors cuda-distill/summary.json ref-distill/summary.json
 
+echo "== --recipe patient (augmentation, online targets, cosine, AdamW; short epochs)"
+both patient run --recipe patient --epochs-teacher 1 --epochs-student 2
+for m in teacher student student_scratch; do same_model "cuda-patient/$m.safetensors" "ref-patient/$m.safetensors"; done
+same_errors cuda-patient/summary.json ref-patient/summary.json
+
 echo "== --select best (3 student epochs)"
 both best distill --teacher "$teacher" --epochs-student 3 --select best
 same_model cuda-best/student.safetensors ref-best/student.safetensors

@@ -83,7 +83,8 @@ class Session {
   OrtLatencyOptions ort_options(std::vector<int> batches = {}) const;
   // The metadata a saved model carries about its training.
   std::map<std::string, std::string> model_facts(const ModelReport& rep) const;
-  // The teacher's soft targets on the engine, timed as a phase.
+  // The teacher's soft targets on the engine, timed as a phase; with
+  // --soft-targets online, the teacher handed to the engine instead.
   void compute_soft_targets(ModelEngine& teacher);
 
   // ------------------------------------------------------------ helpers
@@ -95,6 +96,9 @@ class Session {
   const Options& opt() const { return opt_; }
   Engine& engine() { return engine_; }
   const TrainSettings& settings() const { return settings_; }
+  // settings() for a model trained `epochs` epochs (`epochs_flag` names the
+  // flag that set them): its learning-rate schedule spans those epochs.
+  TrainSettings training_settings(int epochs, const char* epochs_flag) const;
   const Splits& splits() const { return splits_; }
   RunReport& report() { return report_; }
   RunState& state() { return state_; }

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "kd/arch.h"
+#include "kd/augment.h"
 #include "kd/data.h"
+#include "kd/lr_schedule.h"
 #include "kd/reference.h"
 
 namespace kd {
@@ -56,6 +58,14 @@ struct TrainSettings {
   OptimizerKind optimizer = OptimizerKind::Adam;
   ref::AdamParams adam;
   ref::SgdParams sgd;
+  // Scales adam.lr / sgd.lr per update (scheduled_lr of the 1-based step);
+  // the default is no schedule. Set per model: its total follows its epochs.
+  LrSchedule lr_schedule;
+  // Training batches (never inference) pass through the seeded random affine
+  // of kd/augment.h: sample i of epoch e through augment_transform(augment,
+  // seed, e, i), a pure function of those, so every engine, thread count and
+  // resumed run sees the same views. Off by default.
+  AugmentParams augment;
   uint64_t seed = 0;
   bool deterministic = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
@@ -111,8 +121,9 @@ class ModelEngine {
  public:
   virtual ~ModelEngine() = default;
   const Arch& arch() const { return arch_; }
-  // Fixes this epoch's order of training-split indices (uploaded once per epoch).
-  void begin_epoch(const std::vector<int32_t>& order);
+  // Fixes this epoch's order of training-split indices (uploaded once per
+  // epoch) and its number (1-based), which keys the epoch's augmentation.
+  void begin_epoch(const std::vector<int32_t>& order, int64_t epoch);
   // One optimiser step on order[begin, begin + b). May be asynchronous.
   // Within an epoch, calls come in order with consecutive ranges; the first
   // call after begin_epoch may start at begin > 0 (resuming mid-epoch).
@@ -149,7 +160,7 @@ class ModelEngine {
   virtual int64_t train_images() const = 0;
 
   // Called only with arguments the entry points checked.
-  virtual void begin_epoch_impl(const std::vector<int32_t>& order) = 0;
+  virtual void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) = 0;
   virtual void train_step_impl(int64_t begin, int b, const LossConfig& loss) = 0;
   virtual TrainStats end_epoch_impl() = 0;
   virtual EvalResult evaluate_impl(SplitId split) = 0;
@@ -196,6 +207,13 @@ class Engine {
   // A stop request (kd/interrupt.h) ends it at a batch boundary, the targets
   // then incomplete.
   virtual void compute_soft_targets(ModelEngine& teacher) = 0;
+  // Online soft targets (--soft-targets online): from now on every
+  // distillation step runs `teacher` in inference mode (no dropout) on exactly
+  // the batch the student trains on, augmented view included, and distils
+  // from those logits instead of cached rows (Beyer et al. 2022: a consistent
+  // teacher). `teacher` must be this engine's model, take the same inputs as
+  // the students, and outlive their training.
+  virtual void use_online_teacher(ModelEngine& teacher) = 0;
 };
 
 

@@ -61,4 +61,32 @@ KD_HOST_DEVICE double lr_factor(int64_t step, int64_t warmup_steps, int64_t tota
   return exact::mul_rn(cos_x, cos_x);
 }
 
+// One training phase's schedule in updates, fixed when its model is created
+// (kd/engine.h TrainSettings::lr_schedule). total_steps = 0: no schedule (the
+// default; every update at the base rate, as before schedules existed).
+struct LrSchedule {
+  LrScheduleKind kind = LrScheduleKind::Constant;
+  int64_t warmup_steps = 0;  // W
+  int64_t total_steps = 0;   // T
+};
+
+// The schedule of a phase of `epochs` epochs of `steps_per_epoch` updates with
+// `warmup_epochs` of warm-up (W rounded as lr_at rounds it). Throws kd::Error
+// naming --warmup-epochs and `epochs_flag` when the warm-up is longer than the
+// phase, and naming the argument for steps_per_epoch < 1 or warmup_epochs < 0.
+LrSchedule make_lr_schedule(LrScheduleKind kind, double warmup_epochs, int64_t steps_per_epoch, int epochs,
+                            const char* epochs_flag);
+
+// The rate of update `step` (1-based) for a base rate `base_lr`:
+// float(base_lr * lr_factor) in double, so no schedule (or constant without
+// warm-up) gives base_lr bit for bit. Every engine's optimiser takes its rate
+// from here (the CUDA kernels from the device step counter), so the rate is a
+// pure function of the checkpointed step and a resumed run gets the same bits.
+// Steps past T (a phase trained beyond its schedule) keep the rate of T.
+KD_HOST_DEVICE float scheduled_lr(float base_lr, int64_t step, const LrSchedule& s) {
+  if (s.total_steps == 0) return base_lr;
+  const int64_t u = step < s.total_steps ? step : s.total_steps;
+  return float(exact::mul_rn(double(base_lr), lr_factor(u, s.warmup_steps, s.total_steps, s.kind)));
+}
+
 }  // namespace kd

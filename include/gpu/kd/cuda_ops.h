@@ -15,6 +15,7 @@
 #include <string>
 
 #include "kd/augment.h"
+#include "kd/lr_schedule.h"
 #include "kd/reference.h"
 
 namespace kd::cuda {
@@ -138,11 +139,14 @@ void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n
 
 // ---------------------------------------------------------------- optim.cu
 // One launch over the flat parameter buffer. step: device (1), 1-based count
-// of this update (read, not written, so the graph can be replayed).
+// of this update (read, not written, so the graph can be replayed). The rate
+// is scheduled_lr(a.lr, *step, schedule), derived on the device from the step
+// counter: a captured graph replays one launch with fixed arguments, and the
+// rate still follows the schedule (the CPU engines call scheduled_lr on the host).
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
-               const uint64_t* step, cudaStream_t stream);
+               const LrSchedule& schedule, const uint64_t* step, cudaStream_t stream);
 void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
-                       const uint64_t* step, cudaStream_t stream);
+                       const LrSchedule& schedule, const uint64_t* step, cudaStream_t stream);
 // *counter += 1 (one thread), so a graph advances its own step.
 void increment_counter(uint64_t* counter, cudaStream_t stream);
 

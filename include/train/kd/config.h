@@ -2,12 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "kd/arch.h"
 #include "kd/engine.h"  // OptimizerKind, DenseImplChoice
+#include "kd/lr_schedule.h"
 
 namespace kd {
 
@@ -16,6 +18,20 @@ enum class DeviceChoice { Auto, Cuda, Cpu, Reference };
 // Which epoch of each model is saved, tested and timed: the one with the best
 // validation accuracy (ties: lower validation loss, then the earlier), or the last.
 enum class SelectRule { Best, Last };
+// Where the student's soft targets come from: the teacher's logits for every
+// training image computed once (cached), or the teacher run on each training
+// batch as the student sees it (online; required by augmentation).
+enum class SoftTargets { Cached, Online };
+// A named set of training defaults (SPEC section 2): seed is the table of
+// section 2 (the tutorial's recipe, student at 20 epochs); patient is
+// augmentation, online consistent targets, cosine decay and AdamW over longer
+// schedules. Flags given on the command line override a recipe's values.
+enum class Recipe { Seed, Patient };
+
+// --scale LO,HI: the range augmentation draws each sample's scale from.
+struct ScaleRange {
+  double lo = 0.9, hi = 1.1;
+};
 
 // --image-size HxW: the size image-folder images are resized to; 0x0 keeps them.
 struct ImageSize {
@@ -25,6 +41,7 @@ struct ImageSize {
 
 struct Options {
   Command command = Command::Run;
+  Recipe recipe = Recipe::Seed;        // apply_recipe sets the fields below that no flag gave
   std::string data_dir = "data/mnist";
   bool channels_last = false;          // --channels-last: .npy images are (N, H, W, C)
   ImageSize image_size;                // --image-size: image folders only
@@ -42,6 +59,15 @@ struct Options {
   double lr = 1e-3;
   OptimizerKind optimizer = OptimizerKind::Adam;
   double momentum = 0.9;               // SGD only
+  LrScheduleKind lr_schedule = LrScheduleKind::Constant;  // per model over its own epochs (kd/lr_schedule.h)
+  double warmup_epochs = 0;            // linear warm-up, in epochs of each model
+  double weight_decay = 0;             // Adam: decoupled (AdamW); SGD: L2 added to the gradient
+  // Augmentation of every model's training batches (kd/augment.h).
+  bool augment = false;
+  double shift = 2;                    // pixels, tx and ty ~ U[-shift, shift)
+  double rotate = 12;                  // degrees
+  ScaleRange scale;
+  SoftTargets soft_targets = SoftTargets::Cached;
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
@@ -99,6 +125,11 @@ inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::A
 inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
 inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
+inline constexpr Named<Recipe> kRecipes[] = {{"seed", Recipe::Seed}, {"patient", Recipe::Patient}};
+inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Cached},
+                                                      {"online", SoftTargets::Online}};
+inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
+                                                         {"cosine", LrScheduleKind::Cosine}};
 
 template <class E, size_t N>
 constexpr const char* name_of(const Named<E> (&table)[N], E value) {
@@ -110,5 +141,18 @@ constexpr const char* name_of(const Named<E> (&table)[N], E value) {
 inline const char* command_name(Command c) { return name_of(kCommands, c); }
 inline const char* device_name(DeviceChoice d) { return name_of(kDevices, d); }
 inline const char* select_rule_name(SelectRule s) { return name_of(kSelectRules, s); }
+
+// The flags a recipe sets, each with its field: apply_recipe writes the
+// recipe's value into every field whose flag `given` says was not on the
+// command line. Recipe::Seed's values are Options' defaults.
+// kRecipeFlags lists them, for --help and the tests.
+inline constexpr const char* kRecipeFlags[] = {"--epochs-teacher", "--epochs-student", "--lr-schedule",
+                                               "--warmup-epochs",  "--weight-decay",   "--augment",
+                                               "--soft-targets"};
+void apply_recipe(Options& o, const std::function<bool(const char* flag)>& given);
+// One line with every value a recipe sets, as resolved: "recipe patient: teacher
+// 20 epochs, student and baseline 40 epochs; adam lr 0.001, cosine schedule, ...";
+// without the students' values unless `students` (train-teacher trains none).
+std::string recipe_text(const Options& o, bool students);
 
 }  // namespace kd
