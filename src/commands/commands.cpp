@@ -120,9 +120,12 @@ void latency_of_model_file(Session& s) {
   if (!s.opt().no_ort) std::printf("%s", ort_latency_text(ort_latency(f.arch, f.params)).c_str());
 }
 
-int run_command(const Options& opt, Engine& engine) {
+int run_command(const Options& opt, Engine& engine, Comm& comm) {
   clear_interrupt();
-  Session session(opt, engine);
+  if (comm.size() > 1 && opt.command != Command::Sweep)
+    fail(std::string(command_name(opt.command)) + " under mpirun/srun with " + std::to_string(comm.size()) +
+         " ranks: only 'kdtrain sweep' spreads over ranks; run it as one process (without mpirun)");
+  Session session(opt, engine, comm);
   session.load_data();
   switch (opt.command) {
     case Command::Run:

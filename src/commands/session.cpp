@@ -69,15 +69,15 @@ std::string flag_value(const char* flag, int64_t asked, int64_t used) {
 
 }  // namespace
 
-Session::Session(const Options& opt, Engine& engine)
-    : opt_(opt), engine_(engine), settings_(settings_from(opt)), state_(opt) {
-  tty_ = !opt.quiet && isatty(STDOUT_FILENO);
+Session::Session(const Options& opt, Engine& engine, Comm& comm)
+    : opt_(opt), engine_(engine), comm_(comm), settings_(settings_from(opt)), state_(opt) {
+  tty_ = !quiet() && isatty(STDOUT_FILENO);
   report_.options = opt_;
   report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
 }
 
 void Session::say(const std::string& line) const {
-  if (!opt_.quiet) std::cout << line << std::endl;
+  if (!quiet()) std::cout << line << std::endl;
 }
 
 void Session::load_data() {
@@ -246,7 +246,7 @@ void Session::train(Phase phase, ModelEngine& model, const LossConfig& loss, int
   ps.batch_size = settings_.batch_size;
   ps.train_n = splits_.train.n;
   ps.select_best = select_best();
-  ps.quiet = opt_.quiet;
+  ps.quiet = quiet();
   ps.tty = tty_;
   PhaseResult r = train_phase(state_, ps, phase, model, loss, epochs, seed);
   rep.curve = std::move(r.curve);
