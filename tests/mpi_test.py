@@ -6,6 +6,11 @@ engine and a few hundred MNIST images, so that each case takes seconds.
   mpi_test.py sweep_resume_killed_rank   rank 1 killed (SIGKILL) mid-sweep; --resume trains only the rest
   mpi_test.py sweep_failing_rank         a run failing on rank 1 ends the job with rank 1's reason
   mpi_test.py failing_rank_at_start      rank 1 failing before the sweep starts ends the job, never a hang
+  mpi_test.py data_parallel_matches_one_process
+                                         train-teacher --data-parallel on 2 ranks: bit-identical on rerun,
+                                         within reduction-order rounding of one process
+  mpi_test.py data_parallel_resume_any_n 2 ranks stopped mid-epoch; 3 refused (the last batch has 2 rows),
+                                         1 process continues it
 
 Environment: KD_BINARY_DIR (the build, default build/), MPIEXEC (default mpirun).
 mpirun runs with --oversubscribe (2 ranks on any machine) and --allow-run-as-root (CI
@@ -194,8 +199,77 @@ def failing_rank_at_start(tmp):
     print(f"{line} ({time.time() - started:.1f} s)")
 
 
+# 642 training images: 10 batches of 64 and a last one of 2, which 3 ranks cannot share.
+TEACHER = ["train-teacher", "--device", "reference", "--data", os.path.join(ROOT, "data/mnist"), "--seed", "5",
+           "--train-limit", "642", "--val-size", "200", "--test-limit", "200", "--eval-batch-size", "200",
+           "--epochs-teacher", "1", "--no-ort", "--latency-batches", "1", "--quiet",
+           "--teacher-arch", "conv:4:3,relu,maxpool:2,dropout:0.25,flatten,dense:32,relu,dropout:0.5,dense:10"]
+
+
+def floats(path):
+    return struct.unpack(f"<{len(tensors(path)) // 4}f", tensors(path))
+
+
+def relative_difference(a, b):
+    x, y = floats(a), floats(b)
+    return (sum((p - q) ** 2 for p, q in zip(x, y)) / sum(p * p for p in x)) ** 0.5
+
+
+# 2 ranks against one process after 11 Adam steps: each step's gradient is the same sum
+# taken in another order (each rank's rows, then rank 0 + rank 1, and a rows/b scaling),
+# ~1e-7 relative per step, which Adam's division by sqrt(v) can amplify where v is small.
+# Measured 2e-8 (2026-12-07); 1e-5 leaves room and still fails on any real error (a wrong
+# shard, dropout mask or scaling moves the weights by 1e-2 or more).
+DATA_PARALLEL_TOLERANCE = 1e-5
+
+
+def scratch_dirs():
+    return {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("kdtrain-rank")}
+
+
+def data_parallel_matches_one_process(tmp):
+    before = scratch_dirs()
+    one, first, second = (os.path.join(tmp, d) for d in ("one", "first", "second"))
+    run([KDTRAIN] + TEACHER + ["--out", one])
+    for out in (first, second):
+        run(MPIRUN + ["-np", "2", KDTRAIN] + TEACHER + ["--data-parallel", "--out", out])
+    model = "teacher.safetensors"
+    if tensors(os.path.join(first, model)) != tensors(os.path.join(second, model)):
+        sys.exit("FAIL: two data-parallel runs on 2 ranks gave different weights")
+    diff = relative_difference(os.path.join(one, model), os.path.join(first, model))
+    if not diff <= DATA_PARALLEL_TOLERANCE:
+        sys.exit(f"FAIL: 2 ranks differ from one process by {diff:.3g} (relative L2), over {DATA_PARALLEL_TOLERANCE}")
+    if scratch_dirs() - before:
+        sys.exit(f"FAIL: rank 1 left its scratch directories behind: {sorted(scratch_dirs() - before)}")
+    print(f"2 ranks vs one process: {diff:.3g} relative; rerun bit-identical")
+
+
+def data_parallel_resume_any_n(tmp):
+    one, out = os.path.join(tmp, "one"), os.path.join(tmp, "stopped")
+    run([KDTRAIN] + TEACHER + ["--out", one])
+    # The test hook stops every rank after 6 of the 11 steps, as a signal would.
+    p = run(MPIRUN + ["-np", "2", "-x", "KD_TEST_INTERRUPT_AFTER_STEPS=6", KDTRAIN] + TEACHER +
+            ["--data-parallel", "--out", out], expect_ok=False)
+    if p.returncode == 0 or not os.path.exists(os.path.join(out, "checkpoint.safetensors")):
+        sys.exit(f"FAIL: exit {p.returncode}, no checkpoint after the stop:\n{p.stderr[-2000:]}")
+    if p.stderr.count("kdtrain: interrupted") != 1:
+        sys.exit("FAIL: expected rank 0's one 'kdtrain: interrupted ...' line, got:\n" + p.stderr[-2000:])
+    p = run(MPIRUN + ["-np", "3", KDTRAIN] + TEACHER + ["--data-parallel", "--resume", out], expect_ok=False)
+    want = "--data-parallel: 3 ranks cannot share every batch: 642 training images in batches of 64 leave 2 in " \
+           "the last one; run at most 2 ranks (mpirun -np), or change --batch-size or --train-limit"
+    if p.returncode == 0 or want not in p.stderr:
+        sys.exit(f"FAIL: exit {p.returncode}; expected '{want}' in:\n{p.stderr[-2000:]}")
+    run([KDTRAIN] + TEACHER + ["--data-parallel", "--resume", out])
+    model = "teacher.safetensors"
+    diff = relative_difference(os.path.join(one, model), os.path.join(out, model))
+    if not diff <= DATA_PARALLEL_TOLERANCE:
+        sys.exit(f"FAIL: resumed with 1 rank, {diff:.3g} from one process (relative L2), over {DATA_PARALLEL_TOLERANCE}")
+    print(f"6 steps on 2 ranks, 5 on 1: {diff:.3g} relative to one process")
+
+
 CASES = {f.__name__: f for f in (sweep_equals_one_process, sweep_resume_killed_rank, sweep_failing_rank,
-                                  failing_rank_at_start)}
+                                  failing_rank_at_start, data_parallel_matches_one_process,
+                                  data_parallel_resume_any_n)}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:

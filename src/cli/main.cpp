@@ -46,12 +46,14 @@ void prefer_passive_openmp_waits(char** argv) {
 
 // The engine for --device: cuda (a GPU is required), cpu (the fast CPU
 // engine), reference (the CPU reference), or auto (the GPU when one is
-// present, else the fast CPU engine with a one-line notice).
-std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads) {
+// present, else the fast CPU engine with a one-line notice). Under mpirun or
+// srun each rank takes the GPU of its node-local rank (one rank per GPU;
+// more ranks than GPUs share them round-robin), as llm.c does.
+std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads, const kd::Comm& comm) {
   if (device == kd::DeviceChoice::Reference) return kd::make_cpu_engine();
 #if KD_WITH_CUDA
-  const bool have_gpu = device != kd::DeviceChoice::Cpu && kd::cuda::device_count() > 0;
-  if (have_gpu) return kd::make_cuda_engine();
+  const int gpus = device != kd::DeviceChoice::Cpu ? kd::cuda::device_count() : 0;
+  if (gpus > 0) return kd::make_cuda_engine(comm.node_rank() % gpus);
   if (device == kd::DeviceChoice::Cuda)
     kd::fail("--device cuda: no CUDA device found (driver missing or no GPU); use --device cpu or auto");
   if (device == kd::DeviceChoice::Auto)
@@ -77,13 +79,21 @@ kd::Comm& job_comm(int* argc, char*** argv, std::unique_ptr<kd::Comm>& owned) {
 }
 
 // A failure ends every rank of a job: one rank waiting forever for a dead
-// one is the failure mode to rule out. Rank 0 prints the message as a single
-// process would; another rank names itself.
-[[noreturn]] void fail_job(kd::Comm& comm, const std::string& message, int code) {
-  if (comm.size() == 1) comm.abort(message, code);
-  comm.abort((comm.rank() ? "rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": " : "") +
-                 message + " (every rank stops)",
-             code);
+// one is the failure mode to rule out. When every rank fails alike (a bad
+// flag; a stop request, which data-parallel ranks act on at the same step,
+// each writing its checkpoint first) they all arrive here within seconds:
+// rank 0 prints the message as a single process would and every rank exits
+// with `code`. A rank failing alone prints its message, naming itself, and
+// after kAloneAfterS ends the job with MPI_Abort.
+int fail_job(kd::Comm& comm, const std::string& message, int code) {
+  constexpr double kAloneAfterS = 5;
+  if (comm.size() > 1 && !comm.all_arrive(kAloneAfterS))
+    comm.abort((comm.rank() ? "rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": "
+                            : "") +
+                   message + " (every rank stops)",
+               code);
+  if (comm.rank() == 0) std::fprintf(stderr, "kdtrain: %s\n", message.c_str());
+  return code;
 }
 
 }  // namespace
@@ -100,13 +110,13 @@ int main(int argc, char** argv) {
       kd::export_model_file(opt.model_path, opt.onnx_path, opt.quiet);
       return 0;
     }
-    std::unique_ptr<kd::Engine> engine = choose_engine(opt.device, opt.threads);
+    std::unique_ptr<kd::Engine> engine = choose_engine(opt.device, opt.threads, *comm);
     return kd::run_command(opt, *engine, *comm);
   } catch (const kd::Error& e) {
-    fail_job(*comm, e.what(), 1);
+    return fail_job(*comm, e.what(), 1);
   } catch (const std::bad_alloc&) {
-    fail_job(*comm, "out of host memory; try a smaller --batch-size or --train-limit", 1);
+    return fail_job(*comm, "out of host memory; try a smaller --batch-size or --train-limit", 1);
   } catch (const std::exception& e) {
-    fail_job(*comm, std::string("internal error: ") + e.what(), 3);
+    return fail_job(*comm, std::string("internal error: ") + e.what(), 3);
   }
 }

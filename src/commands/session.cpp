@@ -248,6 +248,17 @@ void Session::train(Phase phase, ModelEngine& model, const LossConfig& loss, int
   ps.select_best = select_best();
   ps.quiet = quiet();
   ps.tty = tty_;
+  if (opt_.data_parallel) {
+    // Every batch is shared by the ranks, each taking at least one row: the
+    // last, partial batch of an epoch bounds how many ranks can share.
+    const int64_t n = splits_.train.n, batch = settings_.batch_size, last = n % batch ? n % batch : batch;
+    if (comm_.size() > last)
+      fail("--data-parallel: " + std::to_string(comm_.size()) + " ranks cannot share every batch: " +
+           std::to_string(n) + " training images in batches of " + std::to_string(batch) + " leave " +
+           std::to_string(last) + " in the last one; run at most " + std::to_string(last) +
+           " ranks (mpirun -np), or change --batch-size or --train-limit");
+    model.set_data_parallel(comm_);
+  }
   PhaseResult r = train_phase(state_, ps, phase, model, loss, epochs, seed);
   rep.curve = std::move(r.curve);
   rep.train_seconds = r.train_seconds;

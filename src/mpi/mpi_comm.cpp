@@ -15,15 +15,19 @@ namespace kd {
 namespace {
 
 // Waits for `request` by polling: a few hundred immediate tests (a
-// data-parallel step's allreduce usually completes within them), then
-// sleeps of 200 us, so that a rank waiting minutes (for the teacher, for a
-// sweep run) costs its node no CPU. `what` names the call in errors.
-void wait_for(MPI_Request& request, const char* what) {
+// data-parallel step's sum usually completes within them), then sleeps of
+// 200 us, so that a rank waiting minutes (for the teacher, for a sweep run)
+// costs its node no CPU. `what` names the call in errors. False when
+// timeout_s passed first (the request is then left pending).
+bool wait_for(MPI_Request& request, const char* what, double timeout_s = -1) {
+  const auto start = std::chrono::steady_clock::now();
   for (int polls = 0;; ++polls) {
     int done = 0;
     const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) fail(std::string(what) + " failed (MPI error " + std::to_string(rc) + ")");
-    if (done) return;
+    if (done) return true;
+    if (timeout_s >= 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s)
+      return false;
     if (polls < 300) std::this_thread::yield();
     else std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
@@ -62,8 +66,12 @@ class MpiComm final : public Comm {
           "MPI_Comm_split_type");
     MPI_Comm_rank(node, &node_rank_);
     MPI_Comm_free(&node);
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &arrivals_), "MPI_Comm_dup");
   }
-  ~MpiComm() override { MPI_Finalize(); }
+  ~MpiComm() override {
+    MPI_Comm_free(&arrivals_);
+    MPI_Finalize();
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -140,6 +148,12 @@ class MpiComm final : public Comm {
     }
   }
 
+  bool all_arrive(double timeout_s) override {
+    MPI_Request request;
+    check(MPI_Ibarrier(arrivals_, &request), "MPI_Ibarrier");
+    return wait_for(request, "MPI_Ibarrier", timeout_s);
+  }
+
   void abort_impl(const std::string& message, int code) override {
     std::fprintf(stderr, "kdtrain: %s\n", message.c_str());
     std::fflush(stderr);
@@ -148,6 +162,9 @@ class MpiComm final : public Comm {
 
  private:
   int rank_ = 0, size_ = 1, node_rank_ = 0;
+  // all_arrive's own communicator: a failing rank's barrier must never pair
+  // with a collective that the other ranks are still waiting in.
+  MPI_Comm arrivals_ = MPI_COMM_NULL;
   std::vector<float> gathered_;  // sum_in_rank_order's (size, n) buffer, kept between steps
 };
 
