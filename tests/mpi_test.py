@@ -30,13 +30,15 @@ KDTRAIN = os.path.join(os.environ.get("KD_BINARY_DIR", os.path.join(ROOT, "build
 MPIRUN = [os.environ.get("MPIEXEC", "mpirun"), "--oversubscribe", "--allow-run-as-root"]
 TIMEOUT = 60  # seconds for any one command: a hang fails the case instead of stalling CI
 
-# 3 seeds x 2 architectures x (2 T + scratch) = 18 runs of 1 epoch on 600 images. Evaluation
-# batches of 100, not 1000: a rank's buffers for 1000 teacher rows take a second to fault in
-# on a loaded VM, longer than rank 0 needs for the whole grid.
+# 3 seeds x 2 architectures x (2 T + scratch) = 18 runs of 3 epochs on 600 images: ~4 s of
+# runs, so that rank 1, which starts its first run only after the teacher's broadcast and
+# its own soft-target pass, gets runs even on a machine at load 10 (with 1 epoch it got none
+# once there). Evaluation batches of 100, not 1000: a rank's buffers for 1000 teacher rows
+# take a second to fault in on a loaded VM.
 SWEEP = ["sweep", "--device", "reference", "--data", os.path.join(ROOT, "data/mnist"), "--seed", "7",
          "--train-limit", "600", "--val-size", "100", "--test-limit", "200", "--eval-batch-size", "100",
          "--epochs-teacher", "1",
-         "--epochs-student", "1", "--seeds", "3", "--no-ort",
+         "--epochs-student", "3", "--seeds", "3", "--no-ort",
          "--teacher-arch", "conv:8:3,relu,maxpool:2,dropout:0.1,flatten,dense:64,relu,dense:10",
          "--student-arch", "flatten,dense:32,relu,dense:10;flatten,dense:10", "--temperature", "2", "--temperature", "4"]
 RUNS = 18
