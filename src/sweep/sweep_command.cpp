@@ -381,6 +381,10 @@ void run_sweep(Session& s) {
     install_interrupt_handlers();
     teacher->set_params(floats_of(message.substr(nul + 1)));
     train_handed_runs(s, *teacher, plan, run_archs);
+    // Rank 0 arrives when it has written the results, or when it failed
+    // after the grid (no student meets the constraints): then its message
+    // and exit status are the job's, as in one process.
+    comm.all_arrive(-1);
     return;
   }
 
@@ -473,6 +477,7 @@ void run_sweep(Session& s) {
          (opt.export_best.empty() ? "" : ", and " + opt.export_best + " was not written"));
   s.say(recommendation_line(s, result));
   if (!opt.export_best.empty()) export_model_file(recommended_path, opt.export_best, opt.quiet);
+  if (comm.size() > 1) comm.all_arrive(-1);  // the other ranks wait for this (above)
 }
 
 }  // namespace kd

@@ -49,8 +49,8 @@ class Comm {
   // the message size and process placement, so it is not used.)
   virtual void sum_in_rank_order(float* x, int64_t n) = 0;
   // True once every rank has called it (a barrier), false when some rank
-  // has not within timeout_s: it may be dead or stuck, and the caller
-  // should abort().
+  // has not within timeout_s (< 0: no limit): it may be dead or stuck, and
+  // the caller should abort().
   virtual bool all_arrive(double timeout_s) = 0;
   // Prints "kdtrain: <message>" on this process and ends every process of
   // the job with `code` (one process: exits).
