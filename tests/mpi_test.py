@@ -122,7 +122,7 @@ def rank_pid(mpirun_pid, rank):
         except OSError:
             continue
         if comm == "kdtrain" and f"OMPI_COMM_WORLD_RANK={rank}".encode() in env and \
-                f"OMPI_MCA_orte_hnp_uri".encode() in b"\0".join(env) and is_descendant(int(pid), mpirun_pid):
+                is_descendant(int(pid), mpirun_pid):
             return int(pid)
     return None
 
