@@ -7,7 +7,11 @@
 # seeded-random schedule also runs only there (see the ctest line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build-asan -DKD_WITH_CUDA=OFF -DKD_SANITIZE=ON -DKD_BUILD_BENCH=OFF \
+# No MPI: Open MPI's own allocations outlive MPI_Finalize (LeakSanitizer reports
+# 8 KiB even for a program that only calls MPI_Init and MPI_Finalize under
+# mpirun, Open MPI 4.1.4), so every mpi.* test would fail here; they run in the
+# normal build.
+cmake -S . -B build-asan -DKD_WITH_CUDA=OFF -DKD_SANITIZE=ON -DKD_BUILD_BENCH=OFF -DKD_WITH_MPI=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-asan -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
           gnuplot-nox dataset-fashion-mnist clang libclang-rt-14-dev ccache libonnx-dev libprotobuf-dev
           libdnnl-dev libomp-dev libstb-dev
+          libopenmpi-dev openmpi-bin  # KD_WITH_MPI: distributed sweeps, --data-parallel (docs/mpi.md)
           libopenblas-dev)  # bench/cpu_libs.sh's OpenBLAS side. python3-torch is left out to keep CI under
           # 25 minutes (a large install): the PyTorch scripts' tests skip in one line without it.
 missing=()

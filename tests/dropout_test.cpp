@@ -113,6 +113,21 @@ TEST(Dropout, ReproducibleFromSeedAndStep) {
   EXPECT_GT(differing(base, mask_of(7, 100 + (uint64_t(1) << 32))), 1500);  // the step's high word counts too
 }
 
+// A data-parallel shard (kd/engine.h) draws the rows of the whole batch it
+// holds: elements [first, first + m) of the tensor, given `first`.
+TEST(Dropout, ShardFromFirstDrawsTheWholeTensorsMask) {
+  const int64_t n = 1000, first = 333;
+  std::vector<float> x(n, 1.0f), y(n), shard_y(n - first);
+  std::vector<uint8_t> mask(n), shard_mask(n - first);
+  dropout_forward(x.data(), y.data(), mask.data(), n, 0.5f, 77, 3);
+  dropout_forward(x.data() + first, shard_y.data(), shard_mask.data(), n - first, 0.5f, 77, 3, first);
+  EXPECT_EQ(shard_mask, std::vector<uint8_t>(mask.begin() + first, mask.end()));
+  EXPECT_EQ(shard_y, std::vector<float>(y.begin() + first, y.end()));
+  // Without `first` the shard would draw the tensor's first elements instead.
+  dropout_forward(x.data() + first, shard_y.data(), shard_mask.data(), n - first, 0.5f, 77, 3);
+  EXPECT_NE(shard_mask, std::vector<uint8_t>(mask.begin() + first, mask.end()));
+}
+
 TEST(Dropout, BackwardMatchesFiniteDifferences) {
   const int64_t n = 257;
   const float p = 0.3f;

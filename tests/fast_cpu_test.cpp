@@ -197,6 +197,15 @@ TEST(FastElementwise, ReluPoolAndDropoutEqualTheReferenceExactly) {
       ref_ops->dropout_forward(x.data(), yd_ref.data(), mask_ref.data(), n, p, 0x1234567887654321ull, 42);
       EXPECT_EQ(mask, mask_ref) << "p=" << p;
       EXPECT_EQ(yd, yd_ref) << "p=" << p;
+      // A data-parallel shard: elements [first, n) of the same step, drawn on
+      // their own (first is off the 64-counter groups the fast kernel draws).
+      const int64_t first = n / 3;
+      std::vector<uint8_t> shard_mask(size_t(n - first), 5);
+      auto shard_y = nan_filled(size_t(n - first));
+      fast->dropout_forward(x.data() + first, shard_y.data(), shard_mask.data(), n - first, p, 0x1234567887654321ull,
+                            42, uint64_t(first));
+      EXPECT_EQ(shard_mask, std::vector<uint8_t>(mask_ref.begin() + first, mask_ref.end())) << "p=" << p;
+      EXPECT_EQ(shard_y, std::vector<float>(yd_ref.begin() + first, yd_ref.end())) << "p=" << p;
       auto g = nan_filled(size_t(n)), g_ref = g;
       fast->dropout_backward(dy.data(), mask.data(), g.data(), n, p);
       ref_ops->dropout_backward(dy.data(), mask_ref.data(), g_ref.data(), n, p);

@@ -7,12 +7,17 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <string>
 
 #include "kd/error.h"
 #include "kd/onnx_export.h"
 #include "kd/cli.h"
 #include "kd/commands.h"
 #include "kd/cpu_engine.h"
+#include "kd/distributed.h"
+#if KD_WITH_MPI
+#include "kd/mpi_comm.h"
+#endif
 #if KD_WITH_CUDA
 #include "kd/cuda_engine.h"
 #include "kd/cuda_buffer.h"
@@ -41,12 +46,14 @@ void prefer_passive_openmp_waits(char** argv) {
 
 // The engine for --device: cuda (a GPU is required), cpu (the fast CPU
 // engine), reference (the CPU reference), or auto (the GPU when one is
-// present, else the fast CPU engine with a one-line notice).
-std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads) {
+// present, else the fast CPU engine with a one-line notice). Under mpirun or
+// srun each rank takes the GPU of its node-local rank (one rank per GPU;
+// more ranks than GPUs share them round-robin), as llm.c does.
+std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads, const kd::Comm& comm) {
   if (device == kd::DeviceChoice::Reference) return kd::make_cpu_engine();
 #if KD_WITH_CUDA
-  const bool have_gpu = device != kd::DeviceChoice::Cpu && kd::cuda::device_count() > 0;
-  if (have_gpu) return kd::make_cuda_engine();
+  const int gpus = device != kd::DeviceChoice::Cpu ? kd::cuda::device_count() : 0;
+  if (gpus > 0) return kd::make_cuda_engine(comm.node_rank() % gpus);
   if (device == kd::DeviceChoice::Cuda)
     kd::fail("--device cuda: no CUDA device found (driver missing or no GPU); use --device cpu or auto");
   if (device == kd::DeviceChoice::Auto)
@@ -59,27 +66,57 @@ std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads) 
   return kd::make_fast_cpu_engine(threads);
 }
 
+// This process's job: MPI's ranks when mpirun or srun started it (their
+// launchers set PMIX_RANK, PMI_RANK or OMPI_COMM_WORLD_RANK), else one
+// process. A plain run skips MPI_Init, whose singleton start would spawn an
+// Open MPI daemon for nothing.
+kd::Comm& job_comm(int* argc, char*** argv, std::unique_ptr<kd::Comm>& owned) {
+#if KD_WITH_MPI
+  if (std::getenv("PMIX_RANK") || std::getenv("PMI_RANK") || std::getenv("OMPI_COMM_WORLD_RANK"))
+    owned = kd::make_mpi_comm(argc, argv);
+#endif
+  return owned ? *owned : kd::local_comm();
+}
+
+// A failure ends every rank of a job: one rank waiting forever for a dead
+// one is the failure mode to rule out. When every rank fails alike (a bad
+// flag; a stop request, which data-parallel ranks act on at the same step,
+// each writing its checkpoint first) they all arrive here within seconds:
+// rank 0 prints the message as a single process would and every rank exits
+// with `code`. A rank failing alone prints its message, naming itself, and
+// after kAloneAfterS ends the job with MPI_Abort.
+int fail_job(kd::Comm& comm, const std::string& message, int code) {
+  constexpr double kAloneAfterS = 5;
+  if (comm.size() > 1 && !comm.all_arrive(kAloneAfterS))
+    comm.abort((comm.rank() ? "rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": "
+                            : "") +
+                   message + " (every rank stops)",
+               code);
+  if (comm.rank() == 0) std::fprintf(stderr, "kdtrain: %s\n", message.c_str());
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   prefer_passive_openmp_waits(argv);
+  std::unique_ptr<kd::Comm> owned;
+  kd::Comm* comm = &kd::local_comm();
   try {
+    comm = &job_comm(&argc, &argv, owned);
     kd::Options opt;
     if (!kd::parse_command_line(argc, argv, opt)) return 0;  // --help / --version
     if (opt.command == kd::Command::Export) {  // needs no data and no device
       kd::export_model_file(opt.model_path, opt.onnx_path, opt.quiet);
       return 0;
     }
-    std::unique_ptr<kd::Engine> engine = choose_engine(opt.device, opt.threads);
-    return kd::run_command(opt, *engine);
+    std::unique_ptr<kd::Engine> engine = choose_engine(opt.device, opt.threads, *comm);
+    return kd::run_command(opt, *engine, *comm);
   } catch (const kd::Error& e) {
-    std::fprintf(stderr, "kdtrain: %s\n", e.what());
-    return 1;
+    return fail_job(*comm, e.what(), 1);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "kdtrain: out of host memory; try a smaller --batch-size or --train-limit\n");
-    return 1;
+    return fail_job(*comm, "out of host memory; try a smaller --batch-size or --train-limit", 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kdtrain: internal error: %s\n", e.what());
-    return 3;
+    return fail_job(*comm, std::string("internal error: ") + e.what(), 3);
   }
 }

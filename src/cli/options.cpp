@@ -336,6 +336,9 @@ void add_global_flags(CLI::App& app, Options& o) {
                "--dense-impl auto, cuBLAS(Lt) for every dense layer instead of the faster of it and the custom "
                "kernel; the CPU engines ignore it");
   app.add_flag("--quiet", o.quiet, "no progress lines or report table on stdout");
+  app.add_flag("--data-parallel", o.data_parallel,
+               "run, train-teacher under mpirun/srun on the CPU engines: every batch shared by the ranks, gradients "
+               "summed in rank order, weights identical on every rank; rank 0 writes (docs/mpi.md)");
   app.add_flag("--no-ort", o.no_ort,
                "skip the ONNX Runtime latency columns (measured when node and scripts/onnxruntime.sh's package exist)");
   add_value(app, "--dense-impl", o.dense_impl, names_list(kDenseImpls, "|"),

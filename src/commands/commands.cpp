@@ -1,16 +1,22 @@
 // The commands of the kdtrain binary on one session: run / train-teacher /
 // distill (train, distill, baseline, report), eval and latency of a saved
 // model; sweep lives in src/sweep/ (kd/commands.h).
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
 #include "kd/commands.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
+#include "kd/json_text.h"
 #include "kd/onnx_runtime.h"
 #include "kd/params.h"
+#include "kd/safetensors.h"
 #include "kd/seed.h"
 #include "kd/session.h"
 
@@ -120,9 +126,74 @@ void latency_of_model_file(Session& s) {
   std::printf("%s", latency_side_by_side_text(kdtrain, ort).c_str());
 }
 
-int run_command(const Options& opt, Engine& engine) {
+namespace {
+
+// A directory removed with everything in it when the command ends.
+struct ScratchDir {
+  std::string path;
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+// Rank 0's model files and checkpoint of --resume DIR (its *.safetensors)
+// reach every other rank's `dir`: a resumed data-parallel job needs no
+// shared file system. One broadcast: a JSON list of [name, bytes] pairs, a
+// NUL, then the files one after another.
+void share_resume_files(const Options& opt, Comm& comm, const std::string& dir) {
+  std::string message;
+  if (comm.rank() == 0) {
+    json names = json::array();
+    std::string contents;
+    for (const fs::directory_entry& e : fs::directory_iterator(opt.resume_dir)) {
+      if (e.path().extension() != ".safetensors" || !e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      names.push_back(json::array({e.path().filename().string(), bytes.size()}));
+      contents += bytes;
+    }
+    message = names.dump() + '\0' + contents;
+  }
+  comm.broadcast(message, 0);
+  if (comm.rank() == 0) return;
+  const size_t nul = message.find('\0');
+  size_t at = nul + 1;
+  for (const json& f : json::parse(message.substr(0, nul))) {
+    const size_t size = f[1].get<size_t>();
+    write_file_atomic(dir + "/" + f[0].get<std::string>(), message.substr(at, size));
+    at += size;
+  }
+}
+
+}  // namespace
+
+int run_command(const Options& given, Engine& engine, Comm& comm) {
   clear_interrupt();
-  Session session(opt, engine);
+  const bool trains = given.command == Command::Run || given.command == Command::TrainTeacher;
+  if (given.data_parallel && !trains)
+    fail(std::string("--data-parallel: for run and train-teacher; ") +
+         (given.command == Command::Sweep ? "a sweep spreads its runs over the ranks without it"
+                                          : std::string(command_name(given.command)) + " trains nothing to share"));
+  if (comm.size() > 1 && given.command != Command::Sweep && !given.data_parallel)
+    fail(std::string(command_name(given.command)) + " under mpirun/srun with " + std::to_string(comm.size()) +
+         " ranks: add --data-parallel (run, train-teacher), or run it as one process (without mpirun); "
+         "'kdtrain sweep' spreads its runs over the ranks");
+  // A data-parallel rank other than 0 trains what rank 0 trains and keeps
+  // nothing: its files go to a scratch directory of its own.
+  Options opt = given;
+  ScratchDir scratch;
+  if (given.data_parallel && comm.rank() != 0) {
+    scratch.path = (fs::temp_directory_path() /
+                    ("kdtrain-rank" + std::to_string(comm.rank()) + "-" + std::to_string(::getpid())))
+                       .string();
+    fs::create_directories(scratch.path);
+    opt.out_dir = scratch.path;
+    if (!given.resume_dir.empty()) opt.resume_dir = scratch.path;
+    opt.no_ort = true;
+  }
+  if (given.data_parallel && !given.resume_dir.empty()) share_resume_files(given, comm, scratch.path);
+  Session session(opt, engine, comm);
   session.load_data();
   switch (opt.command) {
     case Command::Run:

@@ -77,15 +77,15 @@ std::string flag_value(const char* flag, int64_t asked, int64_t used) {
 
 }  // namespace
 
-Session::Session(const Options& opt, Engine& engine)
-    : opt_(opt), engine_(engine), settings_(settings_from(opt)), state_(opt) {
-  tty_ = !opt.quiet && isatty(STDOUT_FILENO);
+Session::Session(const Options& opt, Engine& engine, Comm& comm)
+    : opt_(opt), engine_(engine), comm_(comm), settings_(settings_from(opt)), state_(opt) {
+  tty_ = !quiet() && isatty(STDOUT_FILENO);
   report_.options = opt_;
   report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
 }
 
 void Session::say(const std::string& line) const {
-  if (!opt_.quiet) std::cout << line << std::endl;
+  if (!quiet()) std::cout << line << std::endl;
 }
 
 void Session::load_data() {
@@ -300,8 +300,19 @@ void Session::train(Phase phase, ModelEngine& model, const LossConfig& loss, int
   ps.batch_size = settings_.batch_size;
   ps.train_n = splits_.train.n;
   ps.select_best = select_best();
-  ps.quiet = opt_.quiet;
+  ps.quiet = quiet();
   ps.tty = tty_;
+  if (opt_.data_parallel) {
+    // Every batch is shared by the ranks, each taking at least one row: the
+    // last, partial batch of an epoch bounds how many ranks can share.
+    const int64_t n = splits_.train.n, batch = settings_.batch_size, last = n % batch ? n % batch : batch;
+    if (comm_.size() > last)
+      fail("--data-parallel: " + std::to_string(comm_.size()) + " ranks cannot share every batch: " +
+           std::to_string(n) + " training images in batches of " + std::to_string(batch) + " leave " +
+           std::to_string(last) + " in the last one; run at most " + std::to_string(last) +
+           " ranks (mpirun -np), or change --batch-size or --train-limit");
+    model.set_data_parallel(comm_);
+  }
   PhaseResult r = train_phase(state_, ps, phase, model, loss, epochs, seed);
   rep.curve = std::move(r.curve);
   rep.train_seconds = r.train_seconds;

@@ -45,8 +45,22 @@ void ModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
   if (!(loss.temperature > 0.0f) || !std::isfinite(loss.temperature) || !(loss.alpha >= 0.0f && loss.alpha <= 1.0f))
     fail("train_step: need temperature > 0 and alpha in [0, 1], got T = " + std::to_string(loss.temperature) +
          ", alpha = " + std::to_string(loss.alpha));
+  if (b < data_parallel_ranks_)
+    fail("train_step: a batch of " + std::to_string(b) + " samples cannot be shared by " +
+         std::to_string(data_parallel_ranks_) + " data-parallel ranks (each needs at least one)");
   train_step_impl(begin, b, loss);
   next_begin_ = begin + b;
+}
+
+void ModelEngine::set_data_parallel(Comm& comm) {
+  if (in_epoch_) fail("set_data_parallel: call it before the first begin_epoch, not within an epoch");
+  set_data_parallel_impl(comm);
+  data_parallel_ranks_ = comm.size();
+}
+
+void ModelEngine::set_data_parallel_impl(Comm&) {
+  fail("--data-parallel: this engine does not train data-parallel (the CUDA engine waits for NCCL, docs/mpi.md); "
+       "use --device cpu or --device reference");
 }
 
 TrainStats ModelEngine::end_epoch() { return end_epoch_impl(); }

@@ -82,6 +82,10 @@ class CpuModelEngine final : public ModelEngine {
   void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) override;
   void train_step_impl(int64_t begin, int b, const LossConfig& loss) override;
   TrainStats end_epoch_impl() override;
+  void set_data_parallel_impl(Comm& comm) override {
+    comm_ = &comm;
+    reduced_.resize(model_.params().size() + 3);
+  }
   EvalResult evaluate_impl(SplitId split) override;
   LatencyRecord measure_latency_impl(int batch, int repeats) override;
   std::vector<float> get_params_impl() override { return model_.params(); }
@@ -112,6 +116,10 @@ class CpuModelEngine final : public ModelEngine {
   std::vector<int32_t> batch_y_;
   TrainStats epoch_;
   double loss_sum_ = 0, kl_sum_ = 0;
+  Comm* comm_ = nullptr;        // set_data_parallel's ranks, or none
+  // Data-parallel: (param_count) gradient sum, then the step's loss and KL,
+  // then how many ranks were asked to stop (kd/interrupt.h).
+  std::vector<float> reduced_;
 };
 
 class CpuEngine final : public Engine {
@@ -227,13 +235,17 @@ void CpuModelEngine::begin_epoch_impl(const std::vector<int32_t>& order, int64_t
   loss_sum_ = kl_sum_ = 0;
 }
 
+// One step on order[begin, begin + b); data-parallel (kd/engine.h), on this
+// rank's rows [lo, hi) of it, with the shares summed before the optimiser.
 void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   const Dataset& train = engine_.split(SplitId::Train);
-  const int32_t* idx = order_.data() + begin;
+  const int ranks = comm_ ? comm_->size() : 1, rank = comm_ ? comm_->rank() : 0;
+  const int lo = int(int64_t(b) * rank / ranks), rows = int(int64_t(b) * (rank + 1) / ranks) - lo;
+  const int32_t* idx = order_.data() + begin + lo;
   const int classes = int(model_.arch().output.size());
-  gather(train, idx, b, /*augment=*/true);
+  gather(train, idx, rows, /*augment=*/true);
   const uint64_t step = uint64_t(optim_.step) + 1;  // 1-based count of this update
-  const float* logits = model_.forward(batch_x_.data(), b, /*training=*/true, settings_.seed, step);
+  const float* logits = model_.forward(batch_x_.data(), rows, /*training=*/true, settings_.seed, step, lo);
 
   const float* teacher = nullptr;
   if (loss.alpha > 0 && engine_.online_teacher() != nullptr) {
@@ -241,31 +253,54 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
         engine_.online_teacher()->arch().output.size() != model_.arch().output.size())
       fail("online soft targets: the teacher '" + engine_.online_teacher()->arch().text +
            "' does not take this student's inputs and classes");
-    teacher = engine_.online_teacher()->infer_batch(batch_x_.data(), b);  // the student's own (augmented) batch
+    teacher = engine_.online_teacher()->infer_batch(batch_x_.data(), rows);  // the student's own (augmented) batch
   } else if (loss.alpha > 0) {
     const std::vector<float>& soft = engine_.soft_targets();
     if (soft.empty()) fail("distillation step without soft targets: compute_soft_targets was not called");
-    for (int i = 0; i < b; ++i)
+    for (int i = 0; i < rows; ++i)
       std::copy_n(soft.data() + size_t(idx[i]) * classes, classes, teacher_rows_.data() + size_t(i) * classes);
     teacher = teacher_rows_.data();
   }
-  const ref::LossSums sums = ref::softmax_kl(logits, teacher, batch_y_.data(), dlogits_.data(), nullptr, b, classes,
-                                             loss.temperature, loss.alpha);
+  ref::LossSums sums = ref::softmax_kl(logits, teacher, batch_y_.data(), dlogits_.data(), nullptr, rows, classes,
+                                       loss.temperature, loss.alpha);
+  const float* grads = model_.grads().data();
+  if (comm_) {
+    // softmax_kl took the mean over this rank's rows; its share of the global
+    // batch's mean is rows / b of that. (One process divides by b once: the
+    // extra rounding of this scaling and of the rank-order sum is what
+    // separates the two, ~1e-7 relative per step.)
+    const float share = float(rows) / float(b);
+    for (int64_t i = 0; i < int64_t(rows) * classes; ++i) dlogits_[size_t(i)] *= share;
+    model_.backward(dlogits_.data(), rows);
+    const size_t n = model_.params().size();
+    std::copy_n(model_.grads().data(), n, reduced_.data());
+    reduced_[n] = float(sums.loss * share);
+    reduced_[n + 1] = float(sums.kl * share);
+    reduced_[n + 2] = interrupted() ? 1.0f : 0.0f;
+    comm_->sum_in_rank_order(reduced_.data(), int64_t(reduced_.size()));
+    grads = reduced_.data();
+    sums.loss = reduced_[n], sums.kl = reduced_[n + 1];  // the global batch's, the same on every rank
+    // A stop asked of any rank (mpirun passes a signal on to each at its own
+    // moment) is every rank's after this step: all stop at the same step,
+    // and rank 0's checkpoint is the job's.
+    if (reduced_[n + 2] > 0 && !interrupted()) request_interrupt();
+  } else {
+    model_.backward(dlogits_.data(), rows);
+  }
   if (!std::isfinite(sums.loss) && epoch_.finite) {
     epoch_.finite = false;
     epoch_.first_bad_step = optim_.step;
   }
-  model_.backward(dlogits_.data(), b);
   std::vector<float>& p = model_.params();
   if (settings_.optimizer == OptimizerKind::Adam) {
     ref::AdamParams adam = settings_.adam;
     adam.lr = scheduled_lr(adam.lr, int64_t(step), settings_.lr_schedule);
-    model_.ops().adam_step(p.data(), model_.grads().data(), optim_.m.data(), optim_.v.data(), int64_t(p.size()),
+    model_.ops().adam_step(p.data(), grads, optim_.m.data(), optim_.v.data(), int64_t(p.size()),
                            adam, int64_t(step));
   } else {
     ref::SgdParams sgd = settings_.sgd;
     sgd.lr = scheduled_lr(sgd.lr, int64_t(step), settings_.lr_schedule);
-    model_.ops().sgd_momentum_step(p.data(), model_.grads().data(), optim_.m.data(), int64_t(p.size()), sgd,
+    model_.ops().sgd_momentum_step(p.data(), grads, optim_.m.data(), int64_t(p.size()), sgd,
                                    int64_t(step));
   }
   optim_.step = int64_t(step);

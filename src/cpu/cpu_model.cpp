@@ -102,7 +102,8 @@ int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
   return int64_t(max_batch) * (floats * int64_t(sizeof(float)) + mask_bytes);
 }
 
-const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step) {
+const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step,
+                               int64_t first_row) {
   if (b < 1 || b > max_batch_) fail("CpuModel::forward: batch " + std::to_string(b) + " outside [1, " +
                                     std::to_string(max_batch_) + "]");
   last_b_ = b;
@@ -135,7 +136,9 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
         ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w, input_layout(i));
         break;
       case LayerKind::Dropout:
-        if (training) ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step);
+        if (training)
+          ops_->dropout_forward(in, out, masks_[i].data(), n_out, l.drop, dropout_seed(seed, int(i)), step,
+                                uint64_t(first_row * l.out_shape.size()));
         else out = const_cast<float*>(in);  // identity in inference; backward never follows an inference forward
         break;
       case LayerKind::Flatten:

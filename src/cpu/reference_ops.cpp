@@ -60,9 +60,9 @@ class ReferenceOps final : public CpuOps {
     require_nchw("maxpool2x2_backward", xl);
     ref::maxpool2x2_backward(dy, argmax, dx, n, c, h, w);
   }
-  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
-                       uint64_t step) override {
-    ref::dropout_forward(x, y, mask, n, p, seed, step);
+  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step,
+                       uint64_t first) override {
+    ref::dropout_forward(x, y, mask, n, p, seed, step, first);
   }
   void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
     ref::dropout_backward(dy, mask, dx, n, p);

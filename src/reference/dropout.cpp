@@ -10,7 +10,8 @@ namespace kd::ref {
 
 // x: (n) -> y, mask: (n). p = 0 (also evaluation) copies x and keeps every element;
 // p = 1 drops every element (the uniform draw is < 1), so 1/(1-p) is never applied.
-void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step) {
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step,
+                     uint64_t first) {
   if (p == 0.0f) {
     std::copy(x, x + n, y);
     std::fill(mask, mask + n, uint8_t(1));
@@ -18,7 +19,7 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p
   }
   const float scale = 1.0f / (1.0f - p);
   for (int64_t i = 0; i < n; ++i) {
-    const bool keep = dropout_keep(seed, step, uint64_t(i), p);
+    const bool keep = dropout_keep(seed, step, first + uint64_t(i), p);
     mask[i] = keep ? 1 : 0;
     y[i] = keep ? x[i] * scale : 0.0f;
   }

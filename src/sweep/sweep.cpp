@@ -200,6 +200,10 @@ std::vector<std::string> default_sweep_archs(int num_classes) {
           "flatten,dense:800,relu,dense:800,relu," + out};
 }
 
+std::string sweep_run_text(const SweepRun& r) { return run_json(r).dump(); }
+
+SweepRun parse_sweep_run(const std::string& text) { return run_from_json(json::parse(text)); }
+
 std::string sweep_run_key(const SweepRun& r) {
   return std::string(run_kind_name(r.kind)) + " " + r.arch + " T=" + shortest_text(r.temperature) +
          " alpha=" + shortest_text(r.alpha) + " seed=" + std::to_string(r.seed_index);

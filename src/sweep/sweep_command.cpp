@@ -9,10 +9,17 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <thread>
 
+#include "kd/distributed.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
+#include "kd/json_text.h"
 #include "kd/onnx_export.h"
 #include "kd/onnx_runtime.h"
 #include "kd/params.h"
@@ -46,11 +53,18 @@ std::string sweep_file_stem(const SweepRun& r) {
   return std::string(run_kind_name(r.kind)) + "_" + arch + tail;
 }
 
+// A run of the grid trained on some rank: its record, and the weights and
+// metadata of its models/ file, which rank 0 writes.
+struct TrainedRun {
+  SweepRun run;
+  std::vector<float> params;
+  std::map<std::string, std::string> facts;
+};
+
 // Trains, tests and times one run of the grid (`time_ort`: under ONNX
-// Runtime too) and saves its weights in models/. Its seed: sweep_run_seed;
-// its init and shuffles derive from it as `kdtrain run --seed <seed>`
-// derives the student's and the baseline's.
-SweepRun train_sweep_run(Session& s, SweepRun run, const Arch& arch, bool time_ort) {
+// Runtime too). Its seed: sweep_run_seed; its init and shuffles derive from
+// it as `kdtrain run --seed <seed>` derives the student's and the baseline's.
+TrainedRun train_sweep_run(Session& s, SweepRun run, const Arch& arch, bool time_ort) {
   const Options& opt = s.opt();
   const Phase phase = run.kind == RunKind::Distilled ? Phase::Student : Phase::Scratch;
   run.seed = sweep_run_seed(opt.seed, run.seed_index);
@@ -87,8 +101,156 @@ SweepRun train_sweep_run(Session& s, SweepRun run, const Arch& arch, bool time_o
   std::map<std::string, std::string> facts = s.model_facts(rep);
   facts["seed"] = std::to_string(run.seed);
   facts["sweep_run"] = sweep_run_key(run);
-  save_model_file(s.out_dir() + "/" + run.model_file, arch, model->get_params(), facts);
-  return run;
+  return TrainedRun{run, model->get_params(), facts};
+}
+
+// A finished run as a message to rank 0: its record and facts as JSON, a
+// NUL (which JSON text never holds), then the raw fp32 weights.
+std::string trained_run_message(size_t plan_index, const TrainedRun& t) {
+  const json head{{"plan_index", plan_index}, {"run", json::parse(sweep_run_text(t.run))}, {"facts", t.facts}};
+  return head.dump() + '\0' + float_bytes(t.params);
+}
+
+std::pair<size_t, TrainedRun> parse_trained_run(const std::string& bytes) {
+  const size_t nul = bytes.find('\0');
+  const json head = json::parse(bytes.substr(0, nul));
+  TrainedRun t{parse_sweep_run(head.at("run").dump()), floats_of(bytes.substr(nul + 1)),
+               head.at("facts").get<std::map<std::string, std::string>>()};
+  return {head.at("plan_index").get<size_t>(), t};
+}
+
+// Message tags between rank 0 and the other ranks of a distributed sweep.
+enum SweepTag : int {
+  kWantRun = 1,  // rank -> 0: ready for a run (its first request)
+  kRunDone,      // rank -> 0: trained_run_message; also asks for the next run
+  kRunFailed,    // rank -> 0: why its run failed (rank 0 then ends the job)
+  kTrainRun,     // 0 -> rank: {"plan_index", "ort"}
+  kNoMoreRuns,   // 0 -> rank: the grid is handed out
+};
+
+// Rank 0's book of the grid: hands the unfinished runs out in plan order
+// (whichever rank asks first gets the next one, so long runs do not hold up
+// short ones behind them) and records each finished run as it arrives: its
+// model file, then sweep_state.json rewritten atomically, so that a job
+// killed at any moment resumes with exactly the unfinished runs. Rank 0's
+// training thread and its dispatch thread share it.
+class SweepBook {
+ public:
+  SweepBook(Session& s, const std::vector<SweepRun>& plan, SweepState& state, const std::string& state_path,
+            bool ort_ready)
+      : s_(s), plan_(plan), state_(state), state_path_(state_path), ort_ready_(ort_ready), results_(plan.size()) {
+    std::map<std::string, SweepRun> finished;
+    for (const SweepRun& r : state.runs) finished[sweep_run_key(r)] = r;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const auto it = finished.find(sweep_run_key(plan[i]));
+      if (it != finished.end()) results_[i] = it->second, ++done_;
+      else todo_.push_back(i);
+      // ONNX Runtime's latency, like the device's, depends on the
+      // architecture only: the first run of an architecture handed out
+      // measures it, unless a finished run did.
+      if (it != finished.end() && it->second.ort_b1_ms > 0) ort_archs_.insert(plan[i].arch);
+    }
+  }
+  int skipped() const { return done_; }
+
+  struct Assignment {
+    size_t plan_index;
+    bool time_ort;
+  };
+  // The next run for `rank`, or none when every run is handed out.
+  std::optional<Assignment> take(int rank) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (next_ == todo_.size()) return std::nullopt;
+    const size_t i = todo_[next_++];
+    const bool ort = ort_ready_ && ort_archs_.insert(plan_[i].arch).second;
+    s_.say("[sweep " + std::to_string(done_ + running_ + 1) + "/" + std::to_string(plan_.size()) + "] " +
+           (s_.comm().size() > 1 ? "rank " + std::to_string(rank) + ": " : "") + sweep_run_key(plan_[i]));
+    ++running_;
+    return Assignment{i, ort};
+  }
+  // Writes models/<run>.safetensors and the state with the run in it.
+  void finish(size_t plan_index, const TrainedRun& t, const Arch& arch, int rank) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    save_model_file(s_.out_dir() + "/" + t.run.model_file, arch, t.params, t.facts);
+    results_[plan_index] = t.run;
+    state_.runs.push_back(t.run);
+    write_file_atomic(state_path_, sweep_state_json(state_));
+    --running_, ++done_;
+    if (s_.comm().size() > 1)
+      s_.say("[sweep] " + std::to_string(done_) + "/" + std::to_string(plan_.size()) + " done: rank " +
+             std::to_string(rank) + " ran " + sweep_run_key(t.run) + format(", test accuracy %.2f%%", 100 * t.run.test_acc));
+  }
+  // Every run's record in plan order, once all are finished.
+  std::vector<SweepRun> runs() const {
+    std::vector<SweepRun> out;
+    for (const auto& r : results_) out.push_back(r.value());
+    return out;
+  }
+
+ private:
+  Session& s_;
+  const std::vector<SweepRun>& plan_;
+  SweepState& state_;
+  const std::string state_path_;
+  const bool ort_ready_;
+  std::mutex mutex_;
+  std::vector<std::optional<SweepRun>> results_;  // by plan index
+  std::vector<size_t> todo_;                      // plan indices of the unfinished runs
+  size_t next_ = 0;                               // todo_[next_] is handed out next
+  int done_ = 0, running_ = 0;
+  std::set<std::string> ort_archs_;               // architectures whose ONNX Runtime latency is (being) measured
+};
+
+// Rank 0's dispatch thread: answers every other rank's request with the
+// next run or kNoMoreRuns, and records what they send back. The only thread
+// of rank 0 that calls MPI while the grid trains (MPI_THREAD_SERIALIZED). A
+// failed run ends the job with the rank's reason; the runs already recorded
+// stay, so --resume redoes only the rest.
+void dispatch_runs(Session& s, SweepBook& book, const std::vector<const Arch*>& run_archs) {
+  Comm& comm = s.comm();
+  try {
+    for (int active = comm.size() - 1; active > 0;) {
+      const Message m = comm.receive(Comm::kAnySource);
+      if (m.tag == kRunFailed)
+        comm.abort("rank " + std::to_string(m.source) + " of " + std::to_string(comm.size()) + " failed: " + m.bytes +
+                       " (every rank stops)",
+                   1);
+      if (m.tag == kRunDone) {
+        const auto [index, trained] = parse_trained_run(m.bytes);
+        book.finish(index, trained, *run_archs[index], m.source);
+      }
+      if (const auto next = book.take(m.source)) {
+        comm.send(m.source, kTrainRun, json{{"plan_index", next->plan_index}, {"ort", next->time_ort}}.dump());
+      } else {
+        comm.send(m.source, kNoMoreRuns, "");
+        --active;
+      }
+    }
+  } catch (const std::exception& e) {  // a write on rank 0 failed: no rank may wait for this thread
+    comm.abort(std::string(e.what()) + " (every rank stops)", 1);
+  }
+}
+
+// A rank other than 0: trains the runs rank 0 hands it, and sends each back.
+void train_handed_runs(Session& s, ModelEngine& teacher, const std::vector<SweepRun>& plan,
+                       const std::vector<const Arch*>& run_archs) {
+  Comm& comm = s.comm();
+  bool soft_targets_ready = false;
+  comm.send(0, kWantRun, "");
+  for (;;) {
+    const Message m = comm.receive(0);
+    if (m.tag == kNoMoreRuns) return;
+    const json assignment = json::parse(m.bytes);
+    const size_t i = assignment.at("plan_index").get<size_t>();
+    try {
+      if (!soft_targets_ready) s.compute_soft_targets(teacher), soft_targets_ready = true;
+      const TrainedRun t = train_sweep_run(s, plan[i], *run_archs[i], assignment.at("ort").get<bool>());
+      comm.send(0, kRunDone, trained_run_message(i, t));
+    } catch (const std::exception& e) {
+      comm.send(0, kRunFailed, sweep_run_key(plan[i]) + ": " + e.what());
+      comm.receive(0);  // rank 0 ends the job on the message; waiting here keeps this rank's exit from racing it
+    }
+  }
 }
 
 // recommended.safetensors: the chosen configuration's kept seed, with the
@@ -185,10 +347,44 @@ void run_sweep(Session& s) {
     if (!fs::is_directory(parent))
       fail("--export-best: directory " + parent.string() + " does not exist (for " + opt.export_best + ")");
   }
-  const ModelFile teacher_file = s.teacher_start();
+  Comm& comm = s.comm();
+  // The teacher's architecture reaches every rank first, so each checks its
+  // own memory; its file (--teacher F) need exist on rank 0 only.
+  const ModelFile teacher_file = comm.rank() == 0 ? s.teacher_start() : ModelFile{};
+  std::string teacher_arch_text = teacher_file.arch.text;
+  comm.broadcast(teacher_arch_text, 0);
+  const Arch teacher_arch =
+      comm.rank() == 0 ? teacher_file.arch : s.parse_model_arch(teacher_arch_text, s.teacher_flag().c_str());
   const Arch* largest = &*std::max_element(
       archs.begin(), archs.end(), [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
-  s.check_memory({{&teacher_file.arch, "teacher", s.teacher_flag()}, {largest, "student", "--student-arch"}}, true);
+  s.check_memory({{&teacher_arch, "teacher", s.teacher_flag()}, {largest, "student", "--student-arch"}}, true);
+  std::vector<const Arch*> run_archs;  // by plan index
+  for (const SweepRun& r : plan)
+    run_archs.push_back(&archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), r.arch) - arch_texts.begin())]);
+
+  if (comm.rank() != 0) {
+    // The teacher's model is built while rank 0 trains it: building one
+    // takes the fast engine seconds (7 s measured for the default teacher on
+    // a loaded 2-core VM), which rank 0 would otherwise spend on runs alone.
+    auto teacher = s.engine().create_model(teacher_arch, std::vector<float>(size_t(teacher_arch.param_count)),
+                                           s.settings());
+    // The teacher rank 0 trained or loaded, and where rank 0 keeps the
+    // sweep's files: only rank 0 writes, so no shared file system is assumed.
+    std::string message;
+    comm.broadcast(message, 0);
+    const size_t nul = message.find('\0');
+    const json head = json::parse(message.substr(0, nul));
+    s.state().set_out_dir(head.at("out_dir").get<std::string>());
+    s.state().set_sweep_stop_note(head.at("stop_note").get<std::string>());  // also: students write no checkpoints
+    install_interrupt_handlers();
+    teacher->set_params(floats_of(message.substr(nul + 1)));
+    train_handed_runs(s, *teacher, plan, run_archs);
+    // Rank 0 arrives when it has written the results, or when it failed
+    // after the grid (no student meets the constraints): then its message
+    // and exit status are the job's, as in one process.
+    comm.all_arrive(-1);
+    return;
+  }
 
   SweepState state;
   state.fingerprint = fingerprint_text(sweep_fingerprint_fields(opt));
@@ -212,17 +408,16 @@ void run_sweep(Session& s) {
   for (const EpochRecord& e : s.state().history_for(Phase::Teacher)) state.teacher_history_csv += metrics_csv_row(e);
   write_file_atomic(state_path, sweep_state_json(state));
   fs::remove(s.state().checkpoint_path());
-  s.state().set_sweep_stop_note("the teacher and every finished run are recorded in " + state_path +
+  const std::string stop_note = "the teacher and every finished run are recorded in " + state_path +
                                 "; a resumed sweep skips them and trains the interrupted run again. " +
-                                s.state().resume_hint());
+                                s.state().resume_hint();
+  s.state().set_sweep_stop_note(stop_note);
+  if (comm.size() > 1) {
+    std::string message =
+        json{{"out_dir", s.out_dir()}, {"stop_note", stop_note}}.dump() + '\0' + float_bytes(teacher->get_params());
+    comm.broadcast(message, 0);
+  }
 
-  std::map<std::string, SweepRun> finished;
-  for (const SweepRun& r : state.runs) finished[sweep_run_key(r)] = r;
-  int skipped = 0;
-  for (const SweepRun& r : plan) skipped += int(finished.count(sweep_run_key(r)));
-  s.say("sweep: " + std::to_string(archs.size()) + " architectures, " + std::to_string(plan.size()) + " runs of " +
-      std::to_string(opt.epochs_student) + " epochs" +
-      (skipped ? " (" + std::to_string(skipped) + " finished before, skipped)" : ""));
   std::error_code ec;
   fs::create_directories(s.out_dir() + "/models", ec);
   if (ec) fail("--out: cannot create directory '" + s.out_dir() + "/models': " + ec.message());
@@ -230,30 +425,32 @@ void run_sweep(Session& s) {
   std::string ort_why;
   const bool ort_ready = !opt.no_ort && !ort_version(ort_why).empty();
   if (!opt.no_ort && !ort_ready) s.ort_note() = ort_why;
-  std::vector<SweepRun> runs;
-  bool soft_targets_ready = false;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const auto it = finished.find(sweep_run_key(plan[i]));
-    if (it != finished.end()) {
-      runs.push_back(it->second);
-      continue;
+  SweepBook book(s, plan, state, state_path, ort_ready);
+  s.say("sweep: " + std::to_string(archs.size()) + " architectures, " + std::to_string(plan.size()) + " runs of " +
+        std::to_string(opt.epochs_student) + " epochs" +
+        (book.skipped() ? " (" + std::to_string(book.skipped()) + " finished before, skipped)" : "") +
+        (comm.size() > 1 ? ", on " + comm.describe() : ""));
+  // Rank 0 trains runs too; with more ranks a second thread serves them.
+  std::thread dispatch;
+  if (comm.size() > 1) dispatch = std::thread(dispatch_runs, std::ref(s), std::ref(book), std::cref(run_archs));
+  try {
+    bool soft_targets_ready = false;
+    while (const auto next = book.take(0)) {
+      if (!soft_targets_ready) {  // only when a run is left to train (a finished sweep resumed needs none)
+        s.compute_soft_targets(*teacher);
+        soft_targets_ready = true;
+      }
+      const TrainedRun t = train_sweep_run(s, plan[next->plan_index], *run_archs[next->plan_index], next->time_ort);
+      book.finish(next->plan_index, t, *run_archs[next->plan_index], 0);
     }
-    if (!soft_targets_ready) {  // only when a run is left to train (a finished sweep resumed needs none)
-      s.compute_soft_targets(*teacher);
-      soft_targets_ready = true;
-    }
-    const Arch& arch = archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), plan[i].arch) - arch_texts.begin())];
-    s.say("[sweep " + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " + sweep_run_key(plan[i]));
-    // ONNX Runtime's latency, like the device's, depends on the architecture
-    // only: its first run trained measures it, unless a finished one did
-    // (state.runs holds every finished run, this sweep's and before).
-    const bool ort_timed = std::any_of(state.runs.begin(), state.runs.end(), [&](const SweepRun& r) {
-      return r.arch == plan[i].arch && r.ort_b1_ms > 0;
-    });
-    runs.push_back(train_sweep_run(s, plan[i], arch, ort_ready && !ort_timed));
-    state.runs.push_back(runs.back());
-    write_file_atomic(state_path, sweep_state_json(state));
+  } catch (const std::exception& e) {
+    // The dispatch thread must not outlive this frame, and the other ranks
+    // must not wait for it: the job ends here, with this message.
+    if (dispatch.joinable()) comm.abort(std::string(e.what()) + " (every rank stops)", 1);
+    throw;
   }
+  if (dispatch.joinable()) dispatch.join();
+  const std::vector<SweepRun> runs = book.runs();
   s.state().set_sweep_stop_note("");
 
   SweepResult result;
@@ -278,6 +475,8 @@ void run_sweep(Session& s) {
          (opt.export_best.empty() ? "" : ", and " + opt.export_best + " was not written"));
   s.say(recommendation_line(s, result));
   if (!opt.export_best.empty()) export_model_file(recommended_path, opt.export_best, opt.quiet);
+  if (comm.size() > 1) comm.all_arrive(-1);  // the other ranks wait for this (above)
 }
 
 }  // namespace kd
+

@@ -6,13 +6,16 @@
 #include <vector>
 
 #include "kd/config.h"
+#include "kd/distributed.h"
 #include "kd/engine.h"
 
 namespace kd {
 
-// Runs opt.command on `engine`. Returns the process exit code; throws
-// kd::Error for user-facing failures. (export needs no engine: kd/onnx_export.h.)
-int run_command(const Options& opt, Engine& engine);
+// Runs opt.command on `engine`, as this process's part of `comm`'s job
+// (docs/mpi.md: a sweep spreads its runs over the ranks). Returns the
+// process exit code; throws kd::Error for user-facing failures. (export
+// needs no engine: kd/onnx_export.h.)
+int run_command(const Options& opt, Engine& engine, Comm& comm = local_comm());
 
 // The files run, train-teacher and distill write to --out, as their closing
 // "wrote ..." line lists them; `plots_drawn`: gnuplot drew the pictures.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kd/config.h"
+#include "kd/distributed.h"
 #include "kd/engine.h"
 #include "kd/model_io.h"
 #include "kd/onnx_runtime.h"
@@ -27,7 +28,8 @@ std::string utc_timestamp(const char* format);
 
 class Session {
  public:
-  Session(const Options& opt, Engine& engine);
+  // `comm`: the job this process is part of; only its rank 0 prints and writes.
+  Session(const Options& opt, Engine& engine, Comm& comm);
 
   // ------------------------------------------------------------ set-up
   // Loads the splits onto the engine and fixes the batch sizes in use.
@@ -95,6 +97,7 @@ class Session {
 
   const Options& opt() const { return opt_; }
   Engine& engine() { return engine_; }
+  Comm& comm() { return comm_; }
   const TrainSettings& settings() const { return settings_; }
   // settings() for a model trained `epochs` epochs (`epochs_flag` names the
   // flag that set them): its learning-rate schedule spans those epochs.
@@ -109,6 +112,7 @@ class Session {
  private:
   const Options& opt_;
   Engine& engine_;
+  Comm& comm_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   TrainSettings settings_;
   bool tty_ = false;
@@ -118,6 +122,8 @@ class Session {
   RunState state_;
   std::vector<int> latency_batches_;  // what load_data made of --latency-batches
   std::string ort_note_;
+  // Progress and report lines: rank 0's, unless --quiet.
+  bool quiet() const { return opt_.quiet || comm_.rank() != 0; }
   // --val-size 0 leaves nothing to select on: best falls back to last.
   bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   void size_batches();

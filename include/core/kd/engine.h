@@ -17,6 +17,7 @@
 #include "kd/arch.h"
 #include "kd/augment.h"
 #include "kd/data.h"
+#include "kd/distributed.h"
 #include "kd/lr_schedule.h"
 #include "kd/reference.h"
 
@@ -130,6 +131,16 @@ class ModelEngine {
   void train_step(int64_t begin, int b, const LossConfig& loss);
   // Waits for the epoch's steps and returns their loss statistics.
   TrainStats end_epoch();
+  // Data-parallel training (--data-parallel, docs/mpi.md): from this call on,
+  // train_step(begin, b, loss) is one step of the global batch order[begin,
+  // begin + b) shared by `comm`'s ranks. Rank r of N computes the gradient
+  // of rows [begin + b*r/N, begin + b*(r+1)/N) as its share of the batch
+  // mean (dropout drawn as for those rows of the global batch); the shares
+  // and their losses are summed in rank order (Comm::sum_in_rank_order), and
+  // every rank applies the same optimiser step to the same sum, so the
+  // weights stay identical on every rank. Each step then needs b >= N.
+  // Engines that cannot refuse with one line (the CUDA engine, until NCCL).
+  void set_data_parallel(Comm& comm);
   // Inference (no dropout) over a whole split, in large batches; stops early
   // at a batch boundary on a stop request (kd/interrupt.h).
   EvalResult evaluate(SplitId split) { return evaluate_impl(split); }
@@ -163,6 +174,8 @@ class ModelEngine {
   virtual void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) = 0;
   virtual void train_step_impl(int64_t begin, int b, const LossConfig& loss) = 0;
   virtual TrainStats end_epoch_impl() = 0;
+  // Default: refuses (an engine that trains data-parallel overrides it).
+  virtual void set_data_parallel_impl(Comm& comm);
   virtual EvalResult evaluate_impl(SplitId split) = 0;
   virtual LatencyRecord measure_latency_impl(int batch, int repeats) = 0;
   virtual std::vector<float> get_params_impl() = 0;
@@ -181,6 +194,7 @@ class ModelEngine {
   bool in_epoch_ = false, has_best_ = false;
   int64_t order_size_ = 0;
   int64_t next_begin_ = -1;  // where the epoch's next step must start; -1: anywhere (first step)
+  int data_parallel_ranks_ = 1;
 };
 
 class Engine {

@@ -64,9 +64,12 @@ void maxpool2x2_forward(const float* x, float* y, uint8_t* argmax, int n, int c,
 void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w);
 
 // ---------------------------------------------------------------- dropout (dropout.cpp)
-// Inverted dropout: y = x * keep / (1 - p), keep = dropout_keep(seed, step, i, p)
+// Inverted dropout: y = x * keep / (1 - p), keep = dropout_keep(seed, step, first + i, p)
 // from kd/philox.h. x, y, mask: (n); mask[i] = 1 when kept. p = 0 copies x.
-void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step);
+// `first`: where x starts in the step's whole tensor, so that a data-parallel
+// shard (rows from `first / row size` on) draws the mask of those rows.
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step,
+                     uint64_t first = 0);
 // dy, mask -> dx: (n); dx = dy * mask / (1 - p).
 void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p);
 

@@ -30,8 +30,9 @@ class CpuModel {
   const std::vector<float>& grads() const { return grads_; }
 
   // x: (b, c*h*w) normalised input -> logits (b, classes), valid until the next call.
-  // training: apply dropout with Philox key dropout_seed(seed, layer) and counter `step`.
-  const float* forward(const float* x, int b, bool training, uint64_t seed, uint64_t step);
+  // training: apply dropout with Philox key dropout_seed(seed, layer) and counter `step`,
+  // x being rows first_row.. of the step's batch (a data-parallel shard; 0 otherwise).
+  const float* forward(const float* x, int b, bool training, uint64_t seed, uint64_t step, int64_t first_row = 0);
   // dlogits: (b, classes) for the last forward -> grads() overwritten.
   void backward(const float* dlogits, int b);
 

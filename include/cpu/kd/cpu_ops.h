@@ -94,8 +94,9 @@ class CpuOps {
                                   ActLayout xl) = 0;
   virtual void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
                                    ActLayout xl) = 0;
+  // first: ref::dropout_forward's (a data-parallel shard's offset in the step's tensor).
   virtual void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
-                               uint64_t step) = 0;
+                               uint64_t step, uint64_t first = 0) = 0;
   virtual void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) = 0;
   virtual void adam_step(float* p, const float* g, float* m, float* v, int64_t n, const ref::AdamParams& a,
                          int64_t step) = 0;

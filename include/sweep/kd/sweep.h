@@ -63,6 +63,10 @@ struct SweepRun {
 // "distilled flatten,dense:32,relu,dense:10 T=4 alpha=0.9 seed=0": what
 // identifies a run in the resume state.
 std::string sweep_run_key(const SweepRun& r);
+// One run as the JSON text sweep_state.json records it, and back (a
+// distributed sweep's ranks send their finished runs to rank 0 so).
+std::string sweep_run_text(const SweepRun& r);
+SweepRun parse_sweep_run(const std::string& text);
 
 // The runs a grid asks for, in training order: per architecture, its distilled
 // configurations (T outer, alpha inner), then scratch unless `no_scratch`

@@ -84,6 +84,7 @@ struct Options {
   std::string model_path;              // eval / latency / export --model F
   std::string onnx_path;               // export --onnx OUT
   bool no_ort = false;                 // --no-ort: no ONNX Runtime latency in the report
+  bool data_parallel = false;          // --data-parallel: every batch shared by the mpirun/srun ranks (docs/mpi.md)
   std::string resume_dir;              // --resume DIR
   int eval_batch_size = 1000;
   int threads = 0;                     // fast CPU engine threads; 0 = every hardware thread

@@ -215,14 +215,16 @@ inline void dropout_apply(const float* __restrict x, float* __restrict y, uint8_
 }  // namespace
 
 KD_VECTOR_CLONES void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t begin, int64_t end,
-                                             float p, uint64_t seed, uint64_t step) {
+                                             float p, uint64_t seed, uint64_t step, int64_t first) {
   const float scale = 1.0f / (1.0f - p);
   uint32_t words[4 * kLanes];
-  // Whole groups of kLanes blocks (4 * kLanes elements) starting at a group boundary.
-  for (int64_t group = begin / (4 * kLanes); group * 4 * kLanes < end; ++group) {
+  // Whole groups of kLanes blocks (4 * kLanes counters) starting at a group
+  // boundary; lo and hi are counters, element i has counter first + i.
+  for (int64_t group = (first + begin) / (4 * kLanes); group * 4 * kLanes < first + end; ++group) {
     philox_blocks(seed, step, uint64_t(group) * kLanes, words);
-    const int64_t lo = std::max(begin, group * 4 * kLanes), hi = std::min(end, (group + 1) * 4 * kLanes);
-    dropout_apply(x + lo, y + lo, mask + lo, words + (lo - group * 4 * kLanes), int(hi - lo), p, scale);
+    const int64_t lo = std::max(first + begin, group * 4 * kLanes), hi = std::min(first + end, (group + 1) * 4 * kLanes);
+    dropout_apply(x + (lo - first), y + (lo - first), mask + (lo - first), words + (lo - group * 4 * kLanes),
+                  int(hi - lo), p, scale);
   }
 }
 

@@ -29,11 +29,11 @@ void maxpool_forward_blocked_kernel(const float* x, float* y, uint8_t* argmax, i
 void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t blocks, int h,
                                      int w);
 
-// Elements [begin, end) of ref::dropout_forward(x, y, mask, n, p, seed, step)
+// Elements [begin, end) of ref::dropout_forward(x, y, mask, n, p, seed, step, first)
 // (pointers are to the whole tensors), for 0 < p; the Philox blocks are drawn
 // 16 at a time in vector lanes.
 void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t begin, int64_t end, float p,
-                            uint64_t seed, uint64_t step);
+                            uint64_t seed, uint64_t step, int64_t first);
 // dx[i] = mask[i] ? dy[i] * scale : 0. (n) each.
 void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale);
 

@@ -197,14 +197,16 @@ class FastOps final : public CpuOps {
   }
 
   // The mask of ref::dropout_forward, bit for bit (same Philox counters).
-  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
-                       uint64_t step) override {
+  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step,
+                       uint64_t first) override {
     if (p == 0.0f) {
       std::copy(x, x + n, y);
       std::fill(mask, mask + n, uint8_t(1));
       return;
     }
-    parallel_ranges(n, [&](int64_t lo, int64_t hi) { dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step); });
+    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
+      dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step, int64_t(first));
+    });
   }
   void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
     const float scale = 1.0f / (1.0f - p);
