@@ -24,6 +24,7 @@
 #include "kd/engine.h"
 #include "kd/error.h"
 #include "kd/params.h"
+#include "engine_test_util.h"
 #if defined(KD_WITH_CUDA) || defined(KD_SIM)
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_engine.h"
@@ -59,24 +60,12 @@ std::vector<NamedEngine> engines() {
   return out;
 }
 
-Dataset random_set(int64_t n, std::mt19937_64& rng) {
-  Dataset d;
-  d.n = n;
-  d.h = d.w = kSide;
-  d.num_classes = kClasses;
-  d.images.resize(size_t(n) * kSide * kSide);
-  d.labels.resize(size_t(n));
-  for (uint8_t& p : d.images) p = uint8_t(rng() % 256);
-  for (uint8_t& l : d.labels) l = uint8_t(rng() % kClasses);
-  return d;
-}
-
 Splits random_splits() {
   std::mt19937_64 rng(20261207);
   Splits s;
-  s.train = random_set(kTrainN, rng);
-  s.val = random_set(40, rng);
-  s.test = random_set(37, rng);
+  s.train = test::random_dataset(kTrainN, kSide, kClasses, rng);
+  s.val = test::random_dataset(40, kSide, kClasses, rng);
+  s.test = test::random_dataset(37, kSide, kClasses, rng);
   s.num_classes = kClasses;
   return s;
 }
