@@ -34,8 +34,11 @@
 
 #include "kd/error.h"
 #include "kd/cuda_buffer.h"
+#include "kd/cuda_timer.h"
 
 namespace kd::bench {
+
+using kd::cuda::EventTimer;
 
 inline constexpr int kSamples = 25;               // timed samples (benchmark iterations) per benchmark
 inline constexpr double kSampleSeconds = 2e-3;    // device time one sample should span
@@ -52,36 +55,6 @@ inline const cudaDeviceProp& device_properties() {
   return props;
 }
 inline size_t l2_bytes() { return static_cast<size_t>(device_properties().l2CacheSize); }
-
-// A start/stop event pair that times whatever `enqueue` puts on `stream`.
-class EventTimer {
- public:
-  EventTimer() {
-    KD_CUDA_CHECK(cudaEventCreate(&start_));
-    KD_CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~EventTimer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  EventTimer(const EventTimer&) = delete;
-  EventTimer& operator=(const EventTimer&) = delete;
-
-  // Seconds of device time between the start and the end of `enqueue`'s work (waits for it).
-  template <typename Enqueue>
-  double seconds(cudaStream_t stream, Enqueue&& enqueue) {
-    KD_CUDA_CHECK(cudaEventRecord(start_, stream));
-    enqueue();
-    KD_CUDA_CHECK(cudaEventRecord(stop_, stream));
-    KD_CUDA_CHECK(cudaEventSynchronize(stop_));
-    float ms = 0;
-    KD_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-    return ms * 1e-3;
-  }
-
- private:
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
-};
 
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -107,14 +80,14 @@ Timing time_launches(benchmark::State& state, cudaStream_t stream, Launch&& laun
   // heuristics stay out of the numbers.
   for (int i = 0; i < kWarmupLaunches; ++i) launch(next++);
   KD_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const double one = timer.seconds(stream, [&] { launch(next++); });
+  const double one = 1e-3 * timer.milliseconds(stream, [&] { launch(next++); });
   Timing timing;
   timing.launches_per_sample =
       static_cast<int>(std::clamp(std::ceil(kSampleSeconds / std::max(one, 1e-7)), 1.0, double(kMaxLaunchesPerSample)));
   std::vector<double> per_launch;
   per_launch.reserve(kSamples);
   for (auto _ : state) {
-    const double s = timer.seconds(stream, [&] {
+    const double s = 1e-3 * timer.milliseconds(stream, [&] {
       for (int i = 0; i < timing.launches_per_sample; ++i) launch(next++);
     });
     per_launch.push_back(s / timing.launches_per_sample);
@@ -180,9 +153,9 @@ inline double copy_bandwidth_gbps() {
     KD_CUDA_CHECK(cudaMemset(dst.data(), 0xA5, bytes));
     EventTimer timer;
     const auto copy = [&] { KD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, nullptr)); };
-    for (int i = 0; i < 2; ++i) timer.seconds(nullptr, copy);
+    for (int i = 0; i < 2; ++i) timer.milliseconds(nullptr, copy);
     std::vector<double> times;
-    for (int i = 0; i < 10; ++i) times.push_back(timer.seconds(nullptr, copy));
+    for (int i = 0; i < 10; ++i) times.push_back(1e-3 * timer.milliseconds(nullptr, copy));
     return 2.0 * bytes / median(times) / 1e9;
   }();
   return gbps;

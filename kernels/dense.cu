@@ -40,6 +40,7 @@
 #include "kd/launch.h"
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
+#include "kd/cuda_timer.h"
 
 #define KD_CUBLAS_CHECK(call)                                                                            \
   do {                                                                                                   \
@@ -323,14 +324,6 @@ struct LtForwardPlan {
   LtForwardPlan& operator=(const LtForwardPlan&) = delete;
 };
 
-struct Event {
-  cudaEvent_t event = nullptr;
-  Event() { KD_CUDA_CHECK(cudaEventCreate(&event)); }
-  ~Event() { cudaEventDestroy(event); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-};
-
 using LtPlanKey = std::tuple<int, int, int, bool, uint32_t, uint32_t, uint32_t>;  // b, in, out, relu, alignments
 using ShapeKey = std::tuple<int, int, int, bool, bool>;                           // b, in, out, relu, training
 
@@ -557,20 +550,17 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
         buf->data(), int64_t(buf->size()), seed++);
     KD_CUDA_CHECK_LAUNCH(fill_hash_kernel);
   }
-  const Event start, stop;
+  EventTimer timer;
   constexpr int kWarmup = 2, kTimed = 7;
   const auto median_ms = [&](DenseImpl impl) {
     std::vector<float> times;
     for (int rep = 0; rep < kWarmup + kTimed; ++rep) {
-      KD_CUDA_CHECK(cudaEventRecord(start.event, stream));
-      dense_forward(ctx, impl, x.data(), w.data(), bias.data(), y.data(), b, in, out, relu, stream);
-      if (training)
-        dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
-                       stream);
-      KD_CUDA_CHECK(cudaEventRecord(stop.event, stream));
-      KD_CUDA_CHECK(cudaEventSynchronize(stop.event));
-      float ms = 0;
-      KD_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event, stop.event));
+      const float ms = float(timer.milliseconds(stream, [&] {
+        dense_forward(ctx, impl, x.data(), w.data(), bias.data(), y.data(), b, in, out, relu, stream);
+        if (training)
+          dense_backward(ctx, impl, x.data(), w.data(), dy.data(), dx.data(), relu, dw.data(), db.data(), b, in, out,
+                         stream);
+      }));
       if (rep >= kWarmup) times.push_back(ms);
     }
     std::nth_element(times.begin(), times.begin() + kTimed / 2, times.end());

@@ -17,9 +17,10 @@ cmake --build build-asan -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 # Left out here, run by the normal build only: the seeded-random and sm_80
 # schedules of the simulated tests, the end-to-end pipeline runs (minutes under
-# ASan; the orchestration tests that stop, resume and cap batches stay in), the
-# simulated engine's end-to-end tests (sim.pipeline.*, sim.conformance.*, sim.kdtrain_cli: ~2.5
-# CPU-minutes unsanitized) and the Python harness tests of the GPU check. This
-# keeps CI under its 25 minutes.
+# ASan; the orchestration tests that stop, resume and cap batches stay in) and
+# the Python harness tests of the GPU check. The simulated engine's end-to-end
+# tests (sim.pipeline.*, sim.conformance.*, sim.kdtrain_cli: ~2.5 CPU-minutes
+# unsanitized) are not even built here (tests/sim/CMakeLists.txt). This keeps
+# CI under its 25 minutes.
 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" \
-  -E '^(sim\.(random|sm80|pipeline|conformance)\.|sim\.kdtrain_cli$|PipelineEndToEnd\.|gpu_check_scripts$)'
+  -E '^(sim\.(random|sm80)\.|PipelineEndToEnd$|gpu_check_scripts$)'

@@ -25,6 +25,7 @@
 #include "kd/engine.h"
 #include "kd/error.h"
 #include "kd/params.h"
+#include "engine_test_util.h"
 #if defined(KD_WITH_CUDA) || defined(KD_SIM)
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_engine.h"
@@ -60,27 +61,14 @@ std::vector<NamedEngine> engines() {
   return out;
 }
 
-Dataset random_set(int64_t n, int channels, std::mt19937_64& rng) {
-  Dataset d;
-  d.n = n;
-  d.c = channels;
-  d.h = d.w = kSide;
-  d.num_classes = kClasses;
-  d.images.resize(size_t(n) * channels * kSide * kSide);
-  d.labels.resize(size_t(n));
-  for (uint8_t& p : d.images) p = uint8_t(rng() % 256);
-  for (uint8_t& l : d.labels) l = uint8_t(rng() % kClasses);
-  return d;
-}
-
 // Grey (MNIST's normalisation), or colour with a different mean and std per
 // channel, so that an engine normalising a plane with another's shows.
 Splits random_splits(int channels = 1) {
   std::mt19937_64 rng(20261207);
   Splits s;
-  s.train = random_set(kTrainN, channels, rng);
-  s.val = random_set(40, channels, rng);
-  s.test = random_set(37, channels, rng);
+  s.train = test::random_dataset(kTrainN, kSide, kClasses, rng, channels);
+  s.val = test::random_dataset(40, kSide, kClasses, rng, channels);
+  s.test = test::random_dataset(37, kSide, kClasses, rng, channels);
   s.num_classes = kClasses;
   if (channels == 3) s.normalization = Normalization{3, {0.4f, 0.5f, 0.6f}, {0.2f, 0.25f, 0.3f}};
   return s;

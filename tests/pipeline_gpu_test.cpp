@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine_test_util.h"
 #include "gpu_test_util.h"
 #include "kd/cpu_engine.h"
 #include "kd/arch.h"
@@ -45,19 +46,6 @@ constexpr const char* kTeacherArch =
                      : kDefaultTeacherArch;
 constexpr const char* kStudentArch = test::kSimulated ? "flatten,dense:24,relu,dense:12,relu,dense:10" : kDefaultStudentArch;
 
-Dataset random_dataset(int64_t n, std::mt19937_64& rng) {
-  Dataset d;
-  d.n = n;
-  d.h = d.w = kSide;
-  d.num_classes = kClasses;
-  d.images.resize(size_t(n) * kSide * kSide);
-  d.labels.resize(size_t(n));
-  std::uniform_int_distribution<int> pixel(0, 255), label(0, kClasses - 1);
-  for (uint8_t& p : d.images) p = uint8_t(pixel(rng));
-  for (uint8_t& l : d.labels) l = uint8_t(label(rng));
-  return d;
-}
-
 struct World {
   Splits splits;
   Arch teacher, student;
@@ -68,9 +56,9 @@ struct World {
 World make_world() {
   std::mt19937_64 rng(test::test_seed());
   World w;
-  w.splits.train = random_dataset(kTrainN, rng);
-  w.splits.val = random_dataset(kValN, rng);
-  w.splits.test = random_dataset(kTestN, rng);
+  w.splits.train = test::random_dataset(kTrainN, kSide, kClasses, rng);
+  w.splits.val = test::random_dataset(kValN, kSide, kClasses, rng);
+  w.splits.test = test::random_dataset(kTestN, kSide, kClasses, rng);
   w.splits.num_classes = kClasses;
   const Shape image{1, kSide, kSide, false};
   w.teacher = parse_arch(kTeacherArch, image, kClasses, "--teacher-arch");

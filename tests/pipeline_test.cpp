@@ -183,8 +183,11 @@ void expect_wrote_line_matches_directory(const std::string& stdout_text, const s
 }
 
 TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
+  // What is checked is the file hand-over, not learning: one short teacher epoch will do.
   Options teach = small_run(fresh_dir("teach"));
   teach.command = Command::TrainTeacher;
+  teach.train_limit = 1000;
+  teach.epochs_teacher = 1;
   auto engine = make_cpu_engine();
   ASSERT_EQ(run_command(teach, *engine), 0);
   EXPECT_FALSE(fs::exists(teach.out_dir + "/student.safetensors")) << "train-teacher trains the teacher only";
@@ -192,6 +195,7 @@ TEST(PipelineCommands, DistillFromASavedTeacherReusesItUnchanged) {
   Options distill = small_run(fresh_dir("distill"));
   distill.command = Command::Distill;
   distill.teacher_path = teach.out_dir + "/teacher.safetensors";
+  distill.train_limit = teach.train_limit;
   distill.no_baseline = true;
   distill.epochs_student = 1;
   distill.quiet = false;  // for the closing "wrote ..." line
@@ -405,6 +409,7 @@ void run_stopped_after(const Options& o, Engine& engine, int steps) {
 
 TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
   Options straight = small_run(fresh_dir("straight"));
+  straight.train_limit = 1000;
   straight.no_baseline = true;
   straight.epochs_teacher = 1;
   auto engine = make_cpu_engine();
@@ -412,8 +417,8 @@ TEST(PipelineOrchestration, ResumeAfterInterruptEqualsUninterruptedRun) {
 
   Options broken = straight;
   broken.out_dir = fresh_dir("broken");
-  // 3,000 images / 64 = 47 teacher steps; stop 60 steps in: mid-way through student epoch 1.
-  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "60", 1);
+  // 1,000 images / 64 = 16 teacher steps; stop 21 steps in: mid-way through student epoch 1.
+  setenv("KD_TEST_INTERRUPT_AFTER_STEPS", "21", 1);
   auto engine2 = make_cpu_engine();
   EXPECT_THROW(
       {
@@ -660,7 +665,7 @@ TEST(PipelineOrchestration, SigtermThenResumeEqualsUninterruptedRunOnTheFastCpuE
 TEST(PipelineOrchestration, StopAtTheEndOfAnEpochResumesWithItsLoss) {
   Options straight = small_run(fresh_dir("edge_straight"));
   straight.command = Command::TrainTeacher;
-  straight.train_limit = 1000;  // 1,000 training images: 16 steps of 64 (the last of 40)
+  straight.train_limit = 300;  // 300 training images: 5 steps of 64 (the last of 44)
   straight.val_size = 200;
   straight.epochs_teacher = 2;
   auto engine = make_cpu_engine();
@@ -669,10 +674,10 @@ TEST(PipelineOrchestration, StopAtTheEndOfAnEpochResumesWithItsLoss) {
   Options broken = straight;
   broken.out_dir = fresh_dir("edge_broken");
   auto engine2 = make_cpu_engine();
-  run_stopped_after(broken, *engine2, 16);
+  run_stopped_after(broken, *engine2, 5);
   const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
   EXPECT_EQ(ck.epochs_done, 0);
-  EXPECT_EQ(ck.epoch_steps, 16);
+  EXPECT_EQ(ck.epoch_steps, 5);
 
   Options resumed = broken;
   resumed.resume_dir = broken.out_dir;
@@ -776,10 +781,11 @@ TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
 
 // ------------------------------------------------------------ --select
 
-// 1,000 training images (16 steps of 64 per epoch), a 500-image test split.
+// 300 training images (5 steps per epoch, the last of 44), a 500-image test
+// split: selection is scripted or compared between runs, so accuracy is not needed.
 Options selection_run(const std::string& name, int epochs) {
   Options o = small_run(fresh_dir(name));
-  o.train_limit = 1000;
+  o.train_limit = 300;
   o.val_size = 200;
   o.test_limit = 500;
   o.epochs_teacher = epochs;
@@ -790,7 +796,7 @@ Options selection_run(const std::string& name, int epochs) {
 // Validation accuracy 0.5, 0.9, 0.7 (of 1,000) after epochs 1, 2, 3: epoch 2 is the best.
 ValScript peak_at_epoch_two() {
   ValScript v;
-  v.steps_per_epoch = 16;
+  v.steps_per_epoch = 5;
   for (int64_t correct : {500, 900, 700}) v.by_epoch.push_back(EvalResult{0.5, correct, 1000});
   return v;
 }
@@ -857,7 +863,7 @@ TEST(PipelineSelection, TiesGoToTheLowerLossThenTheEarlierEpoch) {
   Options o = selection_run("select_ties", 3);
   o.command = Command::TrainTeacher;
   RecordingEngine engine;
-  engine.script.steps_per_epoch = 16;
+  engine.script.steps_per_epoch = 5;
   engine.script.by_epoch = {EvalResult{0.5, 900, 1000}, EvalResult{0.3, 900, 1000}, EvalResult{0.3, 900, 1000}};
   ASSERT_EQ(run_command(o, engine), 0);
   EXPECT_EQ(model_summary(o.out_dir, "teacher")["selected_epoch"], 2);
@@ -876,7 +882,7 @@ TEST(PipelineSelection, ResumeMidEpochAfterTheBestEpochKeepsIt) {
   broken.command = Command::TrainTeacher;
   RecordingEngine engine2;
   engine2.script = peak_at_epoch_two();
-  run_stopped_after(broken, engine2, 16 + 16 + 5);  // inside epoch 3
+  run_stopped_after(broken, engine2, 5 + 5 + 2);  // inside epoch 3
   const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
   EXPECT_EQ(ck.epochs_done, 2);
   EXPECT_EQ(ck.best_epoch, 2);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "epoch_cursor.h"
+#include "kd/cuda_timer.h"
 #include "kd/data.h"
 #include "kd/interrupt.h"
 
@@ -19,19 +20,6 @@ constexpr int kLatencyWarmup = 5;
 // The memory check's allowance for cuDNN workspaces: the cap kernels/conv.cu
 // puts on one plan's workspace. An upper bound for one plan, not exact.
 constexpr int64_t kConvWorkspaceAllowance = int64_t(512) << 20;
-
-// An owned CUDA event.
-class Event {
- public:
-  Event() { KD_CUDA_CHECK(cudaEventCreate(&event_)); }
-  ~Event() { cudaEventDestroy(event_); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  cudaEvent_t get() const { return event_; }
-
- private:
-  cudaEvent_t event_ = nullptr;
-};
 
 }  // namespace
 
@@ -422,17 +410,11 @@ LatencyRecord CudaModel::measure_latency_impl(int batch, int repeats) {
   for (int i = 0; i < kLatencyWarmup; ++i) net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
   KD_CUDA_CHECK(cudaStreamSynchronize(stream));
   // One forward at a time from an idle stream, as a single request would see it.
-  const Event start, stop;
+  EventTimer timer;
   std::vector<double> ms;
-  for (int r = 0; r < repeats && !(r > 0 && interrupted()); ++r) {
-    KD_CUDA_CHECK(cudaEventRecord(start.get(), stream));
-    net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream);
-    KD_CUDA_CHECK(cudaEventRecord(stop.get(), stream));
-    KD_CUDA_CHECK(cudaEventSynchronize(stop.get()));
-    float elapsed = 0;
-    KD_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start.get(), stop.get()));
-    ms.push_back(elapsed);
-  }
+  for (int r = 0; r < repeats && !(r > 0 && interrupted()); ++r)
+    ms.push_back(
+        timer.milliseconds(stream, [&] { net_.forward(params_.data(), inference_.acts, plan, b, nullptr, stream); }));
   return latency_stats(b, std::move(ms));
 }
 

@@ -6,9 +6,10 @@
 //
 // The arch parser (arch.cpp), the parameter views and init (params.cpp), the
 // ONNX export and the GPU engine's parameter layout read this table; each
-// engine then has exactly one switch over LayerKind for the arithmetic
-// (src/cpu/cpu_model.cpp, src/gpu/cuda_network.cu), compiled with
-// -Werror=switch so a new kind cannot be half-wired. docs/architecture.md "Adding a
+// engine's layer loop then switches over LayerKind for the arithmetic, in one
+// file per engine (src/cpu/cpu_model.cpp: forward and backward;
+// src/gpu/cuda_network.cu: forward, backward and which layers are views),
+// compiled with -Werror=switch so a new kind cannot be half-wired. docs/architecture.md "Adding a
 // layer kind" lists the files a new kind touches.
 #pragma once
 
