@@ -69,8 +69,9 @@ TEST(Arch, DefaultsAdaptToTheDataAndStayMnistsOnMnist) {
   for (int side : {6, 29, 64, 224, 1000}) {
     const Shape grey{1, side, side, false};
     const Arch a = parse_arch(adapt_default_arch(kDefaultTeacherArch, grey, 2), grey, 2, "--teacher-arch");
-    for (const Layer& l : a.layers)
+    for (const Layer& l : a.layers) {
       if (l.kind == LayerKind::Flatten) EXPECT_LE(l.out_shape.c, 9216) << side;
+    }
   }
 }
 

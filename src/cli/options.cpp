@@ -148,6 +148,7 @@ void parse_value(const std::string& flag, const std::string& text, ImageSize& ou
   const size_t x = text.find('x');
   if (x == std::string::npos) bad_value(flag, text, "is not HxW with H and W from 1 to 65535 (e.g. 32x32)");
   out = ImageSize{dimension(text.substr(0, x)), dimension(text.substr(x + 1))};
+}
 
 // "LO,HI", two numbers.
 void parse_value(const std::string& flag, const std::string& text, ScaleRange& out) {

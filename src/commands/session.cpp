@@ -79,7 +79,10 @@ std::string flag_value(const char* flag, int64_t asked, int64_t used) {
 
 Session::Session(const Options& opt, Engine& engine, Comm& comm)
     : opt_(opt), engine_(engine), comm_(comm), settings_(settings_from(opt)), state_(opt) {
-  tty_ = !quiet() && isatty(STDOUT_FILENO);
+  // No live progress line under MPI: mpirun hands each rank a pseudo-terminal,
+  // and rank 0's dispatch thread prints its "[sweep] k/N done" lines while a
+  // run trains, which would land behind a half-drawn progress line.
+  tty_ = !quiet() && isatty(STDOUT_FILENO) && comm_.size() == 1;
   report_.options = opt_;
   report_.started_at = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
 }
