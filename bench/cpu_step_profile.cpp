@@ -101,9 +101,9 @@ class TimedOps final : public CpuOps {
                            ActLayout xl) override {
     timed("maxpool backward", [&] { inner_->maxpool2x2_backward(dy, argmax, dx, n, c, h, w, xl); });
   }
-  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
-                       uint64_t step) override {
-    timed("dropout forward", [&] { inner_->dropout_forward(x, y, mask, n, p, seed, step); });
+  void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, uint64_t step,
+                       uint64_t first) override {
+    timed("dropout forward", [&] { inner_->dropout_forward(x, y, mask, n, p, seed, step, first); });
   }
   void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
     timed("dropout backward", [&] { inner_->dropout_backward(dy, mask, dx, n, p); });
