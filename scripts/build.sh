@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 cuda=ON
 [[ -x /usr/local/cuda/bin/nvcc ]] || cuda=OFF
 cmake -S . -B build -DKD_WITH_CUDA="$cuda" "$@" >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(($(nproc) + 1))"  # one job more than cores: links and I/O leave a core idle otherwise
