@@ -538,6 +538,19 @@ TEST(PipelineOrchestration, ResumeNamesTheFirstDifferingFlag) {
   limited.train_limit = 0;
   EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(limited)),
             "--train-limit 3000, this run has --train-limit 0");
+  // The input settings: a resumed run must read its images the same way.
+  Options normalized = o;
+  normalized.normalize = "data";
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(normalized)),
+            "--normalize auto, this run has --normalize data");
+  Options resized = o;
+  resized.image_size = ImageSize{32, 32};
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(resized)),
+            "--image-size (not given), this run has --image-size 32x32");
+  Options nhwc = o;
+  nhwc.channels_last = true;
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(nhwc)),
+            "--channels-last off, this run has --channels-last on");
   EXPECT_NE(fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
             std::string::npos)
       << "a truncated fingerprint is not a match";

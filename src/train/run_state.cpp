@@ -49,7 +49,10 @@ std::vector<FingerprintField> options_fingerprint_fields(const Options& o) {
           {"val", "--val-size", text(o.val_size)},
           {"limit", "--train-limit", text(o.train_limit)},
           {"select", "--select", select_rule_name(o.select)},
-          {"data", "--data", fs::weakly_canonical(o.data_dir).string()}};
+          {"data", "--data", fs::weakly_canonical(o.data_dir).string()},
+          {"normalize", "--normalize", o.normalize},
+          {"channels_last", "--channels-last", o.channels_last ? "on" : "off"},
+          {"image_size", "--image-size", o.image_size.h ? text(o.image_size.h) + "x" + text(o.image_size.w) : ""}};
 }
 
 std::string fingerprint_text(const std::vector<FingerprintField>& fields) {
