@@ -23,6 +23,8 @@ function(kd_sim_mutant name family original replacement filter expect)
   set(mutant_source ${CMAKE_CURRENT_BINARY_DIR}/mutants/${name}/${family}.cu)
   file(CONFIGURE OUTPUT ${mutant_source} CONTENT "${text}" @ONLY)
   kd_sim_kernel_library(kd_sim_kernels_${name} ${mutant_source})
+  # -O1 as test code: a mutant only has to run its test once to be caught.
+  target_compile_options(kd_sim_kernels_${name} PRIVATE ${KD_TEST_OPTIMIZE})
   add_executable(mutant_${name} $<TARGET_OBJECTS:kd_sim_test_${family}>)
   target_link_libraries(mutant_${name} PRIVATE kd_sim_kernels_${name} kd_sim_main)
   add_test(NAME sim.mutant.${name}
@@ -55,6 +57,7 @@ function(kd_sim_engine_mutant name file original replacement filter expect)
     list(APPEND sources ${dir}/${source_name})
   endforeach()
   kd_sim_engine_library(kd_sim_engine_${name} ${sources})
+  target_compile_options(kd_sim_engine_${name} PRIVATE ${KD_TEST_OPTIMIZE})
   add_executable(mutant_${name} $<TARGET_OBJECTS:kd_sim_test_pipeline>)
   target_link_libraries(mutant_${name} PRIVATE kd_sim_engine_${name} kd_sim_main)
   add_test(NAME sim.mutant.${name}

@@ -1,14 +1,14 @@
 // Device memory and the access checker of the CUDA simulator.
 //
-// With KDSIM_ACCESS_CHECKER (kernel sources compiled with -fsanitize=thread,
+// The access checker (kernel sources compiled with -fsanitize=thread,
 // which makes the compiler call __tsan_read4(address) and friends around
 // every load and store; those functions are defined here, no ThreadSanitizer
 // runtime is linked), cudaMalloc hands out exact-sized ranges of one reserved
 // arena with a shadow byte per 8 bytes, and every access a simulated thread
 // makes is checked: global accesses against the live allocations, shared
 // accesses for races, uninitialised reads and bounds (see cuda_sim.h).
-// Without it (the ASan build), cudaMalloc is malloc, so ASan sees every
-// allocation at its exact size.
+// ASan would intercept the same accesses, so the sanitized build has no
+// simulator (CMakeLists.txt).
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -19,7 +19,6 @@
 
 #include "sim_internal.h"
 
-#if defined(KDSIM_ACCESS_CHECKER)
 namespace kdsim {
 namespace {
 
@@ -341,33 +340,3 @@ KDSIM_ATOMIC_HOOKS(64, uint64_t)
 void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 void __tsan_atomic_signal_fence(int) {}
 }
-
-#else  // no access checker: plain exact-sized allocations for ASan
-
-namespace kdsim {
-namespace {
-std::map<void*, size_t> g_live;  // allocation -> bytes, for cudaMemGetInfo and invalid frees
-size_t g_bytes_live = 0;
-}  // namespace
-void checker_begin_launch() {}
-void* device_malloc(size_t bytes) {
-  void* p = std::malloc(bytes ? bytes : 1);
-  if (p) {
-    g_live[p] = bytes;
-    g_bytes_live += bytes;
-  }
-  return p;
-}
-bool device_free(void* ptr) {
-  const auto it = g_live.find(ptr);
-  if (it == g_live.end()) return false;
-  g_bytes_live -= it->second;
-  g_live.erase(it);
-  std::free(ptr);
-  return true;
-}
-bool device_range_ok(const void*, size_t, std::string*) { return true; }
-size_t device_bytes_in_use() { return g_bytes_live; }
-}  // namespace kdsim
-
-#endif

@@ -22,8 +22,7 @@
 // once; the vendor kernels' summation orders and TF32 under
 // CUBLAS_TF32_TENSOR_OP_MATH are not modelled (the math mode is validated and
 // stored, never applied). The workspace of cublasSetWorkspace is validated,
-// not used; the 256-byte alignment cuBLAS asks of it is not checked (the ASan
-// build's simulated cudaMalloc aligns to 16 only).
+// not used; the 256-byte alignment cuBLAS asks of it is not checked.
 #pragma once
 
 #include "cuda_sim.h"

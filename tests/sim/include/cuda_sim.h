@@ -75,17 +75,16 @@
 //  - warp shuffles and votes whose mask leaves out the calling lane, names an
 //    exited lane, or reads a lane outside the mask; lanes of one mask arriving
 //    at different operations;
-//  - with the access checker (kernels compiled with -fsanitize=thread, which
+//  - through the access checker (kernels compiled with -fsanitize=thread, which
 //    here only routes every load and store of kernel code to this simulator;
 //    no ThreadSanitizer runtime is linked): shared-memory races (two threads,
 //    one address, at least one write, no barrier between them; both sites),
 //    reads of shared memory no thread of the block wrote, dynamic
 //    shared memory out of the launch's bounds, reads of another block's
 //    shared memory after it exited, and global accesses outside any live
-//    cudaMalloc allocation (exact-sized, with gaps between allocations);
-//  - in the ASan build (no access checker; ASan and ThreadSanitizer
-//    instrumentation exclude each other): global out-of-bounds accesses through
-//    ASan on exact-sized allocations.
+//    cudaMalloc allocation (exact-sized, with gaps between allocations).
+//    ASan and this instrumentation exclude each other, so the sanitized build
+//    has no simulator.
 //
 // Limits. It checks logic, indexing and races between barriers; not timing,
 // coalescing, bank conflicts, occupancy, the hardware memory model (memory is
