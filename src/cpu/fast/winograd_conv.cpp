@@ -8,7 +8,7 @@
 //
 // This file holds what is the same on every path (the filter transforms in
 // double, the tiling, the threads, the filter gradient's final sum) and
-// includes the vector kernels (winograd_kernels.inc) once per x86-64 path,
+// includes the vector kernels (simd_gemm.inc, winograd_kernels.inc) once per x86-64 path,
 // AVX-512 and AVX2+FMA; the constructor picks one (cpu_path.h).
 #include "winograd_conv.h"
 
@@ -117,9 +117,10 @@ void for_each_chunk(int64_t tiles, F&& chunk) {
 #pragma GCC target("avx512f,avx512bw,fma")
 namespace avx512 {
 namespace {
-#define KD_WINOGRAD_AVX512 1
+#define KD_SIMD_AVX512 1
+#include "simd_gemm.inc"
 #include "winograd_kernels.inc"
-#undef KD_WINOGRAD_AVX512
+#undef KD_SIMD_AVX512
 }  // namespace
 }  // namespace avx512
 #pragma GCC pop_options
@@ -128,9 +129,10 @@ namespace {
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 namespace {
-#define KD_WINOGRAD_AVX512 0
+#define KD_SIMD_AVX512 0
+#include "simd_gemm.inc"
 #include "winograd_kernels.inc"
-#undef KD_WINOGRAD_AVX512
+#undef KD_SIMD_AVX512
 }  // namespace
 }  // namespace avx2
 #pragma GCC pop_options
