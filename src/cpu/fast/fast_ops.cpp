@@ -127,6 +127,7 @@ class FastOps final : public CpuOps {
     if (WinogradConv* conv = yl == ActLayout::Nchw16c ? winograd(s, xl) : nullptr)
       return conv->conv_forward(x, w, b, y, relu);
     OnednnConv& conv = plan(s, xl, yl);
+    use_threads_for(int64_t(s.n) * s.out_c * s.in_c * s.k * s.k * s.out_h() * s.out_w());  // batch 1: one thread
     onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,

@@ -103,11 +103,15 @@ struct Pass {
   float* m(int t) const { return m_bufs[t]; }
 };
 
-// Runs chunk(first_tile, thread) over every chunk of `tiles`, threads taking contiguous runs.
+// Runs chunk(first_tile, thread) over every chunk of `tiles`, threads taking contiguous runs; on the
+// calling thread alone (thread 0) when there are fewer than kMinChunksPerThread per thread: the teacher's
+// conv2 at batch 1 is 2 chunks (~20 us each), and waking a passively waiting thread for one of them made
+// the batch-1 forward slower, not faster (bench/RESULTS.md). Each output is still computed in the same order.
+constexpr int64_t kMinChunksPerThread = 4;
 template <class F>
 void for_each_chunk(int64_t tiles, F&& chunk) {
   const int64_t chunks = (tiles + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks >= kMinChunksPerThread * omp_get_max_threads())
   for (int64_t c = 0; c < chunks; ++c) chunk(c * kChunk, omp_get_thread_num());
 }
 
