@@ -1,17 +1,16 @@
-// The fast engine's own dense-layer forward: y = x . w^T + bias (then ReLU), a
-// register-blocked GEMM on 16-float vectors with runtime dispatch (cpu_path.h).
+// The fast engine's own dense-layer forward: y = x . w^T + bias (then ReLU), on
+// the register-blocked GEMM of its Winograd convolution (simd_gemm.inc), with
+// runtime dispatch (cpu_path.h).
 //
-// Why not only oneDNN's SGEMM: the student's layers are small (64 x 784 x 256
-// at batch 64) and oneDNN split them badly across threads (0.50x ONNX Runtime
-// at batch 64 on 2 threads, bench/RESULTS.md), and its AVX2 SGEMM ran well
-// below its AVX-512 one. This kernel reads w in the layer's own (out, in)
-// layout, so there is no packing and nothing to cache between calls.
+// Why not only oneDNN's SGEMM: on 2 threads it split the student's layers badly
+// (0.50x ONNX Runtime at batch 64, bench/RESULTS.md), and its results depend on
+// the thread count. Here w is read in the layer's own (out, in) layout (nothing
+// the size of w is packed or cached) and x is packed in panels of 64 rows.
 //
-// Numerics: every y element is a dot product summed by one thread in a fixed
-// order: 16 lane sums over k = l mod 16 (explicit FMAs, k ascending), a fixed
-// tree over the lanes, then the k % 16 tail and the bias. So a result does not
-// depend on the thread count, the blocking, or the path (avx512 and avx2 give
-// the same bits: tests/dense_gemm_test.cpp).
+// Numerics: every y element is one fp32 FMA chain over k in ascending order,
+// then + bias (one rounding), then ReLU. So a result does not depend on the
+// thread count, the panel a row falls in, or the path: avx512 and avx2 give the
+// same bits (tests/dense_gemm_test.cpp).
 #pragma once
 
 #include <vector>

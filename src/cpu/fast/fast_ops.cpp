@@ -58,8 +58,8 @@ void cap_onednn_isa() {
   }
 }
 
-// The own dense GEMM packs x in panels of 16 rows: below this many rows the padding would cost more
-// than it saves, and oneDNN's SGEMM (a GEMV at one row) is as fast.
+// The own dense GEMM pads x's rows to a multiple of 16 (one vector of y^T's columns): below 16 rows
+// most of its work would be padding, and oneDNN's SGEMM (a GEMV at one row) is as fast.
 constexpr int kDenseGemmMinRows = 16;
 
 // GEMMs and convolutions of fewer multiply-adds than this run on one thread (use_threads_for).
