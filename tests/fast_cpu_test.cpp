@@ -141,7 +141,8 @@ TEST(FastConv, ReportsNchw16cForConvolutionsWithChannelsInSixteens) {
 }
 
 // ---------------------------------------------------------------- dense
-// On one thread and on several: the forward takes a different SGEMM formulation on each.
+// On one thread and on several: below 16 rows the forward takes a different SGEMM formulation on each;
+// from 16 rows on a vector path it is the engine's own GEMM (tests/dense_gemm_test.cpp has its details).
 TEST(FastDense, ForwardAndBackwardMatchTheReference) {
   auto ref_ops = make_reference_ops();
   auto rng = make_rng(12);

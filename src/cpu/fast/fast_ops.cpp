@@ -1,11 +1,13 @@
 // The fast CPU ops (kd/cpu_ops.h): fp32, multithreaded. Convolutions on
 // oneDNN (OnednnConv, one per shape), except those WinogradConv takes (3x3,
-// stride 1, channels in sixteens, Nchw16c on both sides, an AVX-512 CPU),
-// which also fuse a following ReLU and max-pool; dense layers on oneDNN's
-// SGEMM, and the cheap ops as OpenMP loops over the same thread pool oneDNN uses.
+// stride 1, channels in sixteens, Nchw16c on both sides, a vector path), which
+// also fuse a following ReLU and max-pool; dense layers on oneDNN's SGEMM, except
+// forwards of 16 rows or more on a vector path, which take the engine's own GEMM
+// (dense_gemm.h); the cheap ops as OpenMP loops over the same thread pool oneDNN uses.
 //
-// Determinism: every loop here is elementwise or has a fixed per-element order
-// of summation, so its result does not depend on the thread count; oneDNN's
+// Determinism: every loop here, and the own Winograd forwards and dense GEMM, is
+// elementwise or has a fixed per-element order of summation, so its result does
+// not depend on the thread count; oneDNN's
 // convolutions and SGEMM split their reductions by thread count, so results
 // are bit-identical across runs with the same --threads and agree within fp32
 // rounding across thread counts (tests/fast_cpu_test.cpp checks both).
@@ -23,6 +25,7 @@
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
 #include "cpu_kernels.h"
+#include "dense_gemm.h"
 #include "onednn_conv.h"
 #include "cpu_path.h"
 #include "winograd_conv.h"
@@ -54,6 +57,17 @@ void cap_onednn_isa() {
   } catch (const dnnl::error&) {  // too late in this process: see above
   }
 }
+
+// The own dense GEMM pads x's rows to a multiple of 16 (one vector of y^T's columns): below 16 rows
+// most of its work would be padding, and oneDNN's SGEMM (a GEMV at one row) is as fast.
+constexpr int kDenseGemmMinRows = 16;
+
+// GEMMs and convolutions of fewer multiply-adds than this run on one thread (use_threads_for).
+constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
+// The same for the own dense GEMM's forward, higher: the student's first layer at batch 64 (12.8 M)
+// ran faster on one thread than on two, end to end (0.170 against 0.194-0.210 ms per forward at load
+// ~10 on the 2-core VM, bench/RESULTS.md); the teacher's fc1 at batch 64 (75 M) gains from two.
+constexpr int64_t kDenseGemmParallelMin = int64_t(1) << 24;
 
 // Loops shorter than this run on the calling thread: waking the pool costs
 // microseconds, which is the whole budget of a batch-1 student forward.
@@ -113,6 +127,7 @@ class FastOps final : public CpuOps {
     if (WinogradConv* conv = yl == ActLayout::Nchw16c ? winograd(s, xl) : nullptr)
       return conv->conv_forward(x, w, b, y, relu);
     OnednnConv& conv = plan(s, xl, yl);
+    use_threads_for(int64_t(s.n) * s.out_c * s.in_c * s.k * s.k * s.out_h() * s.out_w());  // batch 1: one thread
     onednn_call("convolution forward (" + shape_text(s) + ")", [&] { conv.forward(stream_, x, w, b, y, relu); });
   }
   void conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
@@ -125,22 +140,27 @@ class FastOps final : public CpuOps {
 
   ConvReluPool* conv_relu_pool(const ref::ConvShape& s, ActLayout xl) override { return winograd(s, xl); }
 
-  // y = x . w^T + bias. On one thread SGEMM writes y directly (rows start as the
-  // bias, beta = 1). On more, oneDNN's SGEMM splits y = x . w^T (m = b = 64 rows)
-  // badly: it ran no faster on 2 threads than on 1 for the teacher's fc1
-  // (2.3 vs 2.1 ms), while the transposed product y^T = w . x^T (m = out) took
-  // 1.2 ms; so it computes y^T and transposes it while adding the bias.
+  // y = x . w^T + bias. From kDenseGemmMinRows rows on a vector path: the engine's own GEMM
+  // (dense_gemm.h), thread-count independent. Below, and on the scalar path, oneDNN's SGEMM: on one
+  // thread it writes y directly (rows start as the bias, beta = 1); on more it splits y = x . w^T
+  // (m = b = 64 rows) badly (no faster on 2 threads than on 1 for the teacher's fc1, 2.3 vs 2.1 ms),
+  // while the transposed product y^T = w . x^T (m = out) took 1.2 ms; so it computes y^T and
+  // transposes it while adding the bias.
   void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                      bool relu) override {
+    if (b >= kDenseGemmMinRows && dense_gemm_supports(cpu_path())) {
+      use_threads_for(int64_t(b) * in * out, kDenseGemmParallelMin);
+      return dense_forward_gemm(x, w, bias, y, b, in, out, relu, omp_get_max_threads(), dense_scratch_);
+    }
     use_threads_for(int64_t(b) * in * out);
     if (omp_get_max_threads() == 1) {
       for (int i = 0; i < b; ++i) std::copy(bias, bias + out, y + size_t(i) * out);
       sgemm('N', 'T', b, out, in, x, in, w, in, 1.0f, y, out);
     } else {
-      transposed_.resize(size_t(b) * out);
-      sgemm('N', 'T', out, b, in, w, in, x, in, 0.0f, transposed_.data(), b);  // (out, b)
+      dense_scratch_.resize(size_t(b) * out);
+      sgemm('N', 'T', out, b, in, w, in, x, in, 0.0f, dense_scratch_.data(), b);  // (out, b)
       for (int i = 0; i < b; ++i)
-        for (int j = 0; j < out; ++j) y[size_t(i) * out + j] = transposed_[size_t(j) * b + i] + bias[j];
+        for (int j = 0; j < out; ++j) y[size_t(i) * out + j] = dense_scratch_[size_t(j) * b + i] + bias[j];
     }
     if (relu) relu_forward(y, y, int64_t(b) * out);
   }
@@ -244,12 +264,11 @@ class FastOps final : public CpuOps {
   void use_threads() const {
     if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
   }
-  // One thread for a GEMM of fewer than kGemmParallelMin multiply-adds: with
+  // One thread for a GEMM of fewer than `parallel_min` multiply-adds: with
   // passive waiting, waking a sleeping worker costs tens of microseconds, more
   // than such a GEMM (a batch-1 student forward went from 106 to ~20 us).
-  void use_threads_for(int64_t multiply_adds) const {
-    constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
-    const int want = multiply_adds < kGemmParallelMin ? 1 : threads_;
+  void use_threads_for(int64_t multiply_adds, int64_t parallel_min = kGemmParallelMin) const {
+    const int want = multiply_adds < parallel_min ? 1 : threads_;
     if (omp_get_max_threads() != want) omp_set_num_threads(want);
   }
 
@@ -295,7 +314,7 @@ class FastOps final : public CpuOps {
   }
 
   int threads_;
-  std::vector<float> transposed_;  // dense_forward's y^T on more than one thread
+  std::vector<float> dense_scratch_;  // dense_forward's packed x^T and y^T
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::map<std::tuple<int, int, int, int, int, int, int, int, ActLayout, ActLayout>, std::unique_ptr<OnednnConv>>

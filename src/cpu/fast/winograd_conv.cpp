@@ -8,7 +8,7 @@
 //
 // This file holds what is the same on every path (the filter transforms in
 // double, the tiling, the threads, the filter gradient's final sum) and
-// includes the vector kernels (winograd_kernels.inc) once per x86-64 path,
+// includes the vector kernels (simd_gemm.inc, winograd_kernels.inc) once per x86-64 path,
 // AVX-512 and AVX2+FMA; the constructor picks one (cpu_path.h).
 #include "winograd_conv.h"
 
@@ -103,11 +103,15 @@ struct Pass {
   float* m(int t) const { return m_bufs[t]; }
 };
 
-// Runs chunk(first_tile, thread) over every chunk of `tiles`, threads taking contiguous runs.
+// Runs chunk(first_tile, thread) over every chunk of `tiles`, threads taking contiguous runs; on the
+// calling thread alone (thread 0) when there are fewer than kMinChunksPerThread per thread: the teacher's
+// conv2 at batch 1 is 2 chunks (~20 us each), and waking a passively waiting thread for one of them made
+// the batch-1 forward slower, not faster (bench/RESULTS.md). Each output is still computed in the same order.
+constexpr int64_t kMinChunksPerThread = 4;
 template <class F>
 void for_each_chunk(int64_t tiles, F&& chunk) {
   const int64_t chunks = (tiles + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks >= kMinChunksPerThread * omp_get_max_threads())
   for (int64_t c = 0; c < chunks; ++c) chunk(c * kChunk, omp_get_thread_num());
 }
 
@@ -117,9 +121,10 @@ void for_each_chunk(int64_t tiles, F&& chunk) {
 #pragma GCC target("avx512f,avx512bw,fma")
 namespace avx512 {
 namespace {
-#define KD_WINOGRAD_AVX512 1
+#define KD_SIMD_AVX512 1
+#include "simd_gemm.inc"
 #include "winograd_kernels.inc"
-#undef KD_WINOGRAD_AVX512
+#undef KD_SIMD_AVX512
 }  // namespace
 }  // namespace avx512
 #pragma GCC pop_options
@@ -128,9 +133,10 @@ namespace {
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 namespace {
-#define KD_WINOGRAD_AVX512 0
+#define KD_SIMD_AVX512 0
+#include "simd_gemm.inc"
 #include "winograd_kernels.inc"
-#undef KD_WINOGRAD_AVX512
+#undef KD_SIMD_AVX512
 }  // namespace
 }  // namespace avx2
 #pragma GCC pop_options
