@@ -73,6 +73,11 @@ both distill distill --teacher "$teacher"
 same_model cuda-distill/student.safetensors ref-distill/student.safetensors
 same_errors cuda-distill/summary.json ref-distill/summary.json
 
+echo "== distill --hint mse (online targets; the map trains beside the student and is not exported)"
+both hint distill --teacher "$teacher" --soft-targets online --hint mse --hint-weight 0.5 --no-baseline
+same_model cuda-hint/student.safetensors ref-hint/student.safetensors
+same_errors cuda-hint/summary.json ref-hint/summary.json
+
 echo "== --recipe patient (augmentation, online targets, cosine, AdamW; short epochs)"
 both patient run --recipe patient --epochs-teacher 1 --epochs-student 2
 for m in teacher student student_scratch; do same_model "cuda-patient/$m.safetensors" "ref-patient/$m.safetensors"; done
