@@ -308,7 +308,8 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
     }
     return std::string("(no error)");
   };
-  auto model = engine->create_model(student, initial_params(student), hint_settings(HintKind::Mse, OptimizerKind::Adam));
+  const TrainSettings mse = hint_settings(HintKind::Mse, OptimizerKind::Adam);
+  auto model = engine->create_model(student, initial_params(student), mse);
   HintMapState state = model->get_hint_map();
   EXPECT_EQ(state.params, init_hint_map(12, 16, settings_for(OptimizerKind::Adam).seed));
   EXPECT_EQ(state.m, std::vector<float>(state.params.size(), 0.0f));
@@ -333,7 +334,7 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
   // A teacher of another width than the map was made for.
   auto teacher = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
   engine->use_online_teacher(*teacher);
-  auto fresh = engine->create_model(student, initial_params(student), hint_settings(HintKind::Mse, OptimizerKind::Adam));
+  auto fresh = engine->create_model(student, initial_params(student), mse);
   fresh->begin_epoch({0, 1, 2, 3}, 1);
   EXPECT_EQ(message([&] { fresh->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
             "--hint: the online teacher 'flatten,dense:12,relu,dense:3' does not have the 16 features this "
@@ -341,7 +342,7 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
   // A student with no hidden layer.
   const Arch linear = arch_of("flatten,dense:3");
   EXPECT_EQ(message([&] {
-              engine->create_model(linear, initial_params(linear), hint_settings(HintKind::Mse, OptimizerKind::Adam));
+              engine->create_model(linear, initial_params(linear), mse);
             }),
             "--hint: the student 'flatten,dense:3' has no hidden layer feeding a last dense layer, so it has no "
             "features to match; use a student with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");

@@ -64,7 +64,8 @@ TEST(HintGpu, MatchesReference) {
   KD_REQUIRE_GPU();
   std::mt19937_64 rng(kd::test::test_seed() + 21);
   for (const HintShape& s : kShapes)
-    for (HintKind kind : {HintKind::Cosine, HintKind::Mse}) check_hint(s, kind, kind == HintKind::Mse ? 0.5f : 2.0f, rng);
+    for (HintKind kind : {HintKind::Cosine, HintKind::Mse})
+      check_hint(s, kind, kind == HintKind::Mse ? 0.5f : 2.0f, rng);
 }
 
 // Null outputs are skipped, and a zero mapped row takes the norm clamp as

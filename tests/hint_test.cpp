@@ -64,7 +64,9 @@ TEST(HintLoss, CosineClampsZeroNorms) {
   EXPECT_EQ(grad[3], 0.0f);
 }
 
-TEST(HintLoss, RefusesOff) { EXPECT_THROW(hint_loss(nullptr, nullptr, nullptr, nullptr, 1, 1, HintKind::Off, 1), Error); }
+TEST(HintLoss, RefusesOff) {
+  EXPECT_THROW(hint_loss(nullptr, nullptr, nullptr, nullptr, 1, 1, HintKind::Off, 1), Error);
+}
 
 // Central differences of weight * mean distance against grad, both kinds, on
 // rows with norms well away from the clamp. Step 1e-3 on values of O(1): the

@@ -557,7 +557,8 @@ TEST(PipelineOrchestration, HintLowersItsTermAndRerunAndResumeAreBitIdentical) {
   run_stopped_after(broken, *engine3, 25);
   const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
   EXPECT_EQ(ck.phase, Phase::Student);
-  EXPECT_EQ(ck.hint_map.params.size(), size_t(64 * 128 + 64)) << "the default student's 128 features to kSmallTeacher's 64";
+  EXPECT_EQ(ck.hint_map.params.size(), size_t(64 * 128 + 64))
+      << "the default student's 128 features to kSmallTeacher's 64";
   EXPECT_EQ(ck.hint_map.v.size(), ck.hint_map.params.size());
   EXPECT_GT(ck.epoch_hint_sum, 0);
   // Resuming with another --hint is refused (before anything is trained or removed).
