@@ -56,7 +56,7 @@ const std::vector<std::string> kAllFlags = {
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
     "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
     "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
-    "--recipe"};
+    "--recipe",      "--hint",            "--hint-weight"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -202,6 +202,15 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
   EXPECT_EQ(a.scale.hi, 1.2);
   EXPECT_EQ(d.soft_targets, SoftTargets::Cached);
   EXPECT_EQ(parse({"--augment", "--soft-targets", "online"}).soft_targets, SoftTargets::Online);
+  EXPECT_EQ(d.hint, HintKind::Off);
+  EXPECT_EQ(d.hint_weight, 1.0);
+  const Options h = parse({"--hint", "mse", "--hint-weight", "0.25", "--soft-targets", "online"});
+  EXPECT_EQ(h.hint, HintKind::Mse);
+  EXPECT_EQ(h.hint_weight, 0.25);
+  EXPECT_EQ(parse({"--hint", "cosine", "--soft-targets", "online"}).hint, HintKind::Cosine);
+  EXPECT_EQ(recipe_text(h, true).substr(recipe_text(h, true).rfind(';')), "; hint mse weight 0.25");
+  // train-teacher trains no student: --hint is accepted and unused, as --soft-targets is.
+  EXPECT_EQ(parse({"train-teacher", "--hint", "cosine"}).hint, HintKind::Cosine);
 }
 
 // --recipe patient sets its values where no flag did; a flag given overrides
@@ -212,7 +221,7 @@ TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   EXPECT_EQ(recipe_text(seed, true), recipe_text(d, true));
   EXPECT_EQ(recipe_text(d, true),
             "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
-            "warm-up epochs, weight decay 0; augmentation off; soft targets cached");
+            "warm-up epochs, weight decay 0; augmentation off; soft targets cached; hint off");
   EXPECT_EQ(recipe_text(d, false),
             "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 warm-up epochs, weight decay 0; "
             "augmentation off");
@@ -360,6 +369,14 @@ TEST(Cli, Rejections) {
       {{"--augment"}, "--augment with --soft-targets cached: the student would learn each augmented view against the "
                       "teacher's logits for the unaugmented image; add --soft-targets online"},
       {{"distill", "--teacher", "t", "--augment"}, "--augment with --soft-targets cached"},
+      {{"--hint", "l1"}, "--hint: 'l1' is not one of off, cosine, mse"},
+      {{"--hint", "cosine"}, "--hint with --soft-targets cached: the teacher's features come from its run on each "
+                             "training batch; add --soft-targets online"},
+      {{"--hint", "mse", "--soft-targets", "online", "--hint-weight", "-1"},
+       "--hint-weight: must be a finite number >= 0, got -1"},
+      {{"--hint-weight", "inf"}, "--hint-weight: 'inf' is not a finite number"},
+      {{"sweep", "--hint", "cosine", "--soft-targets", "online"},
+       "--hint: kdtrain sweep does not train hints yet; use kdtrain run or distill, or --hint off"},
       {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
       {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
       {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},

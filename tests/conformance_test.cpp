@@ -101,6 +101,7 @@ double move_error(const std::vector<float>& a, const std::vector<float>& b, cons
 struct Trained {
   std::vector<float> params;
   TrainStats stats;
+  HintMapState hint_map;  // empty without a hint
 };
 Trained train_epoch(ModelEngine& model, const LossConfig& loss) {
   std::vector<int32_t> order(static_cast<size_t>(kTrainN));
@@ -111,6 +112,7 @@ Trained train_epoch(ModelEngine& model, const LossConfig& loss) {
   Trained t;
   t.stats = model.end_epoch();
   t.params = model.get_params();
+  t.hint_map = model.get_hint_map();
   return t;
 }
 
@@ -255,6 +257,95 @@ TEST_P(Conformance, OnlineDistillationOnAugmentedBatchesMatchesTheReference) {
   const Trained cached = distill_epoch(*GetParam().make(), SoftTargets::Cached, recipe_settings());
   EXPECT_GT(std::fabs(cached.stats.kl - online.stats.kl), 100 * kLossTolerance * online.stats.kl)
       << "the online targets are the cached ones";
+}
+
+// The hint (kd/hint.h) on the online distillation epoch: the MLP student's
+// 12 features mapped to the conv teacher's 16 (the input of its last dense
+// layer, after ReLU and an inference-mode dropout). The student and the map
+// move as the reference's, the distance is reported, and the hint changes
+// the training (else it is not wired). Both distances, Adam and SGD.
+TrainSettings hint_settings(HintKind kind, OptimizerKind optimizer) {
+  TrainSettings s = settings_for(optimizer);
+  s.hint = HintSettings{kind, 0.5f, 16};
+  return s;
+}
+
+TEST_P(Conformance, HintDistillationMatchesTheReference) {
+  const std::vector<float> student_init = initial_params(arch_of(kMlp));
+  const std::vector<float> map_init = init_hint_map(12, 16, settings_for(OptimizerKind::Adam).seed);
+  for (HintKind kind : {HintKind::Cosine, HintKind::Mse})
+    for (OptimizerKind optimizer : {OptimizerKind::Adam, OptimizerKind::Sgd}) {
+      SCOPED_TRACE(std::string(kind == HintKind::Cosine ? "cosine" : "mse") +
+                   (optimizer == OptimizerKind::Adam ? ", adam" : ", sgd"));
+      const TrainSettings settings = hint_settings(kind, optimizer);
+      const Trained want = distill_epoch(*make_cpu_engine(), SoftTargets::Online, settings);
+      const Trained got = distill_epoch(*GetParam().make(), SoftTargets::Online, settings);
+      EXPECT_LE(move_error(got.params, want.params, student_init), kMoveTolerance);
+      ASSERT_EQ(got.hint_map.params.size(), map_init.size());
+      EXPECT_LE(move_error(got.hint_map.params, want.hint_map.params, map_init), kMoveTolerance);
+      EXPECT_GT(got.stats.hint, 0) << "the hint distance is reported";
+      EXPECT_NEAR(got.stats.hint, want.stats.hint, kLossTolerance * want.stats.hint);
+      EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * want.stats.loss);
+      EXPECT_EQ(got.hint_map.v.size(), optimizer == OptimizerKind::Adam ? map_init.size() : 0);
+    }
+  const Trained without = distill_epoch(*GetParam().make(), SoftTargets::Online, settings_for(OptimizerKind::Adam));
+  const Trained with = distill_epoch(*GetParam().make(), SoftTargets::Online,
+                                     hint_settings(HintKind::Cosine, OptimizerKind::Adam));
+  EXPECT_GT(move_error(with.params, without.params, student_init), 100 * kMoveTolerance) << "the hint had no effect";
+}
+
+// The map's state round-trips through get_hint_map / set_hint_map (checkpoints),
+// and the hint's misuses are refused with the same line on every engine.
+TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
+  const Arch student = arch_of(kMlp);
+  auto engine = GetParam().make();
+  engine->load(random_splits());
+  const auto message = [](const std::function<void()>& call) {
+    try {
+      call();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const TrainSettings mse = hint_settings(HintKind::Mse, OptimizerKind::Adam);
+  auto model = engine->create_model(student, initial_params(student), mse);
+  HintMapState state = model->get_hint_map();
+  EXPECT_EQ(state.params, init_hint_map(12, 16, settings_for(OptimizerKind::Adam).seed));
+  EXPECT_EQ(state.m, std::vector<float>(state.params.size(), 0.0f));
+  for (size_t i = 0; i < state.params.size(); ++i) state.m[i] = state.v[i] = float(i) * 1e-3f, state.params[i] += 1;
+  model->set_hint_map(state);
+  const HintMapState back = model->get_hint_map();
+  EXPECT_EQ(back.params, state.params);
+  EXPECT_EQ(back.m, state.m);
+  EXPECT_EQ(back.v, state.v);
+  state.params.pop_back();
+  EXPECT_EQ(message([&] { model->set_hint_map(state); }),
+            "hint map state does not match the model (207 values for a map of 208): was it saved with another "
+            "--student-arch, teacher or --optimizer?");
+  auto plain = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
+  EXPECT_TRUE(plain->get_hint_map().params.empty());
+  EXPECT_EQ(message([&] { plain->set_hint_map(back); }),
+            "set_hint_map: this model trains no hint (created with --hint off)");
+  // No online teacher: the features have nowhere to come from.
+  model->begin_epoch({0, 1, 2, 3}, 1);
+  EXPECT_EQ(message([&] { model->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+            "--hint: the teacher's features come from its run on each training batch; add --soft-targets online");
+  // A teacher of another width than the map was made for.
+  auto teacher = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
+  engine->use_online_teacher(*teacher);
+  auto fresh = engine->create_model(student, initial_params(student), mse);
+  fresh->begin_epoch({0, 1, 2, 3}, 1);
+  EXPECT_EQ(message([&] { fresh->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+            "--hint: the online teacher 'flatten,dense:12,relu,dense:3' does not have the 16 features this "
+            "student's hint map was made for");
+  // A student with no hidden layer.
+  const Arch linear = arch_of("flatten,dense:3");
+  EXPECT_EQ(message([&] {
+              engine->create_model(linear, initial_params(linear), mse);
+            }),
+            "--hint: the student 'flatten,dense:3' has no hidden layer feeding a last dense layer, so it has no "
+            "features to match; use a student with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");
 }
 
 TEST_P(Conformance, BestEpochCopyRoundTrips) {

@@ -3,6 +3,7 @@
 // every check is exact: indices, recorded losses, the step and the cursor.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -26,6 +27,7 @@ void run_epoch(int samples, int b, bool with_kl, std::mt19937_64& rng) {
   const int steps = (samples + b - 1) / b;
   const std::vector<float> losses = kd::test::random_floats(size_t(steps), 0.0f, 3.0f, rng);
   const std::vector<float> kls = kd::test::random_floats(size_t(steps), 0.0f, 1.0f, rng);
+  const std::vector<float> hints = kd::test::random_floats(size_t(steps), 0.0f, 2.0f, rng);
 
   // `order` gets b - 1 elements of padding: the last batch reads a full b indices
   // (the trainer's graph always takes b), of which only the first are used.
@@ -34,9 +36,11 @@ void run_epoch(int samples, int b, bool with_kl, std::mt19937_64& rng) {
   DeviceBuffer<int32_t> d_order(padded.size(), "order"), d_idx(b, "sample_idx"), d_step(1, "epoch_step");
   DeviceBuffer<int64_t> d_cursor(1, "cursor");
   DeviceBuffer<float> d_loss(1, "loss"), d_kl(1, "kl"), d_epoch_loss(steps, "epoch_loss"), d_epoch_kl(steps, "epoch_kl");
+  DeviceBuffer<float> d_hint(1, "hint"), d_epoch_hint(steps, "epoch_hint");
   d_order.upload(padded);
   kd::test::poison(d_epoch_loss);
   kd::test::poison(d_epoch_kl);
+  kd::test::poison(d_epoch_hint);
   kd::test::poison(d_cursor);
   kd::test::poison(d_step);
 
@@ -50,12 +54,17 @@ void run_epoch(int samples, int b, bool with_kl, std::mt19937_64& rng) {
     ASSERT_EQ(kd::test::bitwise_difference(idx, expected), "") << "step " << s;
     d_loss.upload(std::vector<float>{losses[s]});
     d_kl.upload(std::vector<float>{kls[s]});
-    kd::cuda::finish_step(d_loss.data(), with_kl ? d_kl.data() : nullptr, d_epoch_loss.data(), d_epoch_kl.data(),
-                          d_step.data(), d_cursor.data(), b, nullptr);
+    d_hint.upload(std::vector<float>{hints[s]});
+    // The hint's series goes with the KL's here: a step without a hint records nothing in it.
+    kd::cuda::finish_step(d_loss.data(), with_kl ? d_kl.data() : nullptr, with_kl ? d_hint.data() : nullptr,
+                          d_epoch_loss.data(), d_epoch_kl.data(), d_epoch_hint.data(), d_step.data(), d_cursor.data(),
+                          b, nullptr);
   }
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(kd::test::bitwise_difference(d_epoch_loss.download(), losses), "");
   EXPECT_EQ(kd::test::bitwise_difference(d_epoch_kl.download(), with_kl ? kls : std::vector<float>(steps, 0.0f)), "");
+  if (with_kl) EXPECT_EQ(kd::test::bitwise_difference(d_epoch_hint.download(), hints), "");
+  else EXPECT_TRUE(std::isnan(d_epoch_hint.download()[0])) << "a step without a hint wrote the hint series";
   EXPECT_EQ(d_step.download()[0], steps);
   EXPECT_EQ(d_cursor.download()[0], int64_t(steps) * b);
 }

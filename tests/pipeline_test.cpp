@@ -26,6 +26,7 @@
 #include "kd/model_io.h"
 #include "kd/npy.h"
 #include "kd/run_state.h"
+#include "kd/safetensors.h"
 #include "kd/engine.h"
 #include "run_test_util.h"
 
@@ -332,6 +333,8 @@ class RecordingModel final : public ModelEngine {
   void set_params_impl(const std::vector<float>& p) override { inner_->set_params(p); }
   OptimState get_optim_state_impl() override { return inner_->get_optim_state(); }
   void set_optim_state_impl(const OptimState& s) override { inner_->set_optim_state(s); }
+  HintMapState get_hint_map_impl() override { return inner_->get_hint_map(); }
+  void set_hint_map_impl(const HintMapState& s) override { inner_->set_hint_map(s); }
   void keep_best_impl() override { inner_->keep_best(); }
   void restore_best_impl() override { inner_->restore_best(); }
   std::vector<float> get_best_impl() override { return inner_->get_best(); }
@@ -489,7 +492,7 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   EXPECT_EQ(summary.at("config").at("resolved-recipe"),
             "recipe seed: teacher 1 epochs, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
             "warm-up epochs, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
-            "online");
+            "online; hint off");
 
   // The schedule took effect: the constant-rate student differs.
   Options constant = straight;
@@ -499,6 +502,111 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   auto engine4 = make_cpu_engine();
   ASSERT_EQ(run_command(constant, *engine4), 0);
   EXPECT_NE(load_model_file(constant.out_dir + "/student.safetensors").params, student);
+}
+
+// The hint epoch lines of a run's stdout ("... (KL 0.0123, hint 0.3456) ..."), in order.
+std::vector<double> hint_terms(const std::string& out) {
+  std::vector<double> terms;
+  for (size_t at = out.find(", hint "); at != std::string::npos; at = out.find(", hint ", at + 1))
+    terms.push_back(std::stod(out.substr(at + 7)));
+  return terms;
+}
+
+// --hint (cosine, with the online targets it needs) on a distilled student:
+// the hint term falls from epoch to epoch; a rerun is bit-identical; a run
+// stopped in the student's second epoch, its checkpoint holding the map and
+// its moments, resumes to the same bits; the exported student holds only
+// its own tensors; summary.json and the recipe line name the hint.
+// 640 images: 10 updates per epoch; the stop comes 5 into student epoch 2.
+TEST(PipelineOrchestration, HintLowersItsTermAndRerunAndResumeAreBitIdentical) {
+  Options straight = small_run(fresh_dir("hint_straight"));
+  straight.train_limit = 640;
+  straight.val_size = 100;
+  straight.test_limit = 100;
+  straight.no_baseline = true;
+  straight.epochs_teacher = 1;
+  straight.epochs_student = 3;
+  straight.soft_targets = SoftTargets::Online;
+  straight.hint = HintKind::Cosine;
+  straight.quiet = false;  // for the epoch lines' hint terms
+  auto engine = make_cpu_engine();
+  ::testing::internal::CaptureStdout();
+  ASSERT_EQ(run_command(straight, *engine), 0);
+  const std::vector<double> terms = hint_terms(::testing::internal::GetCapturedStdout());
+  ASSERT_EQ(terms.size(), 3u);
+  EXPECT_LT(terms[2], terms[0]) << "the hint term falls over training";
+  const std::string student_file = straight.out_dir + "/student.safetensors";
+  const std::vector<float> student = load_model_file(student_file).params;  // refuses a tensor that is not the arch's
+  EXPECT_EQ(load_safetensors(student_file).find("hint.params"), nullptr);
+  const nlohmann::json summary = nlohmann::json::parse(read_text(straight.out_dir + "/summary.json"));
+  EXPECT_EQ(summary.at("config").at("hint"), "cosine");
+  EXPECT_EQ(summary.at("config").at("hint-weight"), 1.0);
+  const std::string recipe = summary.at("config").at("resolved-recipe");
+  EXPECT_EQ(recipe.substr(recipe.rfind(';')), "; hint cosine weight 1");
+
+  Options again = straight;
+  again.out_dir = fresh_dir("hint_again");
+  again.quiet = true;
+  auto engine2 = make_cpu_engine();
+  ASSERT_EQ(run_command(again, *engine2), 0);
+  EXPECT_EQ(load_model_file(again.out_dir + "/student.safetensors").params, student) << "a rerun is bit-identical";
+
+  Options broken = again;
+  broken.out_dir = fresh_dir("hint_broken");
+  auto engine3 = make_cpu_engine();
+  run_stopped_after(broken, *engine3, 25);
+  const TrainingCheckpoint ck = load_training_checkpoint(broken.out_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(ck.phase, Phase::Student);
+  EXPECT_EQ(ck.hint_map.params.size(), size_t(64 * 128 + 64))
+      << "the default student's 128 features to kSmallTeacher's 64";
+  EXPECT_EQ(ck.hint_map.v.size(), ck.hint_map.params.size());
+  EXPECT_GT(ck.epoch_hint_sum, 0);
+  // Resuming with another --hint is refused (before anything is trained or removed).
+  Options other = broken;
+  other.resume_dir = broken.out_dir;
+  other.hint = HintKind::Mse;
+  auto engine_other = make_cpu_engine();
+  try {
+    run_command(other, *engine_other);
+    FAIL() << "expected a settings mismatch";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was written with --hint cosine:1, this run has --hint mse:1"),
+              std::string::npos)
+        << e.what();
+  }
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  auto engine4 = make_cpu_engine();
+  ASSERT_EQ(run_command(resumed, *engine4), 0);
+  EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params, student) << "resume is bit-identical";
+  EXPECT_EQ(metrics_without_timings(read_text(resumed.out_dir + "/metrics.csv")),
+            metrics_without_timings(read_text(straight.out_dir + "/metrics.csv")));
+
+  // The hint took effect: the same student without it differs.
+  Options plain = again;
+  plain.out_dir = fresh_dir("hint_off");
+  plain.hint = HintKind::Off;
+  auto engine5 = make_cpu_engine();
+  ASSERT_EQ(run_command(plain, *engine5), 0);
+  EXPECT_NE(load_model_file(plain.out_dir + "/student.safetensors").params, student);
+}
+
+// A student with no hidden layer has no features for the hint: refused before the teacher trains.
+TEST(PipelineOrchestration, HintWithoutAStudentHiddenLayerIsRefusedBeforeTraining) {
+  Options o = small_run(fresh_dir("hint_linear"));
+  o.soft_targets = SoftTargets::Online;
+  o.hint = HintKind::Mse;
+  o.student_arch = "flatten,dense:10";
+  auto engine = make_cpu_engine();
+  try {
+    run_command(o, *engine);
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--hint: the student 'flatten,dense:10' has no hidden layer feeding a last dense layer, so it has no "
+              "features to match; use a student with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");
+  }
+  EXPECT_FALSE(fs::exists(o.out_dir + "/teacher.safetensors")) << "nothing was trained";
 }
 
 TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {

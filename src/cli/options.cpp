@@ -58,6 +58,10 @@ template <>
 struct Choices<LrScheduleKind> {
   static constexpr const auto& table = kLrSchedules;
 };
+template <>
+struct Choices<HintKind> {
+  static constexpr const auto& table = kHintKinds;
+};
 
 // "a|b|c", or with sep = ", " for sentences.
 template <class E, size_t N>
@@ -316,6 +320,12 @@ void add_global_flags(CLI::App& app, Options& o) {
             "the student's targets: the teacher's logits for every training image computed once (cached), or the "
             "teacher run in inference mode on every training batch exactly as the student sees it (online, "
             "needed with --augment; costs a teacher forward per step)");
+  add_value(app, "--hint", o.hint, names_list(kHintKinds, "|"),
+            "the distilled student also matches the teacher's penultimate features (the input of its last dense "
+            "layer) with its last hidden layer's, through a learned linear map (kept in checkpoints, not in the "
+            "exported student): cosine (1 - cos per sample) or mse; needs --soft-targets online");
+  add_value(app, "--hint-weight", o.hint_weight, "W", "--hint: the distance's weight beside the distillation loss "
+            "(>= 0)");
   const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
   add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
@@ -386,6 +396,14 @@ void check_ranges(const Options& o) {
             value_text(o.epochs_student) + " (lower it or raise --epochs-student)", value_text(o.warmup_epochs));
   require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
+  require(o.hint_weight >= 0 && std::isfinite(o.hint_weight), "--hint-weight", "a finite number >= 0",
+          value_text(o.hint_weight));
+  // The teacher's features are those of the batch the student trains on: cached targets hold logits only.
+  if (o.hint != HintKind::Off && distills && o.soft_targets == SoftTargets::Cached)
+    fail("--hint with --soft-targets cached: the teacher's features come from its run on each training batch; "
+         "add --soft-targets online");
+  if (o.hint != HintKind::Off && o.command == Command::Sweep)
+    fail("--hint: kdtrain sweep does not train hints yet; use kdtrain run or distill, or --hint off");
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
   for (double a : o.alphas) require(a >= 0 && a <= 1, "--alpha", "in [0, 1]", value_text(a));
   if (o.normalize != "auto" && o.normalize != "data") parse_normalization(o.normalize, "--normalize");

@@ -25,9 +25,11 @@ namespace fs = std::filesystem;
 namespace kd {
 namespace {
 
-// Trains (or, resuming, reloads) one student phase, tests, times and saves it.
-void train_student(Session& s, Phase phase, const Arch& arch, const std::vector<float>& init, const LossConfig& loss) {
-  auto model = s.engine().create_model(arch, init, s.training_settings(s.opt().epochs_student, "--epochs-student"));
+// Trains (or, resuming, reloads) one student phase, tests, times and saves it
+// (without the hint's map: it is no part of the student).
+void train_student(Session& s, Phase phase, const Arch& arch, const std::vector<float>& init, const LossConfig& loss,
+                   const Arch& teacher) {
+  auto model = s.engine().create_model(arch, init, s.student_settings(phase, teacher));
   ModelReport rep = s.new_report(phase, arch);
   const TrainingCheckpoint* resume = s.state().resume();
   const bool saved = resume && resume->phase > phase;
@@ -52,6 +54,10 @@ void train_and_report(Session& s) {
   const bool distills = opt.command != Command::TrainTeacher;
   std::vector<Session::LiveModel> live = {{&teacher_file.arch, "teacher", s.teacher_flag()}};
   if (distills) live.push_back({&student_arch, "student", "--student-arch"});
+  if (distills && opt.hint != HintKind::Off) {  // both have features to match, or the run stops here
+    hint_feature_width(student_arch, "student");
+    hint_feature_width(teacher_file.arch, "teacher");
+  }
   s.check_memory(live, distills);
   // Only now is anything written: a refused configuration leaves no trace.
   s.prepare_out_dir();
@@ -68,8 +74,9 @@ void train_and_report(Session& s) {
     std::vector<float> student_init(size_t(student_arch.param_count));
     init_params(student_arch, mix_seed(opt.seed, kStudentSalt), student_init.data());
     const LossConfig distill{float(opt.temperature), float(opt.alpha)};
-    train_student(s, Phase::Student, student_arch, student_init, distill);
-    if (!opt.no_baseline) train_student(s, Phase::Scratch, student_arch, student_init, LossConfig{1.0f, 0.0f});
+    train_student(s, Phase::Student, student_arch, student_init, distill, teacher->arch());
+    if (!opt.no_baseline)
+      train_student(s, Phase::Scratch, student_arch, student_init, LossConfig{1.0f, 0.0f}, teacher->arch());
   }
   RunReport& report = s.report();
   report.models.insert(report.models.begin(), teacher_report);

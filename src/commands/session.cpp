@@ -184,6 +184,13 @@ TrainSettings Session::training_settings(int epochs, const char* epochs_flag) co
   return s;
 }
 
+TrainSettings Session::student_settings(Phase phase, const Arch& teacher) const {
+  TrainSettings s = training_settings(opt_.epochs_student, "--epochs-student");
+  if (phase == Phase::Student && opt_.hint != HintKind::Off)
+    s.hint = HintSettings{opt_.hint, float(opt_.hint_weight), hint_feature_width(teacher, "teacher")};
+  return s;
+}
+
 void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
   struct Part {
     int64_t bytes;

@@ -14,6 +14,13 @@ ModelEngine::ModelEngine(const Arch& arch, const TrainSettings& settings)
   // Inference passes advance by this much: below 1 they would never end.
   if (settings.eval_batch_size < 1)
     fail("--eval-batch-size must be >= 1, got " + std::to_string(settings.eval_batch_size));
+  if (settings.hint.on()) {
+    if (!(settings.hint.weight >= 0.0f) || !std::isfinite(settings.hint.weight))
+      fail("--hint-weight must be a finite number >= 0, got " + std::to_string(settings.hint.weight));
+    if (settings.hint.teacher_width < 1)
+      fail("--hint: the teacher's feature width must be >= 1, got " + std::to_string(settings.hint.teacher_width));
+    hint_map_size_ = hint_map_param_count(hint_feature_width(arch, "student"), settings.hint.teacher_width);
+  }
 }
 
 void ModelEngine::begin_epoch(const std::vector<int32_t>& order, int64_t epoch) {
@@ -54,6 +61,8 @@ void ModelEngine::train_step(int64_t begin, int b, const LossConfig& loss) {
 
 void ModelEngine::set_data_parallel(Comm& comm) {
   if (in_epoch_) fail("set_data_parallel: call it before the first begin_epoch, not within an epoch");
+  // The ranks' shares would need the map's gradient summed with the model's.
+  if (hint_map_size_ > 0) fail("--data-parallel: the hint map does not train data-parallel yet; use --hint off");
   set_data_parallel_impl(comm);
   data_parallel_ranks_ = comm.size();
 }
@@ -80,6 +89,16 @@ void ModelEngine::set_optim_state(const OptimState& state) {
          std::to_string(n) + " parameters): was it saved with another --optimizer or arch?");
   if (state.step < 0) fail("optimiser state has a negative step count (" + std::to_string(state.step) + ")");
   set_optim_state_impl(state);
+}
+
+void ModelEngine::set_hint_map(const HintMapState& state) {
+  if (hint_map_size_ == 0) fail("set_hint_map: this model trains no hint (created with --hint off)");
+  const size_t n = size_t(hint_map_size_);
+  const size_t v_expected = optimizer_ == OptimizerKind::Adam ? n : 0;
+  if (state.params.size() != n || state.m.size() != n || state.v.size() != v_expected)
+    fail("hint map state does not match the model (" + std::to_string(state.params.size()) + " values for a map of " +
+         std::to_string(n) + "): was it saved with another --student-arch, teacher or --optimizer?");
+  set_hint_map_impl(state);
 }
 
 void ModelEngine::keep_best() {

@@ -74,6 +74,8 @@ class CpuModelEngine final : public ModelEngine {
   // x: (b, input size) normalised -> logits: (b, classes) in inference mode,
   // valid until this model's next forward.
   const float* infer_batch(const float* x, int b) { return model_.forward(x, b, /*training=*/false, 0, 0); }
+  // The last infer_batch's features (kd/hint.h): (b, hint_feature_width), valid until the next forward.
+  const float* last_features() const { return model_.last_layer_input(); }
   // The engine whose data this model reads.
   const CpuEngine& engine() const { return engine_; }
 
@@ -92,6 +94,8 @@ class CpuModelEngine final : public ModelEngine {
   void set_params_impl(const std::vector<float>& params) override { model_.params() = params; }
   OptimState get_optim_state_impl() override { return optim_; }
   void set_optim_state_impl(const OptimState& state) override { optim_ = state; }
+  HintMapState get_hint_map_impl() override { return hint_map_; }
+  void set_hint_map_impl(const HintMapState& state) override { hint_map_ = state; }
   void keep_best_impl() override { best_ = model_.params(); }
   void restore_best_impl() override { model_.params() = best_; }
   std::vector<float> get_best_impl() override { return best_; }
@@ -100,6 +104,13 @@ class CpuModelEngine final : public ModelEngine {
   // Gathers rows idx[0..b) of `data` into batch_x_ (normalised) and batch_y_;
   // `augment`: through this epoch's augmentation (training batches).
   void gather(const Dataset& data, const int32_t* idx, int b, bool augment = false);
+  // The hint of one step (kd/hint.h) on this step's `rows` rows: maps the
+  // model's features, measures them against teacher_features: (rows, teacher
+  // width), and leaves the map's gradient in hint_grads_ and the features'
+  // in hint_dfeatures_. Returns the unweighted batch mean distance.
+  double hint_step(const float* teacher_features, int rows);
+  // One optimiser update of params: (n) with grads and moments m, v (v unused by SGD), at the 1-based step.
+  void optimizer_update(float* params, const float* grads, float* m, float* v, int64_t n, int64_t step);
   // Inference over all of `data` in slices of max_batch rows: sink(begin, b, logits (b, classes))
   // per slice, with batch_y_ holding the slice's labels.
   template <class Sink>
@@ -115,7 +126,13 @@ class CpuModelEngine final : public ModelEngine {
   std::vector<float> batch_x_, dlogits_, teacher_rows_;
   std::vector<int32_t> batch_y_;
   TrainStats epoch_;
-  double loss_sum_ = 0, kl_sum_ = 0;
+  double loss_sum_ = 0, kl_sum_ = 0, hint_sum_ = 0;
+  // The hint map (settings_.hint on; else all empty): its state, its gradient,
+  // and one step's mapped features, their gradient (rows, teacher width each)
+  // and the features' gradient (rows, hint_width_).
+  int hint_width_ = 0;
+  HintMapState hint_map_;
+  std::vector<float> hint_grads_, hint_mapped_, hint_dmapped_, hint_dfeatures_;
   Comm* comm_ = nullptr;        // set_data_parallel's ranks, or none
   // Data-parallel: (param_count) gradient sum, then the step's loss and KL,
   // then how many ranks were asked to stop (kd/interrupt.h).
@@ -211,6 +228,17 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
   batch_y_.resize(rows);
   dlogits_.resize(rows * arch.output.size());
   teacher_rows_.resize(rows * arch.output.size());
+  if (settings.hint.on()) {
+    const int dt = settings.hint.teacher_width;
+    hint_width_ = hint_feature_width(arch, "student");
+    hint_map_.params = init_hint_map(hint_width_, dt, settings.seed);
+    hint_map_.m.assign(hint_map_.params.size(), 0.0f);
+    if (settings.optimizer == OptimizerKind::Adam) hint_map_.v.assign(hint_map_.params.size(), 0.0f);
+    hint_grads_.resize(hint_map_.params.size());
+    hint_mapped_.resize(rows * dt);
+    hint_dmapped_.resize(rows * dt);
+    hint_dfeatures_.resize(rows * size_t(hint_width_));
+  }
 }
 
 int64_t CpuModelEngine::train_images() const { return engine_.split(SplitId::Train).n; }
@@ -232,7 +260,7 @@ void CpuModelEngine::begin_epoch_impl(const std::vector<int32_t>& order, int64_t
   order_ = order;
   epoch_number_ = epoch;
   epoch_ = TrainStats{};
-  loss_sum_ = kl_sum_ = 0;
+  loss_sum_ = kl_sum_ = hint_sum_ = 0;
 }
 
 // One step on order[begin, begin + b); data-parallel (kd/engine.h), on this
@@ -247,13 +275,18 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   const uint64_t step = uint64_t(optim_.step) + 1;  // 1-based count of this update
   const float* logits = model_.forward(batch_x_.data(), rows, /*training=*/true, settings_.seed, step, lo);
 
+  const bool hint = settings_.hint.on();
+  CpuModelEngine* const online = loss.alpha > 0 || hint ? engine_.online_teacher() : nullptr;
+  if (hint && online == nullptr)
+    fail("--hint: the teacher's features come from its run on each training batch; add --soft-targets online");
   const float* teacher = nullptr;
-  if (loss.alpha > 0 && engine_.online_teacher() != nullptr) {
-    if (engine_.online_teacher()->arch().input.size() != model_.arch().input.size() ||
-        engine_.online_teacher()->arch().output.size() != model_.arch().output.size())
-      fail("online soft targets: the teacher '" + engine_.online_teacher()->arch().text +
+  if (online != nullptr) {
+    if (online->arch().input.size() != model_.arch().input.size() ||
+        online->arch().output.size() != model_.arch().output.size())
+      fail("online soft targets: the teacher '" + online->arch().text +
            "' does not take this student's inputs and classes");
-    teacher = engine_.online_teacher()->infer_batch(batch_x_.data(), rows);  // the student's own (augmented) batch
+    const float* online_logits = online->infer_batch(batch_x_.data(), rows);  // the student's own (augmented) batch
+    if (loss.alpha > 0) teacher = online_logits;
   } else if (loss.alpha > 0) {
     const std::vector<float>& soft = engine_.soft_targets();
     if (soft.empty()) fail("distillation step without soft targets: compute_soft_targets was not called");
@@ -263,6 +296,16 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   }
   ref::LossSums sums = ref::softmax_kl(logits, teacher, batch_y_.data(), dlogits_.data(), nullptr, rows, classes,
                                        loss.temperature, loss.alpha);
+  const float* dfeatures = nullptr;  // the hint's gradient with respect to the student's features
+  double hint_distance = 0;
+  if (hint) {
+    if (hint_feature_width(online->arch(), "teacher") != settings_.hint.teacher_width)
+      fail("--hint: the online teacher '" + online->arch().text + "' does not have the " +
+           std::to_string(settings_.hint.teacher_width) + " features this student's hint map was made for");
+    hint_distance = hint_step(online->last_features(), rows);
+    sums.loss += double(settings_.hint.weight) * hint_distance;
+    dfeatures = hint_dfeatures_.data();
+  }
   const float* grads = model_.grads().data();
   if (comm_) {
     // softmax_kl took the mean over this rank's rows; its share of the global
@@ -285,28 +328,51 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
     // and rank 0's checkpoint is the job's.
     if (reduced_[n + 2] > 0 && !interrupted()) request_interrupt();
   } else {
-    model_.backward(dlogits_.data(), rows);
+    model_.backward(dlogits_.data(), rows, dfeatures);
   }
   if (!std::isfinite(sums.loss) && epoch_.finite) {
     epoch_.finite = false;
     epoch_.first_bad_step = optim_.step;
   }
   std::vector<float>& p = model_.params();
-  if (settings_.optimizer == OptimizerKind::Adam) {
-    ref::AdamParams adam = settings_.adam;
-    adam.lr = scheduled_lr(adam.lr, int64_t(step), settings_.lr_schedule);
-    model_.ops().adam_step(p.data(), grads, optim_.m.data(), optim_.v.data(), int64_t(p.size()),
-                           adam, int64_t(step));
-  } else {
-    ref::SgdParams sgd = settings_.sgd;
-    sgd.lr = scheduled_lr(sgd.lr, int64_t(step), settings_.lr_schedule);
-    model_.ops().sgd_momentum_step(p.data(), grads, optim_.m.data(), int64_t(p.size()), sgd,
-                                   int64_t(step));
-  }
+  optimizer_update(p.data(), grads, optim_.m.data(), optim_.v.data(), int64_t(p.size()), int64_t(step));
+  if (hint)  // the same optimiser, schedule and step as the model's
+    optimizer_update(hint_map_.params.data(), hint_grads_.data(), hint_map_.m.data(), hint_map_.v.data(),
+                     int64_t(hint_map_.params.size()), int64_t(step));
   optim_.step = int64_t(step);
   loss_sum_ += sums.loss;
   kl_sum_ += sums.kl;
+  hint_sum_ += hint_distance;
   ++epoch_.steps;
+}
+
+void CpuModelEngine::optimizer_update(float* params, const float* grads, float* m, float* v, int64_t n,
+                                      int64_t step) {
+  if (settings_.optimizer == OptimizerKind::Adam) {
+    ref::AdamParams adam = settings_.adam;
+    adam.lr = scheduled_lr(adam.lr, step, settings_.lr_schedule);
+    model_.ops().adam_step(params, grads, m, v, n, adam, step);
+  } else {
+    ref::SgdParams sgd = settings_.sgd;
+    sgd.lr = scheduled_lr(sgd.lr, step, settings_.lr_schedule);
+    model_.ops().sgd_momentum_step(params, grads, m, n, sgd, step);
+  }
+}
+
+// The map runs on the model's ops (the fast engine's SGEMM or the reference);
+// the distance is the reference's on both CPU engines (O(rows x width), next
+// to nothing beside the map's GEMMs).
+double CpuModelEngine::hint_step(const float* teacher_features, int rows) {
+  const int ds = hint_width_, dt = settings_.hint.teacher_width;
+  const float* features = model_.last_layer_input();
+  const float* w = hint_map_.params.data();
+  const float* bias = w + int64_t(dt) * ds;
+  model_.ops().dense_forward(features, w, bias, hint_mapped_.data(), rows, ds, dt, /*relu=*/false);
+  const double distance = ref::hint_loss(hint_mapped_.data(), teacher_features, hint_dmapped_.data(), nullptr, rows,
+                                         dt, settings_.hint.kind, settings_.hint.weight);
+  model_.ops().dense_backward(features, w, hint_dmapped_.data(), hint_dfeatures_.data(), hint_grads_.data(),
+                              hint_grads_.data() + int64_t(dt) * ds, rows, ds, dt);
+  return distance;
 }
 
 TrainStats CpuModelEngine::end_epoch_impl() {
@@ -314,6 +380,7 @@ TrainStats CpuModelEngine::end_epoch_impl() {
   if (s.steps > 0) {
     s.loss = loss_sum_ / double(s.steps);
     s.kl = kl_sum_ / double(s.steps);
+    s.hint = hint_sum_ / double(s.steps);
   }
   return s;
 }

@@ -115,6 +115,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
     const bool relu_next = i + 1 < arch_.layers.size() && relu_fused_[i + 1];
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     const float* w = params_.data() + l.param_offset;
+    if (i + 1 == arch_.layers.size()) last_input_ = in;
     switch (l.kind) {
       case LayerKind::Conv:
         if (pool_fused_[i]) {  // this conv, its ReLU and the max-pool in one op, writing the pool's output
@@ -150,7 +151,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
   return in;
 }
 
-void CpuModel::backward(const float* dlogits, int b) {
+void CpuModel::backward(const float* dlogits, int b, const float* dlast_input) {
   if (b != last_b_) fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " +
                          std::to_string(last_b_));
   // grads_ needs no clearing: every conv and dense backward overwrites its dw and db.
@@ -205,6 +206,8 @@ void CpuModel::backward(const float* dlogits, int b) {
       case LayerKind::Flatten:
         continue;  // the gradient passes through unchanged, in place
     }
+    if (dlast_input != nullptr && i + 1 == arch_.layers.size() && need_dx)
+      for (int64_t k = 0; k < n_in; ++k) dx[k] += dlast_input[k];
     std::swap(dx, dy);
   }
 }

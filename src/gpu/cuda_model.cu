@@ -54,7 +54,23 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   train_labels_.allocate(batch, "training batch labels");
   row_loss_.allocate(batch, "training batch row losses");
   row_kl_.allocate(batch, "training batch row KL terms");
-  step_means_.allocate(2, "step loss means");
+  step_means_.allocate(3, "step loss means");
+  if (settings.hint.on()) {
+    const int dt = settings.hint.teacher_width;
+    hint_width_ = hint_feature_width(arch, "student");
+    const std::vector<float> map = init_hint_map(hint_width_, dt, settings.seed);
+    hint_params_.allocate(map.size(), "hint map");
+    hint_grads_.allocate(map.size(), "hint map gradients");
+    hint_m_.allocate(map.size(), adam ? "hint map Adam first moments" : "hint map SGD momentum");
+    if (adam) hint_v_.allocate(map.size(), "hint map Adam second moments");
+    copy_to_device(hint_params_.data(), map.data(), map.size(), stream);
+    KD_CUDA_CHECK(cudaMemsetAsync(hint_m_.data(), 0, hint_m_.bytes(), stream));
+    if (adam) KD_CUDA_CHECK(cudaMemsetAsync(hint_v_.data(), 0, hint_v_.bytes(), stream));
+    hint_mapped_.allocate(batch * dt, "hint mapped features");
+    hint_dmapped_.allocate(batch * dt, "hint mapped-feature gradients");
+    hint_dfeatures_.allocate(batch * size_t(hint_width_), "hint feature gradients");
+    row_hint_.allocate(batch, "training batch row hint distances");
+  }
   cursor_.allocate(1, "epoch cursor");
   epoch_step_.allocate(1, "epoch step count");
   epoch_number_.allocate(1, "epoch number");
@@ -77,6 +93,11 @@ MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, cons
   need.workspace = conv ? kConvWorkspaceAllowance : 0;
   // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row)
   need.train_activations = net.activation_bytes(settings.batch_size, true) + int64_t(settings.batch_size) * 16;
+  if (settings.hint.on()) {  // the map, its gradient and moments; mapped features, gradients, distances per row
+    const int64_t dt = settings.hint.teacher_width, ds = hint_feature_width(arch, "student");
+    need.state += (2 + moments) * hint_map_param_count(int(ds), int(dt)) * f + train_n * f;
+    need.train_activations += int64_t(settings.batch_size) * (2 * dt + ds + 1) * f;
+  }
   // One inference set, grown to the larger of the two batches (labels and row losses: 8 bytes per row).
   const int rows = std::max(settings.eval_batch_size, settings.max_latency_batch);
   const int64_t inference = net.activation_bytes(rows, false) + int64_t(rows) * 8;
@@ -98,6 +119,7 @@ void CudaModel::reserve_epoch(size_t steps) {
   order_.allocate(steps, "epoch sample order");
   epoch_loss_.allocate(steps, "per-step losses of an epoch");
   epoch_kl_.allocate(steps, "per-step KL terms of an epoch");
+  if (settings_.hint.on()) epoch_hint_.allocate(steps, "per-step hint distances of an epoch");
 }
 
 namespace {
@@ -163,6 +185,23 @@ void CudaModel::set_optim_state_impl(const OptimState& state) {
   step_ = state.step;
 }
 
+HintMapState CudaModel::get_hint_map_impl() {
+  HintMapState s;
+  s.params.resize(hint_params_.size());
+  s.m.resize(hint_m_.size());
+  s.v.resize(hint_v_.size());
+  copy_to_host(s.params.data(), hint_params_.data(), s.params.size(), context_.stream());
+  copy_to_host(s.m.data(), hint_m_.data(), s.m.size(), context_.stream());
+  copy_to_host(s.v.data(), hint_v_.data(), s.v.size(), context_.stream());
+  return s;
+}
+
+void CudaModel::set_hint_map_impl(const HintMapState& state) {
+  copy_to_device(hint_params_.data(), state.params.data(), state.params.size(), context_.stream());
+  copy_to_device(hint_m_.data(), state.m.data(), state.m.size(), context_.stream());
+  copy_to_device(hint_v_.data(), state.v.data(), state.v.size(), context_.stream());
+}
+
 // ------------------------------------------------------------------ training
 
 void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) {
@@ -197,8 +236,18 @@ const float* CudaModel::enqueue_online_logits(const float* x, int b, cudaStream_
 }
 
 void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
-  const bool distill = loss.alpha > 0.0f;
-  CudaModel* const online = distill ? context_.online_teacher() : nullptr;
+  const bool distill = loss.alpha > 0.0f, hint = settings_.hint.on();
+  CudaModel* const online = distill || hint ? context_.online_teacher() : nullptr;
+  if (hint) {
+    if (online == nullptr)
+      fail("--hint: the teacher's features come from its run on each training batch; add --soft-targets online");
+    if (hint_feature_width(online->arch(), "teacher") != settings_.hint.teacher_width)
+      fail("--hint: the online teacher '" + online->arch().text + "' does not have the " +
+           std::to_string(settings_.hint.teacher_width) + " features this student's hint map was made for");
+    // Timed (Auto) outside any capture, like the network's own dense layers.
+    hint_impl_ = context_.dense_impl(settings_.dense_impl, settings_.deterministic, b, hint_width_,
+                                     settings_.hint.teacher_width, false, PlanUse::Training);
+  }
   if (online != nullptr) {
     if (online->arch().input.size() != net_.arch().input.size() || online->classes_ != classes_)
       fail("online soft targets: the teacher '" + online->arch().text +
@@ -223,7 +272,7 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
     epoch_first_step_ = step_;
   }
   const float* const targets = online != nullptr ? online->online_input() : context_.soft_targets();
-  const GraphKey key{b, loss.temperature, loss.alpha, distill ? targets : nullptr};
+  const GraphKey key{b, loss.temperature, loss.alpha, distill || hint ? targets : nullptr};
   const auto graph = graphs_.find(key);
   if (graph != graphs_.end()) {
     graph->second.launch(stream);
@@ -258,14 +307,14 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
 void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, const LossConfig& loss) {
   const cudaStream_t stream = context_.stream();
   const DeviceSplit& train = context_.split(SplitId::Train);
-  const bool distill = loss.alpha > 0.0f;
+  const bool distill = loss.alpha > 0.0f, hint = settings_.hint.on();
   increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
   take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
   const Shape& in = net_.arch().input;  // begin_epoch checked (train_images) that it matches the data
   augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
                            train_labels_.data(), b, in.h, in.w, context_.normalization(), settings_.augment,
                            settings_.seed, epoch_number_.data(), stream);
-  CudaModel* const online = distill ? context_.online_teacher() : nullptr;
+  CudaModel* const online = distill || hint ? context_.online_teacher() : nullptr;
   // The teacher sees exactly the student's (augmented) batch; its rows are the batch's, in order.
   const float* online_logits = online != nullptr ? online->enqueue_online_logits(train_acts_.input.data(), b, stream)
                                                  : nullptr;
@@ -273,7 +322,7 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
 
   SoftmaxKlArgs args;
   args.s = logits;
-  args.t = online_logits != nullptr ? online_logits : distill ? context_.soft_targets() : nullptr;
+  args.t = !distill ? nullptr : online_logits != nullptr ? online_logits : context_.soft_targets();
   // cached soft targets are read by training-split index
   args.t_rows = distill && online_logits == nullptr ? train_samples_.data() : nullptr;
   args.labels = train_labels_.data();
@@ -287,10 +336,13 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   softmax_kl(args, stream);
   float* const mean_loss = step_means_.data();
   float* const mean_kl = step_means_.data() + 1;
+  float* const mean_hint = step_means_.data() + 2;
+  if (hint) enqueue_hint(online->online_features(), b, stream);
   mean_reduce(row_loss_.data(), b, mean_loss, stream);
   if (distill) mean_reduce(row_kl_.data(), b, mean_kl, stream);
+  if (hint) mean_reduce(row_hint_.data(), b, mean_hint, stream);
 
-  net_.backward(params_.data(), grads_.data(), train_acts_, plan, b, stream);
+  net_.backward(params_.data(), grads_.data(), train_acts_, plan, b, stream, hint ? hint_dfeatures_.data() : nullptr);
   const int64_t n = int64_t(params_.size());  // the gaps of the aligned layout too: their gradients are 0
   if (settings_.optimizer == OptimizerKind::Adam)
     adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
@@ -298,8 +350,26 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   else
     sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, settings_.lr_schedule,
                       step_counter_.data(), stream);
-  finish_step(mean_loss, distill ? mean_kl : nullptr, epoch_loss_.data(), epoch_kl_.data(), epoch_step_.data(),
-              cursor_.data(), b, stream);
+  if (hint && settings_.optimizer == OptimizerKind::Adam)  // the same optimiser, schedule and step as the model's
+    adam_step(hint_params_.data(), hint_grads_.data(), hint_m_.data(), hint_v_.data(), int64_t(hint_params_.size()),
+              settings_.adam, settings_.lr_schedule, step_counter_.data(), stream);
+  else if (hint)
+    sgd_momentum_step(hint_params_.data(), hint_grads_.data(), hint_m_.data(), int64_t(hint_params_.size()),
+                      settings_.sgd, settings_.lr_schedule, step_counter_.data(), stream);
+  finish_step(mean_loss, distill ? mean_kl : nullptr, hint ? mean_hint : nullptr, epoch_loss_.data(), epoch_kl_.data(),
+              epoch_hint_.data(), epoch_step_.data(), cursor_.data(), b, stream);
+}
+
+void CudaModel::enqueue_hint(const float* teacher_features, int b, cudaStream_t stream) {
+  const int ds = hint_width_, dt = settings_.hint.teacher_width;
+  const float* features = net_.last_layer_input(train_acts_);
+  const float* w = hint_params_.data();
+  const float* bias = w + int64_t(dt) * ds;
+  dense_forward(context_.dense(), hint_impl_, features, w, bias, hint_mapped_.data(), b, ds, dt, false, stream);
+  hint_loss(hint_mapped_.data(), teacher_features, hint_dmapped_.data(), row_hint_.data(), row_loss_.data(), b, dt,
+            settings_.hint.kind, settings_.hint.weight, stream);
+  dense_backward(context_.dense(), hint_impl_, features, w, hint_dmapped_.data(), hint_dfeatures_.data(), false,
+                 hint_grads_.data(), hint_grads_.data() + int64_t(dt) * ds, b, ds, dt, stream);
 }
 
 TrainStats CudaModel::end_epoch_impl() {
@@ -309,10 +379,13 @@ TrainStats CudaModel::end_epoch_impl() {
   stats.steps = epoch_steps_;
   if (epoch_steps_ == 0) return stats;
   const size_t steps = static_cast<size_t>(epoch_steps_);
-  std::vector<float> losses(steps), kls(steps);
+  std::vector<float> losses(steps), kls(steps), hints(settings_.hint.on() ? steps : 0);
   copy_to_host(losses.data(), epoch_loss_.data(), losses.size(), context_.stream());
   copy_to_host(kls.data(), epoch_kl_.data(), kls.size(), context_.stream());
-  double loss_sum = 0, kl_sum = 0;
+  copy_to_host(hints.data(), epoch_hint_.data(), hints.size(), context_.stream());
+  double loss_sum = 0, kl_sum = 0, hint_sum = 0;
+  for (float h : hints) hint_sum += h;
+  stats.hint = hint_sum / double(epoch_steps_);
   for (size_t k = 0; k < losses.size(); ++k) {
     if (!std::isfinite(losses[k]) && stats.finite) {
       stats.finite = false;

@@ -55,6 +55,8 @@ class CudaModel final : public ModelEngine {
   const float* enqueue_online_logits(const float* x, int b, cudaStream_t stream);
   // The stable address of the online batch buffers (a captured student step reads them).
   const float* online_input() const { return online_acts_.input.data(); }
+  // The last enqueue_online_logits' features (kd/hint.h): (b, hint_feature_width), a stable address.
+  const float* online_features() const { return net_.last_layer_input(online_acts_); }
 
  private:
   int64_t train_images() const override { return input_split(SplitId::Train).n; }
@@ -67,6 +69,8 @@ class CudaModel final : public ModelEngine {
   void set_params_impl(const std::vector<float>& params) override;
   OptimState get_optim_state_impl() override;
   void set_optim_state_impl(const OptimState& state) override;
+  HintMapState get_hint_map_impl() override;
+  void set_hint_map_impl(const HintMapState& state) override;
   void keep_best_impl() override;
   void restore_best_impl() override;
   std::vector<float> get_best_impl() override;
@@ -83,6 +87,10 @@ class CudaModel final : public ModelEngine {
   using GraphKey = std::tuple<int, float, float, const float*>;
 
   void enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, const LossConfig& loss);
+  // The hint's part of a step (kd/hint.h): maps the student's features, adds
+  // weight * distance to row_loss_, and leaves the map's gradient in
+  // hint_grads_ and the features' in hint_dfeatures_. Capture-safe.
+  void enqueue_hint(const float* teacher_features, int b, cudaStream_t stream);
   void reserve_epoch(size_t steps);
   void ensure_inference_capacity(int b);
   const DeviceSplit& input_split(SplitId split) const;
@@ -108,11 +116,12 @@ class CudaModel final : public ModelEngine {
   CudaNetwork::Activations train_acts_;
   DeviceBuffer<int32_t> train_samples_, train_labels_;  // (batch) training-split indices, labels
   DeviceBuffer<float> row_loss_, row_kl_;                // (batch)
-  DeviceBuffer<float> step_means_;                       // (2) this step's mean loss, mean KL
+  DeviceBuffer<float> step_means_;                       // (3) this step's mean loss, mean KL, mean hint
 
   // The epoch: order and device cursor, per-step losses, host bookkeeping.
   DeviceBuffer<int32_t> order_;           // (capacity) this epoch's sample order
   DeviceBuffer<float> epoch_loss_, epoch_kl_;  // (capacity) per step of the epoch
+  DeviceBuffer<float> epoch_hint_;             // (capacity) per step of the epoch, with a hint only
   DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
   DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
   DeviceBuffer<uint64_t> epoch_number_;   // (1) 1-based, keys the augmentation (read inside the graph)
@@ -121,6 +130,15 @@ class CudaModel final : public ModelEngine {
   std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
   std::set<GraphKey> uncapturable_;       // keys whose capture failed: always eager
   std::map<GraphKey, CudaGraph> graphs_;
+
+  // The hint (settings_.hint on; else all empty): the map (packed as
+  // kd/hint.h's HintMapState) with its gradient and moments, and one step's
+  // mapped features and their gradient: (batch, teacher width) each, the
+  // features' gradient: (batch, hint_width_), per-row distances: (batch).
+  int hint_width_ = 0;
+  DenseImpl hint_impl_ = DenseImpl::Cublas;  // the map's dense implementation at the step's batch size
+  DeviceBuffer<float> hint_params_, hint_grads_, hint_m_, hint_v_;
+  DeviceBuffer<float> hint_mapped_, hint_dmapped_, hint_dfeatures_, row_hint_;
 
   InferenceBuffers inference_;
   CudaNetwork::Activations online_acts_;  // (settings.batch_size) once prepare_online ran

@@ -199,7 +199,7 @@ const float* CudaNetwork::forward(const float* params, Activations& a, const Bat
 }
 
 void CudaNetwork::backward(const float* params, float* grads, Activations& a, const BatchPlan& plan, int b,
-                           cudaStream_t stream) const {
+                           cudaStream_t stream, const float* dlast_input) const {
   if (!a.training) fail("CudaNetwork::backward: needs the activations of a training forward pass");
   float* dy = a.grad_a.data();
   for (size_t i = arch_.layers.size(); i-- > first_param_layer_;) {
@@ -233,6 +233,9 @@ void CudaNetwork::backward(const float* params, float* grads, Activations& a, co
       case LayerKind::Flatten:  // skipped above
         break;
     }
+    // A masked dx already went through the ReLU that produced x: the added gradient passes it too.
+    if (dlast_input != nullptr && i + 1 == arch_.layers.size() && role.needs_dx)
+      hint_add_gradient(dx, dlast_input, role.dx_masked ? x : nullptr, n_in, stream);
     dy = dx;
   }
 }

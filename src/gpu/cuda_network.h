@@ -79,11 +79,18 @@ class CudaNetwork {
   // (device); inference activations ignore `step` (may be null).
   const float* forward(const float* params, Activations& a, const BatchPlan& plan, int b, const uint64_t* step,
                        cudaStream_t stream) const;
+  // Where forward() leaves the last layer's input in `a`: (b, last layer's
+  // input size), a fixed address (the hint's features, kd/hint.h).
+  const float* last_layer_input(const Activations& a) const {
+    return arch_.layers.size() > 1 ? a.out[arch_.layers.size() - 2] : a.input.data();
+  }
   // After forward() on the same training activations with dL/dlogits in
   // a.grad_a: overwrites grads (layout().count()) with dL/dparams (the gaps
-  // between tensors are not written).
+  // between tensors are not written). dlast_input: (b, last layer's input
+  // size) or null, a gradient with respect to last_layer_input() from outside
+  // the network (the hint), added to the one flowing back from the logits.
   void backward(const float* params, float* grads, Activations& a, const BatchPlan& plan, int b,
-                cudaStream_t stream) const;
+                cudaStream_t stream, const float* dlast_input = nullptr) const;
 
  private:
   // How layer i runs; see the file comment.

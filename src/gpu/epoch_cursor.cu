@@ -22,11 +22,12 @@ __global__ void take_batch_indices_kernel(const int32_t* __restrict__ order, con
     sample_idx[i] = order[first + i];
 }
 
-__global__ void finish_step_kernel(const float* loss, const float* kl, float* epoch_loss, float* epoch_kl,
-                                   int32_t* epoch_step, int64_t* cursor, int b) {
+__global__ void finish_step_kernel(const float* loss, const float* kl, const float* hint, float* epoch_loss,
+                                   float* epoch_kl, float* epoch_hint, int32_t* epoch_step, int64_t* cursor, int b) {
   const int32_t step = *epoch_step;
   epoch_loss[step] = *loss;
   epoch_kl[step] = kl != nullptr ? *kl : 0.0f;
+  if (hint != nullptr) epoch_hint[step] = *hint;
   *epoch_step = step + 1;
   *cursor += b;
 }
@@ -43,9 +44,10 @@ void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sa
   KD_CUDA_CHECK_LAUNCH(take_batch_indices_kernel);
 }
 
-void finish_step(const float* loss, const float* kl, float* epoch_loss, float* epoch_kl, int32_t* epoch_step,
-                 int64_t* cursor, int b, cudaStream_t stream) {
-  launch(finish_step_kernel, 1, 1, 0, stream, loss, kl, epoch_loss, epoch_kl, epoch_step, cursor, b);
+void finish_step(const float* loss, const float* kl, const float* hint, float* epoch_loss, float* epoch_kl,
+                 float* epoch_hint, int32_t* epoch_step, int64_t* cursor, int b, cudaStream_t stream) {
+  launch(finish_step_kernel, 1, 1, 0, stream, loss, kl, hint, epoch_loss, epoch_kl, epoch_hint, epoch_step, cursor,
+         b);
   KD_CUDA_CHECK_LAUNCH(finish_step_kernel);
 }
 

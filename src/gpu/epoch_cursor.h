@@ -17,10 +17,11 @@ void start_epoch_cursor(int64_t* cursor, int32_t* epoch_step, int64_t begin, cud
 // -> sample_idx: (b) = order[*cursor + i].
 void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sample_idx, int b, cudaStream_t stream);
 
-// Records the step's mean loss and mean KL (kl null: records 0) at
-// epoch_loss[*epoch_step] / epoch_kl[*epoch_step], then ++*epoch_step and
-// *cursor += b. loss, kl: (1); epoch_loss, epoch_kl: (steps the epoch can have).
-void finish_step(const float* loss, const float* kl, float* epoch_loss, float* epoch_kl, int32_t* epoch_step,
-                 int64_t* cursor, int b, cudaStream_t stream);
+// Records the step's mean loss, mean KL (kl null: records 0) and mean hint
+// distance (hint null: records nothing) at epoch_loss[*epoch_step],
+// epoch_kl[*epoch_step] and epoch_hint[*epoch_step], then ++*epoch_step and
+// *cursor += b. loss, kl, hint: (1); epoch_*: (steps the epoch can have).
+void finish_step(const float* loss, const float* kl, const float* hint, float* epoch_loss, float* epoch_kl,
+                 float* epoch_hint, int32_t* epoch_step, int64_t* cursor, int b, cudaStream_t stream);
 
 }  // namespace kd::cuda

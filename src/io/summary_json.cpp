@@ -34,6 +34,8 @@ json config_json(const Options& o) {
               {"rotate", json_number(o.rotate)},
               {"scale", json{json_number(o.scale.lo), json_number(o.scale.hi)}},
               {"soft-targets", name_of(kSoftTargets, o.soft_targets)},
+              {"hint", name_of(kHintKinds, o.hint)},
+              {"hint-weight", json_number(o.hint_weight)},
               {"temperature", json_number(o.temperature)},
               {"alpha", json_number(o.alpha)},
               {"teacher-arch", o.teacher_arch},

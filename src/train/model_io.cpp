@@ -168,6 +168,12 @@ void save_training_checkpoint(const std::string& path, const TrainingCheckpoint&
   st.tensors.push_back(flat_tensor("optim.m", ck.optim.m));
   st.tensors.push_back(flat_tensor("optim.v", ck.optim.v));
   st.tensors.push_back(flat_tensor("best", ck.best_params));
+  if (!ck.hint_map.params.empty()) {  // absent without a hint, so such checkpoints read as before
+    st.metadata["epoch_hint_sum"] = exact_text(ck.epoch_hint_sum);
+    st.tensors.push_back(flat_tensor("hint.params", ck.hint_map.params));
+    st.tensors.push_back(flat_tensor("hint.m", ck.hint_map.m));
+    st.tensors.push_back(flat_tensor("hint.v", ck.hint_map.v));
+  }
   save_safetensors(path, st);
 }
 
@@ -195,6 +201,13 @@ TrainingCheckpoint load_training_checkpoint(const std::string& path) {
   const TensorData& v = st.get("optim.v");
   ck.optim.v = read_flat(st, "optim.v", v.numel() == 0 ? 0 : n, path);
   ck.best_params = read_flat(st, "best", ck.best_epoch > 0 ? n : 0, path);
+  if (st.find("hint.params") != nullptr) {  // the map's size is checked where the model takes it
+    const size_t map = size_t(st.get("hint.params").numel());
+    ck.hint_map.params = read_flat(st, "hint.params", map, path);
+    ck.hint_map.m = read_flat(st, "hint.m", map, path);
+    ck.hint_map.v = read_flat(st, "hint.v", st.get("hint.v").numel() == 0 ? 0 : map, path);
+    ck.epoch_hint_sum = parse_double_meta(st, "epoch_hint_sum", path);
+  }
   return ck;
 }
 

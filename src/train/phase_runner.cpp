@@ -37,6 +37,8 @@ PhaseResult train_phase(RunState& state, const PhaseSettings& ps, Phase phase, M
   if (const TrainingCheckpoint* resume = state.resume(); resume && resume->phase == phase) {
     model.set_params(resume->params);
     model.set_optim_state(resume->optim);
+    // A checkpoint's map only fits a model with a hint; one without would refuse it with a clear line.
+    if (!resume->hint_map.params.empty()) model.set_hint_map(resume->hint_map);
     if (resume->best_epoch > 0) {
       model.set_best(resume->best_params);
       for (const EpochRecord& e : state.history_for(phase))
@@ -46,6 +48,7 @@ PhaseResult train_phase(RunState& state, const PhaseSettings& ps, Phase phase, M
     resume_begin = std::min<int64_t>(state.resume_batches_done() * int64_t(batch), ps.train_n);
     carried.loss = resume->epoch_loss_sum;
     carried.kl = resume->epoch_kl_sum;
+    carried.hint = resume->epoch_hint_sum;
     carried.steps = resume->epoch_steps;
     result.curve = state.history_for(phase);
     if (!ps.quiet)
@@ -102,9 +105,12 @@ PhaseResult train_phase(RunState& state, const PhaseSettings& ps, Phase phase, M
     }
     if (ps.tty) std::printf("\r%*s\r", 100, "");
     if (!ps.quiet) {
+      std::string terms;  // the loss's parts beside the total
+      if (loss.alpha > 0) terms += "KL " + std::to_string(e.train_kl).substr(0, 6);
+      if (sums.hint > 0)  // a model with a hint: its distances are never all exactly 0
+        terms += (terms.empty() ? "hint " : ", hint ") + std::to_string(sums.mean_hint()).substr(0, 6);
       std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n", name,
-                  epoch, epochs, e.train_loss,
-                  loss.alpha > 0 ? (" (KL " + std::to_string(e.train_kl).substr(0, 6) + ")").c_str() : "",
+                  epoch, epochs, e.train_loss, terms.empty() ? "" : (" (" + terms + ")").c_str(),
                   e.val_loss, 100 * e.val_acc, secs, e.samples_per_s);
       std::fflush(stdout);
     }

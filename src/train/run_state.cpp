@@ -17,6 +17,7 @@ namespace kd {
 void EpochSums::add(const TrainStats& s) {
   loss += s.loss * double(s.steps);
   kl += s.kl * double(s.steps);
+  hint += s.hint * double(s.steps);
   steps += s.steps;
   if (!s.finite && finite) finite = false, first_bad_step = s.first_bad_step;
 }
@@ -44,6 +45,7 @@ std::vector<FingerprintField> options_fingerprint_fields(const Options& o) {
           {"targets", "--soft-targets", name_of(kSoftTargets, o.soft_targets)},
           {"T", "--temperature", text(o.temperature)},
           {"alpha", "--alpha", text(o.alpha)},
+          {"hint", "--hint", std::string(name_of(kHintKinds, o.hint)) + ":" + text(o.hint_weight)},
           {"teacher", "--teacher-arch", o.teacher_arch},
           {"student", "--student-arch", o.student_arch},
           {"val", "--val-size", text(o.val_size)},
@@ -141,6 +143,8 @@ void RunState::save_checkpoint(Phase phase, int epochs_done, int64_t batches_don
   for (const EpochRecord& e : history_) ck.history_csv += metrics_csv_row(e);
   ck.epoch_loss_sum = sums.loss;
   ck.epoch_kl_sum = sums.kl;
+  ck.epoch_hint_sum = sums.hint;
+  ck.hint_map = model.get_hint_map();
   ck.epoch_steps = sums.steps;
   ck.best_epoch = best_.epoch;
   if (best_.epoch > 0) ck.best_params = model.get_best();

@@ -73,6 +73,20 @@ both distill distill --teacher "$teacher"
 same_model cuda-distill/student.safetensors ref-distill/student.safetensors
 same_errors cuda-distill/summary.json ref-distill/summary.json
 
+echo "== distill --hint mse (online targets; the map trains beside the student and is not exported)"
+both hint distill --teacher "$teacher" --soft-targets online --hint mse --hint-weight 0.5 --no-baseline
+same_model cuda-hint/student.safetensors ref-hint/student.safetensors
+same_errors cuda-hint/summary.json ref-hint/summary.json
+# Stopped 5 steps into the student's epoch, its checkpoint holding the map: resumes to the same bits.
+hint_det=(distill "${flags[@]}" --teacher "$teacher" --soft-targets online --hint cosine --no-baseline --device cuda
+          --deterministic)
+"$kd" "${hint_det[@]}" --out hint-det || fail "distill --hint --deterministic failed"
+status=0
+KD_TEST_INTERRUPT_AFTER_STEPS=5 "$kd" "${hint_det[@]}" --out hint-resumed >/dev/null 2>&1 || status=$?
+[[ $status != 0 && -f hint-resumed/checkpoint.safetensors ]] || fail "the interrupted --hint run left no checkpoint"
+"$kd" "${hint_det[@]}" --resume hint-resumed >/dev/null || fail "--resume of the --hint run failed"
+same_model hint-det/student.safetensors hint-resumed/student.safetensors 0
+
 echo "== --recipe patient (augmentation, online targets, cosine, AdamW; short epochs)"
 both patient run --recipe patient --epochs-teacher 1 --epochs-student 2
 for m in teacher student student_scratch; do same_model "cuda-patient/$m.safetensors" "ref-patient/$m.safetensors"; done

@@ -101,6 +101,16 @@ kd_sim_mutant(uninitialised_shared_read softmax_kl
   "  partial[threadIdx.x] = acc;"
   "  if (acc != 0) partial[threadIdx.x] = acc;"
   "*MeanReduce*" "uninitialised shared memory read")
+# The hint's row sums with a wrong butterfly offset: lanes add the wrong partners' sums.
+kd_sim_mutant(hint_wrong_shuffle_offset hint
+  "for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);"
+  "for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset - 1);"
+  "*HintGpu.MatchesReference*" "Failure")
+# The backward hook without the ReLU mask: the hint's gradient reaches units the ReLU switched off.
+kd_sim_mutant(hint_gradient_skips_relu_mask hint
+  "if (mask_by == nullptr || mask_by[i] > 0.0f) dx[i] += g[i];"
+  "dx[i] += g[i];"
+  "*AddGradientPassesTheMask*" "Failure")
 # Host-side misuse of the libraries, caught by the simulated cuDNN and cuBLAS.
 # The plan's shared workspace sized for the forward algorithm only: a backward
 # algorithm that needs more is refused (CUDNN_STATUS_BAD_PARAM).

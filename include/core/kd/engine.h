@@ -18,6 +18,7 @@
 #include "kd/augment.h"
 #include "kd/data.h"
 #include "kd/distributed.h"
+#include "kd/hint.h"
 #include "kd/lr_schedule.h"
 #include "kd/reference.h"
 
@@ -67,6 +68,11 @@ struct TrainSettings {
   // seed, e, i), a pure function of those, so every engine, thread count and
   // resumed run sees the same views. Off by default.
   AugmentParams augment;
+  // The hint loss (kd/hint.h), off by default: a model created with it on
+  // holds the map, adds weight * distance to every training step's loss
+  // (which then needs an online teacher, Engine::use_online_teacher), and
+  // trains the map with its own optimiser settings and step.
+  HintSettings hint;
   uint64_t seed = 0;
   bool deterministic = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
@@ -82,6 +88,7 @@ struct LossConfig {
 struct TrainStats {
   double loss = 0;     // mean batch loss over the epoch's steps
   double kl = 0;       // mean batch KL term (0 unless distilling)
+  double hint = 0;     // mean batch hint distance, unweighted (0 unless TrainSettings::hint is on)
   int64_t steps = 0;
   bool finite = true;  // false when any step's loss was NaN/Inf
   int64_t first_bad_step = -1;  // global step index of the first non-finite loss
@@ -153,6 +160,12 @@ class ModelEngine {
   void set_params(const std::vector<float>& params);
   OptimState get_optim_state() { return get_optim_state_impl(); }
   void set_optim_state(const OptimState& state);
+  // The hint map (TrainSettings::hint on) with its optimiser moments, for
+  // checkpoints: it trains with the model but is no part of its parameters,
+  // so get_params, the best epoch's copy and exported models leave it out.
+  // get_hint_map is empty for a model without a hint; set_hint_map refuses it.
+  HintMapState get_hint_map() { return hint_map_size_ > 0 ? get_hint_map_impl() : HintMapState{}; }
+  void set_hint_map(const HintMapState& state);
 
   // The best epoch's parameters (--select best): one more parameter buffer on
   // the model's device. keep_best copies the current parameters into it (a
@@ -182,6 +195,8 @@ class ModelEngine {
   virtual void set_params_impl(const std::vector<float>& params) = 0;
   virtual OptimState get_optim_state_impl() = 0;
   virtual void set_optim_state_impl(const OptimState& state) = 0;
+  virtual HintMapState get_hint_map_impl() = 0;
+  virtual void set_hint_map_impl(const HintMapState& state) = 0;
   virtual void keep_best_impl() = 0;
   virtual void restore_best_impl() = 0;
   virtual std::vector<float> get_best_impl() = 0;
@@ -195,6 +210,7 @@ class ModelEngine {
   int64_t order_size_ = 0;
   int64_t next_begin_ = -1;  // where the epoch's next step must start; -1: anywhere (first step)
   int data_parallel_ranks_ = 1;
+  int64_t hint_map_size_ = 0;  // hint_map_param_count of the model's hint; 0 without one
 };
 
 class Engine {

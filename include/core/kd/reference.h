@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kd/hint.h"
 #include "kd/normalize.h"
 
 namespace kd::ref {
@@ -88,6 +89,19 @@ struct LossSums {
 };
 LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss,
                     int b, int c, float temperature, float alpha);
+
+// ---------------------------------------------------------------- hint (hint.cpp)
+// The hint distance of kd/hint.h and its gradient, for one batch, in double:
+//   cosine: r_i = 1 - <m_i, t_i> / (max(|m_i|, eps) * max(|t_i|, eps)), eps = 1e-8
+//           (torch.nn.functional.cosine_similarity's clamp);
+//   mse:    r_i = (1/d) sum_j (m_ij - t_ij)^2, whose batch mean is nn.MSELoss's mean.
+// m: (b, d) mapped student features, t: (b, d) teacher features. Returns the
+// batch mean of r_i (unweighted). Writes grad: (b, d) = weight * d(mean)/dm
+// and row_loss: (b) = r_i; either may be null. kind must not be Off.
+double hint_loss(const float* m, const float* t, float* grad, float* row_loss, int b, int d, HintKind kind,
+                 float weight);
+// The cosine distance's norm clamp.
+constexpr double kHintCosineEps = 1e-8;
 
 // ---------------------------------------------------------------- optim (optim.cpp)
 // PyTorch Adam (no weight decay unless given):

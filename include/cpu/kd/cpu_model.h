@@ -33,8 +33,14 @@ class CpuModel {
   // training: apply dropout with Philox key dropout_seed(seed, layer) and counter `step`,
   // x being rows first_row.. of the step's batch (a data-parallel shard; 0 otherwise).
   const float* forward(const float* x, int b, bool training, uint64_t seed, uint64_t step, int64_t first_row = 0);
+  // The last forward's input to the last layer: (b, arch().layers.back().in.size()),
+  // valid until the next forward (the hint's features, kd/hint.h).
+  const float* last_layer_input() const { return last_input_; }
   // dlogits: (b, classes) for the last forward -> grads() overwritten.
-  void backward(const float* dlogits, int b);
+  // dlast_input: (b, last layer's input size) or null, a gradient with respect
+  // to last_layer_input() from outside the network (the hint), added to the
+  // one flowing back from the logits.
+  void backward(const float* dlogits, int b, const float* dlast_input = nullptr);
 
  private:
   Arch arch_;
@@ -59,6 +65,7 @@ class CpuModel {
   std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;
+  const float* last_input_ = nullptr;
 };
 
 }  // namespace kd

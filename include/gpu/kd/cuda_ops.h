@@ -137,6 +137,18 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p
                      const uint64_t* step, cudaStream_t stream);
 void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p, cudaStream_t stream);
 
+// ---------------------------------------------------------------- hint.cu
+// ref::hint_loss on the device: m, t: (b, d) -> grad: (b, d) = weight *
+// d(batch mean)/dm (skipped when null) and row_hint: (b) the per-row distance
+// (skipped when null); row_total: (b), when not null, += weight * distance
+// (the step's per-row loss, whose mean then includes the hint).
+void hint_loss(const float* m, const float* t, float* grad, float* row_hint, float* row_total, int b, int d,
+               HintKind kind, float weight, cudaStream_t stream);
+// The hook of the network's backward pass: dx: (n) += g: (n), where mask_by:
+// (n) is > 0 when given (the ReLU output the dense backward masked dx by, so
+// the added gradient passes the same ReLU).
+void hint_add_gradient(float* dx, const float* g, const float* mask_by, int64_t n, cudaStream_t stream);
+
 // ---------------------------------------------------------------- optim.cu
 // One launch over the flat parameter buffer. step: device (1), 1-based count
 // of this update (read, not written, so the graph can be replayed). The rate

@@ -68,6 +68,11 @@ struct Options {
   double rotate = 12;                  // degrees
   ScaleRange scale;
   SoftTargets soft_targets = SoftTargets::Cached;
+  HintKind hint = HintKind::Off;       // --hint: the distilled student's hint loss (kd/hint.h)
+  // --hint-weight: its weight beside the distillation loss. 1: the cosine distance, bounded in
+  // [0, 2], is then 7-17 % of the student's loss over training (bench/RESULTS.md), a guide
+  // that does not override the teacher's logits; mse follows the features' scale (lower it).
+  double hint_weight = 1.0;
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
@@ -131,6 +136,8 @@ inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Ca
                                                       {"online", SoftTargets::Online}};
 inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
                                                          {"cosine", LrScheduleKind::Cosine}};
+inline constexpr Named<HintKind> kHintKinds[] = {
+    {"off", HintKind::Off}, {"cosine", HintKind::Cosine}, {"mse", HintKind::Mse}};
 
 template <class E, size_t N>
 constexpr const char* name_of(const Named<E> (&table)[N], E value) {

@@ -70,6 +70,10 @@ struct TrainingCheckpoint {
   // --select best: the best epoch so far of `phase` (0: none yet) and its parameters.
   int best_epoch = 0;
   std::vector<float> best_params;  // (arch.param_count) when best_epoch > 0, else empty
+  // The hint map in training (--hint; kd/hint.h), empty without one, and the
+  // unfinished epoch's sum of hint distances (as epoch_loss_sum).
+  HintMapState hint_map;
+  double epoch_hint_sum = 0;
   std::string options_fingerprint;  // settings that must match on --resume
 };
 void save_training_checkpoint(const std::string& path, const TrainingCheckpoint& ck);

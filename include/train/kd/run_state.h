@@ -19,13 +19,14 @@ namespace kd {
 // Training-loss sums of an epoch's steps; a resumed epoch starts from the
 // interrupted run's sums.
 struct EpochSums {
-  double loss = 0, kl = 0;
+  double loss = 0, kl = 0, hint = 0;
   int64_t steps = 0;
   bool finite = true;
   int64_t first_bad_step = -1;
   void add(const TrainStats& s);
   double mean_loss() const { return steps ? loss / double(steps) : 0; }
   double mean_kl() const { return steps ? kl / double(steps) : 0; }
+  double mean_hint() const { return steps ? hint / double(steps) : 0; }
 };
 
 // The best epoch so far of the phase in training (--select best).
