@@ -116,13 +116,16 @@ OnnxNode dense_onnx(const Layer&) { return {"Gemm", {{"transB", {1}, true}}}; }
 }  // namespace
 
 constexpr LayerKindInfo kLayerKinds[] = {
-    // kind               token      parse          shape          params  weight        mask   ONNX
-    {LayerKind::Conv, "conv", parse_conv, conv_shape, "conv", conv_weight, false, conv_onnx},
-    {LayerKind::Relu, "relu", parse_relu, same_shape, nullptr, nullptr, false, relu_onnx},
-    {LayerKind::MaxPool, "maxpool", parse_maxpool, maxpool_shape, nullptr, nullptr, true, maxpool_onnx},
-    {LayerKind::Dropout, "dropout", parse_dropout, same_shape, nullptr, nullptr, true, nullptr},
-    {LayerKind::Flatten, "flatten", parse_flatten, flatten_shape, nullptr, nullptr, false, flatten_onnx},
-    {LayerKind::Dense, "dense", parse_dense, dense_shape, "fc", dense_weight, false, dense_onnx},
+    // kind               token      parse          shape          params  weight        mask   view  ONNX
+    {LayerKind::Conv, "conv", parse_conv, conv_shape, "conv", conv_weight, false, ViewRule::Never, conv_onnx},
+    {LayerKind::Relu, "relu", parse_relu, same_shape, nullptr, nullptr, false, ViewRule::Never, relu_onnx},
+    {LayerKind::MaxPool, "maxpool", parse_maxpool, maxpool_shape, nullptr, nullptr, true, ViewRule::Never,
+     maxpool_onnx},
+    {LayerKind::Dropout, "dropout", parse_dropout, same_shape, nullptr, nullptr, true, ViewRule::InInference,
+     nullptr},
+    {LayerKind::Flatten, "flatten", parse_flatten, flatten_shape, nullptr, nullptr, false, ViewRule::Always,
+     flatten_onnx},
+    {LayerKind::Dense, "dense", parse_dense, dense_shape, "fc", dense_weight, false, ViewRule::Never, dense_onnx},
 };
 
 static_assert(std::size(kLayerKinds) == kLayerKindCount, "one row per LayerKind");
