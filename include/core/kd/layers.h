@@ -1,9 +1,9 @@
 // kd/layers.h: the table of layer kinds. One row per kind holds everything
-// about the kind that is the same on every engine: its grammar token and
-// normalised text, shape inference, its parameter tensors (PyTorch names,
-// shapes; init is PyTorch's default from the fan-in they imply), whether it
-// keeps a per-element mask for its backward pass, whether its output is its
-// input's buffer, and its ONNX node.
+// about the kind that is the same on every engine: its grammar token, usage
+// (for --help) and normalised text, shape inference, its parameter tensors
+// (PyTorch names, shapes; init is PyTorch's default from the fan-in they
+// imply), whether it keeps a per-element mask for its backward pass, whether
+// its output is its input's buffer, and its ONNX node.
 //
 // The arch parser (arch.cpp), the parameter views and init (params.cpp), the
 // engines' shared buffer plan (layer_plan.cpp), the ONNX export and the GPU
@@ -54,6 +54,7 @@ enum class ViewRule { Never, Always, InInference };
 struct LayerKindInfo {
   LayerKind kind;
   const char* token;  // the grammar name, "conv"
+  const char* usage;  // the token with its arguments, for --help: "conv:OUT[:K[:STRIDE[:PAD]]]"
   // Reads the token's arguments into `layer` (rejecting bad ones through the
   // parser) and returns the layer's normalised text ("conv:32:3").
   std::string (*parse)(const TokenParser& token, Layer& layer);
@@ -77,5 +78,7 @@ const LayerKindInfo* find_layer_kind(const std::string& token);
 const char* layer_kind_name(LayerKind kind);
 // "conv, relu, maxpool, dropout, flatten, dense": for messages.
 std::string layer_token_list();
+// "conv:OUT[:K[:STRIDE[:PAD]]], relu, maxpool[:2], ...": every kind's usage, for --help.
+std::string layer_usage_list();
 
 }  // namespace kd
