@@ -14,6 +14,9 @@
 // pool: max-pool(ReLU(z)) = ReLU(max-pool(z)), so masking the pooled gradient
 // by the pooled output > 0 gives the same dz, bit for bit, on a quarter of
 // the elements.
+// Every kind's arithmetic is one case in forward's switch and one in
+// backward's: a CpuOps op where the fast ops have their own version, else the
+// kd::ref op, called directly (kd/cpu_ops.h).
 #include "kd/cpu_model.h"
 
 #include <algorithm>
