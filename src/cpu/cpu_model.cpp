@@ -57,7 +57,11 @@ ref::ConvShape conv_shape(const Layer& l, int b) {
 }  // namespace
 
 CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
-    : arch_(arch), max_batch_(max_batch), ops_(std::move(ops)), params_(arch.param_count), grads_(arch.param_count),
+    : arch_(arch),
+      max_batch_(max_batch),
+      ops_(std::move(ops)),
+      params_(arch.param_count),
+      grads_(arch.param_count),
       plan_(arch) {
   if (max_batch < 1) fail("CpuModel: max_batch must be >= 1");
   int64_t widest = arch.input.size();

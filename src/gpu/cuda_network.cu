@@ -10,7 +10,11 @@
 namespace kd::cuda {
 
 CudaNetwork::CudaNetwork(const Arch& arch, const TrainSettings& settings, EngineContext& context)
-    : arch_(arch), layout_(arch), layer_plan_(arch), settings_(settings), context_(context),
+    : arch_(arch),
+      layout_(arch),
+      layer_plan_(arch),
+      settings_(settings),
+      context_(context),
       roles_(arch.layers.size()) {
   const std::vector<Layer>& layers = arch_.layers;
   const auto has_params = [](const Layer& l) { return l.param_count() > 0; };

@@ -11,8 +11,8 @@ LayerPlan::LayerPlan(const Arch& arch) : input_size_(arch.input.size()) {
     const LayerKindInfo& info = layer_info(l.kind);
     const bool after_conv_or_dense =
         i > 0 && (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
-    layers_.push_back({l.kind == LayerKind::Relu && after_conv_or_dense, info.view, info.needs_mask,
-                       l.out_shape.size()});
+    layers_.push_back(
+        {l.kind == LayerKind::Relu && after_conv_or_dense, info.view, info.needs_mask, l.out_shape.size()});
   }
 }
 
