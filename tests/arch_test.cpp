@@ -138,6 +138,8 @@ TEST(Arch, LayerKindNames) {
   EXPECT_STREQ(layer_kind_name(LayerKind::Dropout), "dropout");
   EXPECT_STREQ(layer_kind_name(LayerKind::Flatten), "flatten");
   EXPECT_STREQ(layer_kind_name(LayerKind::Dense), "dense");
+  // --teacher-arch's help lists the table's usages.
+  EXPECT_EQ(layer_usage_list(), "conv:OUT[:K[:STRIDE[:PAD]]], relu, maxpool[:2], dropout:P, flatten, dense:OUT");
 }
 
 TEST(Arch, PaddingAndStrideShapes) {

@@ -20,6 +20,7 @@
 
 #include "kd/data.h"
 #include "kd/error.h"
+#include "kd/layers.h"
 #include "kd/sweep.h"
 
 namespace kd {
@@ -331,9 +332,7 @@ void add_global_flags(CLI::App& app, Options& o) {
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
   add_list(app, "--alpha", o.alphas, "X", value_text(o.alpha),
            "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels" + sweep_list + " (default 0.9)");
-  add_value(app, "--teacher-arch", o.teacher_arch, "ARCH",
-            "teacher layers: comma-separated conv:OUT[:K[:STRIDE[:PAD]]], relu, maxpool[:2], dropout:P, "
-            "flatten, dense:OUT");
+  add_value(app, "--teacher-arch", o.teacher_arch, "ARCH", "teacher layers: comma-separated " + layer_usage_list());
   add_list(app, "--student-arch", o.student_archs, "ARCH", o.student_arch,
            "student layers, same grammar as --teacher-arch" + sweep_list +
                " (quote it; default: the grid in kdtrain sweep --help)");

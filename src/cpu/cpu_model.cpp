@@ -5,7 +5,8 @@
 // own output buffer (fused: one pass over the activations fewer), and the
 // ReLU layer shares the buffer: no layer's backward needs the pre-ReLU values.
 // Flatten shares its input's buffer too ((C, H, W) is already contiguous in
-// flatten order), and inference skips dropout; neither copies anything.
+// flatten order), and inference skips dropout; neither copies anything
+// (these fusions and views are kd/layer_plan.h's, shared with the GPU engine).
 // A conv output that only a conv or max-pool reads stays in the layout the
 // ops compute convolutions in (Nchw16c for oneDNN), so no activation is
 // reordered between layers; the max-pool writes plain NCHW for what follows.
@@ -13,6 +14,9 @@
 // pool: max-pool(ReLU(z)) = ReLU(max-pool(z)), so masking the pooled gradient
 // by the pooled output > 0 gives the same dz, bit for bit, on a quarter of
 // the elements.
+// Every kind's arithmetic is one case in forward's switch and one in
+// backward's: a CpuOps op where the fast ops have their own version, else the
+// kd::ref op, called directly (kd/cpu_ops.h).
 #include "kd/cpu_model.h"
 
 #include <algorithm>
@@ -28,17 +32,10 @@ namespace kd {
 float* CpuModel::output(size_t i) { return storage_[i] < 0 ? input_.data() : acts_[size_t(storage_[i])].data(); }
 
 namespace {
-// Layer i is a ReLU right after a conv or dense layer, which applies it in its own buffer.
-bool relu_fuses(const Arch& arch, size_t i) {
-  return arch.layers[i].kind == LayerKind::Relu && i > 0 &&
-         (arch.layers[i - 1].kind == LayerKind::Conv || arch.layers[i - 1].kind == LayerKind::Dense);
-}
-// Layer i has no output buffer of its own (a fused ReLU, a flatten).
-bool shares_buffer(const Arch& arch, size_t i) { return relu_fuses(arch, i) || arch.layers[i].kind == LayerKind::Flatten; }
 // Layer i (a conv) hands its output, through a fused ReLU if any, only to a conv or a max-pool.
-bool feeds_conv_or_pool(const Arch& arch, size_t i) {
+bool feeds_conv_or_pool(const Arch& arch, const LayerPlan& plan, size_t i) {
   size_t next = i + 1;
-  if (next < arch.layers.size() && relu_fuses(arch, next)) ++next;
+  if (next < arch.layers.size() && plan.relu_fused(next)) ++next;
   if (next >= arch.layers.size()) return false;
   const LayerKind k = arch.layers[next].kind;
   return k == LayerKind::Conv || k == LayerKind::MaxPool;
@@ -49,8 +46,8 @@ bool pools_a_relu(const Arch& arch, size_t i) {
 }
 
 // Layer i is a conv whose output goes through a fused ReLU into a max-pool.
-bool conv_relu_pool_chain(const Arch& arch, size_t i) {
-  return arch.layers[i].kind == LayerKind::Conv && i + 2 < arch.layers.size() && relu_fuses(arch, i + 1) &&
+bool conv_relu_pool_chain(const Arch& arch, const LayerPlan& plan, size_t i) {
+  return arch.layers[i].kind == LayerKind::Conv && i + 2 < arch.layers.size() && plan.relu_fused(i + 1) &&
          pools_a_relu(arch, i + 2);
 }
 
@@ -60,27 +57,30 @@ ref::ConvShape conv_shape(const Layer& l, int b) {
 }  // namespace
 
 CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
-    : arch_(arch), max_batch_(max_batch), ops_(std::move(ops)), params_(arch.param_count), grads_(arch.param_count) {
+    : arch_(arch),
+      max_batch_(max_batch),
+      ops_(std::move(ops)),
+      params_(arch.param_count),
+      grads_(arch.param_count),
+      plan_(arch) {
   if (max_batch < 1) fail("CpuModel: max_batch must be >= 1");
   int64_t widest = arch.input.size();
   acts_.resize(arch.layers.size());
   masks_.resize(arch.layers.size());
-  relu_fused_.assign(arch.layers.size(), false);
   pool_fused_.assign(arch.layers.size(), false);
   storage_.assign(arch.layers.size(), 0);
   layout_.assign(arch.layers.size(), ActLayout::Nchw);
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const Layer& l = arch.layers[i];
-    relu_fused_[i] = relu_fuses(arch, i);
-    if (l.kind == LayerKind::Conv && feeds_conv_or_pool(arch, i))
+    if (l.kind == LayerKind::Conv && feeds_conv_or_pool(arch, plan_, i))
       layout_[i] = ops_->conv_output_layout(conv_shape(l, max_batch));
-    if (relu_fused_[i]) layout_[i] = layout_[i - 1];  // the conv's buffer
-    pool_fused_[i] = conv_relu_pool_chain(arch, i) &&
+    if (plan_.relu_fused(i)) layout_[i] = layout_[i - 1];  // the conv's buffer
+    pool_fused_[i] = conv_relu_pool_chain(arch, plan_, i) &&
                      ops_->conv_relu_pool(conv_shape(l, max_batch), input_layout(i)) != nullptr;
-    const bool shares = shares_buffer(arch, i);
+    const bool shares = plan_.is_view(i, true);
     storage_[i] = !shares ? int(i) : i == 0 ? -1 : storage_[i - 1];
     if (!shares && !pool_fused_[i]) acts_[i].resize(size_t(max_batch) * l.out_shape.size());
-    if (layer_info(l.kind).needs_mask) masks_[i].resize(size_t(max_batch) * l.out_shape.size());
+    if (plan_.keeps_mask(i, true)) masks_[i].resize(size_t(max_batch) * l.out_shape.size());
     widest = std::max(widest, l.out_shape.size());
   }
   input_.resize(size_t(max_batch) * arch.input.size());
@@ -88,18 +88,9 @@ CpuModel::CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops)
   grad_b_.resize(size_t(max_batch) * widest);
 }
 
-// Keep in step with the constructor above (which leaves out a fused conv's output buffer:
-// this is then an upper bound).
+// The constructor above sizes LayerPlan's training buffers, less a fused conv's output buffer.
 int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
-  int64_t floats = arch.input.size(), mask_bytes = 0, widest = arch.input.size();
-  for (size_t i = 0; i < arch.layers.size(); ++i) {
-    const Layer& l = arch.layers[i];
-    if (!shares_buffer(arch, i)) floats += l.out_shape.size();
-    if (layer_info(l.kind).needs_mask) mask_bytes += l.out_shape.size();
-    widest = std::max(widest, l.out_shape.size());
-  }
-  floats += 2 * widest;  // grad_a_, grad_b_
-  return int64_t(max_batch) * (floats * int64_t(sizeof(float)) + mask_bytes);
+  return LayerPlan(arch).activation_bytes(max_batch, true);
 }
 
 const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step,
@@ -112,7 +103,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
     float* out = output(i);  // the same buffer as `in` for a fused ReLU and for flatten
-    const bool relu_next = i + 1 < arch_.layers.size() && relu_fused_[i + 1];
+    const bool relu_next = i + 1 < arch_.layers.size() && plan_.relu_fused(i + 1);
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     const float* w = params_.data() + l.param_offset;
     if (i + 1 == arch_.layers.size()) last_input_ = in;
@@ -131,7 +122,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
         ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next);
         break;
       case LayerKind::Relu:
-        if (!relu_fused_[i]) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
+        if (!plan_.relu_fused(i)) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
         break;
       case LayerKind::MaxPool:
         ops_->maxpool2x2_forward(in, out, masks_[i].data(), b, l.in.c, l.in.h, l.in.w, input_layout(i));

@@ -10,7 +10,12 @@
 namespace kd::cuda {
 
 CudaNetwork::CudaNetwork(const Arch& arch, const TrainSettings& settings, EngineContext& context)
-    : arch_(arch), layout_(arch), settings_(settings), context_(context), roles_(arch.layers.size()) {
+    : arch_(arch),
+      layout_(arch),
+      layer_plan_(arch),
+      settings_(settings),
+      context_(context),
+      roles_(arch.layers.size()) {
   const std::vector<Layer>& layers = arch_.layers;
   const auto has_params = [](const Layer& l) { return l.param_count() > 0; };
   first_param_layer_ = size_t(std::find_if(layers.begin(), layers.end(), has_params) - layers.begin());
@@ -20,11 +25,7 @@ CudaNetwork::CudaNetwork(const Arch& arch, const TrainSettings& settings, Engine
     const Layer& l = layers[i];
     LayerRole& role = roles_[i];
     role.needs_dx = i > first_param_layer_;
-    const bool has_epilogue = l.kind == LayerKind::Conv || l.kind == LayerKind::Dense;
-    if (has_epilogue && i + 1 < layers.size() && layers[i + 1].kind == LayerKind::Relu) {
-      role.relu_in_epilogue = true;
-      roles_[i + 1].applied_by_previous = true;
-    }
+    role.relu_in_epilogue = i + 1 < layers.size() && layer_plan_.relu_fused(i + 1);
     if (l.kind == LayerKind::Dense && role.needs_dx) {
       size_t producer = i - 1;  // i > first_param_layer_ >= 0
       while (producer > 0 && layers[producer].kind == LayerKind::Flatten) --producer;
@@ -36,15 +37,6 @@ CudaNetwork::CudaNetwork(const Arch& arch, const TrainSettings& settings, Engine
     if (l.kind == LayerKind::Dropout) role.dropout_key = dropout_seed(settings_.seed, int(i));
     if (l.kind == LayerKind::MaxPool && l.kernel != 2)
       fail("CudaNetwork: layer '" + l.token + "': only 2x2 max pooling is implemented");
-  }
-}
-
-bool CudaNetwork::is_view(size_t i, bool training) const {
-  switch (arch_.layers[i].kind) {
-    case LayerKind::Flatten: return true;
-    case LayerKind::Relu: return roles_[i].applied_by_previous;
-    case LayerKind::Dropout: return !training;
-    default: return false;
   }
 }
 
@@ -70,13 +62,13 @@ CudaNetwork::Activations CudaNetwork::training_activations(int capacity) const {
     const size_t count = size_t(capacity) * size_t(l.out_shape.size());
     const std::string layer = "layer " + std::to_string(i + 1) + " '" + l.token + "'";
     widest = std::max(widest, l.out_shape.size());
-    if (is_view(i, true)) {
+    if (layer_plan_.is_view(i, true)) {
       a.out[i] = previous;
     } else {
       a.owned_out.emplace_back(count, "training activations of " + layer + batch);
       a.out[i] = a.owned_out.back().data();
     }
-    if (layer_info(l.kind).needs_mask) {
+    if (layer_plan_.keeps_mask(i, true)) {
       a.owned_mask.emplace_back(count, "training masks of " + layer + batch);
       a.mask[i] = a.owned_mask.back().data();
     }
@@ -90,48 +82,31 @@ CudaNetwork::Activations CudaNetwork::training_activations(int capacity) const {
 CudaNetwork::Activations CudaNetwork::inference_activations(int capacity) const {
   Activations a = allocate_input(capacity, false);
   const std::string batch = " for batch " + std::to_string(capacity);
-  int64_t widest = 0, widest_pool = 0;
+  int64_t widest = 0, widest_mask = 0;
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
     const Layer& l = arch_.layers[i];
-    if (!is_view(i, false)) widest = std::max(widest, l.out_shape.size());
-    if (l.kind == LayerKind::MaxPool) widest_pool = std::max(widest_pool, l.out_shape.size());
+    if (!layer_plan_.is_view(i, false)) widest = std::max(widest, l.out_shape.size());
+    if (layer_plan_.keeps_mask(i, false)) widest_mask = std::max(widest_mask, l.out_shape.size());
   }
   a.owned_out.emplace_back(size_t(capacity) * size_t(widest), "inference activations (buffer A)" + batch);
   a.owned_out.emplace_back(size_t(capacity) * size_t(widest), "inference activations (buffer B)" + batch);
-  // Inference never runs a max-pool backward: every pool layer can share one argmax scratch.
-  if (widest_pool > 0) a.owned_mask.emplace_back(size_t(capacity) * size_t(widest_pool), "max-pool positions" + batch);
+  // Inference runs no backward: every masked layer (max-pool's argmax) can share one scratch.
+  if (widest_mask > 0) a.owned_mask.emplace_back(size_t(capacity) * size_t(widest_mask), "max-pool positions" + batch);
   float* const buffer_a = a.owned_out[0].data();
   float* const buffer_b = a.owned_out[1].data();
   float* previous = a.input.data();
   for (size_t i = 0; i < arch_.layers.size(); ++i) {
-    if (is_view(i, false)) a.out[i] = previous;
+    if (layer_plan_.is_view(i, false)) a.out[i] = previous;
     else a.out[i] = previous == buffer_a ? buffer_b : buffer_a;
-    if (arch_.layers[i].kind == LayerKind::MaxPool) a.mask[i] = a.owned_mask[0].data();
+    if (layer_plan_.keeps_mask(i, false)) a.mask[i] = a.owned_mask[0].data();
     previous = a.out[i];
   }
   return a;
 }
 
-// Keep in step with training_activations and inference_activations above.
+// training_activations and inference_activations above allocate LayerPlan's buffers.
 int64_t CudaNetwork::activation_bytes(int capacity, bool training) const {
-  const int64_t f = sizeof(float);
-  int64_t floats = arch_.input.size(), mask_bytes = 0;
-  int64_t widest = training ? arch_.input.size() : 0, widest_pool = 0;
-  for (size_t i = 0; i < arch_.layers.size(); ++i) {
-    const Layer& l = arch_.layers[i];
-    const bool pool = l.kind == LayerKind::MaxPool;
-    if (training) {
-      widest = std::max(widest, l.out_shape.size());
-      if (!is_view(i, true)) floats += l.out_shape.size();
-      if (layer_info(l.kind).needs_mask) mask_bytes += l.out_shape.size();
-    } else {
-      if (!is_view(i, false)) widest = std::max(widest, l.out_shape.size());
-      if (pool) widest_pool = std::max(widest_pool, l.out_shape.size());
-    }
-  }
-  floats += 2 * widest;  // training: grad_a, grad_b; inference: buffers A and B
-  mask_bytes += widest_pool;
-  return int64_t(capacity) * (floats * f + mask_bytes);
+  return layer_plan_.activation_bytes(capacity, training);
 }
 
 const CudaNetwork::BatchPlan& CudaNetwork::plan(int b, PlanUse use) {
@@ -171,7 +146,7 @@ const float* CudaNetwork::forward(const float* params, Activations& a, const Bat
     const float* w = params + layout_.weight_offset(i);
     const float* bias = params + layout_.bias_offset(i);
     const int64_t n_out = int64_t(b) * l.out_shape.size();
-    if (!is_view(i, a.training)) {
+    if (!layer_plan_.is_view(i, a.training)) {
       switch (l.kind) {
         case LayerKind::Conv:
           plan.conv[i]->forward(in, w, bias, out, role.relu_in_epilogue, stream);

@@ -2,12 +2,14 @@
 // GPU twin of kd::CpuModel's forward and backward (same layer order, same
 // dropout keys, same gradients up to fp32 summation order).
 //
-// Fusions, decided once from the layer list:
+// Fusions, decided once from the layer list (the first and the views are
+// kd/layer_plan.h's, shared with the CPU engine):
 //   conv/dense followed by relu   the ReLU runs in the conv/dense epilogue and
 //                                 both layers share one output buffer;
 //   relu (through flatten) into   the ReLU's backward runs as the dense dx mask
 //   a dense layer                 (dx *= x > 0), its own backward is skipped;
-//   flatten                       a view: NCHW is already in C, H, W order.
+//   flatten                       a view: NCHW is already in C, H, W order;
+//   dropout in inference          a view: the identity.
 // Layers before the first parameterised layer get no backward at all: no
 // gradient with respect to the input images is needed.
 #pragma once
@@ -22,6 +24,7 @@
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
 #include "kd/engine.h"
+#include "kd/layer_plan.h"
 #include "param_layout.h"
 
 namespace kd::cuda {
@@ -96,17 +99,16 @@ class CudaNetwork {
   // How layer i runs; see the file comment.
   struct LayerRole {
     bool relu_in_epilogue = false;  // conv/dense: applies the ReLU that follows it
-    bool applied_by_previous = false;  // relu: computed in the previous layer's epilogue
     bool dx_masked = false;         // dense: dx *= (x > 0), the backward of the ReLU that produced x
     bool backward_in_next = false;  // relu: its backward is the next dense layer's dx mask
     bool needs_dx = false;          // an earlier layer has parameters
     uint64_t dropout_key = 0;       // dropout: dropout_seed(settings.seed, i)
   };
-  bool is_view(size_t i, bool training) const;
   Activations allocate_input(int capacity, bool training) const;
 
   Arch arch_;
   ParamLayout layout_;
+  LayerPlan layer_plan_;  // fused ReLUs, views, masks
   TrainSettings settings_;
   EngineContext& context_;
   std::vector<LayerRole> roles_;

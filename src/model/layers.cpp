@@ -1,5 +1,6 @@
-// The table of layer kinds (kd/layers.h): one row per kind with its parser,
-// shape rule, parameters and ONNX node. The rows are in LayerKind order.
+// The table of layer kinds (kd/layers.h): one row per kind with its usage,
+// parser, shape rule, parameters, mask, view rule and ONNX node. The rows are
+// in LayerKind order.
 #include "kd/layers.h"
 
 #include <iterator>
@@ -12,6 +13,8 @@ namespace kd {
 namespace {
 
 // ------------------------------------------------------------------ conv
+// conv:OUT[:K[:STRIDE[:PAD]]]: 2-D convolution, K x K kernel (default 3), stride
+// 1, padding 0; needs an unflattened input.
 std::string parse_conv(const TokenParser& tp, Layer& layer) {
   tp.expect_args(1, 4, "conv:OUT[:K[:STRIDE[:PAD]]]");
   layer.out = tp.integer_arg(1, "conv output channels", 1, 0);
@@ -50,6 +53,7 @@ OnnxNode conv_onnx(const Layer& l) {
 }
 
 // ------------------------------------------------------------------ relu, flatten: no arguments
+// relu: elementwise max(x, 0); flatten: (C, H, W) -> (C*H*W) in C, H, W order.
 std::string parse_relu(const TokenParser& tp, Layer&) {
   tp.expect_args(0, 0, "relu with no arguments");
   return "relu";
@@ -72,6 +76,7 @@ Shape flatten_shape(const TokenParser& tp, const Layer& layer) {
 OnnxNode flatten_onnx(const Layer&) { return {"Flatten", {{"axis", {1}, true}}}; }
 
 // ------------------------------------------------------------------ maxpool
+// maxpool[:K]: K x K max pooling with stride K (default 2; only 2 is supported).
 std::string parse_maxpool(const TokenParser& tp, Layer& layer) {
   tp.expect_args(0, 1, "maxpool or maxpool:2");
   layer.kernel = tp.integer_arg(1, "maxpool window", 1, 2);
@@ -93,6 +98,7 @@ OnnxNode maxpool_onnx(const Layer& l) {
 }
 
 // ------------------------------------------------------------------ dropout
+// dropout:P: inverted dropout with drop probability 0 <= P < 1.
 std::string parse_dropout(const TokenParser& tp, Layer& layer) {
   tp.expect_args(1, 1, "dropout:P");
   layer.drop = tp.probability_arg(1);
@@ -100,6 +106,7 @@ std::string parse_dropout(const TokenParser& tp, Layer& layer) {
 }
 
 // ------------------------------------------------------------------ dense
+// dense:OUT: fully connected layer; needs a flattened input.
 std::string parse_dense(const TokenParser& tp, Layer& layer) {
   tp.expect_args(1, 1, "dense:OUT");
   layer.out = tp.integer_arg(1, "dense width", 1, 0);
@@ -116,13 +123,19 @@ OnnxNode dense_onnx(const Layer&) { return {"Gemm", {{"transB", {1}, true}}}; }
 }  // namespace
 
 constexpr LayerKindInfo kLayerKinds[] = {
-    // kind               token      parse          shape          params  weight        mask   ONNX
-    {LayerKind::Conv, "conv", parse_conv, conv_shape, "conv", conv_weight, false, conv_onnx},
-    {LayerKind::Relu, "relu", parse_relu, same_shape, nullptr, nullptr, false, relu_onnx},
-    {LayerKind::MaxPool, "maxpool", parse_maxpool, maxpool_shape, nullptr, nullptr, true, maxpool_onnx},
-    {LayerKind::Dropout, "dropout", parse_dropout, same_shape, nullptr, nullptr, true, nullptr},
-    {LayerKind::Flatten, "flatten", parse_flatten, flatten_shape, nullptr, nullptr, false, flatten_onnx},
-    {LayerKind::Dense, "dense", parse_dense, dense_shape, "fc", dense_weight, false, dense_onnx},
+    // kind, token, usage; parse, shape; parameter prefix, weight shape; mask, view, ONNX node
+    {LayerKind::Conv, "conv", "conv:OUT[:K[:STRIDE[:PAD]]]",  //
+     parse_conv, conv_shape, "conv", conv_weight, false, ViewRule::Never, conv_onnx},
+    {LayerKind::Relu, "relu", "relu",  //
+     parse_relu, same_shape, nullptr, nullptr, false, ViewRule::Never, relu_onnx},
+    {LayerKind::MaxPool, "maxpool", "maxpool[:2]",  //
+     parse_maxpool, maxpool_shape, nullptr, nullptr, true, ViewRule::Never, maxpool_onnx},
+    {LayerKind::Dropout, "dropout", "dropout:P",  //
+     parse_dropout, same_shape, nullptr, nullptr, true, ViewRule::InInference, nullptr},
+    {LayerKind::Flatten, "flatten", "flatten",  //
+     parse_flatten, flatten_shape, nullptr, nullptr, false, ViewRule::Always, flatten_onnx},
+    {LayerKind::Dense, "dense", "dense:OUT",  //
+     parse_dense, dense_shape, "fc", dense_weight, false, ViewRule::Never, dense_onnx},
 };
 
 static_assert(std::size(kLayerKinds) == kLayerKindCount, "one row per LayerKind");
@@ -143,10 +156,16 @@ const LayerKindInfo* find_layer_kind(const std::string& token) {
 
 const char* layer_kind_name(LayerKind kind) { return layer_info(kind).token; }
 
-std::string layer_token_list() {
+namespace {
+// Every row's `field`, comma-separated in LayerKind order.
+std::string joined(const char* LayerKindInfo::*field) {
   std::string out;
-  for (const LayerKindInfo& info : kLayerKinds) out += (out.empty() ? "" : ", ") + std::string(info.token);
+  for (const LayerKindInfo& info : kLayerKinds) out += (out.empty() ? "" : ", ") + std::string(info.*field);
   return out;
 }
+}  // namespace
+
+std::string layer_token_list() { return joined(&LayerKindInfo::token); }
+std::string layer_usage_list() { return joined(&LayerKindInfo::usage); }
 
 }  // namespace kd

@@ -1,13 +1,8 @@
 // kd/arch.h: architecture strings -> a checked layer list with shapes.
 //
-// Grammar (comma-separated tokens, whitespace ignored):
-//   conv:OUT[:K[:STRIDE[:PAD]]]   2-D convolution, K x K kernel (default 3),
-//                                 stride 1, padding 0; needs an unflattened input
-//   relu                          elementwise max(x, 0)
-//   maxpool[:K]                   K x K max pooling with stride K (default 2; only 2 is supported)
-//   dropout:P                     inverted dropout with drop probability 0 <= P < 1
-//   flatten                       (C, H, W) -> (C*H*W) in C, H, W order
-//   dense:OUT                     fully connected layer; needs a flattened input
+// Grammar: comma-separated layer tokens, whitespace ignored. Each kind's token,
+// arguments and meaning are its row in the table of layer kinds (kd/layers.h,
+// src/model/layers.cpp); `kdtrain --help` lists them.
 // The last layer with parameters must be a dense layer whose OUT equals the
 // number of classes.
 #pragma once

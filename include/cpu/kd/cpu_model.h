@@ -9,6 +9,7 @@
 
 #include "kd/arch.h"
 #include "kd/cpu_ops.h"
+#include "kd/layer_plan.h"
 #include "kd/params.h"
 
 namespace kd {
@@ -20,8 +21,9 @@ class CpuModel {
   CpuModel(const Arch& arch, int max_batch, std::unique_ptr<CpuOps> ops = make_reference_ops());
   CpuOps& ops() { return *ops_; }
   // Bytes of the buffers the constructor sizes by max_batch (activations,
-  // masks, input, gradient scratch); the parameters and gradients come on top.
-  // An upper bound where the ops fuse a conv with its ReLU and max-pool.
+  // masks, input, gradient scratch: LayerPlan's training buffers); the
+  // parameters and gradients come on top. An upper bound where the ops fuse a
+  // conv with its ReLU and max-pool.
   static int64_t activation_bytes(const Arch& arch, int max_batch);
   const Arch& arch() const { return arch_; }
   int max_batch() const { return max_batch_; }
@@ -47,13 +49,15 @@ class CpuModel {
   int max_batch_;
   std::unique_ptr<CpuOps> ops_;
   std::vector<float> params_, grads_;
+  // Which ReLUs are fused, which layers are views and which keep a mask.
+  LayerPlan plan_;
   // Layer i's output (b, layers[i].out_shape.size()): acts_[storage_[i]], or
-  // input_ when storage_[i] is -1. A fused ReLU and a flatten store nothing
-  // of their own (acts_[i] stays empty) and share the buffer before them.
+  // input_ when storage_[i] is -1. A view in training (a fused ReLU, a
+  // flatten) stores nothing of its own (acts_[i] stays empty) and shares the
+  // buffer before it.
   float* output(size_t i);
   std::vector<std::vector<float>> acts_;
   std::vector<int> storage_;
-  std::vector<bool> relu_fused_;
   // Layer i is a conv that runs with the ReLU and max-pool after it as one op
   // (CpuOps::conv_relu_pool): it then has no output buffer (acts_[i] stays empty).
   std::vector<bool> pool_fused_;

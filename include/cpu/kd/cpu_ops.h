@@ -13,6 +13,11 @@
 //    pooling, dropout and the optimisers as OpenMP loops. `--device cpu`.
 // Both draw the same Philox dropout masks and follow the same optimiser
 // formulas, so the engines differ only in rounding.
+// The interface holds only the ops the fast engine computes its own way: a
+// layer kind with no faster op has no place here, and the layer loop
+// (src/cpu/cpu_model.cpp) calls its kd::ref op directly on both engines (in
+// NCHW: a layer that is not a conv or max-pool always reads Nchw). Writing a
+// faster op brings it here, with the reference version in reference_ops.cpp.
 #pragma once
 
 #include <cstdint>
