@@ -501,6 +501,61 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   EXPECT_NE(load_model_file(constant.out_dir + "/student.safetensors").params, student);
 }
 
+// Mixup draws each batch's lambda and partner from (seed, epoch, batch
+// start): a rerun gives the same bits, and a run stopped 5 updates into the
+// student's second epoch resumes to them, the online teacher scoring the same
+// mixed batches. The scratch baseline trains with mixup too, the teacher
+// without (the same teacher as an unmixed run). The fast engine at 2 threads:
+// the mixed views are gathered on one thread, the same at any --threads.
+// An MLP teacher and one latency batch keep the five runs cheap.
+TEST(PipelineOrchestration, MixupRerunsAndResumesBitIdentically) {
+  Options straight = small_run(fresh_dir("mixup_straight"));
+  straight.teacher_arch = "flatten,dense:64,relu,dense:10";
+  straight.latency_batches = {1};
+  straight.train_limit = 640;
+  straight.val_size = 100;
+  straight.test_limit = 100;
+  straight.epochs_teacher = 1;
+  straight.epochs_student = 2;
+  straight.augment = true;
+  straight.soft_targets = SoftTargets::Online;
+  straight.mixup = 0.4;
+  const auto run = [](const Options& o) {
+    auto engine = make_fast_cpu_engine(2);
+    ASSERT_EQ(run_command(o, *engine), 0);
+  };
+  const auto params = [](const Options& o, const char* file) {
+    return load_model_file(o.out_dir + "/" + file).params;
+  };
+  run(straight);
+  Options again = straight;
+  again.out_dir = fresh_dir("mixup_again");
+  run(again);
+  Options broken = straight;
+  broken.out_dir = fresh_dir("mixup_broken");
+  auto engine = make_fast_cpu_engine(2);
+  run_stopped_after(broken, *engine, 25);
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  run(resumed);
+  for (const char* file : {"student.safetensors", "student_scratch.safetensors"}) {
+    SCOPED_TRACE(file);
+    EXPECT_EQ(params(again, file), params(straight, file));
+    EXPECT_EQ(params(resumed, file), params(straight, file));
+  }
+  const nlohmann::json config = nlohmann::json::parse(read_text(straight.out_dir + "/summary.json")).at("config");
+  EXPECT_EQ(config.at("mixup"), 0.4);
+  EXPECT_NE(config.at("resolved-recipe").get<std::string>().find("soft targets online, mixup 0.4"), std::string::npos);
+
+  Options unmixed = straight;
+  unmixed.out_dir = fresh_dir("mixup_off");
+  unmixed.mixup = 0;
+  run(unmixed);
+  EXPECT_EQ(params(unmixed, "teacher.safetensors"), params(straight, "teacher.safetensors"));
+  EXPECT_NE(params(unmixed, "student.safetensors"), params(straight, "student.safetensors"));
+  EXPECT_NE(params(unmixed, "student_scratch.safetensors"), params(straight, "student_scratch.safetensors"));
+}
+
 TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   Options o = small_run(fresh_dir("refuse"));
   o.command = Command::TrainTeacher;

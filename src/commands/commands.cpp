@@ -27,7 +27,7 @@ namespace {
 
 // Trains (or, resuming, reloads) one student phase, tests, times and saves it.
 void train_student(Session& s, Phase phase, const Arch& arch, const std::vector<float>& init, const LossConfig& loss) {
-  auto model = s.engine().create_model(arch, init, s.training_settings(s.opt().epochs_student, "--epochs-student"));
+  auto model = s.engine().create_model(arch, init, s.student_settings());
   ModelReport rep = s.new_report(phase, arch);
   const TrainingCheckpoint* resume = s.state().resume();
   const bool saved = resume && resume->phase > phase;

@@ -34,6 +34,7 @@ json config_json(const Options& o) {
               {"rotate", json_number(o.rotate)},
               {"scale", json{json_number(o.scale.lo), json_number(o.scale.hi)}},
               {"soft-targets", name_of(kSoftTargets, o.soft_targets)},
+              {"mixup", json_number(o.mixup)},
               {"temperature", json_number(o.temperature)},
               {"alpha", json_number(o.alpha)},
               {"teacher-arch", o.teacher_arch},

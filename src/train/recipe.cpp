@@ -59,7 +59,9 @@ std::string recipe_text(const Options& o, bool students) {
          "; " + name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " +
          name_of(kLrSchedules, o.lr_schedule) + " schedule, " + number(o.warmup_epochs) +
          " warm-up epochs, weight decay " + number(o.weight_decay) + "; augmentation " + augment +
-         (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) : std::string());
+         (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) + ", mixup " +
+                         (o.mixup > 0 ? number(o.mixup) : std::string("off"))
+                   : std::string());
 }
 
 }  // namespace kd

@@ -102,6 +102,9 @@ class Session {
   // settings() for a model trained `epochs` epochs (`epochs_flag` names the
   // flag that set them): its learning-rate schedule spans those epochs.
   TrainSettings training_settings(int epochs, const char* epochs_flag) const;
+  // training_settings for a student (distilled, baseline or a sweep's run):
+  // --epochs-student, and --mixup, which the teacher trains without.
+  TrainSettings student_settings() const;
   const Splits& splits() const { return splits_; }
   RunReport& report() { return report_; }
   RunState& state() { return state_; }

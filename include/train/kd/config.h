@@ -68,6 +68,9 @@ struct Options {
   double rotate = 12;                  // degrees
   ScaleRange scale;
   SoftTargets soft_targets = SoftTargets::Cached;
+  // Mixup of the students' training batches (kd/augment.h), the Beta(A, A)
+  // concentration A; 0 = off. The teacher trains without it.
+  double mixup = 0;
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
