@@ -262,6 +262,7 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   const int lo = int(int64_t(b) * rank / ranks), rows = int(int64_t(b) * (rank + 1) / ranks) - lo;
   const int32_t* idx = order_.data() + begin + lo;
   const int classes = int(model_.arch().output.size());
+  // The whole batch's draw (begin, b): every data-parallel rank mixes its rows by the same one.
   const MixupDraw draw = mixup_draw(settings_.mixup, settings_.seed, uint64_t(epoch_number_), begin, b);
   if (settings_.mixup > 0) gather_mixed(begin, b, lo, rows, draw);
   else gather(train, idx, rows, /*augment=*/true);
