@@ -56,7 +56,7 @@ const std::vector<std::string> kAllFlags = {
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
     "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
     "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
-    "--recipe"};
+    "--recipe",      "--mixup"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
