@@ -593,6 +593,9 @@ TEST(PipelineOrchestration, ResumeNamesTheFirstDifferingFlag) {
   limited.train_limit = 0;
   EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(limited)),
             "--train-limit 3000, this run has --train-limit 0");
+  Options mixed = o;
+  mixed.mixup = 0.2;
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(mixed)), "--mixup 0, this run has --mixup 0.2");
   EXPECT_NE(fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
             std::string::npos)
       << "a truncated fingerprint is not a match";
