@@ -489,7 +489,7 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   EXPECT_EQ(summary.at("config").at("resolved-recipe"),
             "recipe seed: teacher 1 epochs, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
             "warm-up epochs, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
-            "online");
+            "online, mixup off");
 
   // The schedule took effect: the constant-rate student differs.
   Options constant = straight;
