@@ -505,7 +505,8 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
           const int i = 4 * g + q;
           const int e = slot_element<kThreads, kVec4>(i, tile_start);
           float kl_term = 0.f;
-          grad4[q] = e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], target_of(h, e), &kl_term) * p.inv_b : 0.f;
+          grad4[q] = e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], target_of(h, e), &kl_term) * p.inv_b
+                     : 0.f;
           tile_kl += kl_term;
         }
         if (p.grad) store_group<kThreads, kVec4>(p.grad + int64_t(row) * p.c, tile_start, end, g, grad4);
