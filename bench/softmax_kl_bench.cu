@@ -8,12 +8,14 @@
 // gradient: 3 * B * C * 4; labels and row outputs are O(B) and left out), and
 // of_copy, that rate over the device-to-device copy bandwidth measured in
 // this binary. Inputs rotate across buffers larger than 2x L2 (bench_util.h).
+// softmax_kl_fused_mixup: the fused kernel with mixup's mixed hard targets.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bench_util.h"
 #include "kd/cuda_ops.h"
@@ -190,15 +192,21 @@ void set_counters(benchmark::State& state, const Shape& shape, const kd::bench::
   kd::bench::set_bandwidth_counters(state, 3.0 * double(shape.b) * shape.c * sizeof(float), timing);
 }
 
-void bm_fused(benchmark::State& state, Shape shape) {
+// mixup: with mixed hard targets (the labels as their own partners: the same
+// reads and arithmetic as distinct ones) and a draw read from device memory.
+void bm_fused(benchmark::State& state, Shape shape, bool mixup) {
   const LossSet set(shape);
   RotatingPool pool(set.layout.bytes(), "softmax_kl bench inputs");
   fill_inputs(pool, set, shape);
+  kd::cuda::DeviceBuffer<kd::MixupDraw> draw(1, "softmax_kl bench mixup draw");
+  draw.upload(std::vector<kd::MixupDraw>{kd::MixupDraw{0.7f, 0.3f, 1}});
   const auto timing = kd::bench::time_launches(state, nullptr, [&](int64_t i) {
     kd::cuda::SoftmaxKlArgs args;
     args.s = pool.get<float>(i, set.s);
     args.t = pool.get<float>(i, set.t);
     args.labels = pool.get<int32_t>(i, set.labels);
+    args.partner_labels = mixup ? args.labels : nullptr;
+    args.mix = mixup ? draw.data() : nullptr;
     args.grad = pool.get<float>(i, set.grad);
     args.row_loss = pool.get<float>(i, set.row_loss);
     args.row_kl = pool.get<float>(i, set.row_kl);
@@ -231,7 +239,10 @@ void bm_unfused(benchmark::State& state, Shape shape) {
 void register_benchmarks() {
   for (const Shape& s : kShapes) {
     const std::string suffix = "/" + std::to_string(s.b) + "x" + std::to_string(s.c);
-    benchmark::RegisterBenchmark(("softmax_kl_fused" + suffix).c_str(), bm_fused, s)->Apply(kd::bench::manual_time);
+    benchmark::RegisterBenchmark(("softmax_kl_fused" + suffix).c_str(), bm_fused, s, false)
+        ->Apply(kd::bench::manual_time);
+    benchmark::RegisterBenchmark(("softmax_kl_fused_mixup" + suffix).c_str(), bm_fused, s, true)
+        ->Apply(kd::bench::manual_time);
     benchmark::RegisterBenchmark(("softmax_kl_unfused" + suffix).c_str(), bm_unfused, s)->Apply(kd::bench::manual_time);
   }
 }

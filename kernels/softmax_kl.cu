@@ -2,6 +2,8 @@
 //   L  = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
 //   dL/ds = [alpha*T*(softmax(s/T) - softmax(t/T)) + (1-alpha)*(softmax(s) - onehot(y))] / b
 // and a deterministic mean of the per-row losses. Oracle: kd::ref::softmax_kl.
+// Mixup replaces onehot(y) by its mixed target (ref::HardTargetMix), the
+// draw read from device memory so a captured step takes each step's weights.
 //
 // Numerics. The row statistics are the maxima of the raw logits (T > 0, so
 // max(s/T) = max(s)/T) and three sums of exponentials relative to them, for
@@ -77,6 +79,8 @@ struct LossParams {
   const float* t;          // (N, c) or null (then the KL term is 0 and t is never read)
   const int32_t* t_rows;   // (b) or null: row i's teacher row is t_rows[i]
   const int32_t* labels;   // (b)
+  const int32_t* partner_labels;  // (b) or null: mixup's second label per row
+  const MixupDraw* mix;    // device (1) or null: the weights of labels and partner_labels
   float* grad;             // (b, c) or null
   float* row_loss;         // (b) or null
   float* row_kl;           // (b) or null
@@ -147,12 +151,36 @@ __device__ __forceinline__ RowConsts row_consts(const RowSums& r, bool has_teach
   return k;
 }
 
+// A row's hard target: weight `own` on `label` and `partner_weight` on
+// `partner` (mixup's mixed one-hot, ref::HardTargetMix). Without mixup the
+// partner is the label at weight 0, so the label's target is 1 + 0 = 1 and
+// every result keeps plain cross-entropy's bits.
+struct HardTarget {
+  int label, partner;
+  float own, partner_weight;
+  bool ok;  // both labels in [0, c)
+};
+__device__ __forceinline__ HardTarget hard_target(const LossParams& p, int row) {
+  HardTarget h;
+  h.label = p.labels[row];
+  h.partner = p.partner_labels ? p.partner_labels[row] : h.label;
+  h.own = p.mix ? p.mix->lambda : 1.f;
+  h.partner_weight = p.mix ? p.mix->partner_weight : 0.f;
+  h.ok = h.label >= 0 && h.label < p.c && h.partner >= 0 && h.partner < p.c;
+  return h;
+}
+// The target probability of class j.
+__device__ __forceinline__ float target_of(const HardTarget& h, int j) {
+  return (j == h.label ? h.own : 0.f) + (j == h.partner ? h.partner_weight : 0.f);
+}
+
 // One class of one row: dL/ds_j before the /b, and the class's KL term
 // p_t * (log p_t - log p_s) in *kl_term (left alone without a teacher).
+// target: the class's hard target probability (target_of).
 __device__ __forceinline__ float class_gradient(const LossParams& p, const RowConsts& k, bool has_teacher, float sj,
-                                                float tj, bool is_label, float* kl_term) {
+                                                float tj, float target, float* kl_term) {
   const float ds = sj - k.max_s;
-  float g = p.ce_weight * (exp2_nonpositive(ds * kLog2e) * k.inv_sum_s_1 - (is_label ? 1.f : 0.f));
+  float g = p.ce_weight * (exp2_nonpositive(ds * kLog2e) * k.inv_sum_s_1 - target);
   if (has_teacher) {
     const float dt = tj - k.max_t;
     const float p_t = exp2_nonpositive(dt * p.log2e_over_t) * k.inv_sum_t_t;
@@ -162,11 +190,16 @@ __device__ __forceinline__ float class_gradient(const LossParams& p, const RowCo
   return g;
 }
 
-// Per-row outputs. An out-of-range label gives a NaN loss (caught by the
-// trainer's non-finite check) instead of an out-of-bounds read.
-__device__ __forceinline__ void write_row_outputs(const LossParams& p, int row, const RowConsts& k, bool label_ok,
-                                                  float s_label, double kl) {
-  const double ce = label_ok ? k.lse_s_1 - double(s_label) : double(NAN);
+// Per-row outputs; s_label, s_partner: the row's logits at h.label and
+// h.partner (read only when h.ok). An out-of-range label gives a NaN loss
+// (caught by the trainer's non-finite check) instead of an out-of-bounds read.
+__device__ __forceinline__ void write_row_outputs(const LossParams& p, int row, const RowConsts& k,
+                                                  const HardTarget& h, float s_label, float s_partner, double kl) {
+  const double ce_label = k.lse_s_1 - double(s_label);
+  const double ce = !h.ok                      ? double(NAN)
+                    : h.partner_weight == 0.f  ? ce_label  // lambda = 1: plain CE
+                                               : double(h.own) * ce_label +
+                                                 double(h.partner_weight) * (k.lse_s_1 - double(s_partner));
   if (p.row_loss) p.row_loss[row] = float(double(p.kl_loss_weight) * kl + double(p.ce_weight) * ce);
   if (p.row_kl) p.row_kl[row] = float(kl);
 }
@@ -200,9 +233,8 @@ __global__ void __launch_bounds__(kSmallRows) softmax_kl_small_kernel(LossParams
     float* s_row = s_tile + tid * stride;
     const float* t_row = t_tile + tid * stride;
     const int row = row0 + tid;
-    const int label = p.labels[row];
-    const bool label_ok = label >= 0 && label < c;
-    const float s_label = label_ok ? s_row[label] : 0.f;
+    const HardTarget h = hard_target(p, row);
+    const float s_label = h.ok ? s_row[h.label] : 0.f, s_partner = h.ok ? s_row[h.partner] : 0.f;
     RowSums sums;
     for (int j = 0; j < c; ++j) {
       sums.max_s = fmaxf(sums.max_s, s_row[j]);
@@ -218,11 +250,11 @@ __global__ void __launch_bounds__(kSmallRows) softmax_kl_small_kernel(LossParams
     double kl = 0;
     for (int j = 0; j < c; ++j) {
       float kl_term = 0.f;
-      s_row[j] = class_gradient(p, k, has_teacher, s_row[j], has_teacher ? t_row[j] : 0.f, j == label, &kl_term) *
+      s_row[j] = class_gradient(p, k, has_teacher, s_row[j], has_teacher ? t_row[j] : 0.f, target_of(h, j), &kl_term) *
                  p.inv_b;
       kl += kl_term;
     }
-    write_row_outputs(p, row, k, label_ok, s_label, kl);
+    write_row_outputs(p, row, k, h, s_label, s_partner, kl);
   }
   if (!p.grad) return;
   __syncthreads();
@@ -382,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
     const float* s_row = p.s + int64_t(row) * p.c;
     const bool has_teacher = p.t != nullptr;
     const float* t_row = has_teacher ? p.t + teacher_row_index(p, row) * p.c : nullptr;
-    const int label = p.labels[row];
+    const HardTarget h = hard_target(p, row);
     const int begin = rank * slice;
     const int end = min(p.c, begin + slice);
     constexpr int tile = kSlots * kThreads;
@@ -473,7 +505,8 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
           const int i = 4 * g + q;
           const int e = slot_element<kThreads, kVec4>(i, tile_start);
           float kl_term = 0.f;
-          grad4[q] = e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], e == label, &kl_term) * p.inv_b : 0.f;
+          grad4[q] = e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], target_of(h, e), &kl_term) * p.inv_b
+                     : 0.f;
           tile_kl += kl_term;
         }
         if (p.grad) store_group<kThreads, kVec4>(p.grad + int64_t(row) * p.c, tile_start, end, g, grad4);
@@ -496,8 +529,7 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
 #endif
     }
     if (writer) {
-      const bool label_ok = label >= 0 && label < p.c;
-      write_row_outputs(p, row, k, label_ok, label_ok ? s_row[label] : 0.f, kl[0]);
+      write_row_outputs(p, row, k, h, h.ok ? s_row[h.label] : 0.f, h.ok ? s_row[h.partner] : 0.f, kl[0]);
     }
   }
 }
@@ -632,12 +664,16 @@ void softmax_kl(const SoftmaxKlArgs& a, cudaStream_t stream) {
   if (!a.t && a.alpha != 0.0f)
     fail("softmax_kl: teacher logits are null but alpha = " + std::to_string(a.alpha) +
          "; pass the teacher's logits or use alpha = 0");
+  if ((a.partner_labels == nullptr) != (a.mix == nullptr))
+    fail("softmax_kl: mixup needs both partner_labels and mix, or neither");
 
   LossParams p;
   p.s = a.s;
   p.t = a.t;
   p.t_rows = a.t_rows;
   p.labels = a.labels;
+  p.partner_labels = a.partner_labels;
+  p.mix = a.mix;
   p.grad = a.grad;
   p.row_loss = a.row_loss;
   p.row_kl = a.row_kl;

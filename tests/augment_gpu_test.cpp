@@ -1,5 +1,5 @@
-// kernels/augment.cu against kd::ref::augment_gather_normalize, on random u8
-// sets, outputs poisoned with NaN first.
+// kernels/augment.cu against kd::ref::augment_gather_normalize and
+// kd::ref::mixup_gather_normalize, on random u8 sets, outputs poisoned with NaN first.
 //
 // Tolerance 1e-6 relative (SPEC: 1e-5 for elementwise kernels). Both sides run
 // the same functions of kd/augment.h: the transform is drawn with explicit,
@@ -163,6 +163,65 @@ TEST(AugmentGpu, DisabledIsTheBatchKernelBitForBit) {
                                      nullptr);
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(kd::test::bitwise_difference(d_out.download(), d_plain.download()), "");
+}
+
+// Mixup's batch (kernels/augment.cu mixup_gather_normalize) against
+// ref::mixup_gather_normalize: each row and its partner's under their own
+// transforms, mixed by the draw read from device memory (a new draw per
+// launch, as a replayed step graph sees), and both label columns. Augmented
+// and not (the mixed identity views must still be the plain pixels' mix).
+TEST(AugmentGpu, MixupMatchesReference) {
+  KD_REQUIRE_GPU();
+  std::mt19937_64 rng(kd::test::test_seed() + 24);
+  const int samples = 120;
+  const Shape shapes[] = {{1, 28, 28}, {3, 7, 5}};
+  // b = 1 mixes a row with itself; 2 swaps the pair; 65 spans a block boundary of nothing but rows.
+  const std::vector<int> batches = kd::test::gpu_or_sim<int>({1, 2, 65, 1000}, {1, 2, 65});
+  const kd::AugmentParams recipes[] = {enabled(2, 12, 0.9f, 1.1f), kd::AugmentParams{}};
+  for (const Shape& s : shapes) {
+    const int64_t pixels = int64_t(s.c) * s.h * s.w;
+    const std::vector<uint8_t> images = random_bytes(size_t(samples) * pixels, 255, rng);
+    const std::vector<uint8_t> labels = random_bytes(size_t(samples), 9, rng);
+    DeviceBuffer<uint8_t> d_images(images.size(), "images"), d_labels(labels.size(), "labels");
+    d_images.upload(images);
+    d_labels.upload(labels);
+    const kd::Normalization norm = kd::uniform_normalization(s.c, kMean, kStd);
+    for (const int b : batches) {
+      std::vector<int32_t> idx(b);
+      for (auto& i : idx) i = int32_t(rng() % samples);
+      DeviceBuffer<int32_t> d_idx(b, "idx"), d_out_labels(b, "labels"), d_partner_labels(b, "partner labels");
+      DeviceBuffer<float> d_out(size_t(b) * pixels, "out");
+      DeviceBuffer<uint64_t> d_epoch(1, "epoch");
+      DeviceBuffer<kd::MixupDraw> d_draw(1, "draw");
+      d_idx.upload(idx);
+      for (const kd::AugmentParams& p : recipes) {
+        const uint64_t seed = rng(), epoch = 1 + rng() % 100;
+        const kd::MixupDraw draw = kd::mixup_draw(0.4f, seed, epoch, int64_t(rng() % 1000) * b, b);
+        SCOPED_TRACE(testing::Message() << "b " << b << " shape " << s.c << "x" << s.h << "x" << s.w << " augment "
+                                        << p.enabled << " lambda " << draw.lambda << " offset " << draw.offset);
+        std::vector<float> out_ref(size_t(b) * pixels);
+        kd::ref::mixup_gather_normalize(images.data(), idx.data(), out_ref.data(), b, 0, b, s.h, s.w, norm, p, seed,
+                                        epoch, draw);
+        std::vector<int32_t> labels_ref(b), partners_ref(b);
+        for (int r = 0; r < b; ++r) {
+          labels_ref[r] = labels[idx[r]];
+          partners_ref[r] = labels[idx[kd::mixup_partner(r, draw, b)]];
+        }
+        d_epoch.upload(std::vector<uint64_t>{epoch});
+        d_draw.upload(std::vector<kd::MixupDraw>{draw});
+        kd::test::poison(d_out);
+        kd::test::poison(d_out_labels);
+        kd::test::poison(d_partner_labels);
+        kd::cuda::mixup_gather_normalize(d_images.data(), d_labels.data(), d_idx.data(), d_out.data(),
+                                         d_out_labels.data(), d_partner_labels.data(), b, s.h, s.w, norm, p, seed,
+                                         d_epoch.data(), d_draw.data(), nullptr);
+        KD_CUDA_CHECK(cudaDeviceSynchronize());
+        EXPECT_LE(kd::test::rel_error(d_out.download(), out_ref), kTolerance);
+        EXPECT_EQ(kd::test::bitwise_difference(d_out_labels.download(), labels_ref), "");
+        EXPECT_EQ(kd::test::bitwise_difference(d_partner_labels.download(), partners_ref), "");
+      }
+    }
+  }
 }
 
 TEST(AugmentGpu, RejectsBadParametersBeforeLaunching) {

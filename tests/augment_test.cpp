@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <set>
 #include <tuple>
@@ -352,6 +353,132 @@ TEST(AugmentGatherNormalize, RejectsBadParameters) {
 // Measured 2026-12-07 on a shared 2-core machine, Release build: 0.34 ms per
 // batch (best of 20), against a 15-30 ms fast-CPU training step. The bound only
 // catches a pathological regression (a sanitizer build is ~10x slower).
+// ---------------------------------------------------------------- mixup
+
+TEST(MixupDraw, OffIsTheIdentityAndBadArgumentsAreRefused) {
+  const MixupDraw off = mixup_draw(0.0f, 1, 2, 64, 64);
+  EXPECT_EQ(std::tie(off.lambda, off.partner_weight, off.offset), std::make_tuple(1.0f, 0.0f, 0));
+  const auto message = [](float a, int b) {
+    try {
+      mixup_draw(a, 0, 1, 0, b);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(-0.1f, 8).find("mixup_draw: the concentration must be in [0, 1000"), std::string::npos);
+  EXPECT_NE(message(NAN, 8).find("concentration"), std::string::npos);
+  EXPECT_NE(message(0.2f, 0).find("mixup_draw: a batch needs b >= 1 rows, got 0"), std::string::npos);
+}
+
+TEST(MixupDraw, DeterministicDistinctAndAPartnerOtherThanItself) {
+  const auto key = [](uint64_t seed, uint64_t epoch, int64_t begin, int b) {
+    const MixupDraw d = mixup_draw(0.4f, seed, epoch, begin, b);
+    return std::make_tuple(d.lambda, d.offset);
+  };
+  EXPECT_EQ(key(7, 3, 128, 64), key(7, 3, 128, 64));
+  // Any one of seed, epoch and batch start changed gives another lambda (a
+  // double rounded to float: a collision by chance is ~2^-24 per pair).
+  std::set<float> lambdas;
+  int draws = 0;
+  for (uint64_t seed : {uint64_t(0), uint64_t(1), uint64_t(1) << 32})
+    for (uint64_t epoch : {uint64_t(1), uint64_t(2), uint64_t(1) << 32})
+      for (int64_t begin : {0, 64, 59968}) {
+        lambdas.insert(std::get<0>(key(seed, epoch, begin, 64)));
+        ++draws;
+      }
+  EXPECT_EQ(int(lambdas.size()), draws);
+  // The offset is in [1, b - 1], so no row is its own partner, and it reaches both ends.
+  for (int b : {2, 3, 64}) {
+    std::set<int> offsets;
+    for (int64_t begin = 0; begin < 2000 * 64; begin += 64) {
+      const MixupDraw d = mixup_draw(0.4f, 5, 1, begin, b);
+      ASSERT_GE(d.offset, 1);
+      ASSERT_LE(d.offset, b - 1);
+      offsets.insert(d.offset);
+      ASSERT_EQ(d.partner_weight, 1.0f - d.lambda);
+    }
+    EXPECT_EQ(int(offsets.size()), b - 1) << "b = " << b;
+  }
+  EXPECT_EQ(mixup_draw(0.4f, 5, 1, 0, 1).offset, 0) << "a batch of one can only mix with itself";
+}
+
+// lambda ~ Beta(A, A): mean 1/2 and variance 1 / (4 (2A + 1)), at a
+// concentration below 1 (Gamma's boosted path: mostly near 0 or 1), at 1 (the
+// uniform) and above 1. 20,000 draws: the standard error of the mean is
+// sqrt(var / n) <= 0.0028, of the variance ~0.002; tolerances of ~5 of them.
+TEST(MixupDraw, LambdaFollowsBeta) {
+  const int n = 20000;
+  for (float a : {0.2f, 1.0f, 4.0f}) {
+    SCOPED_TRACE(a);
+    double sum = 0, sum_sq = 0;
+    int below_quarter = 0;
+    for (int i = 0; i < n; ++i) {
+      const double lambda = mixup_draw(a, 11, 1 + i / 1000, int64_t(i % 1000) * 64, 64).lambda;
+      ASSERT_GE(lambda, 0.0);
+      ASSERT_LE(lambda, 1.0);
+      sum += lambda;
+      sum_sq += lambda * lambda;
+      below_quarter += lambda < 0.25;
+    }
+    const double mean = sum / n, var = sum_sq / n - mean * mean;
+    EXPECT_NEAR(mean, 0.5, 0.012);
+    EXPECT_NEAR(var, 1.0 / (4.0 * (2.0 * a + 1.0)), 0.01);
+    // P(lambda < 1/4): 1/4 for the uniform; Beta(0.2, 0.2) puts ~0.39 there, Beta(4, 4) ~0.07.
+    if (a == 1.0f) {
+      EXPECT_NEAR(double(below_quarter) / n, 0.25, 0.015);
+    }
+  }
+}
+
+TEST(MixupGatherNormalize, MixesEachRowWithItsPartnerByHand) {
+  // Three 1x1x2 images, normalisation mean 0, std 1: x = pixel / 255.
+  const std::vector<uint8_t> images = {255, 0,  //
+                                       0, 255,  //
+                                       51, 102};
+  const std::vector<int32_t> batch = {2, 0, 1};
+  const Normalization unit = uniform_normalization(1, 0.0f, 1.0f);
+  const MixupDraw draw{0.75f, 0.25f, 1};  // row i mixes with row (i + 1) mod 3
+  std::vector<float> out = reftest::nan_filled(6);
+  ref::mixup_gather_normalize(images.data(), batch.data(), out.data(), 3, 0, 3, 1, 2, unit, AugmentParams{}, 0, 1,
+                              draw);
+  // Row 0: 0.75 * image 2 + 0.25 * image 0 = (0.75 * 0.2 + 0.25, 0.75 * 0.4); row 1: 0.75 * image 0 + 0.25 *
+  // image 1; row 2: 0.75 * image 1 + 0.25 * image 2.
+  const std::vector<float> want = {0.4f, 0.3f, 0.75f, 0.25f, 0.05f, 0.85f};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(out[i], want[i], 1e-7) << i;
+}
+
+// Each row is its own augmented view mixed with its partner's (each under its
+// own transform), exactly as mix_value of the two augment_gather_normalize
+// rows; a slice of the batch is those rows of the whole (data-parallel ranks).
+TEST(MixupGatherNormalize, IsTheMixOfTheAugmentedRowsAndSlicesAgree) {
+  auto rng = reftest::make_rng(4);
+  const int n = 11, c = 2, h = 7, w = 6, b = 5;
+  const size_t values = size_t(c) * h * w;
+  const std::vector<uint8_t> images = random_images(n * values, rng);
+  const std::vector<int32_t> batch = {9, 2, 2, 0, 7};
+  const Normalization norm = uniform_normalization(c, kPixelMean, kPixelStd);
+  AugmentParams p;
+  p.enabled = true;
+  const MixupDraw draw = mixup_draw(0.4f, 21, 3, 128, b);
+  ASSERT_NE(draw.lambda, 1.0f);
+  std::vector<float> views = reftest::nan_filled(b * values), mixed = reftest::nan_filled(b * values);
+  ref::augment_gather_normalize(images.data(), batch.data(), views.data(), b, h, w, norm, p, 21, 3);
+  ref::mixup_gather_normalize(images.data(), batch.data(), mixed.data(), b, 0, b, h, w, norm, p, 21, 3, draw);
+  for (int row = 0; row < b; ++row) {
+    const float* own = views.data() + row * values;
+    const float* partner = views.data() + mixup_partner(row, draw, b) * values;
+    for (size_t i = 0; i < values; ++i)
+      ASSERT_EQ(mixed[row * values + i], mix_value(own[i], partner[i], draw)) << row << " " << i;
+  }
+  std::vector<float> slice = reftest::nan_filled(2 * values);
+  ref::mixup_gather_normalize(images.data(), batch.data(), slice.data(), b, 3, 2, h, w, norm, p, 21, 3, draw);
+  EXPECT_EQ(std::memcmp(slice.data(), mixed.data() + 3 * values, slice.size() * sizeof(float)), 0);
+  EXPECT_THROW(
+      ref::mixup_gather_normalize(images.data(), batch.data(), slice.data(), b, 4, 2, h, w, norm, p, 21, 3, draw),
+      Error);
+}
+
 TEST(AugmentGatherNormalize, CostOfABatchOf64Mnist) {
   auto rng = reftest::make_rng(4);
   const int n = 1000, b = 64;
@@ -361,15 +488,31 @@ TEST(AugmentGatherNormalize, CostOfABatchOf64Mnist) {
   AugmentParams p;
   p.enabled = true;
   std::vector<float> out(size_t(b) * 784);
-  double best = 1e9;
-  for (int rep = 0; rep < 20; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
+  // Best of 20 of gather(rep), in seconds.
+  const auto best_of_20 = [](const std::function<void(int)>& gather) {
+    double best = 1e9;
+    for (int rep = 0; rep < 20; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      gather(rep);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double augmented = best_of_20([&](int rep) {
     ref::augment_gather_normalize(images.data(), idx.data(), out.data(), b, 28, 28, Normalization{}, p, 1,
                                   uint64_t(rep));
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("[ cost     ] ref::augment_gather_normalize, 64 x 1x28x28: %.3f ms (best of 20)\n", best * 1e3);
-  EXPECT_LT(best, 0.05);
+  });
+  // Mixup samples two augmented images per row and draws lambda once per batch.
+  const double mixed = best_of_20([&](int rep) {
+    const MixupDraw draw = mixup_draw(0.2f, 1, uint64_t(rep) + 1, 0, b);
+    ref::mixup_gather_normalize(images.data(), idx.data(), out.data(), b, 0, b, 28, 28, Normalization{}, p, 1,
+                                uint64_t(rep) + 1, draw);
+  });
+  std::printf("[ cost     ] ref::augment_gather_normalize, 64 x 1x28x28: %.3f ms (best of 20)\n", augmented * 1e3);
+  std::printf("[ cost     ] ref::mixup_gather_normalize with its draw, 64 x 1x28x28: %.3f ms (best of 20)\n",
+              mixed * 1e3);
+  EXPECT_LT(augmented, 0.05);
+  EXPECT_LT(mixed, 0.1);
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ const std::vector<std::string> kAllFlags = {
     "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
     "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
     "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
-    "--recipe",      "--hint",            "--hint-weight"};
+    "--recipe",      "--hint",            "--hint-weight", "--mixup"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -211,6 +211,10 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
   EXPECT_EQ(recipe_text(h, true).substr(recipe_text(h, true).rfind(';')), "; hint mse weight 0.25");
   // train-teacher trains no student: --hint is accepted and unused, as --soft-targets is.
   EXPECT_EQ(parse({"train-teacher", "--hint", "cosine"}).hint, HintKind::Cosine);
+  EXPECT_EQ(d.mixup, 0.0);
+  EXPECT_EQ(parse({"--mixup", "0.2", "--soft-targets", "online"}).mixup, 0.2);
+  // train-teacher trains no student, so no soft targets are needed (and --mixup changes nothing).
+  EXPECT_EQ(parse({"train-teacher", "--mixup", "0.4"}).mixup, 0.4);
 }
 
 // --recipe patient sets its values where no flag did; a flag given overrides
@@ -221,7 +225,7 @@ TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   EXPECT_EQ(recipe_text(seed, true), recipe_text(d, true));
   EXPECT_EQ(recipe_text(d, true),
             "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
-            "warm-up epochs, weight decay 0; augmentation off; soft targets cached; hint off");
+            "warm-up epochs, weight decay 0; augmentation off; soft targets cached, mixup off; hint off");
   EXPECT_EQ(recipe_text(d, false),
             "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 warm-up epochs, weight decay 0; "
             "augmentation off");
@@ -241,6 +245,9 @@ TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   EXPECT_EQ(o.warmup_epochs, 0.0);
   EXPECT_EQ(o.weight_decay, 0.0);
   EXPECT_TRUE(o.augment);
+  EXPECT_NE(recipe_text(parse({"--recipe", "patient", "--mixup", "0.2"}), true)
+                .find("soft targets online, mixup 0.2"),
+            std::string::npos);
   // The recipe's augmentation needs its online targets: overriding only those is refused, naming the fix.
   EXPECT_NE(rejection({"--recipe", "patient", "--soft-targets", "cached"}).find("add --soft-targets online"),
             std::string::npos);
@@ -377,6 +384,12 @@ TEST(Cli, Rejections) {
       {{"--hint-weight", "inf"}, "--hint-weight: 'inf' is not a finite number"},
       {{"sweep", "--hint", "cosine", "--soft-targets", "online"},
        "--hint: kdtrain sweep does not train hints yet; use kdtrain run or distill, or --hint off"},
+      {{"--mixup", "0.2"}, "--mixup with --soft-targets cached: the student would learn each mixed image against "
+                           "the teacher's logits for one unmixed image; add --soft-targets online"},
+      {{"sweep", "--mixup", "0.2"}, "--mixup with --soft-targets cached"},
+      {{"--mixup", "-0.1"}, "--mixup: must be in [0, 1000] (0 = off), got -0.1"},
+      {{"--mixup", "1001", "--soft-targets", "online"}, "--mixup: must be in [0, 1000] (0 = off), got 1001"},
+      {{"--mixup", "nan"}, "--mixup: 'nan' is not a finite number"},
       {{"--val-size", "-1"}, "--val-size: must be >= 0, got -1"},
       {{"--train-limit", "-1"}, "--train-limit: must be >= 0"},
       {{"--test-limit", "-1"}, "--test-limit: must be >= 0"},

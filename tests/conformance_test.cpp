@@ -348,6 +348,30 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
             "features to match; use a student with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");
 }
 
+// Mixup on the recipe's augmented batches (kd/augment.h): the mixed views from
+// the reference's gather on the CPU engines and kernels/augment.cu on CUDA,
+// the per-batch draws (host-drawn; on CUDA tabulated per epoch and taken by
+// the replayed graph), the mixed hard-label loss, and, distilling, the online
+// teacher on the mixed batch. Each engine matches the reference, scratch and
+// distilled, and mixup changes the training.
+TEST_P(Conformance, MixupEpochMatchesTheReference) {
+  TrainSettings mixed = recipe_settings();
+  mixed.mixup = 0.4f;
+  const Arch arch = arch_of(kMlp);
+  const std::vector<float> init = initial_params(arch);
+  const Splits splits = random_splits();
+  auto reference = make_cpu_engine(), engine = GetParam().make();
+  reference->load(splits);
+  engine->load(splits);
+  const Trained want = train_epoch(*reference->create_model(arch, init, mixed), LossConfig{1.0f, 0.0f});
+  const Trained got = train_epoch(*engine->create_model(arch, init, mixed), LossConfig{1.0f, 0.0f});
+  EXPECT_LE(move_error(got.params, want.params, init), kMoveTolerance);
+  EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * std::fabs(want.stats.loss));
+  const Trained unmixed = train_epoch(*engine->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
+  EXPECT_GT(move_error(unmixed.params, want.params, init), 100 * kMoveTolerance) << "mixup had no effect";
+  expect_distillation_matches(GetParam(), SoftTargets::Online, mixed);
+}
+
 TEST_P(Conformance, BestEpochCopyRoundTrips) {
   const Arch arch = arch_of(kMlp);
   const std::vector<float> init = initial_params(arch);

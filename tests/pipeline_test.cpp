@@ -492,7 +492,7 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   EXPECT_EQ(summary.at("config").at("resolved-recipe"),
             "recipe seed: teacher 1 epochs, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
             "warm-up epochs, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
-            "online; hint off");
+            "online, mixup off; hint off");
 
   // The schedule took effect: the constant-rate student differs.
   Options constant = straight;
@@ -609,6 +609,61 @@ TEST(PipelineOrchestration, HintWithoutAStudentHiddenLayerIsRefusedBeforeTrainin
   EXPECT_FALSE(fs::exists(o.out_dir + "/teacher.safetensors")) << "nothing was trained";
 }
 
+// Mixup draws each batch's lambda and partner from (seed, epoch, batch
+// start): a rerun gives the same bits, and a run stopped 5 updates into the
+// student's second epoch resumes to them, the online teacher scoring the same
+// mixed batches. The scratch baseline trains with mixup too, the teacher
+// without (the same teacher as an unmixed run). The fast engine at 2 threads:
+// the mixed views are gathered on one thread, the same at any --threads.
+// An MLP teacher and one latency batch keep the five runs cheap.
+TEST(PipelineOrchestration, MixupRerunsAndResumesBitIdentically) {
+  Options straight = small_run(fresh_dir("mixup_straight"));
+  straight.teacher_arch = "flatten,dense:64,relu,dense:10";
+  straight.latency_batches = {1};
+  straight.train_limit = 640;
+  straight.val_size = 100;
+  straight.test_limit = 100;
+  straight.epochs_teacher = 1;
+  straight.epochs_student = 2;
+  straight.augment = true;
+  straight.soft_targets = SoftTargets::Online;
+  straight.mixup = 0.4;
+  const auto run = [](const Options& o) {
+    auto engine = make_fast_cpu_engine(2);
+    ASSERT_EQ(run_command(o, *engine), 0);
+  };
+  const auto params = [](const Options& o, const char* file) {
+    return load_model_file(o.out_dir + "/" + file).params;
+  };
+  run(straight);
+  Options again = straight;
+  again.out_dir = fresh_dir("mixup_again");
+  run(again);
+  Options broken = straight;
+  broken.out_dir = fresh_dir("mixup_broken");
+  auto engine = make_fast_cpu_engine(2);
+  run_stopped_after(broken, *engine, 25);
+  Options resumed = broken;
+  resumed.resume_dir = broken.out_dir;
+  run(resumed);
+  for (const char* file : {"student.safetensors", "student_scratch.safetensors"}) {
+    SCOPED_TRACE(file);
+    EXPECT_EQ(params(again, file), params(straight, file));
+    EXPECT_EQ(params(resumed, file), params(straight, file));
+  }
+  const nlohmann::json config = nlohmann::json::parse(read_text(straight.out_dir + "/summary.json")).at("config");
+  EXPECT_EQ(config.at("mixup"), 0.4);
+  EXPECT_NE(config.at("resolved-recipe").get<std::string>().find("soft targets online, mixup 0.4"), std::string::npos);
+
+  Options unmixed = straight;
+  unmixed.out_dir = fresh_dir("mixup_off");
+  unmixed.mixup = 0;
+  run(unmixed);
+  EXPECT_EQ(params(unmixed, "teacher.safetensors"), params(straight, "teacher.safetensors"));
+  EXPECT_NE(params(unmixed, "student.safetensors"), params(straight, "student.safetensors"));
+  EXPECT_NE(params(unmixed, "student_scratch.safetensors"), params(straight, "student_scratch.safetensors"));
+}
+
 TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
   Options o = small_run(fresh_dir("refuse"));
   o.command = Command::TrainTeacher;
@@ -659,6 +714,9 @@ TEST(PipelineOrchestration, ResumeNamesTheFirstDifferingFlag) {
   nhwc.channels_last = true;
   EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(nhwc)),
             "--channels-last off, this run has --channels-last on");
+  Options mixed = o;
+  mixed.mixup = 0.2;
+  EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(mixed)), "--mixup 0, this run has --mixup 0.2");
   EXPECT_NE(fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
             std::string::npos)
       << "a truncated fingerprint is not a match";

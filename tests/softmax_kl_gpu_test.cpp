@@ -72,12 +72,13 @@ struct Case {
   bool gather = false;       // teacher rows read through t_rows from a larger table
   float logit_scale = 5.0f;  // logits uniform in [-scale, scale]
   int misalign = 0;          // floats by which s, t and grad are shifted off 16-byte alignment
+  bool mixup = false;        // mixed hard targets: a random partner label per row and a random lambda
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& k) {
   return os << "b=" << k.b << " c=" << k.c << " T=" << k.temperature << " alpha=" << k.alpha
             << (k.with_teacher ? "" : " no-teacher") << (k.gather ? " gathered" : "") << " scale=" << k.logit_scale
-            << (k.misalign ? " misaligned" : "");
+            << (k.misalign ? " misaligned" : "") << (k.mixup ? " mixup" : "");
 }
 
 struct Inputs {
@@ -86,6 +87,8 @@ struct Inputs {
   std::vector<int32_t> t_rows;    // (b) when gathering
   std::vector<int32_t> labels;    // (b)
   std::vector<float> t_gathered;  // (b, c): the teacher row each student row uses, for the reference
+  std::vector<int32_t> partner_labels;  // (b) with mixup
+  kd::MixupDraw mix{1.0f, 0.0f, 0};     // with mixup: lambda, 1 - lambda
 };
 
 Inputs make_inputs(const Case& k, std::mt19937_64& rng) {
@@ -95,6 +98,12 @@ Inputs make_inputs(const Case& k, std::mt19937_64& rng) {
   std::uniform_int_distribution<int32_t> label(0, k.c - 1);
   in.labels.resize(k.b);
   for (auto& y : in.labels) y = label(rng);
+  if (k.mixup) {
+    in.partner_labels.resize(k.b);
+    for (auto& y : in.partner_labels) y = label(rng);
+    in.mix.lambda = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
+    in.mix.partner_weight = 1.0f - in.mix.lambda;
+  }
   if (!k.with_teacher) return in;
   const int teacher_rows = k.gather ? k.b + 37 : k.b;
   in.t_table = kd::test::random_floats(size_t(teacher_rows) * k.c, -k.logit_scale, k.logit_scale, rng);
@@ -135,6 +144,12 @@ Outputs run_gpu(const Case& k, const Inputs& in) {
   OffsetBuffer t(in.t_table.size(), k.misalign, "t");
   DeviceBuffer<int32_t> labels(k.b, "labels"), t_rows(in.t_rows.size(), "t_rows");
   DeviceBuffer<float> row_loss(k.b, "row_loss"), row_kl(k.b, "row_kl");
+  DeviceBuffer<int32_t> partner_labels(in.partner_labels.size(), "partner labels");
+  DeviceBuffer<kd::MixupDraw> mix(1, "mixup draw");
+  if (k.mixup) {
+    partner_labels.upload(in.partner_labels);
+    mix.upload(std::vector<kd::MixupDraw>{in.mix});
+  }
   s.upload(in.s);
   if (k.with_teacher) t.upload(in.t_table);
   labels.upload(in.labels);
@@ -148,6 +163,8 @@ Outputs run_gpu(const Case& k, const Inputs& in) {
   args.t = k.with_teacher ? t.data() : nullptr;
   args.t_rows = k.gather ? t_rows.data() : nullptr;
   args.labels = labels.data();
+  args.partner_labels = k.mixup ? partner_labels.data() : nullptr;
+  args.mix = k.mixup ? mix.data() : nullptr;
   args.grad = grad.data();
   args.row_loss = row_loss.data();
   args.row_kl = row_kl.data();
@@ -168,8 +185,10 @@ Outputs run_reference(const Case& k, const Inputs& in) {
   ref.row_loss.resize(k.b);
   ref.row_kl.assign(k.b, 0.0f);
   const float* t = k.with_teacher ? in.t_gathered.data() : nullptr;
+  const kd::ref::HardTargetMix mix{k.mixup ? in.partner_labels.data() : nullptr, in.mix.lambda,
+                                   in.mix.partner_weight};
   kd::ref::softmax_kl(in.s.data(), t, in.labels.data(), ref.grad.data(), ref.row_loss.data(), k.b, k.c,
-                      k.temperature, k.alpha);
+                      k.temperature, k.alpha, mix);
   if (t) {
     for (int i = 0; i < k.b; ++i) {
       const size_t at = size_t(i) * k.c;
@@ -259,6 +278,25 @@ TEST(SoftmaxKlGpu, GathersTeacherRows) {
     k.c = c;
     k.gather = true;
     check_case(k, rng);
+  }
+}
+
+// Mixup's hard targets (ref::HardTargetMix) on every path, distilling and
+// not: each row's partner label and the step's lambda are read from device
+// memory. With c = 2 a partner often equals the label (target 1 on one class).
+TEST(SoftmaxKlGpu, MixedHardTargets) {
+  KD_REQUIRE_GPU();
+  auto rng = test_rng(12);
+  for (int c : kd::test::gpu_or_sim({2, 10, 33, 1000, 32001}, {2, 10, 33, 1000, 5001})) {
+    for (float alpha : {0.0f, 0.7f}) {
+      Case k;
+      k.b = kd::test::kSimulated ? 7 : 65;
+      k.c = c;
+      k.alpha = alpha;
+      k.with_teacher = alpha > 0;
+      k.mixup = true;
+      check_case(k, rng);
+    }
   }
 }
 
@@ -455,6 +493,9 @@ TEST(SoftmaxKlGpu, RejectsInvalidArguments) {
   EXPECT_THROW(kd::cuda::softmax_kl(bad, nullptr), kd::Error);
   bad = ok;
   bad.labels = nullptr;
+  EXPECT_THROW(kd::cuda::softmax_kl(bad, nullptr), kd::Error);
+  bad = ok;
+  bad.partner_labels = &label;  // mixup needs its draw too
   EXPECT_THROW(kd::cuda::softmax_kl(bad, nullptr), kd::Error);
   EXPECT_THROW(kd::cuda::mean_reduce(&dummy, 0, &dummy, nullptr), kd::Error);
 }

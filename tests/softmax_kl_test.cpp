@@ -106,6 +106,55 @@ TEST(SoftmaxKl, IdenticalTeacherLeavesOnlyCrossEntropy) {
   }
 }
 
+// Mixup's hard targets (HardTargetMix): row 0's logits [0, ln 2, ln 3] give
+// softmax [1/6, 2/6, 3/6]; labels 0 and 2 weighted 0.7 and 0.3 give
+//   CE = 0.7 ln 6 + 0.3 ln 2,  dCE/ds = softmax - [0.7, 0, 0.3].
+// Row 1 mixes a label with itself: plain CE of that label.
+TEST(SoftmaxKl, MixedHardTargetsByHand) {
+  const float ln2 = float(std::log(2.0)), ln3 = float(std::log(3.0));
+  const std::vector<float> s = {0, ln2, ln3, 0, ln2, ln3};
+  const std::vector<int32_t> labels = {0, 1}, partners = {2, 1};
+  std::vector<float> grad = nan_filled(6), row_loss = nan_filled(2);
+  const HardTargetMix mix{partners.data(), 0.7f, 0.3f};
+  const LossSums sums =
+      softmax_kl(s.data(), nullptr, labels.data(), grad.data(), row_loss.data(), 2, 3, 1.0f, 0.0f, mix);
+  // ln 2 and ln 3 are stored as floats (error < 3e-8), and 0.7f, 0.3f carry ~1e-8: 2e-7 covers both.
+  const double ce0 = 0.7 * std::log(6.0) + 0.3 * std::log(2.0), ce1 = std::log(3.0);
+  EXPECT_NEAR(row_loss[0], ce0, 2e-7);
+  EXPECT_NEAR(row_loss[1], ce1, 2e-7);
+  EXPECT_NEAR(sums.ce, (ce0 + ce1) / 2, 2e-7);
+  const std::vector<double> want = {(1.0 / 6 - 0.7) / 2, (2.0 / 6) / 2,       (3.0 / 6 - 0.3) / 2,
+                                    (1.0 / 6) / 2,       (2.0 / 6 - 1.0) / 2, (3.0 / 6) / 2};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(grad[i], want[i], 1e-7) << "grad " << i;
+}
+
+// The mixed loss is linear in the target: lambda L(y) + (1 - lambda) L(y') with
+// the same KL term, in loss and gradient, while distilling; lambda = 1 is the
+// unmixed loss bit for bit.
+TEST(SoftmaxKl, MixedTargetsAreTheWeightedSumOfTheTwoLosses) {
+  const int b = 6, c = 10;
+  // lambda and 1 - lambda exact in binary, so the two weights sum to exactly 1 and the KL term splits exactly.
+  const float T = 4, alpha = 0.6f, lambda = 0.375f;
+  std::mt19937_64 rng = reftest::make_rng(72);
+  const std::vector<float> s = reftest::uniform(size_t(b) * c, -5, 5, rng), t = reftest::uniform(s.size(), -5, 5, rng);
+  const std::vector<int32_t> labels = {0, 9, 3, 3, 5, 1}, partners = {4, 9, 8, 2, 0, 7};
+  std::vector<float> g_mixed = nan_filled(s.size()), g_own = nan_filled(s.size()), g_partner = nan_filled(s.size());
+  const LossSums mixed = softmax_kl(s.data(), t.data(), labels.data(), g_mixed.data(), nullptr, b, c, T, alpha,
+                                    HardTargetMix{partners.data(), lambda, 1.0f - lambda});
+  const LossSums own = softmax_kl(s.data(), t.data(), labels.data(), g_own.data(), nullptr, b, c, T, alpha);
+  const LossSums partner = softmax_kl(s.data(), t.data(), partners.data(), g_partner.data(), nullptr, b, c, T, alpha);
+  EXPECT_NEAR(mixed.loss, lambda * own.loss + (1 - lambda) * partner.loss, 1e-12);
+  EXPECT_NEAR(mixed.ce, lambda * own.ce + (1 - lambda) * partner.ce, 1e-12);
+  EXPECT_EQ(mixed.kl, own.kl);
+  for (size_t i = 0; i < s.size(); ++i)  // float rounding of three stored gradients, each |g| < 1
+    EXPECT_NEAR(g_mixed[i], lambda * g_own[i] + (1 - lambda) * g_partner[i], 2e-7) << i;
+  std::vector<float> g_unit = nan_filled(s.size());
+  const LossSums unit = softmax_kl(s.data(), t.data(), labels.data(), g_unit.data(), nullptr, b, c, T, alpha,
+                                   HardTargetMix{partners.data(), 1.0f, 0.0f});
+  EXPECT_EQ(unit.loss, own.loss);
+  EXPECT_EQ(g_unit, g_own);
+}
+
 TEST(SoftmaxKl, MatchesTextbookFormula) {
   const int b = 5, c = 10;
   std::mt19937_64 rng = reftest::make_rng(72);

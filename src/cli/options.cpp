@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kd/augment.h"
 #include "kd/data.h"
 #include "kd/error.h"
 #include "kd/layers.h"
@@ -320,7 +321,12 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--soft-targets", o.soft_targets, names_list(kSoftTargets, "|"),
             "the student's targets: the teacher's logits for every training image computed once (cached), or the "
             "teacher run in inference mode on every training batch exactly as the student sees it (online, "
-            "needed with --augment; costs a teacher forward per step)");
+            "needed with --augment and --mixup; costs a teacher forward per step)");
+  add_value(app, "--mixup", o.mixup, "A",
+            "mixup of the students' (distilled and baseline) training batches, after any augmentation: each batch "
+            "is mixed with a cyclic shift of itself by one lambda ~ Beta(A, A), the hard-label loss mixed alike, "
+            "drawn from (seed, epoch, batch); 0 = off (0 to 1000). The teacher trains without it. Distillation "
+            "needs --soft-targets online (the teacher's logits on the mixed batch)");
   add_value(app, "--hint", o.hint, names_list(kHintKinds, "|"),
             "the distilled student also matches the teacher's penultimate features (the input of its last dense "
             "layer) with its last hidden layer's, through a learned linear map (kept in checkpoints, not in the "
@@ -383,6 +389,10 @@ void check_ranges(const Options& o) {
   if (o.augment && distills && o.soft_targets == SoftTargets::Cached)
     fail("--augment with --soft-targets cached: the student would learn each augmented view against the "
          "teacher's logits for the unaugmented image; add --soft-targets online");
+  require(o.mixup >= 0 && o.mixup <= kMaxMixup, "--mixup", "in [0, 1000] (0 = off)", value_text(o.mixup));
+  if (o.mixup > 0 && distills && o.soft_targets == SoftTargets::Cached)
+    fail("--mixup with --soft-targets cached: the student would learn each mixed image against the teacher's "
+         "logits for one unmixed image; add --soft-targets online");
   // Each model warms up over its own epochs; a warm-up longer than a trained phase is a mistake.
   const bool trains_teacher = o.teacher_path.empty() && o.command != Command::Eval && o.command != Command::Latency &&
                               o.command != Command::Export && o.command != Command::Distill;

@@ -176,6 +176,12 @@ void Session::size_batches() {
   report_.latency_batches_used = latency_batches_;
 }
 
+TrainSettings Session::student_settings() const {
+  TrainSettings s = training_settings(opt_.epochs_student, "--epochs-student");
+  s.mixup = float(opt_.mixup);
+  return s;
+}
+
 TrainSettings Session::training_settings(int epochs, const char* epochs_flag) const {
   TrainSettings s = settings_;
   const int64_t steps_per_epoch = (splits_.train.n + s.batch_size - 1) / s.batch_size;  // the partial batch counts
@@ -185,7 +191,7 @@ TrainSettings Session::training_settings(int epochs, const char* epochs_flag) co
 }
 
 TrainSettings Session::student_settings(Phase phase, const Arch& teacher) const {
-  TrainSettings s = training_settings(opt_.epochs_student, "--epochs-student");
+  TrainSettings s = student_settings();
   if (phase == Phase::Student && opt_.hint != HintKind::Off)
     s.hint = HintSettings{opt_.hint, float(opt_.hint_weight), hint_feature_width(teacher, "teacher")};
   return s;

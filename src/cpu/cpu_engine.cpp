@@ -9,6 +9,7 @@
 #include <numeric>
 #include <thread>
 
+#include "kd/augment.h"
 #include "kd/cpu_ops.h"
 #include "kd/error.h"
 #include "kd/interrupt.h"
@@ -45,9 +46,9 @@ int64_t host_available_bytes() {
 int buffer_rows(const TrainSettings& s) { return std::max(s.batch_size, s.eval_batch_size); }
 
 // Bytes of CpuModelEngine's own per-row buffers (batch_x_, batch_y_,
-// dlogits_, teacher_rows_) for `rows` rows.
+// partner_y_, dlogits_, teacher_rows_) for `rows` rows.
 int64_t engine_row_bytes(const Arch& arch, int rows) {
-  return int64_t(rows) * (arch.input.size() * int64_t(sizeof(float)) + int64_t(sizeof(int32_t)) +
+  return int64_t(rows) * (arch.input.size() * int64_t(sizeof(float)) + 2 * int64_t(sizeof(int32_t)) +
                           2 * int64_t(arch.output.size()) * int64_t(sizeof(float)));
 }
 
@@ -111,6 +112,10 @@ class CpuModelEngine final : public ModelEngine {
   double hint_step(const float* teacher_features, int rows);
   // One optimiser update of params: (n) with grads and moments m, v (v unused by SGD), at the 1-based step.
   void optimizer_update(float* params, const float* grads, float* m, float* v, int64_t n, int64_t step);
+  // Rows [lo, lo + rows) of the training batch order_[begin, begin + b),
+  // augmented and mixed by `draw` (ref::mixup_gather_normalize), into
+  // batch_x_; their labels into batch_y_ and their partners' into partner_y_.
+  void gather_mixed(int64_t begin, int b, int lo, int rows, const MixupDraw& draw);
   // Inference over all of `data` in slices of max_batch rows: sink(begin, b, logits (b, classes))
   // per slice, with batch_y_ holding the slice's labels.
   template <class Sink>
@@ -124,7 +129,7 @@ class CpuModelEngine final : public ModelEngine {
   std::vector<int32_t> order_;
   int64_t epoch_number_ = 0;  // 1-based, keys the augmentation
   std::vector<float> batch_x_, dlogits_, teacher_rows_;
-  std::vector<int32_t> batch_y_;
+  std::vector<int32_t> batch_y_, partner_y_;  // partner_y_: mixup's second label per row
   TrainStats epoch_;
   double loss_sum_ = 0, kl_sum_ = 0, hint_sum_ = 0;
   // The hint map (settings_.hint on; else all empty): its state, its gradient,
@@ -226,6 +231,7 @@ CpuModelEngine::CpuModelEngine(const CpuEngine& engine, const Arch& arch, const 
   const size_t rows = size_t(model_.max_batch());  // engine_row_bytes counts these
   batch_x_.resize(rows * arch.input.size());
   batch_y_.resize(rows);
+  partner_y_.resize(rows);
   dlogits_.resize(rows * arch.output.size());
   teacher_rows_.resize(rows * arch.output.size());
   if (settings.hint.on()) {
@@ -256,6 +262,19 @@ void CpuModelEngine::gather(const Dataset& data, const int32_t* idx, int b, bool
   for (int i = 0; i < b; ++i) batch_y_[i] = data.labels[idx[i]];
 }
 
+// One thread, as gather: the mixed views are the same on both CPU engines and at any --threads.
+void CpuModelEngine::gather_mixed(int64_t begin, int b, int lo, int rows, const MixupDraw& draw) {
+  const Dataset& train = engine_.split(SplitId::Train);
+  const int32_t* batch = order_.data() + begin;
+  ref::mixup_gather_normalize(train.images.data(), batch, batch_x_.data(), b, lo, rows, train.h, train.w,
+                              engine_.normalization(), settings_.augment, settings_.seed, uint64_t(epoch_number_),
+                              draw);
+  for (int i = 0; i < rows; ++i) {
+    batch_y_[i] = train.labels[batch[lo + i]];
+    partner_y_[i] = train.labels[batch[mixup_partner(lo + i, draw, b)]];
+  }
+}
+
 void CpuModelEngine::begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) {
   order_ = order;
   epoch_number_ = epoch;
@@ -271,7 +290,10 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   const int lo = int(int64_t(b) * rank / ranks), rows = int(int64_t(b) * (rank + 1) / ranks) - lo;
   const int32_t* idx = order_.data() + begin + lo;
   const int classes = int(model_.arch().output.size());
-  gather(train, idx, rows, /*augment=*/true);
+  // The whole batch's draw (begin, b): every data-parallel rank mixes its rows by the same one.
+  const MixupDraw draw = mixup_draw(settings_.mixup, settings_.seed, uint64_t(epoch_number_), begin, b);
+  if (settings_.mixup > 0) gather_mixed(begin, b, lo, rows, draw);
+  else gather(train, idx, rows, /*augment=*/true);
   const uint64_t step = uint64_t(optim_.step) + 1;  // 1-based count of this update
   const float* logits = model_.forward(batch_x_.data(), rows, /*training=*/true, settings_.seed, step, lo);
 
@@ -294,8 +316,9 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
       std::copy_n(soft.data() + size_t(idx[i]) * classes, classes, teacher_rows_.data() + size_t(i) * classes);
     teacher = teacher_rows_.data();
   }
+  const ref::HardTargetMix mix{settings_.mixup > 0 ? partner_y_.data() : nullptr, draw.lambda, draw.partner_weight};
   ref::LossSums sums = ref::softmax_kl(logits, teacher, batch_y_.data(), dlogits_.data(), nullptr, rows, classes,
-                                       loss.temperature, loss.alpha);
+                                       loss.temperature, loss.alpha, mix);
   const float* dfeatures = nullptr;  // the hint's gradient with respect to the student's features
   double hint_distance = 0;
   if (hint) {

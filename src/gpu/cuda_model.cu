@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "epoch_cursor.h"
 #include "kd/cuda_timer.h"
@@ -20,6 +21,9 @@ constexpr int kLatencyWarmup = 5;
 // The memory check's allowance for cuDNN workspaces: the cap kernels/conv.cu
 // puts on one plan's workspace. An upper bound for one plan, not exact.
 constexpr int64_t kConvWorkspaceAllowance = int64_t(512) << 20;
+
+// Batches (hence mixup draws) of an epoch of `samples` samples, the partial last one included.
+int64_t mixup_steps(int64_t samples, int batch_size) { return (samples + batch_size - 1) / batch_size; }
 
 }  // namespace
 
@@ -74,6 +78,10 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   cursor_.allocate(1, "epoch cursor");
   epoch_step_.allocate(1, "epoch step count");
   epoch_number_.allocate(1, "epoch number");
+  if (settings.mixup > 0) {
+    partner_labels_.allocate(batch, "training batch partner labels (mixup)");
+    step_draw_.allocate(1, "this step's mixup draw");
+  }
   if (context.loaded()) reserve_epoch(size_t(context.split(SplitId::Train).n));
   eval_batch_mean_.allocate(1, "evaluation batch loss");
   eval_loss_sum_.allocate(1, "evaluation loss sum");
@@ -86,13 +94,15 @@ MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, cons
   const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
   const int64_t train_n = context.loaded() ? context.split(SplitId::Train).n : 0;
   MemoryNeed need;
-  // params_, grads_, moments, best_; order_, epoch_loss_, epoch_kl_ (train n each)
-  need.state = (3 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f);
+  // params_, grads_, moments, best_; order_, epoch_loss_, epoch_kl_ (train n each); mixup's epoch_draws_
+  need.state = (3 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f) +
+               (settings.mixup > 0 ? mixup_steps(train_n, settings.batch_size) * int64_t(sizeof(MixupDraw)) : 0);
   const bool conv = std::any_of(arch.layers.begin(), arch.layers.end(),
                                 [](const Layer& l) { return l.kind == LayerKind::Conv; });
   need.workspace = conv ? kConvWorkspaceAllowance : 0;
-  // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row)
-  need.train_activations = net.activation_bytes(settings.batch_size, true) + int64_t(settings.batch_size) * 16;
+  // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row), mixup's partner_labels_
+  need.train_activations = net.activation_bytes(settings.batch_size, true) +
+                           int64_t(settings.batch_size) * (settings.mixup > 0 ? 20 : 16);
   if (settings.hint.on()) {  // the map, its gradient and moments; mapped features, gradients, distances per row
     const int64_t dt = settings.hint.teacher_width, ds = hint_feature_width(arch, "student");
     need.state += (2 + moments) * hint_map_param_count(int(ds), int(dt)) * f + train_n * f;
@@ -120,6 +130,8 @@ void CudaModel::reserve_epoch(size_t steps) {
   epoch_loss_.allocate(steps, "per-step losses of an epoch");
   epoch_kl_.allocate(steps, "per-step KL terms of an epoch");
   if (settings_.hint.on()) epoch_hint_.allocate(steps, "per-step hint distances of an epoch");
+  if (settings_.mixup > 0)
+    epoch_draws_.allocate(size_t(mixup_steps(int64_t(steps), settings_.batch_size)), "mixup draws of an epoch");
 }
 
 namespace {
@@ -209,9 +221,17 @@ void CudaModel::begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoc
   copy_to_device(order_.data(), order.data(), order.size(), context_.stream());
   const uint64_t number = uint64_t(epoch);
   copy_to_device(epoch_number_.data(), &number, 1, context_.stream());
+  const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
+  if (settings_.mixup > 0) {  // every batch's draw, host-drawn (kd/augment.h); the step graph picks its own
+    std::vector<MixupDraw> draws(size_t(mixup_steps(samples, settings_.batch_size)));
+    for (size_t k = 0; k < draws.size(); ++k) {
+      const int64_t begin = int64_t(k) * batch;
+      draws[k] = mixup_draw(settings_.mixup, settings_.seed, number, begin, int(std::min(batch, samples - begin)));
+    }
+    copy_to_device(epoch_draws_.data(), draws.data(), draws.size(), context_.stream());
+  }
   // Plans for the epoch's batch sizes (full, and the partial last one) are
   // made here: a cuDNN search or a dense timing inside the epoch would stall it.
-  const int64_t batch = settings_.batch_size, samples = int64_t(order.size());
   if (samples >= batch) net_.plan(int(batch), PlanUse::Training);
   if (samples % batch != 0) net_.plan(int(samples % batch), PlanUse::Training);
   cursor_placed_ = false;
@@ -265,6 +285,10 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   // Algorithm searches happen here, never inside a capture.
   const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Training);
   if (!cursor_placed_) {
+    if (settings_.mixup > 0 && begin % settings_.batch_size != 0)
+      fail("train_step: with mixup the CUDA engine reads each batch's draw by batch number, so an epoch must "
+           "resume at a multiple of the batch size " + std::to_string(settings_.batch_size) + ", got begin = " +
+           std::to_string(begin));
     start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
     cursor_placed_ = true;
     // Here, not in begin_epoch: set_optim_state may move the step count in
@@ -311,9 +335,17 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   increment_counter(step_counter_.data(), stream);  // *step = 1-based count of this update
   take_batch_indices(order_.data(), cursor_.data(), train_samples_.data(), b, stream);
   const Shape& in = net_.arch().input;  // begin_epoch checked (train_images) that it matches the data
-  augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
-                           train_labels_.data(), b, in.h, in.w, context_.normalization(), settings_.augment,
-                           settings_.seed, epoch_number_.data(), stream);
+  const bool mixup = settings_.mixup > 0;
+  if (mixup) {
+    take_step_draw(epoch_draws_.data(), cursor_.data(), settings_.batch_size, step_draw_.data(), stream);
+    mixup_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
+                           train_labels_.data(), partner_labels_.data(), b, in.h, in.w, context_.normalization(),
+                           settings_.augment, settings_.seed, epoch_number_.data(), step_draw_.data(), stream);
+  } else {
+    augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(),
+                             train_acts_.input.data(), train_labels_.data(), b, in.h, in.w, context_.normalization(),
+                             settings_.augment, settings_.seed, epoch_number_.data(), stream);
+  }
   CudaModel* const online = distill || hint ? context_.online_teacher() : nullptr;
   // The teacher sees exactly the student's (augmented) batch; its rows are the batch's, in order.
   const float* online_logits = online != nullptr ? online->enqueue_online_logits(train_acts_.input.data(), b, stream)
@@ -326,6 +358,8 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   // cached soft targets are read by training-split index
   args.t_rows = distill && online_logits == nullptr ? train_samples_.data() : nullptr;
   args.labels = train_labels_.data();
+  args.partner_labels = mixup ? partner_labels_.data() : nullptr;
+  args.mix = mixup ? step_draw_.data() : nullptr;
   args.grad = train_acts_.grad_a.data();
   args.row_loss = row_loss_.data();
   args.row_kl = distill ? row_kl_.data() : nullptr;

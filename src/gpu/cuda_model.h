@@ -117,6 +117,8 @@ class CudaModel final : public ModelEngine {
   DeviceBuffer<int32_t> train_samples_, train_labels_;  // (batch) training-split indices, labels
   DeviceBuffer<float> row_loss_, row_kl_;                // (batch)
   DeviceBuffer<float> step_means_;                       // (3) this step's mean loss, mean KL, mean hint
+  DeviceBuffer<int32_t> partner_labels_;                 // (batch) mixup: each row's partner's label
+  DeviceBuffer<MixupDraw> step_draw_;                    // (1) mixup: this step's draw, taken in the graph
 
   // The epoch: order and device cursor, per-step losses, host bookkeeping.
   DeviceBuffer<int32_t> order_;           // (capacity) this epoch's sample order
@@ -125,6 +127,7 @@ class CudaModel final : public ModelEngine {
   DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
   DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
   DeviceBuffer<uint64_t> epoch_number_;   // (1) 1-based, keys the augmentation (read inside the graph)
+  DeviceBuffer<MixupDraw> epoch_draws_;   // (batches of capacity) mixup: each batch's draw, by batch number
   bool cursor_placed_ = false;
   int64_t epoch_steps_ = 0, epoch_first_step_ = 0;
   std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)

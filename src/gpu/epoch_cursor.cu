@@ -22,6 +22,11 @@ __global__ void take_batch_indices_kernel(const int32_t* __restrict__ order, con
     sample_idx[i] = order[first + i];
 }
 
+__global__ void take_step_draw_kernel(const MixupDraw* __restrict__ epoch_draws, const int64_t* __restrict__ cursor,
+                                      int batch_size, MixupDraw* __restrict__ draw) {
+  *draw = epoch_draws[*cursor / batch_size];
+}
+
 __global__ void finish_step_kernel(const float* loss, const float* kl, const float* hint, float* epoch_loss,
                                    float* epoch_kl, float* epoch_hint, int32_t* epoch_step, int64_t* cursor, int b) {
   const int32_t step = *epoch_step;
@@ -42,6 +47,12 @@ void start_epoch_cursor(int64_t* cursor, int32_t* epoch_step, int64_t begin, cud
 void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sample_idx, int b, cudaStream_t stream) {
   launch(take_batch_indices_kernel, (b + kThreads - 1) / kThreads, kThreads, 0, stream, order, cursor, sample_idx, b);
   KD_CUDA_CHECK_LAUNCH(take_batch_indices_kernel);
+}
+
+void take_step_draw(const MixupDraw* epoch_draws, const int64_t* cursor, int batch_size, MixupDraw* draw,
+                    cudaStream_t stream) {
+  launch(take_step_draw_kernel, 1, 1, 0, stream, epoch_draws, cursor, batch_size, draw);
+  KD_CUDA_CHECK_LAUNCH(take_step_draw_kernel);
 }
 
 void finish_step(const float* loss, const float* kl, const float* hint, float* epoch_loss, float* epoch_kl,

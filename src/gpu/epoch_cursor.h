@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kd/augment.h"
+
 namespace kd::cuda {
 
 // *cursor = begin, *epoch_step = 0: the epoch's first step takes order[begin, ...).
@@ -16,6 +18,12 @@ void start_epoch_cursor(int64_t* cursor, int32_t* epoch_step, int64_t begin, cud
 // order: (order length) sample indices of the epoch, cursor: (1)
 // -> sample_idx: (b) = order[*cursor + i].
 void take_batch_indices(const int32_t* order, const int64_t* cursor, int32_t* sample_idx, int b, cudaStream_t stream);
+
+// epoch_draws: (steps of the epoch) the mixup draw of each batch, batch k
+// starting at order position k * batch_size -> *draw = the draw of the batch
+// at *cursor (a multiple of batch_size).
+void take_step_draw(const MixupDraw* epoch_draws, const int64_t* cursor, int batch_size, MixupDraw* draw,
+                    cudaStream_t stream);
 
 // Records the step's mean loss, mean KL (kl null: records 0) and mean hint
 // distance (hint null: records nothing) at epoch_loss[*epoch_step],

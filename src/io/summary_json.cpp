@@ -36,6 +36,7 @@ json config_json(const Options& o) {
               {"soft-targets", name_of(kSoftTargets, o.soft_targets)},
               {"hint", name_of(kHintKinds, o.hint)},
               {"hint-weight", json_number(o.hint_weight)},
+              {"mixup", json_number(o.mixup)},
               {"temperature", json_number(o.temperature)},
               {"alpha", json_number(o.alpha)},
               {"teacher-arch", o.teacher_arch},

@@ -43,10 +43,11 @@ double kl_from_log_probs(const double* logp_t, const double* logp_s, int c) {
 }  // namespace
 
 // s: (b, c) student logits, t: (b, c) teacher logits or null when alpha == 0,
-// labels: (b) assumed in [0, c) -> grad: (b, c) or null, row_loss: (b) or null.
+// labels: (b) assumed in [0, c), mix.partner_labels likewise when set
+// -> grad: (b, c) or null, row_loss: (b) or null.
 // Needs b >= 1, c >= 1. With c == 1 every softmax is 1: loss 0, gradient 0.
 LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss, int b, int c,
-                    float temperature, float alpha) {
+                    float temperature, float alpha, const HardTargetMix& mix) {
   if (!t && alpha != 0.0f)
     fail("ref::softmax_kl: teacher logits are null but alpha = " + std::to_string(alpha) +
          "; pass the teacher's logits or use alpha = 0");
@@ -58,8 +59,14 @@ LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float
   for (int row = 0; row < b; ++row) {
     const float* s_row = s + size_t(row) * c;
     const int label = labels[row];
+    // Without mixing the partner is the label itself at weight 0: the same
+    // target (1 + 0) and CE as plain cross-entropy.
+    const int partner = mix.partner_labels ? mix.partner_labels[row] : label;
+    const double own_weight = mix.partner_labels ? mix.lambda : 1.0;
+    const double partner_weight = mix.partner_labels ? mix.partner_weight : 0.0;
     log_softmax_row(s_row, c, 1.0, logp_s.data());
-    const double ce = -logp_s[label];
+    const double ce = mix.partner_labels ? own_weight * -logp_s[label] + partner_weight * -logp_s[partner]
+                                         : -logp_s[label];
     double kl = 0;
     if (t) {
       log_softmax_row(s_row, c, inv_t, logp_s_soft.data());
@@ -74,7 +81,8 @@ LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float
     if (grad) {
       float* g_row = grad + size_t(row) * c;
       for (int j = 0; j < c; ++j) {
-        const double hard = std::exp(logp_s[j]) - (j == label ? 1.0 : 0.0);
+        const double target = (j == label ? own_weight : 0.0) + (j == partner ? partner_weight : 0.0);
+        const double hard = std::exp(logp_s[j]) - target;
         const double soft = t ? std::exp(logp_s_soft[j]) - std::exp(logp_t_soft[j]) : 0.0;
         g_row[j] = float((a * T * soft + (1.0 - a) * hard) / b);
       }

@@ -70,7 +70,7 @@ TrainedRun train_sweep_run(Session& s, SweepRun run, const Arch& arch, bool time
   run.seed = sweep_run_seed(opt.seed, run.seed_index);
   std::vector<float> init(size_t(arch.param_count));
   init_params(arch, mix_seed(run.seed, kStudentSalt), init.data());
-  TrainSettings settings = s.training_settings(opt.epochs_student, "--epochs-student");
+  TrainSettings settings = s.student_settings();
   settings.seed = run.seed;  // the dropout streams
   auto model = s.engine().create_model(arch, init, settings);
   ModelReport rep = s.new_report(phase, arch);

@@ -59,7 +59,8 @@ std::string recipe_text(const Options& o, bool students) {
          "; " + name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " +
          name_of(kLrSchedules, o.lr_schedule) + " schedule, " + number(o.warmup_epochs) +
          " warm-up epochs, weight decay " + number(o.weight_decay) + "; augmentation " + augment +
-         (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) + "; hint " +
+         (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) + ", mixup " +
+                         (o.mixup > 0 ? number(o.mixup) : std::string("off")) + "; hint " +
                          (o.hint == HintKind::Off ? std::string("off")
                                                   : name_of(kHintKinds, o.hint) + (" weight " + number(o.hint_weight)))
                    : std::string());

@@ -43,6 +43,7 @@ std::vector<FingerprintField> options_fingerprint_fields(const Options& o) {
           {"rotate", "--rotate", text(o.rotate)},
           {"scale", "--scale", text(o.scale.lo) + "," + text(o.scale.hi)},
           {"targets", "--soft-targets", name_of(kSoftTargets, o.soft_targets)},
+          {"mixup", "--mixup", text(o.mixup)},
           {"T", "--temperature", text(o.temperature)},
           {"alpha", "--alpha", text(o.alpha)},
           {"hint", "--hint", std::string(name_of(kHintKinds, o.hint)) + ":" + text(o.hint_weight)},

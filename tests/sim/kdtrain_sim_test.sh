@@ -92,6 +92,10 @@ both patient run --recipe patient --epochs-teacher 1 --epochs-student 2
 for m in teacher student student_scratch; do same_model "cuda-patient/$m.safetensors" "ref-patient/$m.safetensors"; done
 same_errors cuda-patient/summary.json ref-patient/summary.json
 
+echo "== --mixup on the students (augmentation, online targets on the mixed batches)"
+both mixup distill --teacher "$teacher" --epochs-student 2 --augment --soft-targets online --mixup 0.4
+for m in student student_scratch; do same_model "cuda-mixup/$m.safetensors" "ref-mixup/$m.safetensors"; done
+
 echo "== --select best (3 student epochs)"
 both best distill --teacher "$teacher" --epochs-student 3 --select best
 same_model cuda-best/student.safetensors ref-best/student.safetensors

@@ -102,9 +102,12 @@ class Session {
   // settings() for a model trained `epochs` epochs (`epochs_flag` names the
   // flag that set them): its learning-rate schedule spans those epochs.
   TrainSettings training_settings(int epochs, const char* epochs_flag) const;
-  // training_settings of a student of `phase` (--epochs-student): the
-  // distilled one (Phase::Student) also trains --hint against the features of
-  // `teacher` (kd/hint.h); the scratch baseline never does.
+  // training_settings for a student (distilled, baseline or a sweep's run):
+  // --epochs-student, and --mixup, which the teacher trains without.
+  TrainSettings student_settings() const;
+  // student_settings of a student of `phase`: the distilled one
+  // (Phase::Student) also trains --hint against the features of `teacher`
+  // (kd/hint.h); the scratch baseline never does.
   TrainSettings student_settings(Phase phase, const Arch& teacher) const;
   const Splits& splits() const { return splits_; }
   RunReport& report() { return report_; }

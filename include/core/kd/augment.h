@@ -165,6 +165,56 @@ KD_HOST_DEVICE float augment_sample(const uint8_t* plane, int h, int w, const Af
   return add(top, mul(fy, sub(bottom, top)));
 }
 
+// ---------------------------------------------------------------- mixup
+// Mixup (Zhang et al. 2018) of a training batch of b rows, after augmentation
+// and normalisation:
+//   x'[i] = lambda * x[i] + (1 - lambda) * x[partner(i)],  partner(i) = (i + offset) mod b,
+// and the hard-label loss of row i is lambda * CE(y[i]) + (1 - lambda) * CE(y[partner(i)])
+// (ref::softmax_kl's HardTargetMix); distillation's KL term uses the teacher's
+// logits on x' itself (online soft targets).
+//
+// One lambda ~ Beta(A, A) and one offset ~ U{1, ..., b - 1} per batch, as the
+// paper's and timm's batch mode. Per batch, not per sample: the Beta draw
+// needs log, exp and a rejection loop, which host and device libm do not
+// round alike, so it is drawn on the host (one per step; the CUDA engine
+// uploads an epoch's draws at begin_epoch and a captured step reads its own).
+// A cyclic offset, not a random permutation: the epoch's shuffle already makes
+// a batch a random sample in random order, so any derangement of positions
+// pairs each sample with a random other one; a cyclic one is O(1) for any
+// thread, or data-parallel rank, to find a row's partner. No row mixes with
+// itself unless b = 1.
+// A plain aggregate (no member initialisers), so a kernel can hold it in
+// shared memory; mixup off is {1, 0, 0}.
+struct MixupDraw {
+  float lambda;          // weight of the row's own sample
+  float partner_weight;  // 1 - lambda, rounded to float once (both sides use this value)
+  int32_t offset;        // partner(i) = (i + offset) mod b; 0 for b = 1
+};
+
+// Philox counter word 3 for mixup draws (see kAugmentStream).
+constexpr uint32_t kMixupStream = 0x4D495831u;  // "MIX1"
+
+// The draw of the batch that starts at position `batch_begin` (< 2^31) of
+// epoch `epoch`'s order, b rows, with concentration A = `concentration`
+// (0: off, the identity draw {1, 0, 0}). A pure function of its arguments:
+// Philox blocks (counter (batch_begin, j, epoch lo, epoch hi ^ kMixupStream),
+// key seed): j = 0 gives the offset, j = 1, 2, ... the two Gamma(A) variates
+// of lambda = G1 / (G1 + G2) (Marsaglia & Tsang 2000, in double). Host only:
+// it uses libm. Throws kd::Error unless 0 <= concentration <= kMaxMixup and b >= 1.
+constexpr float kMaxMixup = 1000.0f;
+MixupDraw mixup_draw(float concentration, uint64_t seed, uint64_t epoch, int64_t batch_begin, int b);
+
+// Row i's partner in a batch of b rows.
+KD_HOST_DEVICE int mixup_partner(int i, const MixupDraw& draw, int b) { return int((int64_t(i) + draw.offset) % b); }
+
+// lambda * own + partner_weight * partner, rounded once to float. The two
+// products are exact in double (24-bit by 24-bit significands), so a compiler
+// that contracts them into a multiply-add cannot change the result: host and
+// device agree to the last bit.
+KD_HOST_DEVICE float mix_value(float own, float partner, const MixupDraw& draw) {
+  return float(double(draw.lambda) * double(own) + double(draw.partner_weight) * double(partner));
+}
+
 namespace ref {
 
 // The augmented batch: images: (n, c, h, w) u8, idx: (b) rows in [0, n) ->
@@ -175,6 +225,16 @@ namespace ref {
 // With !p.enabled exactly gather_normalize(images, idx, out, b, h*w, norm).
 void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* out, int b, int h, int w,
                               const Normalization& norm, const AugmentParams& p, uint64_t seed, uint64_t epoch);
+
+// Rows [first, first + rows) of the mixed batch: images: (n, c, h, w) u8,
+// batch: (b) the whole batch's sample indices -> out: (rows, c, h, w),
+//   out[r] = mix_value(x[first + r], x[mixup_partner(first + r, draw, b)], draw)
+// elementwise, where x = augment_gather_normalize(images, batch, ...) (the
+// partner's own augmented view). A slice, so that a data-parallel rank builds
+// only its rows; their partners may be any rows of the batch.
+void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* out, int b, int first, int rows,
+                            int h, int w, const Normalization& norm, const AugmentParams& p, uint64_t seed,
+                            uint64_t epoch, const MixupDraw& draw);
 
 }  // namespace ref
 }  // namespace kd

@@ -73,6 +73,12 @@ struct TrainSettings {
   // (which then needs an online teacher, Engine::use_online_teacher), and
   // trains the map with its own optimiser settings and step.
   HintSettings hint;
+  // Mixup of training batches after augmentation (kd/augment.h): the
+  // Beta(mixup, mixup) concentration, 0 = off. One draw per batch, a pure
+  // function of (seed, epoch, the batch's first position in the epoch's
+  // order); an engine that tabulates an epoch's draws (CUDA) needs batches to
+  // start at multiples of batch_size, as the training loop's do.
+  float mixup = 0.0f;
   uint64_t seed = 0;
   bool deterministic = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;

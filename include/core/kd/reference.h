@@ -85,10 +85,20 @@ void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n
 struct LossSums {
   double loss = 0;  // mean over the batch of the full loss
   double kl = 0;    // mean over the batch of KL(softmax(t/T) || softmax(s/T)) (unscaled)
-  double ce = 0;    // mean over the batch of CE(s, y) at T = 1
+  double ce = 0;    // mean over the batch of CE(s, y) at T = 1 (mixed, under a HardTargetMix)
+};
+// Mixup's hard targets (kd/augment.h): with partner_labels (b) set, row i's
+// CE(s, y) above becomes
+//   lambda * CE(s, labels[i]) + partner_weight * CE(s, partner_labels[i]),
+// the cross-entropy against the mixed one-hot target q, and its gradient
+// softmax(s) - q, q = lambda * onehot(labels[i]) + partner_weight * onehot(partner_labels[i]).
+// The default is plain CE.
+struct HardTargetMix {
+  const int32_t* partner_labels = nullptr;  // (b) in [0, c), or null: no mixing
+  float lambda = 1.0f, partner_weight = 0.0f;
 };
 LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss,
-                    int b, int c, float temperature, float alpha);
+                    int b, int c, float temperature, float alpha, const HardTargetMix& mix = {});
 
 // ---------------------------------------------------------------- hint (hint.cpp)
 // The hint distance of kd/hint.h and its gradient, for one batch, in double:

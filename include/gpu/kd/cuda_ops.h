@@ -30,6 +30,11 @@ struct SoftmaxKlArgs {
   float* grad = nullptr;             // (b, c) dL/ds, already divided by b
   float* row_loss = nullptr;         // (b) per-row loss before the /b mean
   float* row_kl = nullptr;           // (b) or null: per-row KL(softmax(t/T) || softmax(s/T))
+  // Mixup's hard targets (ref::HardTargetMix), both set or both null: row i's
+  // second label, and the draw whose lambda / partner_weight weigh the two,
+  // read at run time (device (1)) so a captured step takes each step's draw.
+  const int32_t* partner_labels = nullptr;  // (b) in [0, c)
+  const MixupDraw* mix = nullptr;
   int b = 0, c = 0;
   float temperature = 1.0f, alpha = 0.0f;
 };
@@ -179,6 +184,14 @@ void iota(int32_t* out, int n, cudaStream_t stream);
 void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
                               int32_t* out_labels, int b, int h, int w, const Normalization& norm,
                               const AugmentParams& params, uint64_t seed, const uint64_t* epoch, cudaStream_t stream);
+// The whole mixed batch, as ref::mixup_gather_normalize(images, idx, out, b, 0, b, ...)
+// with epoch = *epoch and the draw *draw (device (1), read at run time), and
+// out_labels / out_partner_labels: (b) int32, row i's label and its partner's.
+// Throws kd::Error (before enqueueing anything) for parameters validate_augment rejects.
+void mixup_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
+                            int32_t* out_labels, int32_t* out_partner_labels, int b, int h, int w,
+                            const Normalization& norm, const AugmentParams& params, uint64_t seed,
+                            const uint64_t* epoch, const MixupDraw* draw, cudaStream_t stream);
 
 // ---------------------------------------------------------------- metrics.cu
 // x: (b, c) -> out: (b) argmax (first on ties).

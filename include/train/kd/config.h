@@ -73,6 +73,9 @@ struct Options {
   // [0, 2], is then 7-17 % of the student's loss over training (bench/RESULTS.md), a guide
   // that does not override the teacher's logits; mse follows the features' scale (lower it).
   double hint_weight = 1.0;
+  // Mixup of the students' training batches (kd/augment.h), the Beta(A, A)
+  // concentration A; 0 = off. The teacher trains without it.
+  double mixup = 0;
   double temperature = 4.0;
   double alpha = 0.9;
   std::string teacher_arch = kDefaultTeacherArch;
