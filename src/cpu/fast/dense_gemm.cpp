@@ -30,29 +30,8 @@ constexpr int kBlockK = 256;  // k per GEMM call: 64 KB of packed x^T (64, 128 a
 constexpr int kRowAlign = 6;  // thread shares of w's rows: whole GEMM row blocks (6 rows on both paths)
 }  // namespace
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,fma")
-namespace avx512 {
-namespace {
-#define KD_SIMD_AVX512 1
-#include "simd_gemm.inc"
-#include "dense_kernels.inc"
-#undef KD_SIMD_AVX512
-}  // namespace
-}  // namespace avx512
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-namespace {
-#define KD_SIMD_AVX512 0
-#include "simd_gemm.inc"
-#include "dense_kernels.inc"
-#undef KD_SIMD_AVX512
-}  // namespace
-}  // namespace avx2
-#pragma GCC pop_options
+#define KD_SIMD_KERNELS "dense_kernels.inc"
+#include "simd_paths.inc"
 
 namespace {
 

@@ -117,29 +117,8 @@ void for_each_chunk(int64_t tiles, F&& chunk) {
 
 }  // namespace
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,fma")
-namespace avx512 {
-namespace {
-#define KD_SIMD_AVX512 1
-#include "simd_gemm.inc"
-#include "winograd_kernels.inc"
-#undef KD_SIMD_AVX512
-}  // namespace
-}  // namespace avx512
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-namespace {
-#define KD_SIMD_AVX512 0
-#include "simd_gemm.inc"
-#include "winograd_kernels.inc"
-#undef KD_SIMD_AVX512
-}  // namespace
-}  // namespace avx2
-#pragma GCC pop_options
+#define KD_SIMD_KERNELS "winograd_kernels.inc"
+#include "simd_paths.inc"
 
 // The passes of one path.
 struct WinogradConv::Kernels {
