@@ -225,9 +225,9 @@ TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   EXPECT_EQ(recipe_text(seed, true), recipe_text(d, true));
   EXPECT_EQ(recipe_text(d, true),
             "recipe seed: teacher 5 epochs, student and baseline 20 epochs; adam lr 0.001, constant schedule, 0 "
-            "warm-up epochs, weight decay 0; augmentation off; soft targets cached, mixup off; hint off");
+            "epochs of warm-up, weight decay 0; augmentation off; soft targets cached, mixup off; hint off");
   EXPECT_EQ(recipe_text(d, false),
-            "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 warm-up epochs, weight decay 0; "
+            "recipe seed: teacher 5 epochs; adam lr 0.001, constant schedule, 0 epochs of warm-up, weight decay 0; "
             "augmentation off");
   const Options p = parse({"--recipe", "patient"});
   EXPECT_EQ(p.epochs_teacher, 20);

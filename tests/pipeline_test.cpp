@@ -490,8 +490,8 @@ TEST(PipelineOrchestration, ResumeWithCosineWeightDecayAugmentationAndOnlineTarg
   EXPECT_EQ(load_model_file(resumed.out_dir + "/student.safetensors").params, student);
   const nlohmann::json summary = nlohmann::json::parse(read_text(straight.out_dir + "/summary.json"));
   EXPECT_EQ(summary.at("config").at("resolved-recipe"),
-            "recipe seed: teacher 1 epochs, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
-            "warm-up epochs, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
+            "recipe seed: teacher 1 epoch, student and baseline 2 epochs; adam lr 0.001, cosine schedule, 0.5 "
+            "epochs of warm-up, weight decay 0.05; augmentation shift 2 px, rotate 12 deg, scale 0.9-1.1; soft targets "
             "online, mixup off; hint off");
 
   // The schedule took effect: the constant-rate student differs.

@@ -53,12 +53,12 @@ std::string recipe_text(const Options& o, bool students) {
   if (o.augment)
     augment = "shift " + number(o.shift) + " px, rotate " + number(o.rotate) + " deg, scale " + number(o.scale.lo) +
               "-" + number(o.scale.hi);
-  return std::string("recipe ") + name_of(kRecipes, o.recipe) + ": teacher " + std::to_string(o.epochs_teacher) +
-         " epochs" +
-         (students ? ", student and baseline " + std::to_string(o.epochs_student) + " epochs" : std::string()) +
-         "; " + name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " +
-         name_of(kLrSchedules, o.lr_schedule) + " schedule, " + number(o.warmup_epochs) +
-         " warm-up epochs, weight decay " + number(o.weight_decay) + "; augmentation " + augment +
+  const auto epochs = [](double n) { return number(n) + (n == 1 ? " epoch" : " epochs"); };
+  return std::string("recipe ") + name_of(kRecipes, o.recipe) + ": teacher " + epochs(o.epochs_teacher) +
+         (students ? ", student and baseline " + epochs(o.epochs_student) : std::string()) + "; " +
+         name_of(kOptimizers, o.optimizer) + " lr " + number(o.lr) + ", " + name_of(kLrSchedules, o.lr_schedule) +
+         " schedule, " + epochs(o.warmup_epochs) + " of warm-up, weight decay " + number(o.weight_decay) +
+         "; augmentation " + augment +
          (students ? std::string("; soft targets ") + name_of(kSoftTargets, o.soft_targets) + ", mixup " +
                          (o.mixup > 0 ? number(o.mixup) : std::string("off")) + "; hint " +
                          (o.hint == HintKind::Off ? std::string("off")
