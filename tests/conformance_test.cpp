@@ -26,6 +26,7 @@
 #include "kd/error.h"
 #include "kd/params.h"
 #include "engine_test_util.h"
+#include "error_test_util.h"
 #if defined(KD_WITH_CUDA) || defined(KD_SIM)
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_engine.h"
@@ -300,14 +301,6 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
   const Arch student = arch_of(kMlp);
   auto engine = GetParam().make();
   engine->load(random_splits());
-  const auto message = [](const std::function<void()>& call) {
-    try {
-      call();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
   const TrainSettings mse = hint_settings(HintKind::Mse, OptimizerKind::Adam);
   auto model = engine->create_model(student, initial_params(student), mse);
   HintMapState state = model->get_hint_map();
@@ -320,28 +313,28 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
   EXPECT_EQ(back.m, state.m);
   EXPECT_EQ(back.v, state.v);
   state.params.pop_back();
-  EXPECT_EQ(message([&] { model->set_hint_map(state); }),
+  EXPECT_EQ(test::error_of([&] { model->set_hint_map(state); }),
             "hint map state does not match the model (207 values for a map of 208): was it saved with another "
             "--student-arch, teacher or --optimizer?");
   auto plain = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
   EXPECT_TRUE(plain->get_hint_map().params.empty());
-  EXPECT_EQ(message([&] { plain->set_hint_map(back); }),
+  EXPECT_EQ(test::error_of([&] { plain->set_hint_map(back); }),
             "set_hint_map: this model trains no hint (created with --hint off)");
   // No online teacher: the features have nowhere to come from.
   model->begin_epoch({0, 1, 2, 3}, 1);
-  EXPECT_EQ(message([&] { model->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
             "--hint: the teacher's features come from its run on each training batch; add --soft-targets online");
   // A teacher of another width than the map was made for.
   auto teacher = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
   engine->use_online_teacher(*teacher);
   auto fresh = engine->create_model(student, initial_params(student), mse);
   fresh->begin_epoch({0, 1, 2, 3}, 1);
-  EXPECT_EQ(message([&] { fresh->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+  EXPECT_EQ(test::error_of([&] { fresh->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
             "--hint: the online teacher 'flatten,dense:12,relu,dense:3' does not have the 16 features this "
             "student's hint map was made for");
   // A student with no hidden layer.
   const Arch linear = arch_of("flatten,dense:3");
-  EXPECT_EQ(message([&] {
+  EXPECT_EQ(test::error_of([&] {
               engine->create_model(linear, initial_params(linear), mse);
             }),
             "--hint: the student 'flatten,dense:3' has no hidden layer feeding a last dense layer, so it has no "
@@ -396,37 +389,29 @@ TEST_P(Conformance, EntryPointsRefuseMisuseWithOneMessage) {
   auto engine = GetParam().make();
   engine->load(random_splits());
   auto model = engine->create_model(arch, initial_params(arch), settings_for(OptimizerKind::Adam));
-  const auto message = [](const std::function<void()>& call) {
-    try {
-      call();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
   const LossConfig ce{1.0f, 0.0f};
-  EXPECT_EQ(message([&] { model->train_step(0, 8, ce); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(0, 8, ce); }),
             "train_step: no epoch begun; call begin_epoch with the epoch's order first");
-  EXPECT_EQ(message([&] { model->begin_epoch({0, 1, int32_t(kTrainN)}, 1); }),
+  EXPECT_EQ(test::error_of([&] { model->begin_epoch({0, 1, int32_t(kTrainN)}, 1); }),
             "begin_epoch: order[2] = 150 is not an index into the training split of 150 images");
   model->begin_epoch({0, 1, 2, 3}, 1);
-  EXPECT_EQ(message([&] { model->train_step(0, 65, ce); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(0, 65, ce); }),
             "train_step: batch of 65 samples; this model was built for 1 to 64");
-  EXPECT_EQ(message([&] { model->train_step(2, 3, ce); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(2, 3, ce); }),
             "train_step: samples [2, 5) are outside this epoch's order of 4");
-  EXPECT_EQ(message([&] { model->train_step(0, 2, LossConfig{0.0f, 0.5f}); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(0, 2, LossConfig{0.0f, 0.5f}); }),
             "train_step: need temperature > 0 and alpha in [0, 1], got T = 0.000000, alpha = 0.500000");
   model->train_step(0, 2, ce);
-  EXPECT_EQ(message([&] { model->train_step(3, 1, ce); }),
+  EXPECT_EQ(test::error_of([&] { model->train_step(3, 1, ce); }),
             "train_step: begin = 3, but the epoch's previous step ended at 2; steps within an epoch must take "
             "consecutive ranges of the order");
   model->end_epoch();
-  EXPECT_EQ(message([&] { model->set_params({1.0f}); }), "set_params: 1 values for a model of 1251 parameters");
-  EXPECT_EQ(message([&] { model->restore_best(); }),
+  EXPECT_EQ(test::error_of([&] { model->set_params({1.0f}); }), "set_params: 1 values for a model of 1251 parameters");
+  EXPECT_EQ(test::error_of([&] { model->restore_best(); }),
             "restore_best: no parameters were kept (keep_best was never called)");
   OptimState sgd_shaped;
   sgd_shaped.m.resize(size_t(arch.param_count));
-  EXPECT_EQ(message([&] { model->set_optim_state(sgd_shaped); }),
+  EXPECT_EQ(test::error_of([&] { model->set_optim_state(sgd_shaped); }),
             "optimiser state does not match the model (1251 moments for 1251 parameters): was it saved with "
             "another --optimizer or arch?");
 }
