@@ -12,10 +12,13 @@ cd "$(dirname "$0")/.."
 # mpirun, Open MPI 4.1.4), so every mpi.* test would fail here; they run in the
 # normal build.
 cmake -S . -B build-asan -DKD_WITH_CUDA=OFF -DKD_SANITIZE=ON -DKD_BUILD_BENCH=OFF -DKD_WITH_MPI=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
-# -g1: line tables and function names, all a sanitizer report prints, at a
-# fraction of -g's compile and link time. One job more than cores: links and
-# I/O leave a core idle otherwise.
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCMAKE_UNITY_BUILD=ON >/dev/null
+# -O1, as ASan's documentation advises, and a unity build (each library's
+# sources compiled in batches of 8, its headers parsed once per batch): this
+# build only runs tests, and the two took its time from ~7.0 to 5.5 minutes on
+# 2 cores (its tests ran 132 -> 156 s). -g1: line tables and function names,
+# all a sanitizer report prints, at a fraction of -g's compile and link time.
+# One job more than cores: links and I/O leave a core idle otherwise.
 cmake --build build-asan -j"$(($(nproc) + 1))"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 # Left out here, run by the normal build only: the end-to-end pipeline runs
