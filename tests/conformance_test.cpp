@@ -201,17 +201,29 @@ TrainSettings recipe_settings() {
   return s;
 }
 
-TEST_P(Conformance, RecipeEpochMatchesTheReference) {
+// One scratch epoch of the MLP under `settings` on the reference and on `engine`
+// (both loaded here with the same random splits): the engine moves the
+// parameters and reports the loss as the reference does. Returns the
+// reference's epoch.
+Trained expect_scratch_epoch_matches(Engine& engine, const TrainSettings& settings) {
   const Arch arch = arch_of(kMlp);
   const std::vector<float> init = initial_params(arch);
   const Splits splits = random_splits();
-  auto reference = make_cpu_engine(), engine = GetParam().make();
+  auto reference = make_cpu_engine();
   reference->load(splits);
-  engine->load(splits);
-  const Trained want = train_epoch(*reference->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
-  const Trained got = train_epoch(*engine->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
+  engine.load(splits);
+  const Trained want = train_epoch(*reference->create_model(arch, init, settings), LossConfig{1.0f, 0.0f});
+  const Trained got = train_epoch(*engine.create_model(arch, init, settings), LossConfig{1.0f, 0.0f});
   EXPECT_LE(move_error(got.params, want.params, init), kMoveTolerance);
   EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * std::fabs(want.stats.loss));
+  return want;
+}
+
+TEST_P(Conformance, RecipeEpochMatchesTheReference) {
+  const Arch arch = arch_of(kMlp);
+  const std::vector<float> init = initial_params(arch);
+  auto engine = GetParam().make();
+  const Trained want = expect_scratch_epoch_matches(*engine, recipe_settings());
   TrainSettings unscheduled = recipe_settings(), unaugmented = recipe_settings();
   unscheduled.lr_schedule = LrSchedule{};
   unaugmented.augment.enabled = false;
@@ -352,14 +364,8 @@ TEST_P(Conformance, MixupEpochMatchesTheReference) {
   mixed.mixup = 0.4f;
   const Arch arch = arch_of(kMlp);
   const std::vector<float> init = initial_params(arch);
-  const Splits splits = random_splits();
-  auto reference = make_cpu_engine(), engine = GetParam().make();
-  reference->load(splits);
-  engine->load(splits);
-  const Trained want = train_epoch(*reference->create_model(arch, init, mixed), LossConfig{1.0f, 0.0f});
-  const Trained got = train_epoch(*engine->create_model(arch, init, mixed), LossConfig{1.0f, 0.0f});
-  EXPECT_LE(move_error(got.params, want.params, init), kMoveTolerance);
-  EXPECT_NEAR(got.stats.loss, want.stats.loss, kLossTolerance * std::fabs(want.stats.loss));
+  auto engine = GetParam().make();
+  const Trained want = expect_scratch_epoch_matches(*engine, mixed);
   const Trained unmixed = train_epoch(*engine->create_model(arch, init, recipe_settings()), LossConfig{1.0f, 0.0f});
   EXPECT_GT(move_error(unmixed.params, want.params, init), 100 * kMoveTolerance) << "mixup had no effect";
   expect_distillation_matches(GetParam(), SoftTargets::Online, mixed);
