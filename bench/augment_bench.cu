@@ -46,8 +46,8 @@ void BM_gather(benchmark::State& state, Gather kind) {
   const kd::bench::Timing timing = kd::bench::time_launches(state, nullptr, [&](int64_t) {
     switch (kind) {
       case Gather::Plain:
-        kd::cuda::gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b,
-                                   kPixels, kd::Normalization{}, nullptr);
+        kd::cuda::gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b, kPixels,
+                                   kd::Normalization{}, nullptr);
         break;
       case Gather::Augmented:
         kd::cuda::augment_gather_normalize(images.data(), labels.data(), idx.data(), out.data(), out_labels.data(), b,

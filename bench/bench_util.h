@@ -40,8 +40,8 @@ namespace kd::bench {
 
 using kd::cuda::EventTimer;
 
-inline constexpr int kSamples = 25;               // timed samples (benchmark iterations) per benchmark
-inline constexpr double kSampleSeconds = 2e-3;    // device time one sample should span
+inline constexpr int kSamples = 25;             // timed samples (benchmark iterations) per benchmark
+inline constexpr double kSampleSeconds = 2e-3;  // device time one sample should span
 inline constexpr int kMaxLaunchesPerSample = 4096;
 inline constexpr int kWarmupLaunches = 3;
 
@@ -152,7 +152,9 @@ inline double copy_bandwidth_gbps() {
     KD_CUDA_CHECK(cudaMemset(src.data(), 0x5A, bytes));
     KD_CUDA_CHECK(cudaMemset(dst.data(), 0xA5, bytes));
     EventTimer timer;
-    const auto copy = [&] { KD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, nullptr)); };
+    const auto copy = [&] {
+      KD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, nullptr));
+    };
     for (int i = 0; i < 2; ++i) timer.milliseconds(nullptr, copy);
     std::vector<double> times;
     for (int i = 0; i < 10; ++i) times.push_back(1e-3 * timer.milliseconds(nullptr, copy));

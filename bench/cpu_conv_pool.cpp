@@ -40,8 +40,8 @@ int run(int threads, int rounds, int batch) {
   auto ops = make_fast_ops(threads);  // sets the OpenMP thread count both variants use
   const int oh = s.out_h(), ow = s.out_w();
   const size_t nx = size_t(batch) * 32 * 26 * 26, ny = size_t(batch) * 64 * oh * ow, np = ny / 4;
-  std::vector<float> x(nx), w(size_t(64) * 32 * 9), b(64), y(ny), pooled(np), dpooled(np), masked(np), dy(ny),
-      dx(nx), dw(w.size()), db(64);
+  std::vector<float> x(nx), w(size_t(64) * 32 * 9), b(64), y(ny), pooled(np), dpooled(np), masked(np), dy(ny), dx(nx),
+      dw(w.size()), db(64);
   std::vector<uint8_t> argmax(np);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1, 1);

@@ -110,8 +110,8 @@ void openblas_conv(const Conv& s) {
                   i ? 1.0f : 0.0f, dw.data(), kk);
     }
   });
-  std::printf("  %-28s fwd %7.2f  bwd-data %7.2f  bwd-weights %7.2f  total %7.2f ms\n", "OpenBLAS im2col + SGEMM",
-              fwd, bwd_data, bwd_weights, fwd + bwd_data + bwd_weights);
+  std::printf("  %-28s fwd %7.2f  bwd-data %7.2f  bwd-weights %7.2f  total %7.2f ms\n", "OpenBLAS im2col + SGEMM", fwd,
+              bwd_data, bwd_weights, fwd + bwd_data + bwd_weights);
 }
 
 void onednn_conv(const Conv& s, dnnl::algorithm alg, const char* name) {
@@ -147,7 +147,8 @@ void onednn_conv(const Conv& s, dnnl::algorithm alg, const char* name) {
     st.wait();
   });
   const double bwd_weights = median_ms([&] {
-    g.execute(st, {{DNNL_ARG_SRC, x3}, {DNNL_ARG_DIFF_DST, dy3}, {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_DIFF_BIAS, db}});
+    g.execute(st,
+              {{DNNL_ARG_SRC, x3}, {DNNL_ARG_DIFF_DST, dy3}, {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_DIFF_BIAS, db}});
     st.wait();
   });
   std::printf("  %-28s fwd %7.2f  bwd-data %7.2f  bwd-weights %7.2f  total %7.2f ms  (%s)\n", name, fwd, bwd_data,
@@ -162,8 +163,7 @@ void dense(int b, int in, int out) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, out, in, 1, x.data(), in, w.data(), in, 0, y.data(), out);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, in, out, 1, dy.data(), out, w.data(), in, 0, dx.data(),
                 in);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, b, 1, dy.data(), out, x.data(), in, 0, dw.data(),
-                in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, b, 1, dy.data(), out, x.data(), in, 0, dw.data(), in);
   });
   const double od = median_ms([&] {
     dnnl_sgemm('N', 'T', b, out, in, 1, x.data(), in, w.data(), in, 0, y.data(), out);

@@ -51,9 +51,10 @@ double median_s(int rounds, const std::function<void()>& f) {
   return s[s.size() / 2];
 }
 
-// kAcc independent FMA chains (more than latency x ports on current x86 cores) of V: Lanes floats, n iterations: 2 * kAcc * Lanes * n flops. Inlined into a caller with the path's
-// target, whose instructions it is compiled with; a * b + c becomes one FMA there because
-// this file is compiled with -ffp-contract=fast (CMakeLists.txt). Returns a sum so the loop stays.
+// kAcc independent FMA chains (more than latency x ports on current x86 cores) of V: Lanes floats, n iterations: 2 *
+// kAcc * Lanes * n flops. Inlined into a caller with the path's target, whose instructions it is compiled with; a * b +
+// c becomes one FMA there because this file is compiled with -ffp-contract=fast (CMakeLists.txt). Returns a sum so the
+// loop stays.
 constexpr int kAcc = 12;
 typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
@@ -146,11 +147,13 @@ int run(int rounds) {
     for (float& e : x) e = normal(rng);
     // Many forwards per timing: one batch-1 student forward is ~10 us, near the clock's resolution.
     const int reps = 50;
-    const double s = median_s(rounds, [&] {
-      for (int r = 0; r < reps; ++r) model.forward(x.data(), 1, /*training=*/false, 0, 0);
-    }) / reps;
-    line(arch == &teacher ? "teacher inference, batch 1" : "student inference, batch 1",
-         flops_per_image(*arch).forward, s);
+    const double s = median_s(rounds,
+                              [&] {
+                                for (int r = 0; r < reps; ++r) model.forward(x.data(), 1, /*training=*/false, 0, 0);
+                              }) /
+                     reps;
+    line(arch == &teacher ? "teacher inference, batch 1" : "student inference, batch 1", flops_per_image(*arch).forward,
+         s);
   }
   return 0;
 }

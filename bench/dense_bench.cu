@@ -35,8 +35,8 @@ struct Shape {
   bool relu() const { return out != 10; }
   bool needs_dx() const { return in != 784; }
 };
-const Shape kShapes[] = {{64, 784, 256},   {64, 256, 128},   {64, 128, 10},    {64, 9216, 128},  {1024, 784, 256},
-                         {1024, 256, 128}, {1024, 128, 10},  {1024, 9216, 128}, {4096, 4096, 4096}};
+const Shape kShapes[] = {{64, 784, 256},   {64, 256, 128},  {64, 128, 10},     {64, 9216, 128},   {1024, 784, 256},
+                         {1024, 256, 128}, {1024, 128, 10}, {1024, 9216, 128}, {4096, 4096, 4096}};
 
 // One rotation set of a layer's tensors.
 struct LayerSet {
@@ -76,12 +76,12 @@ kd::cuda::DenseContext& context() {
   return *ctx;
 }
 
-#define KD_BENCH_CUBLAS_CHECK(call)                                                             \
-  do {                                                                                          \
-    const cublasStatus_t status_ = (call);                                                      \
-    if (status_ != CUBLAS_STATUS_SUCCESS)                                                       \
-      ::kd::cuda::throw_library_error("cuBLAS", int(status_), cublasGetStatusString(status_), #call, \
-                                      __FILE__, __LINE__);                                      \
+#define KD_BENCH_CUBLAS_CHECK(call)                                                                            \
+  do {                                                                                                         \
+    const cublasStatus_t status_ = (call);                                                                     \
+    if (status_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+      ::kd::cuda::throw_library_error("cuBLAS", int(status_), cublasGetStatusString(status_), #call, __FILE__, \
+                                      __LINE__);                                                               \
   } while (0)
 
 // The unfused baseline's own cuBLAS handle, fp32 math, workspace set once
@@ -109,8 +109,8 @@ __global__ void bias_act_kernel(float* y, const float* bias, int64_t n, int cols
 // y^T (out x b) = w^T (w as stored, in x out, transposed) . x^T (x as stored, in x b), column-major.
 void plain_forward(const Shape& s, const float* x, const float* w, const float* bias, float* y) {
   const float one = 1.0f, zero = 0.0f;
-  KD_BENCH_CUBLAS_CHECK(cublasSgemm(plain_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, s.out, s.b, s.in, &one, w, s.in, x, s.in,
-                                    &zero, y, s.out));
+  KD_BENCH_CUBLAS_CHECK(
+      cublasSgemm(plain_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, s.out, s.b, s.in, &one, w, s.in, x, s.in, &zero, y, s.out));
   const int64_t n = int64_t(s.b) * s.out;
   bias_act_kernel<<<int(std::min<int64_t>((n + 255) / 256, 65536)), 256>>>(y, bias, n, s.out, s.relu());
   KD_CUDA_CHECK_LAUNCH(bias_act_kernel);
@@ -143,16 +143,16 @@ void bm_backward(benchmark::State& state, Shape s, DenseImpl impl) {
   const auto timing = kd::bench::time_launches(state, nullptr, [&](int64_t i) {
     kd::cuda::dense_backward(context(), impl, pool->get<float>(i, set.x), pool->get<float>(i, set.w),
                              pool->get<float>(i, set.dy), s.needs_dx() ? pool->get<float>(i, set.dx) : nullptr,
-                             /*mask_dx_by_x=*/true, pool->get<float>(i, set.dw), pool->get<float>(i, set.db), s.b,
-                             s.in, s.out, nullptr);
+                             /*mask_dx_by_x=*/true, pool->get<float>(i, set.dw), pool->get<float>(i, set.db), s.b, s.in,
+                             s.out, nullptr);
   });
   set_tflops(state, s, s.needs_dx() ? 2 : 1, timing);
 }
 
 void register_benchmarks() {
   for (const Shape& s : kShapes) {
-    const std::string suffix =
-        "/" + std::to_string(s.b) + "x" + std::to_string(s.in) + "x" + std::to_string(s.out) + (s.relu() ? "_relu" : "");
+    const std::string suffix = "/" + std::to_string(s.b) + "x" + std::to_string(s.in) + "x" + std::to_string(s.out) +
+                               (s.relu() ? "_relu" : "");
     const auto add = [&](const std::string& name, auto fn, auto variant) {
       benchmark::RegisterBenchmark((name + suffix).c_str(), fn, s, variant)->Apply(kd::bench::manual_time);
     };

@@ -54,8 +54,8 @@ void BM_adam(benchmark::State& state, const std::vector<int64_t>& tensors, bool 
     }
     int64_t offset = 0;
     for (const int64_t size : tensors) {
-      kd::cuda::adam_step(p + offset, g + offset, m + offset, v + offset, size, params, kd::LrSchedule{},
-                          step.data(), nullptr);
+      kd::cuda::adam_step(p + offset, g + offset, m + offset, v + offset, size, params, kd::LrSchedule{}, step.data(),
+                          nullptr);
       offset += size;
     }
   });

@@ -148,17 +148,22 @@ void unfused_loss(const Shape& s, const float* logits, const float* teacher, con
   using G = RowGroup<kRowThreads>;
   const int blocks = (s.b + G::kRowsPerBlock - 1) / G::kRowsPerBlock;
   const float inv_t = 1.0f / kTemperature;
-  softmax_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.p_s_t.data(), s.b, s.c, inv_t, false);
-  softmax_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.p_s.data(), s.b, s.c, 1.0f, false);
-  softmax_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.lp_s_t.data(), s.b, s.c, inv_t, true);
-  softmax_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(teacher, tmp.lp_t_t.data(), s.b, s.c, inv_t, true);
-  kl_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(tmp.lp_t_t.data(), tmp.lp_s_t.data(), tmp.kl.data(), s.b, s.c);
-  ce_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(logits, labels, tmp.kl.data(), row_loss, s.b, s.c,
-                                                                     kTemperature, kAlpha);
+  softmax_rows_kernel<kRowThreads>
+      <<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.p_s_t.data(), s.b, s.c, inv_t, false);
+  softmax_rows_kernel<kRowThreads>
+      <<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.p_s.data(), s.b, s.c, 1.0f, false);
+  softmax_rows_kernel<kRowThreads>
+      <<<blocks, G::kBlockThreads, 0, stream>>>(logits, tmp.lp_s_t.data(), s.b, s.c, inv_t, true);
+  softmax_rows_kernel<kRowThreads>
+      <<<blocks, G::kBlockThreads, 0, stream>>>(teacher, tmp.lp_t_t.data(), s.b, s.c, inv_t, true);
+  kl_rows_kernel<kRowThreads>
+      <<<blocks, G::kBlockThreads, 0, stream>>>(tmp.lp_t_t.data(), tmp.lp_s_t.data(), tmp.kl.data(), s.b, s.c);
+  ce_rows_kernel<kRowThreads><<<blocks, G::kBlockThreads, 0, stream>>>(logits, labels, tmp.kl.data(), row_loss, s.b,
+                                                                       s.c, kTemperature, kAlpha);
   const int64_t n = int64_t(s.b) * s.c;
   const int grad_blocks = int(std::min<int64_t>((n + 255) / 256, 65536));
-  gradient_kernel<<<grad_blocks, 256, 0, stream>>>(tmp.p_s_t.data(), tmp.lp_t_t.data(), tmp.p_s.data(), labels, grad, s.b,
-                                                   s.c, kTemperature, kAlpha);
+  gradient_kernel<<<grad_blocks, 256, 0, stream>>>(tmp.p_s_t.data(), tmp.lp_t_t.data(), tmp.p_s.data(), labels, grad,
+                                                   s.b, s.c, kTemperature, kAlpha);
   KD_CUDA_CHECK_LAUNCH(unfused_loss);
 }
 

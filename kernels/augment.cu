@@ -27,7 +27,6 @@
 namespace kd::cuda {
 namespace {
 
-
 // image: (c, h, w) u8, one sample -> output value j of its augmented,
 // normalised view (channel j / plane): augment_sample's and normalize_pixel's
 // arithmetic, the reference's own functions, every float operation
@@ -44,8 +43,7 @@ __device__ __forceinline__ float augmented_value(const uint8_t* image, int j, in
 // -> out: (b, c, h, w), out_labels: (b) (skipped when null). One block per row.
 // The arithmetic is augment_sample's and normalize_pixel's, the reference's
 // own functions, with every float operation individually rounded.
-__global__ void augment_gather_normalize_kernel(const uint8_t* __restrict__ images,
-                                                const uint8_t* __restrict__ labels,
+__global__ void augment_gather_normalize_kernel(const uint8_t* __restrict__ images, const uint8_t* __restrict__ labels,
                                                 const int32_t* __restrict__ idx, float* __restrict__ out,
                                                 int32_t* __restrict__ out_labels, int h, int w, Normalization norm,
                                                 AugmentParams params, uint64_t seed,
@@ -76,8 +74,7 @@ __global__ void mixup_gather_normalize_kernel(const uint8_t* __restrict__ images
                                               int32_t* __restrict__ out_labels,
                                               int32_t* __restrict__ out_partner_labels, int b, int h, int w,
                                               Normalization norm, AugmentParams params, uint64_t seed,
-                                              const uint64_t* __restrict__ epoch,
-                                              const MixupDraw* __restrict__ draw) {
+                                              const uint64_t* __restrict__ epoch, const MixupDraw* __restrict__ draw) {
   __shared__ AffineTransform transforms[2];  // the row's sample's, its partner's
   __shared__ int64_t samples[2];
   __shared__ MixupDraw mix;
@@ -98,8 +95,8 @@ __global__ void mixup_gather_normalize_kernel(const uint8_t* __restrict__ images
   const uint8_t* partner = images + samples[1] * pixels;
   float* dst = out + int64_t(row) * pixels;
   for (int j = threadIdx.x; j < pixels; j += blockDim.x)
-    dst[j] = mix_value(augmented_value(own, j, h, w, own_t, norm), augmented_value(partner, j, h, w, partner_t, norm),
-                       m);
+    dst[j] =
+        mix_value(augmented_value(own, j, h, w, own_t, norm), augmented_value(partner, j, h, w, partner_t, norm), m);
 }
 
 // The host checks of both gathers: parameters validate_augment accepts (when
@@ -107,8 +104,8 @@ __global__ void mixup_gather_normalize_kernel(const uint8_t* __restrict__ images
 void check_augmented_gather(const AugmentParams& params, int c, int h, int w, const char* who) {
   if (params.enabled) validate_augment(params, who);
   if (int64_t(c) * h * w > INT32_MAX) {
-    fail(std::string(who) + ": one image of " + std::to_string(c) + "x" + std::to_string(h) + "x" +
-         std::to_string(w) + " pixels exceeds 2^31; split the channels into separate calls");
+    fail(std::string(who) + ": one image of " + std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w) +
+         " pixels exceeds 2^31; split the channels into separate calls");
   }
 }
 
@@ -116,8 +113,7 @@ void check_augmented_gather(const AugmentParams& params, int c, int h, int w, co
 
 void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
                               int32_t* out_labels, int b, int h, int w, const Normalization& norm,
-                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch,
-                              cudaStream_t stream) {
+                              const AugmentParams& params, uint64_t seed, const uint64_t* epoch, cudaStream_t stream) {
   const int c = norm.c;
   if (!params.enabled) {
     gather_normalize(images, labels, idx, out, out_labels, b, int64_t(h) * w, norm, stream);
@@ -125,8 +121,8 @@ void augment_gather_normalize(const uint8_t* images, const uint8_t* labels, cons
   }
   check_augmented_gather(params, c, h, w, "cuda::augment_gather_normalize");
   if (b == 0) return;
-  launch(augment_gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, h, w,
-         norm, params, seed, epoch);
+  launch(augment_gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, h, w, norm,
+         params, seed, epoch);
   KD_CUDA_CHECK_LAUNCH(augment_gather_normalize_kernel);
 }
 

@@ -13,7 +13,6 @@
 namespace kd::cuda {
 namespace {
 
-
 // One block per batch row. images: (N, c, plane) u8, labels: (N) u8, idx: (b)
 // -> out: (b, c, plane) = (px / 255 - mean[ch]) / std[ch], out_labels: (b)
 // (skipped when null). normalize_pixel evaluates in double and rounds once, on both sides, so
@@ -40,8 +39,8 @@ __global__ void iota_kernel(int32_t* __restrict__ out, int n) {
 
 }  // namespace
 
-void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out,
-                      int32_t* out_labels, int b, int64_t plane, const Normalization& norm, cudaStream_t stream) {
+void gather_normalize(const uint8_t* images, const uint8_t* labels, const int32_t* idx, float* out, int32_t* out_labels,
+                      int b, int64_t plane, const Normalization& norm, cudaStream_t stream) {
   if (b == 0) return;
   launch(gather_normalize_kernel, b, kBlockThreads, 0, stream, images, labels, idx, out, out_labels, plane, norm);
   KD_CUDA_CHECK_LAUNCH(gather_normalize_kernel);

@@ -24,12 +24,12 @@
 #include "kd/cuda_ops.h"
 #include "kd/cuda_buffer.h"
 
-#define KD_CUDNN_CHECK(call)                                                                                 \
-  do {                                                                                                       \
-    const cudnnStatus_t kd_cudnn_status_ = (call);                                                           \
-    if (kd_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                                            \
-      ::kd::cuda::throw_library_error("cuDNN", int(kd_cudnn_status_), cudnn_reason(kd_cudnn_status_).c_str(), \
-                                      #call, __FILE__, __LINE__);                                            \
+#define KD_CUDNN_CHECK(call)                                                                                         \
+  do {                                                                                                               \
+    const cudnnStatus_t kd_cudnn_status_ = (call);                                                                   \
+    if (kd_cudnn_status_ != CUDNN_STATUS_SUCCESS)                                                                    \
+      ::kd::cuda::throw_library_error("cuDNN", int(kd_cudnn_status_), cudnn_reason(kd_cudnn_status_).c_str(), #call, \
+                                      __FILE__, __LINE__);                                                           \
   } while (0)
 
 namespace kd::cuda {
@@ -79,8 +79,8 @@ std::shared_ptr<cudnnContext> shared_cudnn_handle() {
 }
 
 const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
-  static const char* const names[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM",     "DIRECT",
-                                      "FFT",           "FFT_TILING",            "WINOGRAD", "WINOGRAD_NONFUSED"};
+  static const char* const names[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
+                                      "WINOGRAD",      "WINOGRAD_NONFUSED"};
   return int(a) >= 0 && int(a) < CUDNN_CONVOLUTION_FWD_ALGO_COUNT ? names[a] : "UNKNOWN";
 }
 const char* algo_name(cudnnConvolutionBwdDataAlgo_t a) {
@@ -88,7 +88,7 @@ const char* algo_name(cudnnConvolutionBwdDataAlgo_t a) {
   return int(a) >= 0 && int(a) < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT ? names[a] : "UNKNOWN";
 }
 const char* algo_name(cudnnConvolutionBwdFilterAlgo_t a) {
-  static const char* const names[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED",
+  static const char* const names[] = {"ALGO_0",    "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED",
                                       "FFT_TILING"};
   return int(a) >= 0 && int(a) < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT ? names[a] : "UNKNOWN";
 }
@@ -127,8 +127,8 @@ bool succeeded_or_cannot(cudnnStatus_t status, const char* call, const char* alg
   switch (classify_cudnn_status(int(status))) {
     case CudnnVerdict::Success: return true;
     case CudnnVerdict::CannotDo:
-      why += std::string(why.empty() ? "" : "; ") + algo + ": " + std::to_string(int(status)) + " " +
-             cudnn_reason(status);
+      why +=
+          std::string(why.empty() ? "" : "; ") + algo + ": " + std::to_string(int(status)) + " " + cudnn_reason(status);
       return false;
     case CudnnVerdict::Environment:
       fail(std::string("cuDNN cannot run here: ") + call + " returned " + std::to_string(int(status)) + " " +
@@ -293,10 +293,9 @@ struct ConvPlan::State {
     int n = 0, c = 0, h = 0, w = 0;
     KD_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc, x_desc, w_desc, &n, &c, &h, &w));
     if (n != s.n || c != s.out_c || h != s.out_h() || w != s.out_w()) {
-      fail("ConvPlan: cuDNN computes output (" + std::to_string(n) + "," + std::to_string(c) + "," +
-           std::to_string(h) + "," + std::to_string(w) + ") for " + shape_string(s) + ", kd::ref::ConvShape (" +
-           std::to_string(s.n) + "," + std::to_string(s.out_c) + "," + std::to_string(s.out_h()) + "," +
-           std::to_string(s.out_w()) + ")");
+      fail("ConvPlan: cuDNN computes output (" + std::to_string(n) + "," + std::to_string(c) + "," + std::to_string(h) +
+           "," + std::to_string(w) + ") for " + shape_string(s) + ", kd::ref::ConvShape (" + std::to_string(s.n) + "," +
+           std::to_string(s.out_c) + "," + std::to_string(s.out_h()) + "," + std::to_string(s.out_w()) + ")");
     }
   }
 
@@ -361,8 +360,8 @@ struct ConvPlan::State {
         KD_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn(), w_desc, y_desc, conv_desc, x_desc,
                                                                    max_count, &returned, bwd_data.data()));
       } else {
-        KD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn(), w_desc, y_desc, conv_desc, x_desc,
-                                                                 max_count, &returned, bwd_data.data()));
+        KD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn(), w_desc, y_desc, conv_desc, x_desc, max_count,
+                                                                 &returned, bwd_data.data()));
       }
       bwd_data.resize(returned);
       const auto bwd_data_choice = first_runnable(
@@ -481,9 +480,9 @@ void ConvPlan::forward(const float* x, const float* w, const float* bias, float*
   KD_CUDNN_CHECK(cudnnSetStream(st.cudnn(), stream));
   const float one = 1.0f, zero = 0.0f;
   if (relu && bias != nullptr && st.fused_bias_relu && !st.unfused_forced) {
-    KD_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-        st.cudnn(), &one, st.x_desc, x, st.w_desc, w, st.conv_desc, st.fwd_algo, st.workspace.data(),
-        st.workspace.bytes(), &zero, st.y_desc, y, st.bias_desc, bias, st.relu_desc, st.y_desc, y));
+    KD_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(st.cudnn(), &one, st.x_desc, x, st.w_desc, w, st.conv_desc,
+                                                         st.fwd_algo, st.workspace.data(), st.workspace.bytes(), &zero,
+                                                         st.y_desc, y, st.bias_desc, bias, st.relu_desc, st.y_desc, y));
     return;
   }
   KD_CUDNN_CHECK(cudnnConvolutionForward(st.cudnn(), &one, st.x_desc, x, st.w_desc, w, st.conv_desc, st.fwd_algo,
@@ -535,8 +534,8 @@ void ConvPlan::backward_filter(const float* x, const float* dy, float* dw, float
   launch(bias_grad_partial_kernel, partial_grid, kBlockThreads, 0, stream, dy, st.bias_partial.data(), s.n, s.out_c,
          s.out_h() * s.out_w(), st.bias_images_per_split);
   KD_CUDA_CHECK_LAUNCH(bias_grad_partial_kernel);
-  launch(bias_grad_finish_kernel, (s.out_c + kBlockThreads - 1) / kBlockThreads, kBlockThreads, 0, stream, st.bias_partial.data(), db,
-         s.out_c, st.bias_splits);
+  launch(bias_grad_finish_kernel, (s.out_c + kBlockThreads - 1) / kBlockThreads, kBlockThreads, 0, stream,
+         st.bias_partial.data(), db, s.out_c, st.bias_splits);
   KD_CUDA_CHECK_LAUNCH(bias_grad_finish_kernel);
 }
 
@@ -548,10 +547,9 @@ std::string ConvPlan::describe() const {
                   st.fused_bias_relu ? "+bias_relu" : "", st.workspace.bytes() / double(1 << 20));
     return buf;
   }
-  std::snprintf(buf, sizeof buf, "fwd=%s%s bwd_data=%s bwd_filter=%s workspace=%.1f MiB (%s)",
-                algo_name(st.fwd_algo), st.fused_bias_relu ? "+bias_relu" : "", algo_name(st.bwd_data_algo),
-                algo_name(st.bwd_filter_algo), st.workspace.bytes() / double(1 << 20),
-                st.deterministic ? "heuristic, deterministic" : "timed");
+  std::snprintf(buf, sizeof buf, "fwd=%s%s bwd_data=%s bwd_filter=%s workspace=%.1f MiB (%s)", algo_name(st.fwd_algo),
+                st.fused_bias_relu ? "+bias_relu" : "", algo_name(st.bwd_data_algo), algo_name(st.bwd_filter_algo),
+                st.workspace.bytes() / double(1 << 20), st.deterministic ? "heuristic, deterministic" : "timed");
   return buf;
 }
 

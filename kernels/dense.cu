@@ -42,11 +42,11 @@
 #include "kd/cuda_buffer.h"
 #include "kd/cuda_timer.h"
 
-#define KD_CUBLAS_CHECK(call)                                                                            \
-  do {                                                                                                   \
-    const cublasStatus_t kd_blas_status_ = (call);                                                       \
-    if (kd_blas_status_ != CUBLAS_STATUS_SUCCESS)                                                        \
-      ::kd::cuda::throw_library_error("cuBLAS", static_cast<int>(kd_blas_status_),                      \
+#define KD_CUBLAS_CHECK(call)                                                                             \
+  do {                                                                                                    \
+    const cublasStatus_t kd_blas_status_ = (call);                                                        \
+    if (kd_blas_status_ != CUBLAS_STATUS_SUCCESS)                                                         \
+      ::kd::cuda::throw_library_error("cuBLAS", static_cast<int>(kd_blas_status_),                        \
                                       cublasGetStatusString(kd_blas_status_), #call, __FILE__, __LINE__); \
   } while (0)
 
@@ -55,10 +55,10 @@ namespace {
 
 constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;  // set explicitly so graph capture never allocates
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;
-constexpr size_t kSplitKFloats = size_t(4) << 20;         // 16 MiB of split-K partial sums
-constexpr int kBK = 16;                                   // k-tile depth of the custom GEMM
+constexpr size_t kSplitKFloats = size_t(4) << 20;  // 16 MiB of split-K partial sums
+constexpr int kBK = 16;                            // k-tile depth of the custom GEMM
 constexpr int kMaxSplits = 32;
-constexpr int kMinKTilesPerSplit = 4;                     // a split below 64 k-steps costs more than it brings
+constexpr int kMinKTilesPerSplit = 4;  // a split below 64 k-steps costs more than it brings
 
 // ------------------------------------------------------------------ custom GEMM
 // What happens to each output element v = sum_k A(m, k) B(k, n) on its way out.
@@ -121,7 +121,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   constexpr int kThreadsX = BN / TN, kThreadsY = BM / TM, kThreads = kThreadsX * kThreadsY;
   static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4x4 blocks");
   static_assert((BM * kBK) % kThreads == 0 && (BN * kBK) % kThreads == 0, "tiles split evenly over the threads");
-  __shared__ __align__(16) float a_tile[kBK][BM + 4];  // +4: rows stay 16-byte aligned, transposed stores spread over banks
+  __shared__ __align__(
+      16) float a_tile[kBK][BM + 4];  // +4: rows stay 16-byte aligned, transposed stores spread over banks
   __shared__ __align__(16) float b_tile[kBK][BN + 4];
 
   const int tx = threadIdx.x % kThreadsX, ty = threadIdx.x / kThreadsX;
@@ -200,7 +201,7 @@ int elementwise_blocks(int64_t n) { return grid_blocks(n, kBlockThreads, 65536);
 // of its 32 row slices sums rows slice, slice + 32, ... in double, then slice
 // 0 adds the 32 partials in slice order: a fixed order, no atomics.
 constexpr int kColumnSumCols = 32, kColumnSumSlices = 32;
-__global__ void __launch_bounds__(kColumnSumCols * kColumnSumSlices)
+__global__ void __launch_bounds__(kColumnSumCols* kColumnSumSlices)
     column_sum_kernel(const float* __restrict__ dy, int rows, int cols, float* __restrict__ out) {
   __shared__ double partial[kColumnSumSlices][kColumnSumCols];
   const int col = blockIdx.x * kColumnSumCols + threadIdx.x;
@@ -398,13 +399,12 @@ void custom_gemm(DenseContext::State& st, const float* a, int lda, const float* 
   splits = (K + k_per_split - 1) / k_per_split;  // no empty split
   const dim3 grid((M + 63) / 64, (N + 63) / 64, unsigned(splits));
   float* target = splits > 1 ? st.split_k_partials.data() : c;
-  launch(gemm_kernel<64, 64, 4, 4, kATrans, kBTrans>, grid, 256, 0, stream,
-      a, lda, b, ldb, target, M, N, K, k_per_split, ep);
+  launch(gemm_kernel<64, 64, 4, 4, kATrans, kBTrans>, grid, 256, 0, stream, a, lda, b, ldb, target, M, N, K,
+         k_per_split, ep);
   KD_CUDA_CHECK_LAUNCH(gemm_kernel);
   if (splits > 1) {
     const int64_t n = int64_t(M) * N;
-    launch(split_k_reduce_kernel, elementwise_blocks(n), kBlockThreads, 0, stream,
-        target, int(splits), M, N, c, ep);
+    launch(split_k_reduce_kernel, elementwise_blocks(n), kBlockThreads, 0, stream, target, int(splits), M, N, c, ep);
     KD_CUDA_CHECK_LAUNCH(split_k_reduce_kernel);
   }
 }
@@ -420,13 +420,15 @@ LtForwardPlan& lt_forward_plan(DenseContext::State& st, const float* x, const fl
   const LtPlanKey key{b, in, out, relu, alignment_of(w), alignment_of(x), alignment_of(y)};
   auto it = st.lt_plans.find(key);
   if (it == st.lt_plans.end())
-    it = st.lt_plans.emplace(key, std::make_unique<LtForwardPlan>(st.lt.handle, b, in, out, relu, std::get<4>(key),
-                                                                  std::get<5>(key), std::get<6>(key))).first;
+    it = st.lt_plans
+             .emplace(key, std::make_unique<LtForwardPlan>(st.lt.handle, b, in, out, relu, std::get<4>(key),
+                                                           std::get<5>(key), std::get<6>(key)))
+             .first;
   return *it->second;
 }
 
-void cublas_forward(DenseContext::State& st, const float* x, const float* w, const float* bias, float* y, int b,
-                    int in, int out, bool relu, cudaStream_t stream) {
+void cublas_forward(DenseContext::State& st, const float* x, const float* w, const float* bias, float* y, int b, int in,
+                    int out, bool relu, cudaStream_t stream) {
   const float one = 1.0f, zero = 0.0f;
   // The Lt bias epilogue reads the bias with vector loads: it needs 16-byte alignment.
   if (alignment_of(bias) >= 16) {
@@ -452,13 +454,13 @@ void cublas_backward(DenseContext::State& st, const float* x, const float* w, co
   bind_blas_stream(st, stream);
   if (dx) {
     // dx^T (in x b) = w-as-stored (in x out) . dy^T (out x b)
-    KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, in, b, out, &one, w, in, dy, out, &zero, dx,
-                                in));
+    KD_CUBLAS_CHECK(
+        cublasSgemm(st.blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, in, b, out, &one, w, in, dy, out, &zero, dx, in));
     if (mask_dx_by_x) relu_backward(x, dx, dx, int64_t(b) * in, stream);
   }
   // dw^T (in x out) = x^T (in x b) . dy (b x out), dy^T-as-stored transposed
-  KD_CUBLAS_CHECK(cublasSgemm(st.blas.handle, CUBLAS_OP_N, CUBLAS_OP_T, in, out, b, &one, x, in, dy, out, &zero, dw,
-                              in));
+  KD_CUBLAS_CHECK(
+      cublasSgemm(st.blas.handle, CUBLAS_OP_N, CUBLAS_OP_T, in, out, b, &one, x, in, dy, out, &zero, dw, in));
 }
 
 void check_dense_shape(const char* where, int b, int in, int out) {
@@ -485,7 +487,8 @@ void dense_forward(DenseContext& ctx, DenseImpl impl, const float* x, const floa
 void dense_backward(DenseContext& ctx, DenseImpl impl, const float* x, const float* w, const float* dy, float* dx,
                     bool mask_dx_by_x, float* dw, float* db, int b, int in, int out, cudaStream_t stream) {
   check_dense_shape("dense_backward", b, in, out);
-  if (!x || !w || !dy || !dw || !db) fail("dense_backward: x, w, dy, dw and db must all be device pointers (one is null)");
+  if (!x || !w || !dy || !dw || !db)
+    fail("dense_backward: x, w, dy, dw and db must all be device pointers (one is null)");
   if (b == 0) {  // empty batch: the gradients are sums over nothing
     KD_CUDA_CHECK(cudaMemsetAsync(dw, 0, size_t(out) * in * sizeof(float), stream));
     KD_CUDA_CHECK(cudaMemsetAsync(db, 0, size_t(out) * sizeof(float), stream));
@@ -518,8 +521,7 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaSt
   KD_CUDA_CHECK_LAUNCH(relu_backward_kernel);
 }
 
-DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream,
-                           PlanUse use) {
+DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu, cudaStream_t stream, PlanUse use) {
   check_dense_shape("dense_autoselect", b, in, out);
   DenseContext::State& st = ctx.state();
   const bool training = use == PlanUse::Training;
@@ -529,8 +531,9 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   KD_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   if (capture != cudaStreamCaptureStatusNone)
-    fail("dense_autoselect: called while stream capture is active; choose the dense implementation before capturing "
-         "the CUDA graph");
+    fail(
+        "dense_autoselect: called while stream capture is active; choose the dense implementation before capturing "
+        "the CUDA graph");
   if (b == 0) return st.autoselected[key] = DenseImpl::Cublas;
 
   // One training step's dense work (forward, then backward with dx), or the
@@ -546,8 +549,8 @@ DenseImpl dense_autoselect(DenseContext& ctx, int b, int in, int out, bool relu,
   uint32_t seed = 1;
   for (DeviceBuffer<float>* buf : {&x, &w, &bias, &dy}) {
     if (buf->size() == 0) continue;  // dy of an inference choice
-    launch(fill_hash_kernel, elementwise_blocks(int64_t(buf->size())), kBlockThreads, 0, stream,
-        buf->data(), int64_t(buf->size()), seed++);
+    launch(fill_hash_kernel, elementwise_blocks(int64_t(buf->size())), kBlockThreads, 0, stream, buf->data(),
+           int64_t(buf->size()), seed++);
     KD_CUDA_CHECK_LAUNCH(fill_hash_kernel);
   }
   EventTimer timer;

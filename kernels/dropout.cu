@@ -20,9 +20,7 @@ constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride loops cover the
 
 // Each thread owns groups of 4 consecutive elements: one Philox block draws the
 // 4 lanes of a group, and the group moves as one 16-byte float access.
-int blocks_for_groups(int64_t groups) {
-  return grid_blocks(groups, kBlockThreads, kMaxBlocks);
-}
+int blocks_for_groups(int64_t groups) { return grid_blocks(groups, kBlockThreads, kMaxBlocks); }
 
 // float4 / uchar4 accesses need x, y (16 bytes) and mask (4 bytes) aligned;
 // buffers carved out of a larger allocation may not be, and take the scalar path.
@@ -99,7 +97,8 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p
   if (quads_aligned(x, y, mask)) {
     launch(dropout_forward_kernel<true>, blocks, kBlockThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
   } else {
-    launch(dropout_forward_kernel<false>, blocks, kBlockThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed, step);
+    launch(dropout_forward_kernel<false>, blocks, kBlockThreads, 0, stream, x, y, mask, n, p, keep_scale(p), seed,
+           step);
   }
   KD_CUDA_CHECK_LAUNCH(dropout_forward_kernel);
 }

@@ -85,15 +85,15 @@ void hint_loss(const float* m, const float* t, float* grad, float* row_hint, flo
                HintKind kind, float weight, cudaStream_t stream) {
   if (kind == HintKind::Off) fail("hint_loss: no distance to compute (--hint off)");
   if (b == 0) return;
-  launch(hint_loss_kernel, grid_blocks(b, kWarpsPerBlock, kMaxBlocks), kBlockThreads, 0, stream, m, t, grad,
-         row_hint, row_total, b, d, kind == HintKind::Mse, weight, double(weight) / double(b));
+  launch(hint_loss_kernel, grid_blocks(b, kWarpsPerBlock, kMaxBlocks), kBlockThreads, 0, stream, m, t, grad, row_hint,
+         row_total, b, d, kind == HintKind::Mse, weight, double(weight) / double(b));
   KD_CUDA_CHECK_LAUNCH(hint_loss_kernel);
 }
 
 void hint_add_gradient(float* dx, const float* g, const float* mask_by, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(hint_add_gradient_kernel, grid_blocks(n, kBlockThreads, kMaxElementwiseBlocks), kBlockThreads, 0, stream,
-         dx, g, mask_by, n);
+  launch(hint_add_gradient_kernel, grid_blocks(n, kBlockThreads, kMaxElementwiseBlocks), kBlockThreads, 0, stream, dx,
+         g, mask_by, n);
   KD_CUDA_CHECK_LAUNCH(hint_add_gradient_kernel);
 }
 

@@ -43,8 +43,8 @@ __device__ int warp_row_argmax(const float* __restrict__ row, int c, int lane) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     const float other = __shfl_xor_sync(0xffffffffu, best, offset);
     const int other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
-    const bool take = other_index != kNone &&
-                      (best_index == kNone || other > best || (other == best && other_index < best_index));
+    const bool take =
+        other_index != kNone && (best_index == kNone || other > best || (other == best && other_index < best_index));
     if (take) {
       best = other;
       best_index = other_index;
@@ -65,8 +65,8 @@ __global__ void argmax_rows_kernel(const float* __restrict__ x, int32_t* __restr
 // x: (b, c), labels: (b); *correct += rows whose argmax equals the label. One
 // integer atomic per block: integer addition is exact, so the total does not
 // depend on the order blocks finish in.
-__global__ void accumulate_correct_kernel(const float* __restrict__ x, const int32_t* __restrict__ labels, int b,
-                                          int c, unsigned long long* __restrict__ correct) {
+__global__ void accumulate_correct_kernel(const float* __restrict__ x, const int32_t* __restrict__ labels, int b, int c,
+                                          unsigned long long* __restrict__ correct) {
   __shared__ unsigned int warp_hits[kWarpsPerBlock];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   unsigned int hits = 0;

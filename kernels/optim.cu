@@ -24,9 +24,7 @@ namespace {
 // block computes the bias corrections once, so fewer, longer blocks are cheaper.
 constexpr int64_t kMaxBlocks = 1024;
 
-int blocks_for_quads(int64_t n) {
-  return grid_blocks(n, 4 * kBlockThreads, kMaxBlocks);
-}
+int blocks_for_quads(int64_t n) { return grid_blocks(n, 4 * kBlockThreads, kMaxBlocks); }
 
 template <typename... T>
 bool aligned16(const T*... buffers) {
@@ -169,11 +167,9 @@ void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const re
                        const LrSchedule& schedule, const uint64_t* step, cudaStream_t stream) {
   if (n == 0) return;
   if (aligned16(p, g, buf)) {
-    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule,
-           step);
+    launch(sgd_momentum_kernel<true>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule, step);
   } else {
-    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule,
-           step);
+    launch(sgd_momentum_kernel<false>, blocks_for_quads(n), kBlockThreads, 0, stream, p, g, buf, n, a, schedule, step);
   }
   KD_CUDA_CHECK_LAUNCH(sgd_momentum_kernel);
 }

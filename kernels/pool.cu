@@ -22,8 +22,7 @@ int blocks_for(int64_t items) { return grid_blocks(items, kBlockThreads, kMaxBlo
 // 2 bottom-left, 3 bottom-right); a strictly greater value is needed to
 // displace the current winner, so the first maximum wins on ties.
 __global__ void maxpool2x2_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
-                                          uint8_t* __restrict__ argmax, int64_t outputs, int h, int w, int oh,
-                                          int ow) {
+                                          uint8_t* __restrict__ argmax, int64_t outputs, int h, int w, int oh, int ow) {
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < outputs; o += int64_t(gridDim.x) * blockDim.x) {
     const int ox = int(o % ow);
     const int64_t plane_row = o / ow;
@@ -81,8 +80,8 @@ void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int 
                          cudaStream_t stream) {
   const int64_t inputs = int64_t(n) * c * h * w;
   if (inputs == 0) return;
-  launch(maxpool2x2_backward_kernel, blocks_for(inputs), kBlockThreads, 0, stream,
-      dy, argmax, dx, inputs, h, w, h / 2, w / 2);
+  launch(maxpool2x2_backward_kernel, blocks_for(inputs), kBlockThreads, 0, stream, dy, argmax, dx, inputs, h, w, h / 2,
+         w / 2);
   KD_CUDA_CHECK_LAUNCH(maxpool2x2_backward_kernel);
 }
 

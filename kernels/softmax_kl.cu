@@ -75,21 +75,21 @@ constexpr int kMaxClusterBlocks = 8;  // the portable cluster size limit
 
 // Everything a row needs besides its logits; precomputed once on the host.
 struct LossParams {
-  const float* s;          // (b, c)
-  const float* t;          // (N, c) or null (then the KL term is 0 and t is never read)
-  const int32_t* t_rows;   // (b) or null: row i's teacher row is t_rows[i]
-  const int32_t* labels;   // (b)
+  const float* s;                 // (b, c)
+  const float* t;                 // (N, c) or null (then the KL term is 0 and t is never read)
+  const int32_t* t_rows;          // (b) or null: row i's teacher row is t_rows[i]
+  const int32_t* labels;          // (b)
   const int32_t* partner_labels;  // (b) or null: mixup's second label per row
-  const MixupDraw* mix;    // device (1) or null: the weights of labels and partner_labels
-  float* grad;             // (b, c) or null
-  float* row_loss;         // (b) or null
-  float* row_kl;           // (b) or null
+  const MixupDraw* mix;           // device (1) or null: the weights of labels and partner_labels
+  float* grad;                    // (b, c) or null
+  float* row_loss;                // (b) or null
+  float* row_kl;                  // (b) or null
   int b, c;
-  float inv_t;             // 1 / T
-  float log2e_over_t;      // exp((x - m) / T) = exp2((x - m) * log2e_over_t)
-  float kl_grad_weight;    // alpha * T
-  float kl_loss_weight;    // alpha * T^2
-  float ce_weight;         // 1 - alpha
+  float inv_t;           // 1 / T
+  float log2e_over_t;    // exp((x - m) / T) = exp2((x - m) * log2e_over_t)
+  float kl_grad_weight;  // alpha * T
+  float kl_loss_weight;  // alpha * T^2
+  float ce_weight;       // 1 - alpha
   float inv_b;
 };
 
@@ -193,13 +193,13 @@ __device__ __forceinline__ float class_gradient(const LossParams& p, const RowCo
 // Per-row outputs; s_label, s_partner: the row's logits at h.label and
 // h.partner (read only when h.ok). An out-of-range label gives a NaN loss
 // (caught by the trainer's non-finite check) instead of an out-of-bounds read.
-__device__ __forceinline__ void write_row_outputs(const LossParams& p, int row, const RowConsts& k,
-                                                  const HardTarget& h, float s_label, float s_partner, double kl) {
+__device__ __forceinline__ void write_row_outputs(const LossParams& p, int row, const RowConsts& k, const HardTarget& h,
+                                                  float s_label, float s_partner, double kl) {
   const double ce_label = k.lse_s_1 - double(s_label);
-  const double ce = !h.ok                      ? double(NAN)
-                    : h.partner_weight == 0.f  ? ce_label  // lambda = 1: plain CE
-                                               : double(h.own) * ce_label +
-                                                 double(h.partner_weight) * (k.lse_s_1 - double(s_partner));
+  const double ce = !h.ok ? double(NAN)
+                    : h.partner_weight == 0.f
+                        ? ce_label  // lambda = 1: plain CE
+                        : double(h.own) * ce_label + double(h.partner_weight) * (k.lse_s_1 - double(s_partner));
   if (p.row_loss) p.row_loss[row] = float(double(p.kl_loss_weight) * kl + double(p.ce_weight) * ce);
   if (p.row_kl) p.row_kl[row] = float(kl);
 }
@@ -303,7 +303,8 @@ __device__ __forceinline__ void load_tile(const float* __restrict__ row, int til
 
 // Writes the 4 values of slot group g (slots 4g .. 4g+3) that fall before `end`.
 template <int kThreads, bool kVec4>
-__device__ __forceinline__ void store_group(float* __restrict__ row, int tile_start, int end, int g, const float (&v)[4]) {
+__device__ __forceinline__ void store_group(float* __restrict__ row, int tile_start, int end, int g,
+                                            const float (&v)[4]) {
   if constexpr (kVec4) {
     const int e = slot_element<kThreads, true>(4 * g, tile_start);
     if (e < end) *reinterpret_cast<float4*>(row + e) = make_float4(v[0], v[1], v[2], v[3]);
@@ -421,7 +422,7 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
     const bool resident = end - begin <= tile;  // the gradient sweep then reads registers only
 
     float sv[kSlots] = {}, tv[kSlots] = {};  // tv stays 0 without a teacher (never used then)
-    RowSums own;  // this thread's part of the row
+    RowSums own;                             // this thread's part of the row
     if (resident) {
       // One tile: its maxima now, its sums once the row maxima are known.
       load_tile<kSlots, kThreads, kVec4>(s_row, begin, end, sv);
@@ -505,8 +506,8 @@ __global__ void __launch_bounds__(kThreads, 512 / kThreads) softmax_kl_rows_kern
           const int i = 4 * g + q;
           const int e = slot_element<kThreads, kVec4>(i, tile_start);
           float kl_term = 0.f;
-          grad4[q] = e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], target_of(h, e), &kl_term) * p.inv_b
-                     : 0.f;
+          grad4[q] =
+              e < end ? class_gradient(p, k, has_teacher, sv[i], tv[i], target_of(h, e), &kl_term) * p.inv_b : 0.f;
           tile_kl += kl_term;
         }
         if (p.grad) store_group<kThreads, kVec4>(p.grad + int64_t(row) * p.c, tile_start, end, g, grad4);
@@ -593,8 +594,8 @@ bool cluster_fits(int ranks) {
   if (it != known.end()) return it->second;
   const ClusterLaunch launch(unsigned(ranks), kThreads, ranks, nullptr);
   int clusters = 0;
-  const cudaError_t status = cudaOccupancyMaxActiveClusters(
-      &clusters, softmax_kl_rows_kernel<kSlots, kThreads, kVec4, true>, &launch.config);
+  const cudaError_t status =
+      cudaOccupancyMaxActiveClusters(&clusters, softmax_kl_rows_kernel<kSlots, kThreads, kVec4, true>, &launch.config);
   if (status != cudaSuccess) cudaGetLastError();  // clear it: "does not fit" is an answer, not a failure
   return known[ranks] = status == cudaSuccess && clusters > 0;
 }
@@ -602,8 +603,8 @@ bool cluster_fits(int ranks) {
 template <int kSlots, int kThreads, bool kVec4>
 void launch_rows_cluster(const LossParams& p, int ranks, int slice, cudaStream_t stream) {
   const ClusterLaunch launch(unsigned(p.b) * unsigned(ranks), kThreads, ranks, stream);
-  KD_CUDA_CHECK(cudaLaunchKernelEx(&launch.config, softmax_kl_rows_kernel<kSlots, kThreads, kVec4, true>, p, ranks,
-                                   slice));
+  KD_CUDA_CHECK(
+      cudaLaunchKernelEx(&launch.config, softmax_kl_rows_kernel<kSlots, kThreads, kVec4, true>, p, ranks, slice));
 }
 
 // Row sizes and what holds them (slots x threads = elements per block):

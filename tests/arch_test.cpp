@@ -33,10 +33,12 @@ TEST(Arch, DefaultTeacherShapesAtEveryLayer) {
   const Arch a = mnist(kDefaultTeacherArch);
   // 28 -3+1 = 26, 26 -3+1 = 24, 24/2 = 12, 64*12*12 = 9216.
   const std::vector<std::pair<LayerKind, Shape>> expected = {
-      {LayerKind::Conv, chw(32, 26, 26)},   {LayerKind::Relu, chw(32, 26, 26)},   {LayerKind::Conv, chw(64, 24, 24)},
-      {LayerKind::Relu, chw(64, 24, 24)},   {LayerKind::MaxPool, chw(64, 12, 12)}, {LayerKind::Dropout, chw(64, 12, 12)},
-      {LayerKind::Flatten, features(9216)}, {LayerKind::Dense, features(128)},   {LayerKind::Relu, features(128)},
-      {LayerKind::Dropout, features(128)},  {LayerKind::Dense, features(10)}};
+      {LayerKind::Conv, chw(32, 26, 26)},    {LayerKind::Relu, chw(32, 26, 26)},
+      {LayerKind::Conv, chw(64, 24, 24)},    {LayerKind::Relu, chw(64, 24, 24)},
+      {LayerKind::MaxPool, chw(64, 12, 12)}, {LayerKind::Dropout, chw(64, 12, 12)},
+      {LayerKind::Flatten, features(9216)},  {LayerKind::Dense, features(128)},
+      {LayerKind::Relu, features(128)},      {LayerKind::Dropout, features(128)},
+      {LayerKind::Dense, features(10)}};
   ASSERT_EQ(a.layers.size(), expected.size());
   Shape in = kMnist;
   for (size_t i = 0; i < expected.size(); ++i) {

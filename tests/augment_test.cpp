@@ -65,14 +65,12 @@ TEST(AugmentSample, OnePixelShiftMovesContentAndFillsBackground) {
   // Integer shifts land on pixel centres (weights exactly 1 and 0): exact results.
   std::vector<uint8_t> plane(12);
   for (int i = 0; i < 12; ++i) plane[i] = uint8_t(1 + i);
-  EXPECT_EQ(sample_all(plane, 3, 4, affine_transform(1, 0, 0, 1)),
-            (std::vector<float>{0, 1, 2, 3,  //
-                                0, 5, 6, 7,  //
-                                0, 9, 10, 11}));
-  EXPECT_EQ(sample_all(plane, 3, 4, affine_transform(0, -1, 0, 1)),
-            (std::vector<float>{5, 6, 7, 8,     //
-                                9, 10, 11, 12,  //
-                                0, 0, 0, 0}));
+  EXPECT_EQ(sample_all(plane, 3, 4, affine_transform(1, 0, 0, 1)), (std::vector<float>{0, 1, 2, 3,  //
+                                                                                       0, 5, 6, 7,  //
+                                                                                       0, 9, 10, 11}));
+  EXPECT_EQ(sample_all(plane, 3, 4, affine_transform(0, -1, 0, 1)), (std::vector<float>{5, 6, 7, 8,     //
+                                                                                        9, 10, 11, 12,  //
+                                                                                        0, 0, 0, 0}));
 }
 
 TEST(AugmentSample, QuarterTurnRotatesCounterClockwise) {
@@ -433,9 +431,9 @@ TEST(MixupDraw, LambdaFollowsBeta) {
 
 TEST(MixupGatherNormalize, MixesEachRowWithItsPartnerByHand) {
   // Three 1x1x2 images, normalisation mean 0, std 1: x = pixel / 255.
-  const std::vector<uint8_t> images = {255, 0,  //
-                                       0, 255,  //
-                                       51, 102};
+  const std::vector<uint8_t> images = {255, 0,    //
+                                       0,   255,  //
+                                       51,  102};
   const std::vector<int32_t> batch = {2, 0, 1};
   const Normalization unit = uniform_normalization(1, 0.0f, 1.0f);
   const MixupDraw draw{0.75f, 0.25f, 1};  // row i mixes with row (i + 1) mod 3

@@ -12,9 +12,9 @@ namespace {
 
 TEST(GatherNormalize, HandValues) {
   // Three 2x2 "images" (4 pixels each); rows are gathered out of order and one twice.
-  const std::vector<uint8_t> images = {0, 255, 51, 204,  //
-                                       1, 2, 3, 4,       //
-                                       255, 0, 204, 51};
+  const std::vector<uint8_t> images = {0,   255, 51,  204,  //
+                                       1,   2,   3,   4,    //
+                                       255, 0,   204, 51};
   const std::vector<int32_t> idx = {2, 0, 2};
   std::vector<float> out = reftest::nan_filled(idx.size() * 4);
   gather_normalize(images.data(), idx.data(), out.data(), 3, 4, uniform_normalization(1, 0.5f, 0.25f));

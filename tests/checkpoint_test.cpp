@@ -417,8 +417,7 @@ TEST_F(SafeTensorsFiles, FailedWriteNamesThePathAndLeavesNoTemporaryFile) {
   EXPECT_TRUE(fs::exists(target + "/keep"));
 
   const std::string no_dir = path("missing/model.safetensors");
-  expect_mentions(error_of([&] { save_safetensors(no_dir, SafeTensors{}); }),
-                  {no_dir, "No such file or directory"});
+  expect_mentions(error_of([&] { save_safetensors(no_dir, SafeTensors{}); }), {no_dir, "No such file or directory"});
 }
 
 TEST_F(SafeTensorsFiles, LoadOfAMissingFileNamesIt) {

@@ -48,15 +48,46 @@ std::string rejection(const std::vector<std::string>& args) {
 }
 
 // Every flag the tool documents (SPEC section 3 "CLI" plus the options struct).
-const std::vector<std::string> kAllFlags = {
-    "--data",        "--device",          "--out",          "--seed",         "--batch-size",
-    "--epochs-teacher", "--epochs-student", "--lr",         "--optimizer",    "--momentum",
-    "--temperature", "--alpha",           "--teacher-arch", "--student-arch", "--val-size",
-    "--train-limit", "--test-limit",      "--no-baseline",  "--deterministic", "--quiet",
-    "--dense-impl",  "--select",          "--resume",          "--eval-batch-size", "--latency-batches", "--version",
-    "--help",        "--no-ort",          "--lr-schedule",     "--warmup-epochs",   "--weight-decay",
-    "--augment",     "--shift",           "--rotate",          "--scale",           "--soft-targets",
-    "--recipe",      "--hint",            "--hint-weight", "--mixup"};
+const std::vector<std::string> kAllFlags = {"--data",
+                                            "--device",
+                                            "--out",
+                                            "--seed",
+                                            "--batch-size",
+                                            "--epochs-teacher",
+                                            "--epochs-student",
+                                            "--lr",
+                                            "--optimizer",
+                                            "--momentum",
+                                            "--temperature",
+                                            "--alpha",
+                                            "--teacher-arch",
+                                            "--student-arch",
+                                            "--val-size",
+                                            "--train-limit",
+                                            "--test-limit",
+                                            "--no-baseline",
+                                            "--deterministic",
+                                            "--quiet",
+                                            "--dense-impl",
+                                            "--select",
+                                            "--resume",
+                                            "--eval-batch-size",
+                                            "--latency-batches",
+                                            "--version",
+                                            "--help",
+                                            "--no-ort",
+                                            "--lr-schedule",
+                                            "--warmup-epochs",
+                                            "--weight-decay",
+                                            "--augment",
+                                            "--shift",
+                                            "--rotate",
+                                            "--scale",
+                                            "--soft-targets",
+                                            "--recipe",
+                                            "--hint",
+                                            "--hint-weight",
+                                            "--mixup"};
 
 TEST(Cli, NoArgumentsGiveTheDefaults) {
   const Options o = parse({});
@@ -245,8 +276,7 @@ TEST(Cli, RecipesSetTheirValuesAndFlagsOverrideThem) {
   EXPECT_EQ(o.warmup_epochs, 0.0);
   EXPECT_EQ(o.weight_decay, 0.0);
   EXPECT_TRUE(o.augment);
-  EXPECT_NE(recipe_text(parse({"--recipe", "patient", "--mixup", "0.2"}), true)
-                .find("soft targets online, mixup 0.2"),
+  EXPECT_NE(recipe_text(parse({"--recipe", "patient", "--mixup", "0.2"}), true).find("soft targets online, mixup 0.2"),
             std::string::npos);
   // The recipe's augmentation needs its online targets: overriding only those is refused, naming the fix.
   EXPECT_NE(rejection({"--recipe", "patient", "--soft-targets", "cached"}).find("add --soft-targets online"),
@@ -270,7 +300,7 @@ TEST(Cli, ChoiceValues) {
 TEST(Cli, ValueSyntaxes) {
   EXPECT_EQ(parse({"--batch-size=32"}).batch_size, 32);
   EXPECT_EQ(parse({"--batch-size", "32", "--batch-size", "16"}).batch_size, 16);  // the last one wins
-  EXPECT_EQ(parse({"--batch-size", "010"}).batch_size, 10);                        // decimal, not octal
+  EXPECT_EQ(parse({"--batch-size", "010"}).batch_size, 10);                       // decimal, not octal
   EXPECT_EQ(parse({"--lr", "1e-2"}).lr, 1e-2);
   EXPECT_EQ(parse({"--latency-batches", "5"}).latency_batches, (std::vector<int>{5}));
   EXPECT_EQ(parse({"--seed", "42"}).seed, 42u);
@@ -307,8 +337,8 @@ TEST(Cli, GlobalFlagsBeforeAndAfterTheCommand) {
   EXPECT_TRUE(before.quiet);
   EXPECT_EQ(before.epochs_teacher, 2);
   // A command's own flags too, as the --help footer says.
-  const Options sweep = parse({"--seeds", "3", "--export-best", "runs/best.onnx", "--quiet", "sweep", "--max-params",
-                               "9000", "--seed", "5"});
+  const Options sweep = parse(
+      {"--seeds", "3", "--export-best", "runs/best.onnx", "--quiet", "sweep", "--max-params", "9000", "--seed", "5"});
   EXPECT_EQ(sweep.command, Command::Sweep);
   EXPECT_EQ(sweep.seeds, 3);
   EXPECT_EQ(sweep.export_best, "runs/best.onnx");
@@ -364,7 +394,8 @@ TEST(Cli, Rejections) {
       {{"--momentum", "1"}, "--momentum: must be in [0, 1), got 1"},
       {{"--lr-schedule", "step"}, "--lr-schedule: 'step' is not one of constant, cosine"},
       {{"--warmup-epochs", "-1"}, "--warmup-epochs: must be >= 0, got -1"},
-      {{"--warmup-epochs", "6"}, "--warmup-epochs: must be at most --epochs-teacher 5 (lower it or raise --epochs-teacher), got 6"},
+      {{"--warmup-epochs", "6"},
+       "--warmup-epochs: must be at most --epochs-teacher 5 (lower it or raise --epochs-teacher), got 6"},
       {{"--warmup-epochs", "4", "--epochs-student", "3"}, "--warmup-epochs: must be at most --epochs-student 3"},
       {{"--weight-decay", "-0.1"}, "--weight-decay: must be in [0, 1), got -0.1"},
       {{"--shift", "-1"}, "--shift: must be in [0, 1024] pixels, got -1"},
@@ -373,19 +404,22 @@ TEST(Cli, Rejections) {
       {{"--scale", "0.9"}, "--scale: '0.9' is not two numbers LO,HI"},
       {{"--scale", "0.9,x"}, "--scale: 'x' is not a number"},
       {{"--soft-targets", "fresh"}, "--soft-targets: 'fresh' is not one of cached, online"},
-      {{"--augment"}, "--augment with --soft-targets cached: the student would learn each augmented view against the "
-                      "teacher's logits for the unaugmented image; add --soft-targets online"},
+      {{"--augment"},
+       "--augment with --soft-targets cached: the student would learn each augmented view against the "
+       "teacher's logits for the unaugmented image; add --soft-targets online"},
       {{"distill", "--teacher", "t", "--augment"}, "--augment with --soft-targets cached"},
       {{"--hint", "l1"}, "--hint: 'l1' is not one of off, cosine, mse"},
-      {{"--hint", "cosine"}, "--hint with --soft-targets cached: the teacher's features come from its run on each "
-                             "training batch; add --soft-targets online"},
+      {{"--hint", "cosine"},
+       "--hint with --soft-targets cached: the teacher's features come from its run on each "
+       "training batch; add --soft-targets online"},
       {{"--hint", "mse", "--soft-targets", "online", "--hint-weight", "-1"},
        "--hint-weight: must be a finite number >= 0, got -1"},
       {{"--hint-weight", "inf"}, "--hint-weight: 'inf' is not a finite number"},
       {{"sweep", "--hint", "cosine", "--soft-targets", "online"},
        "--hint: kdtrain sweep does not train hints yet; use kdtrain run or distill, or --hint off"},
-      {{"--mixup", "0.2"}, "--mixup with --soft-targets cached: the student would learn each mixed image against "
-                           "the teacher's logits for one unmixed image; add --soft-targets online"},
+      {{"--mixup", "0.2"},
+       "--mixup with --soft-targets cached: the student would learn each mixed image against "
+       "the teacher's logits for one unmixed image; add --soft-targets online"},
       {{"sweep", "--mixup", "0.2"}, "--mixup with --soft-targets cached"},
       {{"--mixup", "-0.1"}, "--mixup: must be in [0, 1000] (0 = off), got -0.1"},
       {{"--mixup", "1001", "--soft-targets", "online"}, "--mixup: must be in [0, 1000] (0 = off), got 1001"},
@@ -451,13 +485,30 @@ TEST(Cli, Rejections) {
 // kdtrain sweep: --student-arch, --temperature and --alpha take lists, from
 // repeated flags or ';'-separated values (arch strings contain commas).
 TEST(Cli, SweepListsFromRepeatedFlagsAndSemicolons) {
-  const Options o = parse({"sweep", "--student-arch", "flatten,dense:32,relu,dense:10;flatten,dense:10",
-                           "--student-arch", "flatten,dense:64,relu,dense:10", "--temperature", "2;4", "--temperature",
-                           "8", "--alpha", "0.5", "--seeds", "3", "--max-latency-us", "20", "--max-params", "100000",
-                           "--min-accuracy", "97.5", "--teacher", "t.safetensors"});
+  const Options o = parse({"sweep",
+                           "--student-arch",
+                           "flatten,dense:32,relu,dense:10;flatten,dense:10",
+                           "--student-arch",
+                           "flatten,dense:64,relu,dense:10",
+                           "--temperature",
+                           "2;4",
+                           "--temperature",
+                           "8",
+                           "--alpha",
+                           "0.5",
+                           "--seeds",
+                           "3",
+                           "--max-latency-us",
+                           "20",
+                           "--max-params",
+                           "100000",
+                           "--min-accuracy",
+                           "97.5",
+                           "--teacher",
+                           "t.safetensors"});
   EXPECT_EQ(o.command, Command::Sweep);
   EXPECT_EQ(o.student_archs, (std::vector<std::string>{"flatten,dense:32,relu,dense:10", "flatten,dense:10",
-                                                        "flatten,dense:64,relu,dense:10"}));
+                                                       "flatten,dense:64,relu,dense:10"}));
   EXPECT_EQ(o.temperatures, (std::vector<double>{2, 4, 8}));
   EXPECT_EQ(o.alphas, (std::vector<double>{0.5}));
   EXPECT_EQ(o.seeds, 3);
@@ -479,7 +530,8 @@ TEST(Cli, OtherCommandsTakeOneValueOfTheListFlags) {
   EXPECT_EQ(o.alpha, 0.5);
   EXPECT_EQ(o.student_arch, "flatten,dense:10");
   EXPECT_TRUE(o.temperatures.empty() && o.alphas.empty() && o.student_archs.empty());
-  EXPECT_EQ(rejection({"--temperature", "2;4"}), "--temperature: takes one value (got 2); lists are for 'kdtrain sweep'");
+  EXPECT_EQ(rejection({"--temperature", "2;4"}),
+            "--temperature: takes one value (got 2); lists are for 'kdtrain sweep'");
   EXPECT_EQ(rejection({"distill", "--teacher", "t", "--alpha", "0.1", "--alpha", "0.2"}),
             "--alpha: takes one value (got 2); lists are for 'kdtrain sweep'");
 }
@@ -489,9 +541,9 @@ TEST(Cli, SweepHelpDocumentsListsAndTheDefaultGrid) {
   testing::internal::CaptureStdout();
   EXPECT_FALSE(parse_into({"sweep", "--help"}, o));
   const std::string help = testing::internal::GetCapturedStdout();
-  for (const char* shown : {"--seeds", "--max-latency-us", "--max-params", "--min-accuracy", "--teacher",
-                            "';'-separated values", "flatten,dense:800,relu,dense:800,relu,dense:10", "--temperature 2;4;8",
-                            "--resume DIR"})
+  for (const char* shown :
+       {"--seeds", "--max-latency-us", "--max-params", "--min-accuracy", "--teacher", "';'-separated values",
+        "flatten,dense:800,relu,dense:800,relu,dense:10", "--temperature 2;4;8", "--resume DIR"})
     EXPECT_NE(help.find(shown), std::string::npos) << shown << "\n" << help;
 }
 
@@ -654,23 +706,22 @@ TEST(CliBinary, ImagesTheArchCannotTakeNameTheTokenAndTheData) {
   const std::string data = fresh_dir();
   write_tiny_mnist(data, "train", 20, 5);
   write_tiny_mnist(data, "t10k", 10, 5);
-  const Ran r = run_kdtrain({"--device", "cpu", "--data", data, "--out", data + "/run", "--val-size", "4", "--quiet",
-                             "--no-ort"});
+  const Ran r = run_kdtrain(
+      {"--device", "cpu", "--data", data, "--out", data + "/run", "--val-size", "4", "--quiet", "--no-ort"});
   std::filesystem::remove_all(data);
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   const std::vector<std::string> parts = {"--teacher-arch: token 5 'maxpool:2': spatial size shrinks below 1",
                                           "input 64x1x1", "the data in " + data + " has 5x5 images and 10 classes"};
-  for (const std::string& part : parts)
-    EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in: " << r.err;
+  for (const std::string& part : parts) EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in: " << r.err;
 }
 
 // export needs neither data nor a device; a bad --model is one line naming it,
 // and nothing is written.
 TEST(CliBinary, ExportNamesABadModelAndWritesNothing) {
   const std::string dir = fresh_dir();
-  const Ran r = run_kdtrain({"export", "--model", dir + "/missing.safetensors", "--onnx", dir + "/m.onnx", "--data",
-                             dir + "/no-data"});
+  const Ran r = run_kdtrain(
+      {"export", "--model", dir + "/missing.safetensors", "--onnx", dir + "/m.onnx", "--data", dir + "/no-data"});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(dir + "/missing.safetensors"), std::string::npos) << r.err;

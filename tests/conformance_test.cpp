@@ -132,7 +132,7 @@ TrainSettings settings_for(OptimizerKind optimizer) {
   s.batch_size = 64;
   s.eval_batch_size = 32;  // 40 and 37 images: a partial last inference batch too
   s.optimizer = optimizer;
-  s.seed = 5;              // dropout streams, identical on every engine (Philox)
+  s.seed = 5;  // dropout streams, identical on every engine (Philox)
   return s;
 }
 
@@ -302,8 +302,8 @@ TEST_P(Conformance, HintDistillationMatchesTheReference) {
       EXPECT_EQ(got.hint_map.v.size(), optimizer == OptimizerKind::Adam ? map_init.size() : 0);
     }
   const Trained without = distill_epoch(*GetParam().make(), SoftTargets::Online, settings_for(OptimizerKind::Adam));
-  const Trained with = distill_epoch(*GetParam().make(), SoftTargets::Online,
-                                     hint_settings(HintKind::Cosine, OptimizerKind::Adam));
+  const Trained with =
+      distill_epoch(*GetParam().make(), SoftTargets::Online, hint_settings(HintKind::Cosine, OptimizerKind::Adam));
   EXPECT_GT(move_error(with.params, without.params, student_init), 100 * kMoveTolerance) << "the hint had no effect";
 }
 
@@ -334,21 +334,23 @@ TEST_P(Conformance, HintMapRoundTripsAndMisuseIsRefused) {
             "set_hint_map: this model trains no hint (created with --hint off)");
   // No online teacher: the features have nowhere to come from.
   model->begin_epoch({0, 1, 2, 3}, 1);
-  EXPECT_EQ(test::error_of([&] { model->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+  EXPECT_EQ(test::error_of([&] {
+              model->train_step(0, 4, LossConfig{4.0f, 0.9f});
+            }),
             "--hint: the teacher's features come from its run on each training batch; add --soft-targets online");
   // A teacher of another width than the map was made for.
   auto teacher = engine->create_model(student, initial_params(student), settings_for(OptimizerKind::Adam));
   engine->use_online_teacher(*teacher);
   auto fresh = engine->create_model(student, initial_params(student), mse);
   fresh->begin_epoch({0, 1, 2, 3}, 1);
-  EXPECT_EQ(test::error_of([&] { fresh->train_step(0, 4, LossConfig{4.0f, 0.9f}); }),
+  EXPECT_EQ(test::error_of([&] {
+              fresh->train_step(0, 4, LossConfig{4.0f, 0.9f});
+            }),
             "--hint: the online teacher 'flatten,dense:12,relu,dense:3' does not have the 16 features this "
             "student's hint map was made for");
   // A student with no hidden layer.
   const Arch linear = arch_of("flatten,dense:3");
-  EXPECT_EQ(test::error_of([&] {
-              engine->create_model(linear, initial_params(linear), mse);
-            }),
+  EXPECT_EQ(test::error_of([&] { engine->create_model(linear, initial_params(linear), mse); }),
             "--hint: the student 'flatten,dense:3' has no hidden layer feeding a last dense layer, so it has no "
             "features to match; use a student with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");
 }
@@ -398,14 +400,18 @@ TEST_P(Conformance, EntryPointsRefuseMisuseWithOneMessage) {
   const LossConfig ce{1.0f, 0.0f};
   EXPECT_EQ(test::error_of([&] { model->train_step(0, 8, ce); }),
             "train_step: no epoch begun; call begin_epoch with the epoch's order first");
-  EXPECT_EQ(test::error_of([&] { model->begin_epoch({0, 1, int32_t(kTrainN)}, 1); }),
+  EXPECT_EQ(test::error_of([&] {
+              model->begin_epoch({0, 1, int32_t(kTrainN)}, 1);
+            }),
             "begin_epoch: order[2] = 150 is not an index into the training split of 150 images");
   model->begin_epoch({0, 1, 2, 3}, 1);
   EXPECT_EQ(test::error_of([&] { model->train_step(0, 65, ce); }),
             "train_step: batch of 65 samples; this model was built for 1 to 64");
   EXPECT_EQ(test::error_of([&] { model->train_step(2, 3, ce); }),
             "train_step: samples [2, 5) are outside this epoch's order of 4");
-  EXPECT_EQ(test::error_of([&] { model->train_step(0, 2, LossConfig{0.0f, 0.5f}); }),
+  EXPECT_EQ(test::error_of([&] {
+              model->train_step(0, 2, LossConfig{0.0f, 0.5f});
+            }),
             "train_step: need temperature > 0 and alpha in [0, 1], got T = 0.000000, alpha = 0.500000");
   model->train_step(0, 2, ce);
   EXPECT_EQ(test::error_of([&] { model->train_step(3, 1, ce); }),

@@ -34,7 +34,6 @@ using kd::ref::ConvShape;
 constexpr double kConvTolerance = 1e-4;
 constexpr double kBiasTolerance = 1e-5;
 
-
 // The teacher's two convolutions (SPEC section 2) at B in {1, 63, 64, 65} (and
 // 1000 for the cheap first one; the CPU reference makes conv2 at 1000 too slow),
 // plus odd shapes with padding and stride 2 whose output sizes are not multiples
@@ -248,8 +247,9 @@ TEST(ConvGpu, BothForwardReluPathsOnANonBlockingStream) {
     const ConvReference ref(c);
     ConvPlan plan(shape, /*deterministic=*/false);
     const auto forward_relu = [&] {
-      return on_stream(c.d_y, stream.get(),
-                       [&] { plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), true, stream.get()); });
+      return on_stream(c.d_y, stream.get(), [&] {
+        plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), true, stream.get());
+      });
     };
     std::printf("[ conv     ] %s: fused conv+bias+ReLU %s\n", shape_name(shape).c_str(),
                 plan.fused_forward() ? "accepted" : "not offered");
@@ -263,9 +263,8 @@ TEST(ConvGpu, BothForwardReluPathsOnANonBlockingStream) {
       plan.forward(c.d_x.data(), c.d_w.data(), c.d_bias.data(), c.d_y.data(), false, stream.get());
     });
     EXPECT_LE(kd::test::rel_error(y, ref.y), kConvTolerance) << "forward";
-    const std::vector<float> dx = on_stream(c.d_dx, stream.get(), [&] {
-      plan.backward_data(c.d_dy.data(), c.d_w.data(), c.d_dx.data(), stream.get());
-    });
+    const std::vector<float> dx = on_stream(
+        c.d_dx, stream.get(), [&] { plan.backward_data(c.d_dy.data(), c.d_w.data(), c.d_dx.data(), stream.get()); });
     EXPECT_LE(kd::test::rel_error(dx, ref.dx), kConvTolerance) << "backward data";
     kd::test::poison(c.d_db);
     const std::vector<float> dw = on_stream(c.d_dw, stream.get(), [&] {
@@ -328,8 +327,8 @@ TEST(ConvGpu, LargeInferencePlanChosenWithoutProbing) {
 
 // How cuDNN statuses steer the search (this test needs no GPU).
 TEST(ConvGpu, ClassifiesCudnnStatuses) {
-  using kd::cuda::CudnnVerdict;
   using kd::cuda::classify_cudnn_status;
+  using kd::cuda::CudnnVerdict;
   EXPECT_EQ(classify_cudnn_status(0), CudnnVerdict::Success);
   for (const int cannot : {2000, 2003, 3000, 3002, 3010, 4000, 4001, 4004})
     EXPECT_EQ(classify_cudnn_status(cannot), CudnnVerdict::CannotDo) << cannot;

@@ -17,7 +17,6 @@ using reftest::central_difference;
 using reftest::expect_gradient_near;
 using reftest::nan_filled;
 
-
 size_t x_size(const ConvShape& s) { return size_t(s.n) * s.in_c * s.h * s.w; }
 size_t w_size(const ConvShape& s) { return size_t(s.out_c) * s.in_c * s.k * s.k; }
 size_t y_size(const ConvShape& s) { return size_t(s.n) * s.out_c * s.out_h() * s.out_w(); }
@@ -144,12 +143,22 @@ void check_conv_gradients(const ConvShape& s, uint64_t seed) {
   expect_gradient_near(db, central_difference(b, h, loss), abs_tol, rel_tol, "db");
 }
 
-TEST(ConvBackward, FiniteDifferencesPad0Stride1) { check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 0), 21); }
-TEST(ConvBackward, FiniteDifferencesPad1Stride1) { check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 1), 22); }
-TEST(ConvBackward, FiniteDifferencesPad0Stride2) { check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 0), 23); }
-TEST(ConvBackward, FiniteDifferencesPad1Stride2) { check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 1), 24); }
+TEST(ConvBackward, FiniteDifferencesPad0Stride1) {
+  check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 0), 21);
+}
+TEST(ConvBackward, FiniteDifferencesPad1Stride1) {
+  check_conv_gradients(kd::ref::conv_shape(2, 2, 5, 6, 3, 3, 1, 1), 22);
+}
+TEST(ConvBackward, FiniteDifferencesPad0Stride2) {
+  check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 0), 23);
+}
+TEST(ConvBackward, FiniteDifferencesPad1Stride2) {
+  check_conv_gradients(kd::ref::conv_shape(2, 2, 7, 6, 3, 3, 2, 1), 24);
+}
 // Stride 3 with a 2x2 kernel leaves every third input row and column uncovered: dx must be 0 there.
-TEST(ConvBackward, FiniteDifferencesStrideBeyondKernel) { check_conv_gradients(kd::ref::conv_shape(1, 2, 8, 7, 2, 2, 3, 1), 25); }
+TEST(ConvBackward, FiniteDifferencesStrideBeyondKernel) {
+  check_conv_gradients(kd::ref::conv_shape(1, 2, 8, 7, 2, 2, 3, 1), 25);
+}
 
 TEST(ConvBackward, FilterWithoutBiasGradient) {
   const ConvShape s = kd::ref::conv_shape(1, 1, 3, 3, 1, 2, 1, 0);

@@ -22,12 +22,12 @@ namespace kd {
 namespace {
 
 using test::Bytes;
+using test::error_of;
+using test::expect_mentions;
 using test::idx_bytes;
 using test::idx_images;
 using test::idx_labels;
 using test::image_pixels;
-using test::error_of;
-using test::expect_mentions;
 
 class DataTest : public test::TempDirTest {
  protected:

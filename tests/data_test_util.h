@@ -39,7 +39,9 @@ inline Bytes image_pixels(uint32_t n, uint32_t h, uint32_t w) {
   return p;
 }
 
-inline Bytes idx_images(uint32_t n, uint32_t h, uint32_t w) { return idx_bytes(2051, {n, h, w}, image_pixels(n, h, w)); }
+inline Bytes idx_images(uint32_t n, uint32_t h, uint32_t w) {
+  return idx_bytes(2051, {n, h, w}, image_pixels(n, h, w));
+}
 inline Bytes idx_labels(const Bytes& labels) { return idx_bytes(2049, {uint32_t(labels.size())}, labels); }
 
 // A .npy file of format version `major`.0 whose header is `dict` (padded and

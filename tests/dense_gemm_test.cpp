@@ -50,8 +50,8 @@ std::string text(const Shape& s) {
 // row counts that are not multiples of 8 or 16, in not a multiple of the 8 x 8 transpose or of the
 // GEMM's 128-term k blocks, out not a multiple of the GEMM's 6-row blocks, in = 1 and out = 1.
 std::vector<Shape> shapes() {
-  return {{64, 784, 256}, {64, 9216, 128}, {130, 256, 128}, {16, 128, 10}, {17, 7, 13},
-          {70, 300, 1},   {200, 1, 5},     {33, 131, 50}};
+  return {{64, 784, 256}, {64, 9216, 128}, {130, 256, 128}, {16, 128, 10},
+          {17, 7, 13},    {70, 300, 1},    {200, 1, 5},     {33, 131, 50}};
 }
 
 struct Inputs {
@@ -65,8 +65,8 @@ Inputs random_inputs(const Shape& s, uint64_t seed) {
 
 std::vector<float> run_gemm(const Shape& s, const Inputs& in, bool relu, int threads, fast::CpuPath path) {
   std::vector<float> y = nan_filled(size_t(s.b) * s.out), scratch;
-  fast::dense_forward_gemm(in.x.data(), in.w.data(), in.bias.data(), y.data(), s.b, s.in, s.out, relu, threads,
-                           scratch, path);
+  fast::dense_forward_gemm(in.x.data(), in.w.data(), in.bias.data(), y.data(), s.b, s.in, s.out, relu, threads, scratch,
+                           path);
   return y;
 }
 
@@ -115,8 +115,8 @@ TEST_P(DenseGemmPath, ScratchIsReusedAcrossShapes) {
     SCOPED_TRACE(text(s));
     const Inputs in = random_inputs(s, 5);
     std::vector<float> y = nan_filled(size_t(s.b) * s.out);
-    fast::dense_forward_gemm(in.x.data(), in.w.data(), in.bias.data(), y.data(), s.b, s.in, s.out, true, 2,
-                             scratch, GetParam());
+    fast::dense_forward_gemm(in.x.data(), in.w.data(), in.bias.data(), y.data(), s.b, s.in, s.out, true, 2, scratch,
+                             GetParam());
     EXPECT_EQ(y, run_gemm(s, in, true, 2, GetParam()));
   }
 }

@@ -48,9 +48,23 @@ std::ostream& operator<<(std::ostream& os, const Shape& s) {
 // take the large tiles in all three GEMMs, 64 x 784 x 128 splits K 8 ways.
 const std::vector<Shape> kShapes = kd::test::gpu_or_sim<Shape>(
     {
-        {64, 784, 256},  {64, 256, 128},  {64, 128, 10},    {64, 9216, 128},  {1024, 784, 256}, {1024, 256, 128},
-        {1024, 128, 10}, {1024, 9216, 128}, {1, 784, 256},  {65, 9216, 128},  {1000, 129, 7},   {1, 1, 1},
-        {3, 1, 5},       {130, 17, 129},  {1536, 33, 1536}, {1600, 1600, 24}, {24, 1600, 1600},
+        {64, 784, 256},
+        {64, 256, 128},
+        {64, 128, 10},
+        {64, 9216, 128},
+        {1024, 784, 256},
+        {1024, 256, 128},
+        {1024, 128, 10},
+        {1024, 9216, 128},
+        {1, 784, 256},
+        {65, 9216, 128},
+        {1000, 129, 7},
+        {1, 1, 1},
+        {3, 1, 5},
+        {130, 17, 129},
+        {1536, 33, 1536},
+        {1600, 1600, 24},
+        {24, 1600, 1600},
     },
     {{64, 784, 128}, {64, 128, 10}, {1, 50, 70}, {65, 300, 7}, {1, 1, 1}, {3, 1, 5}, {130, 17, 129}, {260, 260, 260}});
 
@@ -85,8 +99,7 @@ Expected reference(const Layer& l) {
   e.dx.resize(size_t(s.b) * s.in);
   e.dw.resize(size_t(s.out) * s.in);
   e.db.resize(s.out);
-  kd::ref::dense_backward(l.x.data(), l.w.data(), l.dy.data(), e.dx.data(), e.dw.data(), e.db.data(), s.b, s.in,
-                          s.out);
+  kd::ref::dense_backward(l.x.data(), l.w.data(), l.dy.data(), e.dx.data(), e.dw.data(), e.db.data(), s.b, s.in, s.out);
   e.dx_masked.resize(e.dx.size());
   kd::ref::relu_backward(l.x.data(), e.dx.data(), e.dx_masked.data(), int64_t(e.dx.size()));
   return e;
@@ -160,7 +173,9 @@ void check_layer(kd::cuda::DenseContext& ctx, DenseImpl impl, DeviceLayer& d, co
   EXPECT_LE(kd::test::rel_error(d.db.download(), e.db), kReductionTolerance) << "db without dx";
 }
 
-std::mt19937_64 test_rng(uint64_t salt) { return std::mt19937_64(kd::test::test_seed() ^ (salt * 0x9E3779B97F4A7C15ull)); }
+std::mt19937_64 test_rng(uint64_t salt) {
+  return std::mt19937_64(kd::test::test_seed() ^ (salt * 0x9E3779B97F4A7C15ull));
+}
 
 void check_implementation(DenseImpl impl, uint64_t salt) {
   auto rng = test_rng(salt);
@@ -247,7 +262,7 @@ TEST(DenseGpu, ReluMatchesReferenceExactly) {
     kd::test::poison(d_dx);
     kd::cuda::relu_forward(d_x.data(), d_y.data(), n, nullptr);
     kd::cuda::relu_backward(d_y.data(), d_dy.data(), d_dx.data(), n, nullptr);
-    kd::cuda::relu_forward(d_x.data(), d_x.data(), n, nullptr);       // in place
+    kd::cuda::relu_forward(d_x.data(), d_x.data(), n, nullptr);                 // in place
     kd::cuda::relu_backward(d_y.data(), d_dy.data(), d_dy.data(), n, nullptr);  // in place
     KD_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_EQ(d_y.download(), y_ref);

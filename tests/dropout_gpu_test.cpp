@@ -25,12 +25,9 @@ struct Draw {
 
 // Seeds and steps with their high 32 bits set too (both halves enter the
 // Philox key and counter); p = 0 (identity), the default rates, and a large one.
-const Draw kDraws[] = {{0, 1, 0.25f},
-                       {12345, 1, 0.5f},
-                       {12345, 2, 0.5f},
-                       {0x9E3779B97F4A7C15ull, 0x100000007ull, 0.25f},
-                       {42, 77, 0.0f},
-                       {7, 3, 0.9f}};
+const Draw kDraws[] = {{0, 1, 0.25f},    {12345, 1, 0.5f},
+                       {12345, 2, 0.5f}, {0x9E3779B97F4A7C15ull, 0x100000007ull, 0.25f},
+                       {42, 77, 0.0f},   {7, 3, 0.9f}};
 
 // n not a multiple of 4 leaves a partial Philox block at the end; 9216 * 64 + 3
 // is the teacher's fc1 input at batch 64 plus a ragged tail.
@@ -39,8 +36,8 @@ const int64_t kSizes[] = {1, 3, 4, 5, 63, 64, 65, 1000, 9216 * 64 + 3};
 // Runs forward and backward at element offset `offset` into the device buffers
 // (offset 1 makes the float4 path ineligible, so the scalar path is tested too).
 void check_dropout(const Draw& d, int64_t n, int offset, std::mt19937_64& rng) {
-  SCOPED_TRACE(testing::Message() << "seed " << d.seed << " step " << d.step << " p " << d.p << " n " << n
-                                  << " offset " << offset);
+  SCOPED_TRACE(testing::Message() << "seed " << d.seed << " step " << d.step << " p " << d.p << " n " << n << " offset "
+                                  << offset);
   const std::vector<float> x = kd::test::random_floats(size_t(n), -2.0f, 2.0f, rng);
   const std::vector<float> dy = kd::test::random_floats(size_t(n), -2.0f, 2.0f, rng);
   std::vector<float> y_ref(n), dx_ref(n);

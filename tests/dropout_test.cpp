@@ -19,8 +19,8 @@ using reftest::nan_filled;
 void expect_philox(Philox4 counter, uint32_t k0, uint32_t k1, Philox4 expected) {
   const Philox4 got = philox4x32_10(counter, k0, k1);
   for (int lane = 0; lane < 4; ++lane)
-    EXPECT_EQ(got.v[lane], expected.v[lane]) << "lane " << lane << std::hex << ": got 0x" << got.v[lane]
-                                             << ", expected 0x" << expected.v[lane];
+    EXPECT_EQ(got.v[lane], expected.v[lane])
+        << "lane " << lane << std::hex << ": got 0x" << got.v[lane] << ", expected 0x" << expected.v[lane];
 }
 
 // The philox4x32_10 known-answer vectors published with Random123 (kat_vectors).

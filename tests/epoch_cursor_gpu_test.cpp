@@ -35,7 +35,8 @@ void run_epoch(int samples, int b, bool with_kl, std::mt19937_64& rng) {
   padded.resize(size_t(samples) + b - 1, -1);
   DeviceBuffer<int32_t> d_order(padded.size(), "order"), d_idx(b, "sample_idx"), d_step(1, "epoch_step");
   DeviceBuffer<int64_t> d_cursor(1, "cursor");
-  DeviceBuffer<float> d_loss(1, "loss"), d_kl(1, "kl"), d_epoch_loss(steps, "epoch_loss"), d_epoch_kl(steps, "epoch_kl");
+  DeviceBuffer<float> d_loss(1, "loss"), d_kl(1, "kl"), d_epoch_loss(steps, "epoch_loss"),
+      d_epoch_kl(steps, "epoch_kl");
   DeviceBuffer<float> d_hint(1, "hint"), d_epoch_hint(steps, "epoch_hint");
   d_order.upload(padded);
   kd::test::poison(d_epoch_loss);
@@ -96,8 +97,8 @@ TEST(EpochCursorGpu, StartsAtAGivenPosition) {
   KD_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(d_cursor.download()[0], begin);
   EXPECT_EQ(d_step.download()[0], 0);
-  EXPECT_EQ(kd::test::bitwise_difference(d_idx.download(), std::vector<int32_t>(order.begin() + begin,
-                                                                               order.begin() + begin + b)),
+  EXPECT_EQ(kd::test::bitwise_difference(d_idx.download(),
+                                         std::vector<int32_t>(order.begin() + begin, order.begin() + begin + b)),
             "");
 }
 

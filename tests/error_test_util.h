@@ -25,7 +25,8 @@ std::string error_of(F f) {
 
 // Every word appears in the message, and the message is one line.
 inline void expect_mentions(const std::string& message, std::initializer_list<std::string> words) {
-  for (const std::string& w : words) EXPECT_NE(message.find(w), std::string::npos) << "'" << w << "' not in: " << message;
+  for (const std::string& w : words)
+    EXPECT_NE(message.find(w), std::string::npos) << "'" << w << "' not in: " << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
 }
 

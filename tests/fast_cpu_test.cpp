@@ -42,13 +42,13 @@
 namespace kd {
 namespace {
 
-using reftest::make_rng;
-using reftest::nan_filled;
-using reftest::uniform;
 using fasttest::from_layout;
 using fasttest::rel_error;
 using fasttest::relayout;
 using fasttest::to_layout;
+using reftest::make_rng;
+using reftest::nan_filled;
+using reftest::uniform;
 
 constexpr double kGemmTolerance = 1e-4;
 constexpr double kReductionTolerance = 1e-5;
@@ -76,8 +76,8 @@ std::string text(const ref::ConvShape& s) {
 // the reference is slow), batch 1, stride 2 with padding, odd and non-square
 // sizes, 5x5 kernels, and a Winograd-eligible layer with padding and odd sizes.
 std::vector<ref::ConvShape> conv_shapes() {
-  return {ref::conv_shape(64, 1, 28, 28, 32, 3),  ref::conv_shape(4, 32, 26, 26, 64, 3),
-          ref::conv_shape(1, 32, 26, 26, 64, 3),  ref::conv_shape(3, 5, 13, 11, 7, 3, 2, 1),
+  return {ref::conv_shape(64, 1, 28, 28, 32, 3),     ref::conv_shape(4, 32, 26, 26, 64, 3),
+          ref::conv_shape(1, 32, 26, 26, 64, 3),     ref::conv_shape(3, 5, 13, 11, 7, 3, 2, 1),
           ref::conv_shape(2, 3, 9, 10, 16, 5, 1, 2), ref::conv_shape(2, 16, 11, 9, 17, 3, 1, 1),
           ref::conv_shape(1, 1, 5, 5, 1, 3, 2, 0)};
 }
@@ -135,8 +135,8 @@ TEST(FastConv, ReportsNchw16cForConvolutionsWithChannelsInSixteens) {
   // The reference refuses a layout it never asks for rather than misreading the data.
   std::vector<float> t(size_t(16) * 3 * 3, 1.0f), w(size_t(16) * 16 * 9, 1.0f), b(16, 0.0f);
   EXPECT_THROW(make_reference_ops()->conv_forward(t.data(), w.data(), b.data(), t.data(),
-                                                  ref::conv_shape(1, 16, 3, 3, 16, 3, 1, 1), false,
-                                                  ActLayout::Nchw16c, ActLayout::Nchw),
+                                                  ref::conv_shape(1, 16, 3, 3, 16, 3, 1, 1), false, ActLayout::Nchw16c,
+                                                  ActLayout::Nchw),
                Error);
 }
 
@@ -146,29 +146,32 @@ TEST(FastConv, ReportsNchw16cForConvolutionsWithChannelsInSixteens) {
 TEST(FastDense, ForwardAndBackwardMatchTheReference) {
   auto ref_ops = make_reference_ops();
   auto rng = make_rng(12);
-  struct Case { int b, in, out; };
+  struct Case {
+    int b, in, out;
+  };
   for (const int threads : {1, kThreads})
-  for (const Case c : {Case{64, 9216, 128}, Case{1, 784, 256}, Case{65, 33, 10}, Case{3, 1, 1}, Case{1000, 128, 10}}) {
-    auto fast = make_fast_ops(threads);
-    SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out) + ", " +
-                 std::to_string(threads) + " threads");
-    const auto x = uniform(size_t(c.b) * c.in, -1, 1, rng), w = uniform(size_t(c.out) * c.in, -0.1f, 0.1f, rng),
-               bias = uniform(c.out, -1, 1, rng), dy = uniform(size_t(c.b) * c.out, -1, 1, rng);
-    for (const bool relu : {false, true}) {
-      auto y = nan_filled(size_t(c.b) * c.out), y_ref = y;
-      fast->dense_forward(x.data(), w.data(), bias.data(), y.data(), c.b, c.in, c.out, relu);
-      ref_ops->dense_forward(x.data(), w.data(), bias.data(), y_ref.data(), c.b, c.in, c.out, relu);
-      EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward, relu " << relu;
+    for (const Case c :
+         {Case{64, 9216, 128}, Case{1, 784, 256}, Case{65, 33, 10}, Case{3, 1, 1}, Case{1000, 128, 10}}) {
+      auto fast = make_fast_ops(threads);
+      SCOPED_TRACE(std::to_string(c.b) + "x" + std::to_string(c.in) + "->" + std::to_string(c.out) + ", " +
+                   std::to_string(threads) + " threads");
+      const auto x = uniform(size_t(c.b) * c.in, -1, 1, rng), w = uniform(size_t(c.out) * c.in, -0.1f, 0.1f, rng),
+                 bias = uniform(c.out, -1, 1, rng), dy = uniform(size_t(c.b) * c.out, -1, 1, rng);
+      for (const bool relu : {false, true}) {
+        auto y = nan_filled(size_t(c.b) * c.out), y_ref = y;
+        fast->dense_forward(x.data(), w.data(), bias.data(), y.data(), c.b, c.in, c.out, relu);
+        ref_ops->dense_forward(x.data(), w.data(), bias.data(), y_ref.data(), c.b, c.in, c.out, relu);
+        EXPECT_LE(rel_error(y, y_ref), kGemmTolerance) << "forward, relu " << relu;
+      }
+      auto dx = nan_filled(x.size()), dw = nan_filled(w.size()), db = nan_filled(c.out);
+      auto dx_ref = dx, dw_ref = dw, db_ref = db;
+      fast->dense_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), c.b, c.in, c.out);
+      ref_ops->dense_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), c.b, c.in,
+                              c.out);
+      EXPECT_LE(rel_error(dx, dx_ref), kGemmTolerance) << "dx";
+      EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "dw";
+      EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "db";
     }
-    auto dx = nan_filled(x.size()), dw = nan_filled(w.size()), db = nan_filled(c.out);
-    auto dx_ref = dx, dw_ref = dw, db_ref = db;
-    fast->dense_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), c.b, c.in, c.out);
-    ref_ops->dense_backward(x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data(), c.b, c.in,
-                            c.out);
-    EXPECT_LE(rel_error(dx, dx_ref), kGemmTolerance) << "dx";
-    EXPECT_LE(rel_error(dw, dw_ref), kGemmTolerance) << "dw";
-    EXPECT_LE(rel_error(db, db_ref), kReductionTolerance) << "db";
-  }
 }
 
 // ---------------------------------------------------------------- elementwise, pooling, dropout
@@ -215,7 +218,9 @@ TEST(FastElementwise, ReluPoolAndDropoutEqualTheReferenceExactly) {
   }
   // Pooling: odd height and width (the last row/column is in no window), ties, and
   // the Nchw16c input of a pool after a fast convolution (y, argmax, dy stay plain).
-  struct P { int n, c, h, w; };
+  struct P {
+    int n, c, h, w;
+  };
   for (const P s : {P{2, 3, 7, 9}, P{64, 64, 24, 24}, P{1, 1, 2, 2}, P{2, 16, 7, 9}, P{3, 32, 5, 36}}) {
     const size_t nx = size_t(s.n) * s.c * s.h * s.w, ny = size_t(s.n) * s.c * (s.h / 2) * (s.w / 2);
     auto x = uniform(nx, -1, 1, rng);

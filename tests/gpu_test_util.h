@@ -18,8 +18,8 @@
 #include "kd/cuda_buffer.h"
 
 // Skips the test (reported as SKIPPED by ctest) when no CUDA device exists.
-#define KD_REQUIRE_GPU()                                                          \
-  do {                                                                            \
+#define KD_REQUIRE_GPU()                                                         \
+  do {                                                                           \
     if (::kd::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device found"; \
   } while (0)
 

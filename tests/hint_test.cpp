@@ -82,9 +82,8 @@ TEST(HintLoss, GradientMatchesFiniteDifferences) {
     const std::vector<float> t = reftest::uniform(size_t(b) * d, 0, 2, rng);
     std::vector<float> grad(m.size());
     hint_loss(m.data(), t.data(), grad.data(), nullptr, b, d, kind, weight);
-    const std::vector<double> numeric = reftest::central_difference(m, 1e-3, [&] {
-      return weight * hint_loss(m.data(), t.data(), nullptr, nullptr, b, d, kind, weight);
-    });
+    const std::vector<double> numeric = reftest::central_difference(
+        m, 1e-3, [&] { return weight * hint_loss(m.data(), t.data(), nullptr, nullptr, b, d, kind, weight); });
     reftest::expect_gradient_near(grad, numeric, 1e-6, 1e-4, "dhint/dm");
   }
 }
@@ -113,8 +112,8 @@ TEST(HintLoss, ThroughTheMapAndTheModelMatchesFiniteDifferences) {
       model.forward(x.data(), b, /*training=*/true, 0, 1);
       const float* features = model.last_layer_input();
       dense_forward(features, map.data(), map.data() + dt * ds, mapped.data(), b, ds, dt, false);
-      const double r = hint_loss(mapped.data(), t.data(), with_grads ? dmapped.data() : nullptr, nullptr, b, dt, kind,
-                                 weight);
+      const double r =
+          hint_loss(mapped.data(), t.data(), with_grads ? dmapped.data() : nullptr, nullptr, b, dt, kind, weight);
       if (with_grads)
         dense_backward(features, map.data(), dmapped.data(), dfeatures.data(), dmap.data(), dmap.data() + dt * ds, b,
                        ds, dt);

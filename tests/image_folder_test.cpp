@@ -58,8 +58,8 @@ TEST_F(ImageFolderTest, ClassesAndFilesComeInTorchvisionsOrder) {
     if (f != "a") write_image("train/" + f + "/0.png", 2, 3, 1, constant(2, 3, 1, 0));
   // Within class "a": its own files by name (byte-wise: "IMG" < "img", "img10" < "img2"),
   // then sub-folders by path ("sub" < "sub-x" < "sub/deep", since '-' < '/').
-  const std::vector<std::string> a_files = {"IMG1.PNG", "img10.png", "img2.png", "sub/x.png", "sub-x/y.Jpeg",
-                                            "sub/deep/z.BMP"};
+  const std::vector<std::string> a_files = {"IMG1.PNG",  "img10.png",    "img2.png",
+                                            "sub/x.png", "sub-x/y.Jpeg", "sub/deep/z.BMP"};
   for (size_t i = 0; i < a_files.size(); ++i)
     write_image("train/a/" + a_files[i], 2, 3, 1, constant(2, 3, 1, uint8_t(10 * (i + 1))));
   write("train/a/notes.txt", {'x'});  // not an image: skipped, as torchvision skips it
@@ -88,8 +88,8 @@ TEST_F(ImageFolderTest, TheSameImagesViaIdxNpyAndAFolderGiveTheSameBytes) {
   write("idx/t10k-images-idx3-ubyte", test::idx_images(3, 4, 5));
   write("idx/t10k-labels-idx1-ubyte", test::idx_labels(test_labels));
   write("npy/train_images.npy", test::npy("|u1", "(12, 4, 5)", train_pixels));
-  write("npy/train_labels.npy", test::npy("<i8", "(12,)", test::le_bytes(std::vector<int64_t>(
-                                                              train_labels.begin(), train_labels.end()))));
+  write("npy/train_labels.npy",
+        test::npy("<i8", "(12,)", test::le_bytes(std::vector<int64_t>(train_labels.begin(), train_labels.end()))));
   write("npy/test_images.npy", test::npy("|u1", "(3, 1, 4, 5)", test_pixels));
   write("npy/test_labels.npy", test::npy("|u1", "(3,)", test_labels));
   for (const bool train : {true, false}) {

@@ -74,9 +74,9 @@ TEST(MetricsGpu, ArgmaxTreatsNanLikeReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> x(size_t(4) * c, 0.0f);
   for (int j = 0; j < c; ++j) x[j] = x[c + j] = x[3 * c + j] = -1.0f - 0.01f * j;
-  x[5] = nan;         // row 0: NaN before the maximum, same lane
+  x[5] = nan;  // row 0: NaN before the maximum, same lane
   x[37] = 2.0f;
-  x[c + 0] = nan;     // row 1: NaN in column 0 wins
+  x[c + 0] = nan;  // row 1: NaN in column 0 wins
   x[c + 50] = 3.0f;
   for (int j = 0; j < c; ++j) x[2 * c + j] = nan;  // row 2: all NaN
   x[3 * c + 99] = 0.5f;                            // row 3: no NaN, maximum in the last column

@@ -210,7 +210,8 @@ TEST_F(NpyTest, RejectsDataThatDisagreesWithTheShape) {
 TEST_F(NpyTest, RejectsMalformedHeaderDicts) {
   const Bytes data(1);
   auto header_error = [&](const std::string& dict) { return image_error(npy_raw(dict, data)); };
-  expect_mentions(header_error("{'descr': '|u1', 'shape': (1, 1, 1), }"), {"bad .npy header", "missing key 'fortran_order'"});
+  expect_mentions(header_error("{'descr': '|u1', 'shape': (1, 1, 1), }"),
+                  {"bad .npy header", "missing key 'fortran_order'"});
   expect_mentions(header_error("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1), 'x': 1}"),
                   {"bad .npy header", "'x'"});
   expect_mentions(header_error("{'descr': '|u1', 'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1)}"),
@@ -218,7 +219,8 @@ TEST_F(NpyTest, RejectsMalformedHeaderDicts) {
   expect_mentions(header_error("{'descr: '|u1', 'fortran_order': False, 'shape': (1, 1, 1)}"), {"bad .npy header"});
   expect_mentions(header_error("{'descr': '|u1', 'fortran_order': Maybe, 'shape': (1, 1, 1)}"), {"True or False"});
   expect_mentions(header_error("{'descr': '|u1', 'fortran_order': False, 'shape': (1, -1, 1)}"), {"dimension"});
-  expect_mentions(header_error("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1)} x"), {"after the closing"});
+  expect_mentions(header_error("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1)} x"),
+                  {"after the closing"});
   expect_mentions(header_error("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1"), {"expected ')'"});
   expect_mentions(header_error(std::string("{'descr': '|u1'\x01\x02, \n")), {"bad .npy header"});
 }
@@ -351,7 +353,8 @@ TEST_F(NpyTest, SplitsFromNpyEqualSplitsFromIdx) {
   EXPECT_EQ(b.train.n, 4);
   EXPECT_EQ(b.val.n, 2);
   // The split rules hold for every format: here, --val-size.
-  expect_mentions(error_of([&] { load_splits(dir_, DataOptions{}, 7, 0); }), {"--val-size", dir_ + "/train_images.npy"});
+  expect_mentions(error_of([&] { load_splits(dir_, DataOptions{}, 7, 0); }),
+                  {"--val-size", dir_ + "/train_images.npy"});
 }
 
 // ------------------------------------------------------------ real data
@@ -382,9 +385,9 @@ TEST_F(NpyTest, FashionMnistAsNpyEqualsItsIdx) {
   std::vector<float> f(idx.test.images.begin(), idx.test.images.end());
   for (float& v : f) v /= 255.0f;
   const std::string images = write("f32_images.npy", npy("<f4", "(10000, 28, 28)", le_bytes(f)));
-  const std::string labels = write("i64_labels.npy", npy("<i8", "(10000,)", le_bytes(std::vector<int64_t>(
-                                                                             idx.test.labels.begin(),
-                                                                             idx.test.labels.end()))));
+  const std::string labels =
+      write("i64_labels.npy",
+            npy("<i8", "(10000,)", le_bytes(std::vector<int64_t>(idx.test.labels.begin(), idx.test.labels.end()))));
   const Dataset from_f32 = load_npy_pair(images, labels, false);
   EXPECT_EQ(from_f32.images, idx.test.images);
   EXPECT_EQ(from_f32.labels, idx.test.labels);

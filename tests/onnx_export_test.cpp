@@ -46,7 +46,8 @@ using test::expect_mentions;
 
 // Padding and stride in both convolutions, and a 7x7 map pooled to 3x3 so the
 // pool's floor rounding matters.
-constexpr const char* kStridedArch = "conv:8:3:2:1,relu,conv:16:3:2:1,relu,maxpool:2,dropout:0.3,flatten,dense:32,relu,dense:10";
+constexpr const char* kStridedArch =
+    "conv:8:3:2:1,relu,conv:16:3:2:1,relu,maxpool:2,dropout:0.3,flatten,dense:32,relu,dense:10";
 
 const Shape kMnistInput{1, 28, 28, false};
 
@@ -188,8 +189,8 @@ TEST(OnnxExport, StrideAndPaddingBecomeConvAttributesAndFlattenKeepsCHWOrder) {
 TEST(OnnxExport, StudentStartsWithFlattenOnTheImage) {
   const Arch arch = mnist_arch(kDefaultStudentArch);
   const onnx::ModelProto m = parse_model(onnx_model_bytes(arch, initial_params(arch, 3), Normalization{}, {}));
-  EXPECT_EQ(op_types(m), (std::vector<std::string>{"Div", "Sub", "Div", "Flatten", "Gemm", "Relu", "Gemm", "Relu",
-                                                   "Gemm"}));
+  EXPECT_EQ(op_types(m),
+            (std::vector<std::string>{"Div", "Sub", "Div", "Flatten", "Gemm", "Relu", "Gemm", "Relu", "Gemm"}));
   EXPECT_EQ(dims_of(m.graph().input(0)), (std::vector<std::string>{"N", "1", "28", "28"}));
 }
 
@@ -296,8 +297,8 @@ TEST(OnnxRuntime, LatencyTimesEveryBatchSizeAskedInProcess) {
   OrtLatencyOptions options;
   options.batches = {1, 8, 20};
   options.max_repeats = 3;
-  options.slice = 8;                            // 20 runs as 8 + 8 + 4
-  options.input.assign(5 * 784, 128.0f);        // 5 images, repeated to fill each batch
+  options.slice = 8;                      // 20 runs as 8 + 8 + 4
+  options.input.assign(5 * 784, 128.0f);  // 5 images, repeated to fill each batch
   options.threads = 1;
   const OrtLatency ort = ort_latency(arch, initial_params(arch, 6), options);
   ASSERT_TRUE(ort.measured) << ort.note;
@@ -349,8 +350,9 @@ TEST(OnnxRuntime, SideBySideTextPutsTheRatioBesideBothTimings) {
   expect_mentions(rows[1], {"0.1000", "0.3000", "3.00x"});
   expect_mentions(rows[2], {"4.0000", "2.0000", "0.50x"});
   expect_mentions(rows[3], {"1024", "9.0000", "-"});
-  EXPECT_EQ(rows[4], "ONNX Runtime 1.2.3 (CPU, 2 threads): the exported ONNX model, forward only, timed in this "
-                     "process through its C API");
+  EXPECT_EQ(rows[4],
+            "ONNX Runtime 1.2.3 (CPU, 2 threads): the exported ONNX model, forward only, timed in this "
+            "process through its C API");
 }
 
 // kdtrain's CPU engine's logits for the first n test images: the same gather,
@@ -375,9 +377,9 @@ std::vector<float> kdtrain_logits(const Arch& arch, const std::vector<float>& pa
 int argmax(const float* row, int n) { return int(std::max_element(row, row + n) - row); }
 
 struct RoundTripCase {
-  std::string name;     // "teacher", "student" (KD_ORT_TEST_MODELS files) or "strided"
+  std::string name;  // "teacher", "student" (KD_ORT_TEST_MODELS files) or "strided"
   std::string arch;
-  int64_t ci_images;    // test images checked in CI (the reference CPU teacher is slow)
+  int64_t ci_images;  // test images checked in CI (the reference CPU teacher is slow)
 };
 
 void PrintTo(const RoundTripCase& c, std::ostream* os) { *os << c.name << " '" << c.arch << "'"; }

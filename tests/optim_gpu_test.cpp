@@ -70,7 +70,7 @@ class OffsetBuffer {
 
 struct AdamCase {
   kd::ref::AdamParams params;
-  uint64_t first_step;  // 1 = fresh optimiser state (m = v = 0); larger = a resumed run
+  uint64_t first_step;        // 1 = fresh optimiser state (m = v = 0); larger = a resumed run
   kd::LrSchedule schedule{};  // none: params.lr on every step
 };
 

@@ -153,7 +153,7 @@ TEST(SgdMomentum, WeightDecayAndZeroMomentum) {
   plain.momentum = 0;
   float q = 1, q_buf = 7;
   sgd_momentum_step(&q, &g1, &q_buf, 1, plain, 3);  // momentum 0: buf = 0 * 7 + g, plain SGD
-  EXPECT_NEAR(q, 0.75, kHandTol);                    // 1 - 0.5 * 0.5
+  EXPECT_NEAR(q, 0.75, kHandTol);                   // 1 - 0.5 * 0.5
 }
 
 TEST(Optim, StepCountIsOneBased) {

@@ -42,9 +42,11 @@ constexpr int64_t kTestN = 1100;  // two evaluation batches: 1000 + 100
 // dropouts, and dense layers on cuBLAS.
 constexpr int kSide = test::kSimulated ? 14 : 28;
 constexpr const char* kTeacherArch =
-    test::kSimulated ? "conv:4:3,relu,conv:6:3:2:1,relu,maxpool:2,dropout:0.25,flatten,dense:16,relu,dropout:0.5,dense:10"
-                     : kDefaultTeacherArch;
-constexpr const char* kStudentArch = test::kSimulated ? "flatten,dense:24,relu,dense:12,relu,dense:10" : kDefaultStudentArch;
+    test::kSimulated
+        ? "conv:4:3,relu,conv:6:3:2:1,relu,maxpool:2,dropout:0.25,flatten,dense:16,relu,dropout:0.5,dense:10"
+        : kDefaultTeacherArch;
+constexpr const char* kStudentArch =
+    test::kSimulated ? "flatten,dense:24,relu,dense:12,relu,dense:10" : kDefaultStudentArch;
 
 struct World {
   Splits splits;
@@ -129,7 +131,8 @@ void expect_mostly_close(const std::string& what, const std::vector<float>& actu
   std::vector<double> err(size_t(t.count));
   for (int64_t i = 0; i < t.count; ++i) {
     const float a = actual[size_t(t.offset + i)], e = expected[size_t(t.offset + i)];
-    err[size_t(i)] = std::isfinite(a) ? std::abs(double(a) - double(e)) / scale : std::numeric_limits<double>::infinity();
+    err[size_t(i)] =
+        std::isfinite(a) ? std::abs(double(a) - double(e)) / scale : std::numeric_limits<double>::infinity();
   }
   std::sort(err.begin(), err.end());
   const double q90 = err[size_t(0.9 * double(err.size() - 1))];

@@ -88,7 +88,9 @@ std::vector<CsvRow> parse_metrics(const std::string& csv) {
     CsvRow r;
     char phase[32];
     EXPECT_EQ(std::sscanf(line.c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf", phase, &r.epoch, &r.train_loss, &r.train_kl,
-                          &r.val_loss, &r.val_acc), 6) << line;
+                          &r.val_loss, &r.val_acc),
+              6)
+        << line;
     r.phase = phase;
     rows.push_back(r);
   }
@@ -107,8 +109,8 @@ class PipelineEndToEnd : public ::testing::Test {
 std::string PipelineEndToEnd::out_;
 
 TEST_F(PipelineEndToEnd, WritesEveryOutputFile) {
-  for (const char* f : {"metrics.csv", "summary.json", "teacher.safetensors", "student.safetensors",
-                        "student_scratch.safetensors"})
+  for (const char* f :
+       {"metrics.csv", "summary.json", "teacher.safetensors", "student.safetensors", "student_scratch.safetensors"})
     EXPECT_TRUE(fs::exists(out_ + "/" + f)) << f;
   EXPECT_FALSE(fs::exists(out_ + "/checkpoint.safetensors")) << "a finished run leaves no training checkpoint";
   const auto summary = nlohmann::json::parse(read_text(out_ + "/summary.json"));
@@ -305,11 +307,7 @@ class RecordingModel final : public ModelEngine {
  public:
   RecordingModel(std::unique_ptr<ModelEngine> inner, const TrainSettings& settings, int64_t train_n,
                  std::vector<std::pair<int64_t, int>>& log, const ValScript& script)
-      : ModelEngine(inner->arch(), settings),
-        train_n_(train_n),
-        inner_(std::move(inner)),
-        log_(log),
-        script_(script) {}
+      : ModelEngine(inner->arch(), settings), train_n_(train_n), inner_(std::move(inner)), log_(log), script_(script) {}
   int64_t train_images() const override { return train_n_; }
   void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) override {
     inner_->begin_epoch(order, epoch);
@@ -632,9 +630,7 @@ TEST(PipelineOrchestration, MixupRerunsAndResumesBitIdentically) {
     auto engine = make_fast_cpu_engine(2);
     ASSERT_EQ(run_command(o, *engine), 0);
   };
-  const auto params = [](const Options& o, const char* file) {
-    return load_model_file(o.out_dir + "/" + file).params;
-  };
+  const auto params = [](const Options& o, const char* file) { return load_model_file(o.out_dir + "/" + file).params; };
   run(straight);
   Options again = straight;
   again.out_dir = fresh_dir("mixup_again");
@@ -676,8 +672,9 @@ TEST(PipelineOrchestration, ResumeRefusesDifferentSettings) {
     run_command(o, *engine);
     FAIL() << "expected a settings mismatch";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "--resume: " + o.out_dir + "/checkpoint.safetensors was written with --lr 0.001, "
-                                      "this run has --lr 0.0005; pass the same flags as the interrupted run");
+    EXPECT_EQ(std::string(e.what()), "--resume: " + o.out_dir +
+                                         "/checkpoint.safetensors was written with --lr 0.001, "
+                                         "this run has --lr 0.0005; pass the same flags as the interrupted run");
   }
 }
 
@@ -717,8 +714,9 @@ TEST(PipelineOrchestration, ResumeNamesTheFirstDifferingFlag) {
   Options mixed = o;
   mixed.mixup = 0.2;
   EXPECT_EQ(fingerprint_difference(stored, options_fingerprint_fields(mixed)), "--mixup 0, this run has --mixup 0.2");
-  EXPECT_NE(fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
-            std::string::npos)
+  EXPECT_NE(
+      fingerprint_difference("seed=42", options_fingerprint_fields(o)).find("settings this kdtrain does not read"),
+      std::string::npos)
       << "a truncated fingerprint is not a match";
 }
 
@@ -769,10 +767,10 @@ std::string stop_and_reap(pid_t pid, const std::vector<int>& signals, const std:
 TEST(PipelineOrchestration, SigintWritesACheckpointAndExitsNonZero) {
   const std::string out = fresh_dir("sigint");
   const std::string err_path = out + "/stderr.txt";
-  const pid_t pid = spawn_kdtrain({"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", out + "/run",
-                                   "--train-limit", "1000", "--val-size", "200", "--epochs-teacher", "1000",
-                                   "--teacher-arch", kSmallTeacher},
-                                  err_path);
+  const pid_t pid =
+      spawn_kdtrain({"train-teacher", "--device", "cpu", "--data", mnist_dir(), "--out", out + "/run", "--train-limit",
+                     "1000", "--val-size", "200", "--epochs-teacher", "1000", "--teacher-arch", kSmallTeacher},
+                    err_path);
   ASSERT_GT(pid, 0);
   // Wait for the first end-of-epoch checkpoint: by then training is under way.
   wait_for_file(out + "/run/checkpoint.safetensors");
@@ -804,10 +802,28 @@ void sigterm_then_resume_equals_uninterrupted(const std::string& device,
   const std::string out = fresh_dir("term_" + device);
   const std::string err_path = out + "/stderr.txt", run_dir = out + "/run";
   // The same settings and engine as `straight`, on the command line.
-  const std::vector<std::string> args = {"train-teacher", "--device", device, "--threads", "2",
-                                         "--data", mnist_dir(), "--out", run_dir, "--seed", "42",
-                                         "--train-limit", "1000", "--val-size", "200", "--test-limit", "200",
-                                         "--epochs-teacher", "4", "--teacher-arch", kSmallTeacher, "--quiet"};
+  const std::vector<std::string> args = {"train-teacher",
+                                         "--device",
+                                         device,
+                                         "--threads",
+                                         "2",
+                                         "--data",
+                                         mnist_dir(),
+                                         "--out",
+                                         run_dir,
+                                         "--seed",
+                                         "42",
+                                         "--train-limit",
+                                         "1000",
+                                         "--val-size",
+                                         "200",
+                                         "--test-limit",
+                                         "200",
+                                         "--epochs-teacher",
+                                         "4",
+                                         "--teacher-arch",
+                                         kSmallTeacher,
+                                         "--quiet"};
   const pid_t pid = spawn_kdtrain(args, err_path);
   ASSERT_GT(pid, 0);
   // After epoch 1's checkpoint, three epochs remain: the signal lands mid-training.
@@ -943,10 +959,10 @@ TEST(PipelineOrchestration, ImpossibleMemoryNeedIsRefusedBeforeAnythingIsWritten
 TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
   const std::string out = fresh_dir("impossible_cli");
   const std::string err_path = out + "/stderr.txt";
-  const pid_t pid = spawn_kdtrain({"--device", "cpu", "--data", mnist_dir(), "--out", out + "/run", "--train-limit",
-                                   "1000", "--val-size", "100", "--eval-batch-size", "10000", "--teacher-arch",
-                                   "conv:16384:3,relu,maxpool:2,flatten,dense:10", "--quiet"},
-                                  err_path);
+  const pid_t pid = spawn_kdtrain(
+      {"--device", "cpu", "--data", mnist_dir(), "--out", out + "/run", "--train-limit", "1000", "--val-size", "100",
+       "--eval-batch-size", "10000", "--teacher-arch", "conv:16384:3,relu,maxpool:2,flatten,dense:10", "--quiet"},
+      err_path);
   ASSERT_GT(pid, 0);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -1018,10 +1034,10 @@ TEST(PipelineSelection, BestValidationEpochIsKeptForEveryModel) {
   auto engine4 = make_cpu_engine();
   ASSERT_EQ(run_command(last_teacher, *engine4), 0);
 
-  for (const auto& [role, file] : std::vector<std::pair<std::string, std::string>>{
-           {"teacher", "teacher.safetensors"},
-           {"student", "student.safetensors"},
-           {"scratch", "student_scratch.safetensors"}}) {
+  for (const auto& [role, file] :
+       std::vector<std::pair<std::string, std::string>>{{"teacher", "teacher.safetensors"},
+                                                        {"student", "student.safetensors"},
+                                                        {"scratch", "student_scratch.safetensors"}}) {
     const std::string& last_dir = role == "teacher" ? last_teacher.out_dir : last.out_dir;
     EXPECT_EQ(saved_params(best.out_dir, file), saved_params(two.out_dir, file)) << role;
     EXPECT_NE(saved_params(best.out_dir, file), saved_params(last_dir, file)) << role;
@@ -1072,7 +1088,8 @@ TEST(PipelineSelection, ResumeMidEpochAfterTheBestEpochKeepsIt) {
   RecordingEngine engine3;
   engine3.script = peak_at_epoch_two();
   ASSERT_EQ(run_command(resumed, engine3), 0);
-  EXPECT_EQ(saved_params(resumed.out_dir, "teacher.safetensors"), saved_params(straight.out_dir, "teacher.safetensors"));
+  EXPECT_EQ(saved_params(resumed.out_dir, "teacher.safetensors"),
+            saved_params(straight.out_dir, "teacher.safetensors"));
   EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["selected_epoch"], 2);
   EXPECT_EQ(model_summary(resumed.out_dir, "teacher")["last_epoch_test_acc"],
             model_summary(straight.out_dir, "teacher")["last_epoch_test_acc"]);

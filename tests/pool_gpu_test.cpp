@@ -25,8 +25,15 @@ struct PoolShape {
 // belongs to no window and must get a zero gradient); 3x3 leaves 5 of 9 inputs uncovered.
 // Simulated: fewer channels, still several 256-thread blocks per launch.
 const std::vector<PoolShape> kShapes = kd::test::gpu_or_sim<PoolShape>(
-    {{1, 64, 24, 24}, {63, 64, 24, 24}, {64, 64, 24, 24}, {65, 64, 24, 24}, {1000, 4, 24, 24}, {3, 5, 7, 9},
-     {2, 3, 5, 4}, {1, 1, 2, 2}, {2, 2, 3, 3}},
+    {{1, 64, 24, 24},
+     {63, 64, 24, 24},
+     {64, 64, 24, 24},
+     {65, 64, 24, 24},
+     {1000, 4, 24, 24},
+     {3, 5, 7, 9},
+     {2, 3, 5, 4},
+     {1, 1, 2, 2},
+     {2, 2, 3, 3}},
     {{1, 64, 24, 24}, {65, 3, 24, 24}, {3, 5, 7, 9}, {2, 3, 5, 4}, {1, 1, 2, 2}, {2, 2, 3, 3}});
 
 // Random inputs: continuous values, or small integers so that most windows hold

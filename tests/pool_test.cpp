@@ -17,10 +17,10 @@ using reftest::nan_filled;
 // One 5x5 plane: floor mode pools rows/cols 0..3 into a 2x2 output; row 4 and column 4 are
 // outside every window (filled with 99 so a window that wrongly reached them would win).
 const std::vector<float> kPlane = {
-    1, 3,  0, 0, 99,  //
-    3, 2,  0, 7, 99,  //
-    5, 2,  4, 4, 99,  //
-    5, 1,  4, 4, 99,  //
+    1,  3,  0,  0,  99,  //
+    3,  2,  0,  7,  99,  //
+    5,  2,  4,  4,  99,  //
+    5,  1,  4,  4,  99,  //
     99, 99, 99, 99, 99,
 };
 

@@ -25,7 +25,9 @@ inline std::vector<float> uniform(size_t n, float lo, float hi, std::mt19937_64&
 }
 
 // An output buffer filled with NaN, so an element the op forgets to write fails the test.
-inline std::vector<float> nan_filled(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+inline std::vector<float> nan_filled(size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
 
 // sum_i r[i] * y[i] in double: the scalar whose gradient with respect to y is r,
 // used to turn an op with many outputs into one loss for finite differences.
@@ -56,8 +58,8 @@ std::vector<double> central_difference(std::vector<float>& x, double h, LossFn l
 
 // Per element |analytic - numeric| <= abs_tol + rel_tol * |numeric|; names the
 // first few offending indices.
-inline void expect_gradient_near(const std::vector<float>& analytic, const std::vector<double>& numeric,
-                                 double abs_tol, double rel_tol, const char* what) {
+inline void expect_gradient_near(const std::vector<float>& analytic, const std::vector<double>& numeric, double abs_tol,
+                                 double rel_tol, const char* what) {
   ASSERT_EQ(analytic.size(), numeric.size()) << what;
   int reported = 0;
   for (size_t i = 0; i < numeric.size() && reported < 5; ++i) {

@@ -110,10 +110,10 @@ TEST(MetricsCsv, HeaderThenOneRowPerEpochOfEveryModel) {
       SCOPED_TRACE(lines[row]);
       char phase[32] = {0};
       EpochRecord back;
-      ASSERT_EQ(std::sscanf(lines[row].c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &back.epoch,
-                            &back.train_loss, &back.train_kl, &back.val_loss, &back.val_acc, &back.seconds,
-                            &back.samples_per_s),
-                8);
+      ASSERT_EQ(
+          std::sscanf(lines[row].c_str(), "%31[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf", phase, &back.epoch, &back.train_loss,
+                      &back.train_kl, &back.val_loss, &back.val_acc, &back.seconds, &back.samples_per_s),
+          8);
       EXPECT_EQ(std::string(phase), phase_name(e.phase));
       EXPECT_EQ(back.epoch, e.epoch);
       // 9 significant digits: relative error at most 5e-9 (and float values read back exactly).
@@ -218,13 +218,32 @@ TEST(SummaryJson, NonFiniteNumbersBecomeNull) {
 // ------------------------------------------------------------ table
 TEST(ReportTable, ModelColumnsRowsAndVerdicts) {
   const std::string table = report_table(full_report());
-  for (const char* part : {"teacher", "student (distilled)", "student (scratch)", "1,199,882", "235,146",
-                           "4.58 MiB",       // 4,799,528 / 2^20 = 4.577
-                           "918.5 KiB",      // 940,584 / 1024 = 918.54
-                           "99.00 %", "97.50 %", "97.00 %", "test errors", "100", "250", "300", "120.3 s", "30.5 s",
-                           "latency b=1 (ms, median)", "2.000", "0.500", "latency b=64", "0.250",
-                           "throughput b=64 (samples/s)", "256,000",  // 64 / 0.25 ms
-                           "4.00x at batch 1", "16.00x at batch 64", "size ratio (teacher / student): 5.10x",
+  for (const char* part : {"teacher",
+                           "student (distilled)",
+                           "student (scratch)",
+                           "1,199,882",
+                           "235,146",
+                           "4.58 MiB",   // 4,799,528 / 2^20 = 4.577
+                           "918.5 KiB",  // 940,584 / 1024 = 918.54
+                           "99.00 %",
+                           "97.50 %",
+                           "97.00 %",
+                           "test errors",
+                           "100",
+                           "250",
+                           "300",
+                           "120.3 s",
+                           "30.5 s",
+                           "latency b=1 (ms, median)",
+                           "2.000",
+                           "0.500",
+                           "latency b=64",
+                           "0.250",
+                           "throughput b=64 (samples/s)",
+                           "256,000",  // 64 / 0.25 ms
+                           "4.00x at batch 1",
+                           "16.00x at batch 64",
+                           "size ratio (teacher / student): 5.10x",
                            "accuracy gap (teacher - student): +1.50 points",
                            "distillation gain (distilled - scratch student): +0.50 points",
                            "data: IDX, 28x28 images, 10 classes; normalisation mean/std 0.1307/0.3081"})
@@ -232,10 +251,10 @@ TEST(ReportTable, ModelColumnsRowsAndVerdicts) {
 
   // Every row of the aligned block is as wide as the others.
   const std::vector<std::string> lines = lines_of(table);
-  const auto first_row = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return contains(l, "params"); });
+  const auto first_row =
+      std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return contains(l, "params"); });
   ASSERT_NE(first_row, lines.end());
-  for (auto it = first_row; it != lines.end() && !it->empty(); ++it)
-    EXPECT_EQ(it->size(), first_row->size()) << *it;
+  for (auto it = first_row; it != lines.end() && !it->empty(); ++it) EXPECT_EQ(it->size(), first_row->size()) << *it;
 }
 
 TEST(ReportTable, ImageFolderDataNamesItsClasses) {
@@ -246,8 +265,9 @@ TEST(ReportTable, ImageFolderDataNamesItsClasses) {
   r.class_names = {"cat", "dog"};
   r.normalization = "0.5,0.4,0.3/0.2,0.2,0.2";
   const std::string table = report_table(r);
-  EXPECT_TRUE(contains(table, "data: image folder, 3x32x32 images, 2 classes (cat, dog); normalisation mean/std "
-                              "0.5,0.4,0.3/0.2,0.2,0.2"))
+  EXPECT_TRUE(contains(table,
+                       "data: image folder, 3x32x32 images, 2 classes (cat, dog); normalisation mean/std "
+                       "0.5,0.4,0.3/0.2,0.2,0.2"))
       << table;
   EXPECT_EQ(json::parse(summary_json(r))["data"]["class_names"], json({"cat", "dog"}));
 }
@@ -394,7 +414,10 @@ TEST_F(ReportFiles, WritesCsvAndJsonAndDrawsPlots) {
 TEST_F(ReportFiles, FailingGnuplotGivesItsMessageAndLeavesNoPartialPictures) {
   // A stand-in gnuplot that complains and fails, first on PATH.
   fs::create_directory(dir_ / "bin");
-  { std::ofstream(dir_ / "bin" / "gnuplot") << "#!/bin/sh\necho 'plot ...' >&2\necho '\"plots.gp\" line 9: boom' >&2\nexit 3\n"; }
+  {
+    std::ofstream(dir_ / "bin" / "gnuplot")
+        << "#!/bin/sh\necho 'plot ...' >&2\necho '\"plots.gp\" line 9: boom' >&2\nexit 3\n";
+  }
   fs::permissions(dir_ / "bin" / "gnuplot", fs::perms::owner_all);
   with_path((dir_ / "bin").string() + ":/usr/bin:/bin", [&] {
     const std::string note = write_report_files(full_report(), dir_.string());

@@ -61,8 +61,8 @@ testing::AssertionResult close_with_floor(const std::vector<float>& actual, cons
   diff = std::sqrt(diff);
   const double bound = kRelativeTolerance * std::sqrt(norm) + abs * std::sqrt(double(actual.size()));
   if (diff <= bound) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << "||gpu - ref|| = " << diff << " > " << bound << " (||ref|| = "
-                                     << std::sqrt(norm) << ")";
+  return testing::AssertionFailure() << "||gpu - ref|| = " << diff << " > " << bound
+                                     << " (||ref|| = " << std::sqrt(norm) << ")";
 }
 
 struct Case {
@@ -82,11 +82,11 @@ std::ostream& operator<<(std::ostream& os, const Case& k) {
 }
 
 struct Inputs {
-  std::vector<float> s;           // (b, c)
-  std::vector<float> t_table;     // (teacher_rows, c)
-  std::vector<int32_t> t_rows;    // (b) when gathering
-  std::vector<int32_t> labels;    // (b)
-  std::vector<float> t_gathered;  // (b, c): the teacher row each student row uses, for the reference
+  std::vector<float> s;                 // (b, c)
+  std::vector<float> t_table;           // (teacher_rows, c)
+  std::vector<int32_t> t_rows;          // (b) when gathering
+  std::vector<int32_t> labels;          // (b)
+  std::vector<float> t_gathered;        // (b, c): the teacher row each student row uses, for the reference
   std::vector<int32_t> partner_labels;  // (b) with mixup
   kd::MixupDraw mix{1.0f, 0.0f, 0};     // with mixup: lambda, 1 - lambda
 };
@@ -185,16 +185,15 @@ Outputs run_reference(const Case& k, const Inputs& in) {
   ref.row_loss.resize(k.b);
   ref.row_kl.assign(k.b, 0.0f);
   const float* t = k.with_teacher ? in.t_gathered.data() : nullptr;
-  const kd::ref::HardTargetMix mix{k.mixup ? in.partner_labels.data() : nullptr, in.mix.lambda,
-                                   in.mix.partner_weight};
-  kd::ref::softmax_kl(in.s.data(), t, in.labels.data(), ref.grad.data(), ref.row_loss.data(), k.b, k.c,
-                      k.temperature, k.alpha, mix);
+  const kd::ref::HardTargetMix mix{k.mixup ? in.partner_labels.data() : nullptr, in.mix.lambda, in.mix.partner_weight};
+  kd::ref::softmax_kl(in.s.data(), t, in.labels.data(), ref.grad.data(), ref.row_loss.data(), k.b, k.c, k.temperature,
+                      k.alpha, mix);
   if (t) {
     for (int i = 0; i < k.b; ++i) {
       const size_t at = size_t(i) * k.c;
-      ref.row_kl[i] = float(kd::ref::softmax_kl(in.s.data() + at, t + at, &in.labels[i], nullptr, nullptr, 1, k.c,
-                                                k.temperature, k.alpha)
-                                .kl);
+      ref.row_kl[i] = float(
+          kd::ref::softmax_kl(in.s.data() + at, t + at, &in.labels[i], nullptr, nullptr, 1, k.c, k.temperature, k.alpha)
+              .kl);
     }
   }
   return ref;
@@ -216,7 +215,9 @@ void check_case(const Case& k, std::mt19937_64& rng) {
   }
 }
 
-std::mt19937_64 test_rng(uint64_t salt) { return std::mt19937_64(kd::test::test_seed() ^ (salt * 0x9E3779B97F4A7C15ull)); }
+std::mt19937_64 test_rng(uint64_t salt) {
+  return std::mt19937_64(kd::test::test_seed() ^ (salt * 0x9E3779B97F4A7C15ull));
+}
 
 // The SPEC's grid of batch sizes and class counts, cycling the loss settings
 // so that every shape meets a different temperature, weight and teacher layout.
@@ -227,7 +228,7 @@ TEST(SoftmaxKlGpu, MatchesReferenceOnSpecShapes) {
     float temperature, alpha;
     bool with_teacher, gather;
   };
-  const Setting settings[] = {{4.0f, 0.9f, true, false}, {1.0f, 0.5f, true, true},  {0.5f, 0.3f, true, false},
+  const Setting settings[] = {{4.0f, 0.9f, true, false}, {1.0f, 0.5f, true, true},   {0.5f, 0.3f, true, false},
                               {50.0f, 1.0f, true, true}, {2.0f, 0.0f, false, false}, {8.0f, 0.0f, true, false},
                               {4.0f, 0.9f, true, true}};
   int next = 0;

@@ -202,7 +202,8 @@ TEST(SoftmaxKl, ExtremeLogitsStayFinite) {
     for (float alpha : {0.0f, 0.5f, 1.0f}) {
       std::vector<float> g = nan_filled(6);
       const LossSums x = softmax_kl(s.data(), t.data(), labels.data(), g.data(), nullptr, 2, 3, T, alpha);
-      EXPECT_TRUE(std::isfinite(x.loss) && std::isfinite(x.kl) && std::isfinite(x.ce)) << "T=" << T << " alpha=" << alpha;
+      EXPECT_TRUE(std::isfinite(x.loss) && std::isfinite(x.kl) && std::isfinite(x.ce))
+          << "T=" << T << " alpha=" << alpha;
       for (float v : g) EXPECT_TRUE(std::isfinite(v)) << "T=" << T << " alpha=" << alpha;
     }
   }
@@ -276,7 +277,9 @@ TEST(SoftmaxKl, GradientMatchesFiniteDifferences) {
         for (int i = 0; i < b; ++i) labels[size_t(i)] = int32_t(rng() % uint64_t(c));
         std::vector<float> grad = nan_filled(s.size());
         softmax_kl(s.data(), t.data(), labels.data(), grad.data(), nullptr, b, c, T, alpha);
-        auto loss = [&] { return softmax_kl(s.data(), t.data(), labels.data(), nullptr, nullptr, b, c, T, alpha).loss; };
+        auto loss = [&] {
+          return softmax_kl(s.data(), t.data(), labels.data(), nullptr, nullptr, b, c, T, alpha).loss;
+        };
         // The loss is smooth and computed in double. Central-difference truncation is
         // h^2/6 * |L'''| with |L'''| <= ~2 (the T^2 KL(s/T) term scales as alpha / T,
         // largest at T = 0.5): ~3e-7 at h = 1e-3. The stored gradient adds float rounding

@@ -51,7 +51,8 @@ TEST(SweepPareto, ConstructedTableWithTies) {
 SweepRun made_run(RunKind kind, const std::string& arch, double t, int seed_index, double val, double test,
                   double b1_ms) {
   SweepRun r;
-  r.kind = kind, r.arch = arch, r.temperature = t, r.alpha = kind == RunKind::Scratch ? 0 : 0.9, r.seed_index = seed_index;
+  r.kind = kind, r.arch = arch, r.temperature = t, r.alpha = kind == RunKind::Scratch ? 0 : 0.9,
+  r.seed_index = seed_index;
   r.seed = 100 + uint64_t(seed_index);
   r.params = arch == "a" ? 1000 : 5000;
   r.bytes = 4 * r.params;
@@ -59,15 +60,19 @@ SweepRun made_run(RunKind kind, const std::string& arch, double t, int seed_inde
   r.val_acc = val, r.test_acc = test;
   r.train_seconds = 1.5;
   r.latency_b1_ms = b1_ms, r.latency_large_ms = 100 * b1_ms, r.large_batch = 1024;
-  r.model_file = "models/" + std::string(run_kind_name(kind)) + arch + std::to_string(t) + "_" + std::to_string(seed_index);
+  r.model_file =
+      "models/" + std::string(run_kind_name(kind)) + arch + std::to_string(t) + "_" + std::to_string(seed_index);
   return r;
 }
 
 TEST(SweepAggregate, MeanStdMedianLatencyAndKeptSeed) {
   const std::vector<SweepRun> runs = {
-      made_run(RunKind::Distilled, "a", 4, 0, 0.90, 0.91, 0.010), made_run(RunKind::Distilled, "a", 4, 1, 0.93, 0.93, 0.030),
-      made_run(RunKind::Scratch, "a", 1, 0, 0.93, 0.89, 0.020),   made_run(RunKind::Scratch, "a", 1, 1, 0.92, 0.87, 0.500),
-      made_run(RunKind::Distilled, "b", 4, 0, 0.95, 0.96, 0.050), made_run(RunKind::Distilled, "b", 4, 1, 0.95, 0.94, 0.070),
+      made_run(RunKind::Distilled, "a", 4, 0, 0.90, 0.91, 0.010),
+      made_run(RunKind::Distilled, "a", 4, 1, 0.93, 0.93, 0.030),
+      made_run(RunKind::Scratch, "a", 1, 0, 0.93, 0.89, 0.020),
+      made_run(RunKind::Scratch, "a", 1, 1, 0.92, 0.87, 0.500),
+      made_run(RunKind::Distilled, "b", 4, 0, 0.95, 0.96, 0.050),
+      made_run(RunKind::Distilled, "b", 4, 1, 0.95, 0.94, 0.070),
   };
   const std::vector<SweepConfig> c = aggregate_sweep(runs);
   ASSERT_EQ(c.size(), 3u);
@@ -144,7 +149,8 @@ TEST(SweepState, RoundTripAndRejection) {
   s.teacher_done = true;
   s.teacher_history_csv = "teacher,1,0.5,0,0.4,0.9,1.0,100\n";
   s.teacher_train_seconds = 12.5;
-  s.runs = {made_run(RunKind::Distilled, "a", 4, 0, 0.9, 0.91, 0.01), made_run(RunKind::Scratch, "b", 1, 1, 0.8, 0.81, 0)};
+  s.runs = {made_run(RunKind::Distilled, "a", 4, 0, 0.9, 0.91, 0.01),
+            made_run(RunKind::Scratch, "b", 1, 1, 0.8, 0.81, 0)};
   s.runs[0].seed = 18446744073709551615ull;  // every uint64 seed survives JSON
   const SweepState back = parse_sweep_state(sweep_state_json(s), "x.json");
   EXPECT_EQ(back.fingerprint, s.fingerprint);
@@ -227,7 +233,8 @@ std::string* SmallSweep::dir_ = nullptr;
 
 TEST_F(SmallSweep, WritesFilesThatParse) {
   const std::string& dir = *dir_;
-  for (const char* f : {"sweep.csv", "sweep.json", "sweep_state.json", "teacher.safetensors", "recommended.safetensors"})
+  for (const char* f :
+       {"sweep.csv", "sweep.json", "sweep_state.json", "teacher.safetensors", "recommended.safetensors"})
     EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     EXPECT_GT(fs::file_size(dir + "/pareto.png"), 1000u);
@@ -253,9 +260,11 @@ TEST_F(SmallSweep, WritesFilesThatParse) {
   // Unconstrained: the most accurate student is recommended, and its weights are what was saved.
   ASSERT_EQ(recommended, j.at("recommended").get<int>());
   for (const auto& c : j.at("configs"))
-    EXPECT_LE(c.at("test_acc_mean").get<double>(), j.at("configs")[size_t(recommended)].at("test_acc_mean").get<double>());
-  EXPECT_EQ(load_model_file(dir + "/recommended.safetensors").params,
-            load_model_file(dir + "/" + j.at("configs")[size_t(recommended)].at("model_file").get<std::string>()).params);
+    EXPECT_LE(c.at("test_acc_mean").get<double>(),
+              j.at("configs")[size_t(recommended)].at("test_acc_mean").get<double>());
+  EXPECT_EQ(
+      load_model_file(dir + "/recommended.safetensors").params,
+      load_model_file(dir + "/" + j.at("configs")[size_t(recommended)].at("model_file").get<std::string>()).params);
 
   // sweep.csv: a header, the teacher, one row per configuration, the same marks.
   std::istringstream csv(read_text(dir + "/sweep.csv"));
@@ -269,7 +278,8 @@ TEST_F(SmallSweep, WritesFilesThatParse) {
   EXPECT_EQ(lines[4].rfind(std::string("scratch,\"") + kArchA + "\",,,1,", 0), 0u) << lines[4];
   for (size_t i = 0; i < 6; ++i) {
     const std::string& row = lines[i + 2];
-    EXPECT_EQ(row.substr(row.size() - 3), std::string(optimal[i] ? "1" : "0") + "," + (int(i) == recommended ? "1" : "0"))
+    EXPECT_EQ(row.substr(row.size() - 3),
+              std::string(optimal[i] ? "1" : "0") + "," + (int(i) == recommended ? "1" : "0"))
         << row;
   }
 }

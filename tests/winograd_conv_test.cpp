@@ -83,8 +83,9 @@ struct Inputs {
 };
 Inputs random_inputs(const ref::ConvShape& s, uint64_t seed) {
   auto rng = make_rng(seed);
-  return {uniform(size_t(s.n) * s.in_c * s.h * s.w, -1, 1, rng), uniform(size_t(s.out_c) * s.in_c * 9, -0.3f, 0.3f, rng),
-          uniform(size_t(s.out_c), -1, 1, rng), uniform(size_t(s.n) * s.out_c * s.out_h() * s.out_w(), -1, 1, rng)};
+  return {uniform(size_t(s.n) * s.in_c * s.h * s.w, -1, 1, rng),
+          uniform(size_t(s.out_c) * s.in_c * 9, -0.3f, 0.3f, rng), uniform(size_t(s.out_c), -1, 1, rng),
+          uniform(size_t(s.n) * s.out_c * s.out_h() * s.out_w(), -1, 1, rng)};
 }
 
 Outputs run_winograd(const ref::ConvShape& s, const Inputs& in, fast::CpuPath path) {
@@ -120,7 +121,7 @@ class WinogradPath : public ::testing::TestWithParam<fast::CpuPath> {
 TEST_P(WinogradPath, SupportsOnly3x3Stride1WithChannelsInSixteens) {
   const fast::CpuPath path = GetParam();
   EXPECT_TRUE(fast::WinogradConv::supports(ref::conv_shape(64, 32, 26, 26, 64, 3), path));
-  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(64, 1, 28, 28, 32, 3), path));       // in_c 1
+  EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(64, 1, 28, 28, 32, 3), path));      // in_c 1
   EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 17, 3, 1, 1), path));  // out_c 17
   EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 3, 2, 1), path));  // stride 2
   EXPECT_FALSE(fast::WinogradConv::supports(ref::conv_shape(4, 16, 9, 9, 16, 5, 1, 2), path));  // 5x5
@@ -212,8 +213,8 @@ TEST_P(WinogradPath, FusedReluPoolEqualsTheConvolutionThenTheReferencePool) {
     conv.conv_backward(x.data(), in.w.data(), dz_blocked.data(), dx_want.data(), dw_want.data(), db_want.data());
 
     auto dx = nan_filled(in.x.size()), dw = nan_filled(in.w.size()), db = nan_filled(in.b.size());
-    conv.backward(x.data(), in.w.data(), dpooled.data(), pooled.data(), arg_blocked.data(), dx.data(),
-                            dw.data(), db.data());
+    conv.backward(x.data(), in.w.data(), dpooled.data(), pooled.data(), arg_blocked.data(), dx.data(), dw.data(),
+                  db.data());
     EXPECT_EQ(dx, dx_want);
     EXPECT_EQ(dw, dw_want);
     EXPECT_EQ(db, db_want);

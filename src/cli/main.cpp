@@ -57,9 +57,11 @@ std::unique_ptr<kd::Engine> choose_engine(kd::DeviceChoice device, int threads, 
   if (device == kd::DeviceChoice::Cuda)
     kd::fail("--device cuda: no CUDA device found (driver missing or no GPU); use --device cpu or auto");
   if (device == kd::DeviceChoice::Auto)
-    std::fprintf(stderr, "kdtrain: no CUDA device found, running on the fast CPU engine (--device cpu silences this)\n");
+    std::fprintf(stderr,
+                 "kdtrain: no CUDA device found, running on the fast CPU engine (--device cpu silences this)\n");
 #else
-  if (device == kd::DeviceChoice::Cuda) kd::fail("--device cuda: this kdtrain was built without CUDA (KD_WITH_CUDA=OFF)");
+  if (device == kd::DeviceChoice::Cuda)
+    kd::fail("--device cuda: this kdtrain was built without CUDA (KD_WITH_CUDA=OFF)");
   if (device == kd::DeviceChoice::Auto)
     std::fprintf(stderr, "kdtrain: built without CUDA, running on the fast CPU engine\n");
 #endif
@@ -88,10 +90,10 @@ kd::Comm& job_comm(int* argc, char*** argv, std::unique_ptr<kd::Comm>& owned) {
 int fail_job(kd::Comm& comm, const std::string& message, int code) {
   constexpr double kAloneAfterS = 5;
   if (comm.size() > 1 && !comm.all_arrive(kAloneAfterS))
-    comm.abort((comm.rank() ? "rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": "
-                            : "") +
-                   message + " (every rank stops)",
-               code);
+    comm.abort(
+        (comm.rank() ? "rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + ": " : "") +
+            message + " (every rank stops)",
+        code);
   if (comm.rank() == 0) std::fprintf(stderr, "kdtrain: %s\n", message.c_str());
   return code;
 }
@@ -106,7 +108,7 @@ int main(int argc, char** argv) {
     comm = &job_comm(&argc, &argv, owned);
     kd::Options opt;
     if (!kd::parse_command_line(argc, argv, opt)) return 0;  // --help / --version
-    if (opt.command == kd::Command::Export) {  // needs no data and no device
+    if (opt.command == kd::Command::Export) {                // needs no data and no device
       kd::export_model_file(opt.model_path, opt.onnx_path, opt.quiet);
       return 0;
     }

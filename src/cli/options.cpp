@@ -201,9 +201,7 @@ std::string value_text(const std::vector<int>& v) {
   for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
   return out;
 }
-std::string value_text(const ImageSize& v) {
-  return v.h ? std::to_string(v.h) + "x" + std::to_string(v.w) : "keep";
-}
+std::string value_text(const ImageSize& v) { return v.h ? std::to_string(v.h) + "x" + std::to_string(v.w) : "keep"; }
 std::string value_text(const ScaleRange& v) { return value_text(v.lo) + "," + value_text(v.hi); }
 template <class T>
 std::string value_text(const std::optional<T>& v) {
@@ -224,7 +222,8 @@ CLI::Option* add_value(CLI::App& app, const std::string& flag, T& target, const 
                        const std::string& help) {
   const auto convert = [flag, &target](const std::string& text) {
     if (text.empty()) fail(flag + ": needs a non-empty value");
-    if (text.size() > 1 && text[0] == '-' && text[1] == '-') fail(flag + ": needs a value, got the flag '" + text + "'");
+    if (text.size() > 1 && text[0] == '-' && text[1] == '-')
+      fail(flag + ": needs a value, got the flag '" + text + "'");
     parse_value(flag, text, target);
   };
   return app.add_option_function<std::string>(flag, convert, help)
@@ -241,17 +240,19 @@ CLI::Option* add_list(CLI::App& app, const std::string& flag, std::vector<T>& ta
   const auto convert = [flag, &target](const std::vector<std::string>& texts) {
     target.clear();
     for (const std::string& text : texts) {
-      if (text.size() > 1 && text[0] == '-' && text[1] == '-') fail(flag + ": needs a value, got the flag '" + text + "'");
+      if (text.size() > 1 && text[0] == '-' && text[1] == '-')
+        fail(flag + ": needs a value, got the flag '" + text + "'");
       size_t start = 0;
       for (;;) {
         const size_t semicolon = text.find(';', start);
-        const std::string item = text.substr(start, semicolon == std::string::npos ? std::string::npos : semicolon - start);
+        const std::string item =
+            text.substr(start, semicolon == std::string::npos ? std::string::npos : semicolon - start);
         if (item.find_first_not_of(" \t") == std::string::npos)
-          fail(flag + ": empty value" + (texts.size() > 1 || semicolon != std::string::npos ? " in the list '" + text + "'" : ""));
+          fail(flag + ": empty value" +
+               (texts.size() > 1 || semicolon != std::string::npos ? " in the list '" + text + "'" : ""));
         T v{};
         parse_value(flag, item, v);
-        if (std::find(target.begin(), target.end(), v) != target.end())
-          fail(flag + ": '" + item + "' is listed twice");
+        if (std::find(target.begin(), target.end(), v) != target.end()) fail(flag + ": '" + item + "' is listed twice");
         target.push_back(v);
         if (semicolon == std::string::npos) break;
         start = semicolon + 1;
@@ -299,7 +300,8 @@ void add_global_flags(CLI::App& app, Options& o) {
   add_value(app, "--recipe", o.recipe, names_list(kRecipes, "|"),
             "training recipe: seed is SPEC section 2 (the tutorial's, student 20 epochs); patient is teacher 20 and "
             "student 40 epochs, --augment, --soft-targets online, cosine schedule with 1 warm-up epoch, weight "
-            "decay 0.01. It sets " + recipe_flags + "; each of those flags given overrides it");
+            "decay 0.01. It sets " +
+                recipe_flags + "; each of those flags given overrides it");
   add_value(app, "--lr", o.lr, "X", "learning rate (> 0)");
   add_value(app, "--optimizer", o.optimizer, names_list(kOptimizers, "|"), "optimiser for every model");
   add_value(app, "--momentum", o.momentum, "X", "SGD momentum in [0, 1); ignored by adam");
@@ -331,13 +333,15 @@ void add_global_flags(CLI::App& app, Options& o) {
             "the distilled student also matches the teacher's penultimate features (the input of its last dense "
             "layer) with its last hidden layer's, through a learned linear map (kept in checkpoints, not in the "
             "exported student): cosine (1 - cos per sample) or mse; needs --soft-targets online");
-  add_value(app, "--hint-weight", o.hint_weight, "W", "--hint: the distance's weight beside the distillation loss "
+  add_value(app, "--hint-weight", o.hint_weight, "W",
+            "--hint: the distance's weight beside the distillation loss "
             "(>= 0)");
   const std::string sweep_list = "; sweep: a list, the flag repeated or values separated by ';'";
   add_list(app, "--temperature", o.temperatures, "T", value_text(o.temperature),
            "distillation temperature (> 0)" + sweep_list + " (default 2;4;8)");
-  add_list(app, "--alpha", o.alphas, "X", value_text(o.alpha),
-           "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels" + sweep_list + " (default 0.9)");
+  add_list(
+      app, "--alpha", o.alphas, "X", value_text(o.alpha),
+      "weight of the soft-target (KL) term in [0, 1]; 1 - alpha weighs the labels" + sweep_list + " (default 0.9)");
   add_value(app, "--teacher-arch", o.teacher_arch, "ARCH", "teacher layers: comma-separated " + layer_usage_list());
   add_list(app, "--student-arch", o.student_archs, "ARCH", o.student_arch,
            "student layers, same grammar as --teacher-arch" + sweep_list +
@@ -387,30 +391,35 @@ void check_ranges(const Options& o) {
   // Cached soft targets are the teacher's logits for the unaugmented images.
   const bool distills = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
   if (o.augment && distills && o.soft_targets == SoftTargets::Cached)
-    fail("--augment with --soft-targets cached: the student would learn each augmented view against the "
-         "teacher's logits for the unaugmented image; add --soft-targets online");
+    fail(
+        "--augment with --soft-targets cached: the student would learn each augmented view against the "
+        "teacher's logits for the unaugmented image; add --soft-targets online");
   require(o.mixup >= 0 && o.mixup <= kMaxMixup, "--mixup", "in [0, 1000] (0 = off)", value_text(o.mixup));
   if (o.mixup > 0 && distills && o.soft_targets == SoftTargets::Cached)
-    fail("--mixup with --soft-targets cached: the student would learn each mixed image against the teacher's "
-         "logits for one unmixed image; add --soft-targets online");
+    fail(
+        "--mixup with --soft-targets cached: the student would learn each mixed image against the teacher's "
+        "logits for one unmixed image; add --soft-targets online");
   // Each model warms up over its own epochs; a warm-up longer than a trained phase is a mistake.
   const bool trains_teacher = o.teacher_path.empty() && o.command != Command::Eval && o.command != Command::Latency &&
                               o.command != Command::Export && o.command != Command::Distill;
   const bool trains_student = o.command == Command::Run || o.command == Command::Distill || o.command == Command::Sweep;
   if (trains_teacher)
-    require(o.warmup_epochs <= o.epochs_teacher, "--warmup-epochs", "at most --epochs-teacher " +
-            value_text(o.epochs_teacher) + " (lower it or raise --epochs-teacher)", value_text(o.warmup_epochs));
+    require(o.warmup_epochs <= o.epochs_teacher, "--warmup-epochs",
+            "at most --epochs-teacher " + value_text(o.epochs_teacher) + " (lower it or raise --epochs-teacher)",
+            value_text(o.warmup_epochs));
   if (trains_student)
-    require(o.warmup_epochs <= o.epochs_student, "--warmup-epochs", "at most --epochs-student " +
-            value_text(o.epochs_student) + " (lower it or raise --epochs-student)", value_text(o.warmup_epochs));
+    require(o.warmup_epochs <= o.epochs_student, "--warmup-epochs",
+            "at most --epochs-student " + value_text(o.epochs_student) + " (lower it or raise --epochs-student)",
+            value_text(o.warmup_epochs));
   require(o.temperature > 0, "--temperature", "> 0", value_text(o.temperature));
   require(o.alpha >= 0 && o.alpha <= 1, "--alpha", "in [0, 1]", value_text(o.alpha));
   require(o.hint_weight >= 0 && std::isfinite(o.hint_weight), "--hint-weight", "a finite number >= 0",
           value_text(o.hint_weight));
   // The teacher's features are those of the batch the student trains on: cached targets hold logits only.
   if (o.hint != HintKind::Off && distills && o.soft_targets == SoftTargets::Cached)
-    fail("--hint with --soft-targets cached: the teacher's features come from its run on each training batch; "
-         "add --soft-targets online");
+    fail(
+        "--hint with --soft-targets cached: the teacher's features come from its run on each training batch; "
+        "add --soft-targets online");
   if (o.hint != HintKind::Off && o.command == Command::Sweep)
     fail("--hint: kdtrain sweep does not train hints yet; use kdtrain run or distill, or --hint off");
   for (double t : o.temperatures) require(t > 0, "--temperature", "> 0", value_text(t));
@@ -564,12 +573,12 @@ std::string one_line(std::string s) {
 
 }  // namespace
 
-
 bool parse_command_line(int argc, const char* const* argv, Options& out) {
   Options o;
-  CLI::App app("kdtrain: train a CNN teacher on MNIST-format images, distill it into a small MLP student, "
-               "and report accuracy, latency and size.",
-               "kdtrain");
+  CLI::App app(
+      "kdtrain: train a CNN teacher on MNIST-format images, distill it into a small MLP student, "
+      "and report accuracy, latency and size.",
+      "kdtrain");
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: last wins
   app.allow_extras();  // unclaimed arguments are reported by reject_extra with a better message
   app.require_subcommand(0, 1);
@@ -597,8 +606,9 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
   add_value(*export_app, "--onnx", o.onnx_path, "OUT",
             "ONNX file to write; its input 'pixels' is float32 (N,C,H,W) pixel values 0..255, normalisation "
             "folded in (required)");
-  add_sweep_command(*add_command(Command::Sweep, "distill a grid of students from one teacher and choose one by "
-                                                 "accuracy, latency and size"),
+  add_sweep_command(*add_command(Command::Sweep,
+                                 "distill a grid of students from one teacher and choose one by "
+                                 "accuracy, latency and size"),
                     o);
 
   std::vector<std::string> args = command_first(app, std::vector<std::string>(argv + 1, argv + argc));

@@ -191,9 +191,9 @@ int run_command(const Options& given, Engine& engine, Comm& comm) {
   Options opt = given;
   ScratchDir scratch;
   if (given.data_parallel && comm.rank() != 0) {
-    scratch.path = (fs::temp_directory_path() /
-                    ("kdtrain-rank" + std::to_string(comm.rank()) + "-" + std::to_string(::getpid())))
-                       .string();
+    scratch.path =
+        (fs::temp_directory_path() / ("kdtrain-rank" + std::to_string(comm.rank()) + "-" + std::to_string(::getpid())))
+            .string();
     fs::create_directories(scratch.path);
     opt.out_dir = scratch.path;
     if (!given.resume_dir.empty()) opt.resume_dir = scratch.path;
@@ -205,18 +205,10 @@ int run_command(const Options& given, Engine& engine, Comm& comm) {
   switch (opt.command) {
     case Command::Run:
     case Command::TrainTeacher:
-    case Command::Distill:
-      train_and_report(session);
-      break;
-    case Command::Eval:
-      eval_model_file(session);
-      break;
-    case Command::Latency:
-      latency_of_model_file(session);
-      break;
-    case Command::Sweep:
-      run_sweep(session);
-      break;
+    case Command::Distill: train_and_report(session); break;
+    case Command::Eval: eval_model_file(session); break;
+    case Command::Latency: latency_of_model_file(session); break;
+    case Command::Sweep: run_sweep(session); break;
     case Command::Export:  // main() runs it before any data or device (kd/onnx_export.h)
       break;
   }

@@ -160,9 +160,9 @@ void Session::size_batches() {
   settings_.batch_size = int(std::min<int64_t>(opt_.batch_size, splits_.train.n));
   settings_.eval_batch_size = int(std::clamp<int64_t>(opt_.eval_batch_size, 1, std::max<int64_t>(largest_eval, 1)));
   latency_batches_.clear();
-  const std::vector<int> asked = opt_.command == Command::Sweep
-                                     ? std::vector<int>(std::begin(kSweepLatencyBatches), std::end(kSweepLatencyBatches))
-                                     : opt_.latency_batches;
+  const std::vector<int> asked = opt_.command == Command::Sweep ? std::vector<int>(std::begin(kSweepLatencyBatches),
+                                                                                   std::end(kSweepLatencyBatches))
+                                                                : opt_.latency_batches;
   for (int batch : asked) {
     if (engine_.is_reference_cpu() && batch > 64) continue;  // see Engine::is_reference_cpu
     const int used = int(std::clamp<int64_t>(batch, 1, std::max<int64_t>(splits_.test.n, 1)));
@@ -206,9 +206,8 @@ void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targe
   // The soft targets: one row of teacher logits per training image.
   int64_t total = soft_targets ? splits_.train.n * int64_t(splits_.num_classes) * int64_t(sizeof(float)) : 0;
   std::vector<Part> parts;
-  const int max_latency = opt_.latency_batches.empty()
-                              ? 1
-                              : *std::max_element(opt_.latency_batches.begin(), opt_.latency_batches.end());
+  const int max_latency =
+      opt_.latency_batches.empty() ? 1 : *std::max_element(opt_.latency_batches.begin(), opt_.latency_batches.end());
   for (const auto& [arch, role, arch_flag] : models) {
     const MemoryNeed need = engine_.memory_need(*arch, settings_);
     total += need.total();
@@ -233,8 +232,8 @@ void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targe
   }
   const int64_t available = engine_.available_memory();
   if (total <= available) return;
-  const Part& worst = *std::max_element(parts.begin(), parts.end(),
-                                        [](const Part& a, const Part& b) { return a.bytes < b.bytes; });
+  const Part& worst =
+      *std::max_element(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.bytes < b.bytes; });
   fail(worst.message + " (" + format_bytes(total) + " in all), " + format_bytes(available) + " available; " +
        worst.advice);
 }
@@ -261,17 +260,17 @@ Arch Session::parse_model_arch(const std::string& text, const char* flag) const 
   try {
     return parse_arch(adapt_default_arch(text, input_, splits_.num_classes), input_, splits_.num_classes, flag);
   } catch (const Error& e) {
-    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
-         std::to_string(splits_.num_classes) + " classes)");
+    fail(std::string(e.what()) + " (the data in " + opt_.data_dir + " has " + splits_.train.size_text() +
+         " images and " + std::to_string(splits_.num_classes) + " classes)");
   }
 }
 
 void Session::check_input_shape(const Arch& arch, const std::string& path) const {
   if (!(arch.input == input_) || int(arch.output.size()) != splits_.num_classes)
     fail(path + ": model takes " + std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
-         std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) +
-         " classes, but " + opt_.data_dir + " has " + splits_.train.size_text() + " images and " +
-         std::to_string(splits_.num_classes) + " classes");
+         std::to_string(arch.input.w) + " images and " + std::to_string(arch.output.size()) + " classes, but " +
+         opt_.data_dir + " has " + splits_.train.size_text() + " images and " + std::to_string(splits_.num_classes) +
+         " classes");
 }
 
 ModelFile Session::teacher_start() const {
@@ -305,8 +304,7 @@ std::unique_ptr<ModelEngine> Session::ready_teacher(const ModelFile& start, bool
   // The soft targets come from the selected teacher: finish_model restores it.
   finish_model(*teacher, rep, given || !saved);
   state_.stop_if_interrupted("the teacher's test evaluation and timing");
-  if (!given)
-    save_model_file(out_dir() + "/teacher.safetensors", start.arch, teacher->get_params(), model_facts(rep));
+  if (!given) save_model_file(out_dir() + "/teacher.safetensors", start.arch, teacher->get_params(), model_facts(rep));
   return teacher;
 }
 
@@ -323,10 +321,10 @@ void Session::train(Phase phase, ModelEngine& model, const LossConfig& loss, int
     // last, partial batch of an epoch bounds how many ranks can share.
     const int64_t n = splits_.train.n, batch = settings_.batch_size, last = n % batch ? n % batch : batch;
     if (comm_.size() > last)
-      fail("--data-parallel: " + std::to_string(comm_.size()) + " ranks cannot share every batch: " +
-           std::to_string(n) + " training images in batches of " + std::to_string(batch) + " leave " +
-           std::to_string(last) + " in the last one; run at most " + std::to_string(last) +
-           " ranks (mpirun -np), or change --batch-size or --train-limit");
+      fail("--data-parallel: " + std::to_string(comm_.size()) +
+           " ranks cannot share every batch: " + std::to_string(n) + " training images in batches of " +
+           std::to_string(batch) + " leave " + std::to_string(last) + " in the last one; run at most " +
+           std::to_string(last) + " ranks (mpirun -np), or change --batch-size or --train-limit");
     model.set_data_parallel(comm_);
   }
   PhaseResult r = train_phase(state_, ps, phase, model, loss, epochs, seed);
@@ -379,9 +377,10 @@ void Session::finish_model(ModelEngine& model, ModelReport& rep, bool holds_last
   if (holds_last && !earlier_selected) rep.last_epoch_test_acc = rep.test_acc;
   std::string which;
   if (rep.selected_epoch > 0 && rep.selected_epoch != last)
-    which = " at epoch " + std::to_string(rep.selected_epoch) + " of " + std::to_string(last) +
-            " (best validation accuracy; the last epoch's: " +
-            std::to_string(100 * rep.last_epoch_test_acc).substr(0, 6) + "%)";
+    which =
+        " at epoch " + std::to_string(rep.selected_epoch) + " of " + std::to_string(last) +
+        " (best validation accuracy; the last epoch's: " + std::to_string(100 * rep.last_epoch_test_acc).substr(0, 6) +
+        "%)";
   else if (rep.selected_epoch > 0)
     which = " at epoch " + std::to_string(rep.selected_epoch) + " (" + rep.selection + ")";
   say(role + ": test accuracy " + std::to_string(100 * rep.test_acc).substr(0, 6) + "% (" +
@@ -407,8 +406,9 @@ std::vector<LatencyRecord> Session::measure_latencies(ModelEngine& model) {
 OrtLatencyOptions Session::ort_options(std::vector<int> batches) const {
   OrtLatencyOptions o;
   o.batches = batches.empty() ? latency_batches_ : std::move(batches);
-  o.threads = engine_.is_reference_cpu() ? 1 : opt_.threads > 0 ? opt_.threads
-                                                               : std::max(1, int(std::thread::hardware_concurrency()));
+  o.threads = engine_.is_reference_cpu() ? 1
+              : opt_.threads > 0         ? opt_.threads
+                                         : std::max(1, int(std::thread::hardware_concurrency()));
   o.slice = std::max(settings_.batch_size, settings_.eval_batch_size);
   const Dataset& test = splits_.test;
   const int64_t rows = std::min<int64_t>(test.n, *std::max_element(o.batches.begin(), o.batches.end()));

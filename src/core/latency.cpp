@@ -34,8 +34,8 @@ LatencyRecord time_forwards(int batch, int repeats, const std::function<void()>&
   forward();  // warm-up: caches, page faults, primitive creation, ONNX Runtime's arena
   std::vector<double> ms;
   double spent_s = 0;
-  for (int r = 0; r < repeats && !(r > 0 && interrupted()) &&
-                  !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS);
+  for (int r = 0;
+       r < repeats && !(r > 0 && interrupted()) && !(int(ms.size()) >= kLatencyMinRepeats && spent_s > kLatencyBudgetS);
        ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     forward();

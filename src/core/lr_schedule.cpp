@@ -49,13 +49,14 @@ double lr_at(int64_t step, int64_t steps_per_epoch, int total_epochs, double bas
 
 LrSchedule make_lr_schedule(LrScheduleKind kind, double warmup_epochs, int64_t steps_per_epoch, int epochs,
                             const char* epochs_flag) {
-  if (steps_per_epoch < 1) fail("make_lr_schedule: steps_per_epoch must be >= 1, got " + std::to_string(steps_per_epoch));
+  if (steps_per_epoch < 1)
+    fail("make_lr_schedule: steps_per_epoch must be >= 1, got " + std::to_string(steps_per_epoch));
   char warmup[32];
   std::snprintf(warmup, sizeof warmup, "%g", warmup_epochs);
   if (!(warmup_epochs >= 0)) fail(std::string("--warmup-epochs: must be >= 0, got ") + warmup);
   if (warmup_epochs > epochs) {
-    fail(std::string("--warmup-epochs ") + warmup + " is longer than " + epochs_flag + " " +
-         std::to_string(epochs) + "; lower --warmup-epochs or raise " + epochs_flag);
+    fail(std::string("--warmup-epochs ") + warmup + " is longer than " + epochs_flag + " " + std::to_string(epochs) +
+         "; lower --warmup-epochs or raise " + epochs_flag);
   }
   const int64_t total = steps_per_epoch * epochs;
   return LrSchedule{kind, std::llround(warmup_epochs * double(steps_per_epoch)), total};

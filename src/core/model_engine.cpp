@@ -68,8 +68,9 @@ void ModelEngine::set_data_parallel(Comm& comm) {
 }
 
 void ModelEngine::set_data_parallel_impl(Comm&) {
-  fail("--data-parallel: this engine does not train data-parallel (the CUDA engine waits for NCCL, docs/mpi.md); "
-       "use --device cpu or --device reference");
+  fail(
+      "--data-parallel: this engine does not train data-parallel (the CUDA engine waits for NCCL, docs/mpi.md); "
+      "use --device cpu or --device reference");
 }
 
 TrainStats ModelEngine::end_epoch() { return end_epoch_impl(); }
@@ -115,8 +116,8 @@ std::vector<float> ModelEngine::get_best() { return has_best_ ? get_best_impl() 
 
 void ModelEngine::set_best(const std::vector<float>& params) {
   if (int64_t(params.size()) != arch_.param_count)
-    fail("set_best: " + std::to_string(params.size()) + " values for a model of " +
-         std::to_string(arch_.param_count) + " parameters");
+    fail("set_best: " + std::to_string(params.size()) + " values for a model of " + std::to_string(arch_.param_count) +
+         " parameters");
   set_best_impl(params);
   has_best_ = true;
 }

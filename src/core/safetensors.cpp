@@ -145,15 +145,16 @@ bool read_unsigned_list(const json& value, std::vector<uint64_t>& out) {
 }
 
 // One header entry -> a TensorData with empty bytes, and where its bytes lie.
-TensorData parse_tensor_entry(const std::string& name, const json& entry, uint64_t data_size,
-                              const std::string& what, Extent& extent) {
+TensorData parse_tensor_entry(const std::string& name, const json& entry, uint64_t data_size, const std::string& what,
+                              Extent& extent) {
   const std::string where = what + ": tensor " + quote_name(name);
   if (!entry.is_object()) fail(where + ": header entry is " + entry.type_name() + ", expected an object");
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!entry.contains(key)) fail(where + ": header entry has no '" + key + "'");
   for (const auto& item : entry.items())
     if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets")
-      fail(where + ": unexpected key " + quote_name(item.key()) + " in its header entry (expected dtype, shape, data_offsets)");
+      fail(where + ": unexpected key " + quote_name(item.key()) +
+           " in its header entry (expected dtype, shape, data_offsets)");
 
   TensorData t;
   t.name = name;
@@ -175,7 +176,8 @@ TensorData parse_tensor_entry(const std::string& name, const json& entry, uint64
   std::vector<uint64_t> offsets;
   const json& offsets_json = entry["data_offsets"];
   if (!read_unsigned_list(offsets_json, offsets) || offsets.size() != 2 || offsets[0] > offsets[1])
-    fail(where + ": data_offsets " + excerpt(offsets_json) + " are not two non-decreasing non-negative integers [begin, end]");
+    fail(where + ": data_offsets " + excerpt(offsets_json) +
+         " are not two non-decreasing non-negative integers [begin, end]");
   if (offsets[1] > data_size)
     fail(where + ": data_offsets [" + std::to_string(offsets[0]) + ", " + std::to_string(offsets[1]) +
          "] run past the data section (" + std::to_string(data_size) + " bytes); truncated file?");
@@ -235,7 +237,8 @@ json parse_header_json(const uint8_t* begin, const uint8_t* end, const std::stri
   } catch (const json::exception& e) {  // e.g. a number too large for a double
     fail(what + ": malformed JSON header (" + std::to_string(end - begin) + " bytes): " + json_error_reason(e));
   }
-  if (!duplicate.empty()) fail(what + ": key " + quote_name(duplicate) + " appears twice in one object of the JSON header");
+  if (!duplicate.empty())
+    fail(what + ": key " + quote_name(duplicate) + " appears twice in one object of the JSON header");
   return header;
 }
 
@@ -282,8 +285,8 @@ TensorData TensorData::from_f32(const std::string& name, std::vector<int64_t> sh
 std::vector<float> TensorData::to_f32() const {
   if (dtype != DType::F32) fail("tensor " + quote_name(name) + " is " + dtype_name(dtype) + ", expected F32");
   if (bytes.size() != size_t(numel()) * sizeof(float))
-    fail("tensor " + quote_name(name) + " holds " + std::to_string(bytes.size()) + " bytes, its shape " + shape_text(shape) +
-         " x F32 needs " + std::to_string(size_t(numel()) * sizeof(float)));
+    fail("tensor " + quote_name(name) + " holds " + std::to_string(bytes.size()) + " bytes, its shape " +
+         shape_text(shape) + " x F32 needs " + std::to_string(size_t(numel()) * sizeof(float)));
   std::vector<float> out(static_cast<size_t>(numel()));
   if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
   return out;
@@ -317,7 +320,8 @@ std::vector<uint8_t> serialize_safetensors(const SafeTensors& st) {
     if (t.bytes.size() != expected)
       fail(where + ": holds " + std::to_string(t.bytes.size()) + " bytes, shape " + shape_text(t.shape) + " x " +
            dtype_name(t.dtype) + " needs " + std::to_string(expected));
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + expected}}};
+    header[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + expected}}};
     offset += expected;
   }
   std::string text;
@@ -411,7 +415,9 @@ SafeTensors load_safetensors(const std::string& path) {
   struct stat info {};
   const bool stat_ok = ::fstat(fd, &info) == 0;
   if (!stat_ok || !S_ISREG(info.st_mode)) {
-    const std::string reason = !stat_ok ? errno_text() : S_ISDIR(info.st_mode) ? "it is a directory" : "not a regular file";
+    const std::string reason = !stat_ok                ? errno_text()
+                               : S_ISDIR(info.st_mode) ? "it is a directory"
+                                                       : "not a regular file";
     ::close(fd);
     fail(path + ": cannot read safetensors file: " + reason);
   }

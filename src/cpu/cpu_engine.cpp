@@ -24,8 +24,7 @@ std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
-      return line.substr(line.find(':') + 2);
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
   return "unknown CPU";
 }
 
@@ -138,7 +137,7 @@ class CpuModelEngine final : public ModelEngine {
   int hint_width_ = 0;
   HintMapState hint_map_;
   std::vector<float> hint_grads_, hint_mapped_, hint_dmapped_, hint_dfeatures_;
-  Comm* comm_ = nullptr;        // set_data_parallel's ranks, or none
+  Comm* comm_ = nullptr;  // set_data_parallel's ranks, or none
   // Data-parallel: (param_count) gradient sum, then the step's loss and KL,
   // then how many ranks were asked to stop (kd/interrupt.h).
   std::vector<float> reduced_;
@@ -149,8 +148,8 @@ class CpuEngine final : public Engine {
   // fast = false: the reference ops (threads ignored: they run on one).
   CpuEngine(bool fast, int threads) : fast_(fast), threads_(fast ? resolve_cpu_threads(threads) : 1) {}
   std::string device_description() const override {
-    const std::string hw = cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) +
-                           " hardware threads)";
+    const std::string hw =
+        cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
     if (!fast_) return "CPU reference, one thread of " + hw;
     return "CPU fast engine, " + std::to_string(threads_) + (threads_ == 1 ? " thread of " : " threads of ") + hw +
            "; " + fast_conv_path();
@@ -186,15 +185,17 @@ class CpuEngine final : public Engine {
     // Another engine's model would read that engine's training split.
     auto* model = dynamic_cast<CpuModelEngine*>(&teacher);
     if (model == nullptr || &model->engine() != this)
-      fail("compute_soft_targets: the teacher was not created by this CPU engine; create it with this engine's "
-           "create_model");
+      fail(
+          "compute_soft_targets: the teacher was not created by this CPU engine; create it with this engine's "
+          "create_model");
     soft_targets_ = model->infer_all(SplitId::Train);
   }
   void use_online_teacher(ModelEngine& teacher) override {
     auto* model = dynamic_cast<CpuModelEngine*>(&teacher);
     if (model == nullptr || &model->engine() != this)
-      fail("use_online_teacher: the teacher was not created by this CPU engine; create it with this engine's "
-           "create_model");
+      fail(
+          "use_online_teacher: the teacher was not created by this CPU engine; create it with this engine's "
+          "create_model");
     online_teacher_ = model;
   }
   // Null unless use_online_teacher was called.
@@ -369,8 +370,7 @@ void CpuModelEngine::train_step_impl(int64_t begin, int b, const LossConfig& los
   ++epoch_.steps;
 }
 
-void CpuModelEngine::optimizer_update(float* params, const float* grads, float* m, float* v, int64_t n,
-                                      int64_t step) {
+void CpuModelEngine::optimizer_update(float* params, const float* grads, float* m, float* v, int64_t n, int64_t step) {
   if (settings_.optimizer == OptimizerKind::Adam) {
     ref::AdamParams adam = settings_.adam;
     adam.lr = scheduled_lr(adam.lr, step, settings_.lr_schedule);
@@ -391,8 +391,8 @@ double CpuModelEngine::hint_step(const float* teacher_features, int rows) {
   const float* w = hint_map_.params.data();
   const float* bias = w + int64_t(dt) * ds;
   model_.ops().dense_forward(features, w, bias, hint_mapped_.data(), rows, ds, dt, /*relu=*/false);
-  const double distance = ref::hint_loss(hint_mapped_.data(), teacher_features, hint_dmapped_.data(), nullptr, rows,
-                                         dt, settings_.hint.kind, settings_.hint.weight);
+  const double distance = ref::hint_loss(hint_mapped_.data(), teacher_features, hint_dmapped_.data(), nullptr, rows, dt,
+                                         settings_.hint.kind, settings_.hint.weight);
   model_.ops().dense_backward(features, w, hint_dmapped_.data(), hint_dfeatures_.data(), hint_grads_.data(),
                               hint_grads_.data() + int64_t(dt) * ds, rows, ds, dt);
   return distance;
@@ -468,6 +468,8 @@ LatencyRecord CpuModelEngine::measure_latency_impl(int batch, int repeats) {
 }  // namespace
 
 std::unique_ptr<Engine> make_cpu_engine() { return std::make_unique<CpuEngine>(/*fast=*/false, 1); }
-std::unique_ptr<Engine> make_fast_cpu_engine(int threads) { return std::make_unique<CpuEngine>(/*fast=*/true, threads); }
+std::unique_ptr<Engine> make_fast_cpu_engine(int threads) {
+  return std::make_unique<CpuEngine>(/*fast=*/true, threads);
+}
 
 }  // namespace kd

@@ -93,10 +93,9 @@ int64_t CpuModel::activation_bytes(const Arch& arch, int max_batch) {
   return LayerPlan(arch).activation_bytes(max_batch, true);
 }
 
-const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step,
-                               int64_t first_row) {
-  if (b < 1 || b > max_batch_) fail("CpuModel::forward: batch " + std::to_string(b) + " outside [1, " +
-                                    std::to_string(max_batch_) + "]");
+const float* CpuModel::forward(const float* x, int b, bool training, uint64_t seed, uint64_t step, int64_t first_row) {
+  if (b < 1 || b > max_batch_)
+    fail("CpuModel::forward: batch " + std::to_string(b) + " outside [1, " + std::to_string(max_batch_) + "]");
   last_b_ = b;
   std::copy(x, x + size_t(b) * arch_.input.size(), input_.begin());
   const float* in = input_.data();
@@ -118,9 +117,7 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
         }
         ops_->conv_forward(in, w, w + l.weight_count, out, conv_shape(l, b), relu_next, input_layout(i), layout_[i]);
         break;
-      case LayerKind::Dense:
-        ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next);
-        break;
+      case LayerKind::Dense: ops_->dense_forward(in, w, w + l.weight_count, out, b, l.in.c, l.out, relu_next); break;
       case LayerKind::Relu:
         if (!plan_.relu_fused(i)) ops_->relu_forward(in, out, n_out);  // fused: applied by the previous layer
         break;
@@ -143,8 +140,8 @@ const float* CpuModel::forward(const float* x, int b, bool training, uint64_t se
 }
 
 void CpuModel::backward(const float* dlogits, int b, const float* dlast_input) {
-  if (b != last_b_) fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " +
-                         std::to_string(last_b_));
+  if (b != last_b_)
+    fail("CpuModel::backward: batch " + std::to_string(b) + " != last forward's " + std::to_string(last_b_));
   // grads_ needs no clearing: every conv and dense backward overwrites its dw and db.
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
@@ -194,8 +191,7 @@ void CpuModel::backward(const float* dlogits, int b, const float* dlast_input) {
         // Backward only follows a training forward, which drew the mask.
         ops_->dropout_backward(dy, masks_[i].data(), dx, n_in, l.drop);
         break;
-      case LayerKind::Flatten:
-        continue;  // the gradient passes through unchanged, in place
+      case LayerKind::Flatten: continue;  // the gradient passes through unchanged, in place
     }
     if (dlast_input != nullptr && i + 1 == arch_.layers.size() && need_dx)
       for (int64_t k = 0; k < n_in; ++k) dx[k] += dlast_input[k];

@@ -29,8 +29,8 @@ constexpr uint8_t kIdxTypeU8 = 0x08;
 // like so that a swapped pair gets a hint instead of a bare "wrong rank".
 struct IdxKind {
   int rank;
-  const char* noun;        // "image", "label"
-  const char* shape;       // "N x H x W"
+  const char* noun;   // "image", "label"
+  const char* shape;  // "N x H x W"
   int other_rank;
   const char* other_noun;
 };
@@ -110,7 +110,8 @@ std::vector<uint32_t> parse_idx_header(const std::vector<uint8_t>& bytes, const 
   if (uint64_t(bytes.size()) != expected_bytes)
     fail(what + ": size mismatch: the header (" + join_dims(dims) + ") needs " + std::to_string(expected_bytes) +
          " bytes including its " + std::to_string(header_bytes) + "-byte header, but the file holds " +
-         std::to_string(bytes.size()) + (uint64_t(bytes.size()) < expected_bytes ? " (truncated?)" : " (trailing data?)"));
+         std::to_string(bytes.size()) +
+         (uint64_t(bytes.size()) < expected_bytes ? " (truncated?)" : " (trailing data?)"));
   return dims;
 }
 
@@ -205,8 +206,8 @@ std::vector<uint8_t> parse_idx_labels(const std::vector<uint8_t>& bytes, const s
 void attach_labels(Dataset& d, std::vector<uint8_t> labels, const std::string& images_path,
                    const std::string& labels_path) {
   if (int64_t(labels.size()) != d.n)
-    fail("image/label count mismatch: " + images_path + " holds " + std::to_string(d.n) + " images but " +
-         labels_path + " holds " + std::to_string(labels.size()) + " labels");
+    fail("image/label count mismatch: " + images_path + " holds " + std::to_string(d.n) + " images but " + labels_path +
+         " holds " + std::to_string(labels.size()) + " labels");
   d.labels = std::move(labels);
   d.num_classes = d.labels.empty() ? 0 : 1 + *std::max_element(d.labels.begin(), d.labels.end());
 }

@@ -76,7 +76,8 @@ std::vector<ImageFile> class_images(const fs::path& class_dir, uint8_t label) {
     return da != db ? da < db : a.path.filename().string() < b.path.filename().string();
   });
   if (files.empty())
-    fail(class_dir.string() + ": class folder holds no images (.png, .jpg, .jpeg, .bmp); add some or remove the folder");
+    fail(class_dir.string() +
+         ": class folder holds no images (.png, .jpg, .jpeg, .bmp); add some or remove the folder");
   return files;
 }
 
@@ -90,8 +91,9 @@ Listing list_folder(const fs::path& root) {
   const fs::path train_dir = root / "train", test_dir = root / "test";
   std::error_code ec;
   if (!fs::is_directory(train_dir, ec))
-    fail(train_dir.string() + ": missing folder: an image folder dataset needs train/<class>/*.png|jpg|bmp and "
-                              "test/<class>/*");
+    fail(train_dir.string() +
+         ": missing folder: an image folder dataset needs train/<class>/*.png|jpg|bmp and "
+         "test/<class>/*");
   if (!fs::is_directory(test_dir, ec))
     fail(test_dir.string() + ": missing folder: an image folder dataset needs test/<class>/* beside train/");
   Listing l;
@@ -155,9 +157,8 @@ Decoded decode(const ImageFile& f, const DataOptions& options) {
     fail(f.path.string() + ": cannot decode image (" + stbi_failure_reason() + "): not a PNG, JPEG or BMP?");
   // Grey and grey + alpha give 1 channel, RGB and RGBA 3: stb drops the alpha.
   const int c = file_channels <= 2 ? 1 : 3;
-  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(bytes.data(), len, &w, &h,
-                                                                               &file_channels, c),
-                                                         stbi_image_free);
+  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(bytes.data(), len, &w, &h, &file_channels, c), stbi_image_free);
   if (!pixels) fail(f.path.string() + ": cannot decode image (" + stbi_failure_reason() + "): truncated or corrupt?");
   Decoded d{h, w, c, {}};
   const bool resize = options.image_h > 0 && (h != options.image_h || w != options.image_w);
@@ -259,9 +260,8 @@ bool read_cache(const fs::path& cache, const Listing& l, TrainTest& t) {
     return false;
   }
   auto labels_match = [](const Dataset& d, const std::vector<ImageFile>& files) {
-    return d.labels.size() == files.size() &&
-           std::equal(files.begin(), files.end(), d.labels.begin(),
-                      [](const ImageFile& f, uint8_t y) { return f.label == y; });
+    return d.labels.size() == files.size() && std::equal(files.begin(), files.end(), d.labels.begin(),
+                                                         [](const ImageFile& f, uint8_t y) { return f.label == y; });
   };
   return labels_match(t.train, l.train) && labels_match(t.test, l.test) && t.test.c == t.train.c &&
          t.test.h == t.train.h && t.test.w == t.train.w;
@@ -288,8 +288,8 @@ std::string write_cache(const fs::path& cache, const TrainTest& t) {
   try {  // best effort: a cache left behind costs only disk space
     for (const fs::directory_entry& e : fs::directory_iterator(cache.parent_path())) {
       const std::string name = e.path().filename().string();
-      const bool old_cache = name.rfind(kCachePrefix, 0) == 0 && name.size() == sizeof kCachePrefix - 1 + 16 &&
-                             e.path() != cache;
+      const bool old_cache =
+          name.rfind(kCachePrefix, 0) == 0 && name.size() == sizeof kCachePrefix - 1 + 16 && e.path() != cache;
       if (old_cache) fs::remove_all(e.path(), ec);
     }
   } catch (const fs::filesystem_error&) {

@@ -158,8 +158,8 @@ class HeaderDict {
 // header's elements after data_offset.
 NpyHeader parse_npy_header(const std::vector<uint8_t>& bytes, const std::string& what) {
   if (bytes.size() < kMagicSize + 2 || std::memcmp(bytes.data(), kMagic, kMagicSize) != 0)
-    fail(what + ": not a .npy file: it does not start with the magic \"\\x93NUMPY\" (" +
-         std::to_string(bytes.size()) + " bytes); save it with numpy.save");
+    fail(what + ": not a .npy file: it does not start with the magic \"\\x93NUMPY\" (" + std::to_string(bytes.size()) +
+         " bytes); save it with numpy.save");
   const int major = bytes[6], minor = bytes[7];
   if (major < 1 || major > 3 || minor != 0)
     fail(what + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
@@ -198,8 +198,9 @@ NpyHeader parse_npy_header(const std::vector<uint8_t>& bytes, const std::string&
     fail(what + ": big-endian dtype '" + h.descr + "' is not supported; save it little-endian: numpy.save(path, " +
          "arr.astype('<" + h.descr.substr(1) + "'))");
   if (fortran_order)
-    fail(what + ": Fortran-order array (fortran_order: True) is not supported; save it in C order: "
-                "numpy.save(path, numpy.ascontiguousarray(arr))");
+    fail(what +
+         ": Fortran-order array (fortran_order: True) is not supported; save it in C order: "
+         "numpy.save(path, numpy.ascontiguousarray(arr))");
 
   uint64_t data_bytes = uint64_t(h.itemsize);
   for (int64_t d : h.shape)
@@ -230,7 +231,8 @@ Dataset parse_npy_images(const std::vector<uint8_t>& bytes, bool channels_last, 
   const NpyHeader h = parse_npy_header(bytes, what);
   const std::string got = "shape " + shape_text(h.shape) + " of '" + h.descr + "'";
   if (h.descr.substr(1) != "u1" && h.descr.substr(1) != "f4")
-    fail(what + ": images of dtype '" + h.descr + "' are not supported; kdtrain accepts uint8 (0-255) or float32 in "
+    fail(what + ": images of dtype '" + h.descr +
+         "' are not supported; kdtrain accepts uint8 (0-255) or float32 in "
          "[0, 1]: convert with arr.astype('u1') or (arr / 255).astype('<f4')");
   const size_t rank = h.shape.size();
   if (rank != 3 && rank != 4)
@@ -301,9 +303,9 @@ std::vector<uint8_t> parse_npy_labels(const std::vector<uint8_t>& bytes, const s
     const int64_t v = integer_at(data, h, i);
     // An unsigned u8 above INT64_MAX reads as negative: say it as written.
     if (v < 0 || v > 255)
-      fail(what + ": label " +
-           (h.kind == 'u' && v < 0 ? std::to_string(uint64_t(v)) : std::to_string(v)) + " at index " +
-           std::to_string(i) + " is outside 0..255; labels are class indices 0, 1, ... (at most 256 classes)");
+      fail(what + ": label " + (h.kind == 'u' && v < 0 ? std::to_string(uint64_t(v)) : std::to_string(v)) +
+           " at index " + std::to_string(i) +
+           " is outside 0..255; labels are class indices 0, 1, ... (at most 256 classes)");
     labels[i] = uint8_t(v);
   }
   return labels;
@@ -334,8 +336,8 @@ std::vector<uint8_t> npy_bytes_u8(const std::vector<int64_t>& shape, const std::
   header.append(63 - (prelude + header.size()) % 64, ' ');
   header += '\n';
   // magic, version 1.0, u16 little-endian header length
-  const std::string prelude_bytes = std::string(kMagic, kMagicSize) + '\x01' + '\x00' +
-                                    char(header.size() & 0xff) + char(header.size() >> 8);
+  const std::string prelude_bytes =
+      std::string(kMagic, kMagicSize) + '\x01' + '\x00' + char(header.size() & 0xff) + char(header.size() >> 8);
   std::vector<uint8_t> out(prelude_bytes.begin(), prelude_bytes.end());
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), values.begin(), values.end());

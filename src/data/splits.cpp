@@ -81,7 +81,9 @@ TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
   // An option that the detected format has no use for is refused, not
   // ignored: the user meant it for data that is not there.
   const auto refuse = [&](bool given, const char* flag, const char* format, const char* only) {
-    if (given) fail(std::string(flag) + ": " + dir + " holds " + format + " files; the flag applies to " + only + " only, drop it");
+    if (given)
+      fail(std::string(flag) + ": " + dir + " holds " + format + " files; the flag applies to " + only +
+           " only, drop it");
   };
   const bool channels_last = options.channels_last, resize = options.image_h > 0;
   if (fs::exists(root / "train-images-idx3-ubyte", ec) || fs::exists(root / "train-images-idx3-ubyte.gz", ec)) {
@@ -100,10 +102,11 @@ TrainTest load_dataset_dir(const std::string& dir, const DataOptions& options) {
     return labelled(std::move(t), "image folder");
   }
   if (!fs::is_directory(root, ec)) fail(dir + ": missing data directory; run data/fetch.sh or pass --data DIR");
-  fail(dir + ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
-             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), or NumPy files (train_images.npy, "
-             "train_labels.npy, test_images.npy, test_labels.npy), or an image folder (train/<class>/*.png|jpg|bmp, "
-             "test/<class>/*)");
+  fail(dir +
+       ": no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte, "
+       "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), or NumPy files (train_images.npy, "
+       "train_labels.npy, test_images.npy, test_labels.npy), or an image folder (train/<class>/*.png|jpg|bmp, "
+       "test/<class>/*)");
 }
 
 Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
@@ -116,8 +119,8 @@ Splits split_train_test(TrainTest data, int64_t val_size, int64_t train_limit) {
   Splits s;
   s.test = std::move(data.test);
   if (s.test.c != train_file.c || s.test.h != train_file.h || s.test.w != train_file.w)
-    fail(data.test_images + ": images are " + s.test.size_text() + " but the training images in " +
-         data.train_images + " are " + train_file.size_text() + "; both must hold images of one size");
+    fail(data.test_images + ": images are " + s.test.size_text() + " but the training images in " + data.train_images +
+         " are " + train_file.size_text() + "; both must hold images of one size");
   // A class the model never trains on cannot be scored fairly; a test label
   // past the training classes means the two files do not belong together.
   if (s.test.num_classes > train_file.num_classes) {

@@ -70,8 +70,9 @@ class CudaEngine final : public Engine {
     // Another engine's model would read that engine's training split on that
     // engine's stream, which the synchronisation below does not wait for.
     if (model == nullptr || &model->context() != &context_)
-      fail("compute_soft_targets: the teacher was not created by this CUDA engine; create it with this engine's "
-           "create_model");
+      fail(
+          "compute_soft_targets: the teacher was not created by this CUDA engine; create it with this engine's "
+          "create_model");
     model->infer_split(SplitId::Train, context_.soft_targets_for(int(model->arch().output.size())));
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // the phase's wall time includes the work
   }
@@ -79,8 +80,9 @@ class CudaEngine final : public Engine {
   void use_online_teacher(ModelEngine& teacher) override {
     auto* model = dynamic_cast<cuda::CudaModel*>(&teacher);
     if (model == nullptr || &model->context() != &context_)
-      fail("use_online_teacher: the teacher was not created by this CUDA engine; create it with this engine's "
-           "create_model");
+      fail(
+          "use_online_teacher: the teacher was not created by this CUDA engine; create it with this engine's "
+          "create_model");
     context_.set_online_teacher(model);
   }
 

@@ -97,12 +97,12 @@ MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, cons
   // params_, grads_, moments, best_; order_, epoch_loss_, epoch_kl_ (train n each); mixup's epoch_draws_
   need.state = (3 + moments) * p * f + train_n * (int64_t(sizeof(int32_t)) + 2 * f) +
                (settings.mixup > 0 ? mixup_steps(train_n, settings.batch_size) * int64_t(sizeof(MixupDraw)) : 0);
-  const bool conv = std::any_of(arch.layers.begin(), arch.layers.end(),
-                                [](const Layer& l) { return l.kind == LayerKind::Conv; });
+  const bool conv =
+      std::any_of(arch.layers.begin(), arch.layers.end(), [](const Layer& l) { return l.kind == LayerKind::Conv; });
   need.workspace = conv ? kConvWorkspaceAllowance : 0;
   // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row), mixup's partner_labels_
-  need.train_activations = net.activation_bytes(settings.batch_size, true) +
-                           int64_t(settings.batch_size) * (settings.mixup > 0 ? 20 : 16);
+  need.train_activations =
+      net.activation_bytes(settings.batch_size, true) + int64_t(settings.batch_size) * (settings.mixup > 0 ? 20 : 16);
   if (settings.hint.on()) {  // the map, its gradient and moments; mapped features, gradients, distances per row
     const int64_t dt = settings.hint.teacher_width, ds = hint_feature_width(arch, "student");
     need.state += (2 + moments) * hint_map_param_count(int(ds), int(dt)) * f + train_n * f;
@@ -159,18 +159,16 @@ void CudaModel::keep_best_impl() {
     KD_CUDA_CHECK(cudaStreamSynchronize(context_.stream()));  // allocating may not overtake queued steps
     best_.allocate(params_.size(), "best epoch's parameters (--select best)");
   }
-  KD_CUDA_CHECK(cudaMemcpyAsync(best_.data(), params_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
-                                context_.stream()));
+  KD_CUDA_CHECK(
+      cudaMemcpyAsync(best_.data(), params_.data(), params_.bytes(), cudaMemcpyDeviceToDevice, context_.stream()));
 }
 
 void CudaModel::restore_best_impl() {
-  KD_CUDA_CHECK(cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes(), cudaMemcpyDeviceToDevice,
-                                context_.stream()));
+  KD_CUDA_CHECK(
+      cudaMemcpyAsync(params_.data(), best_.data(), params_.bytes(), cudaMemcpyDeviceToDevice, context_.stream()));
 }
 
-std::vector<float> CudaModel::get_best_impl() {
-  return download_packed(net_.layout(), best_, context_.stream());
-}
+std::vector<float> CudaModel::get_best_impl() { return download_packed(net_.layout(), best_, context_.stream()); }
 
 void CudaModel::set_best_impl(const std::vector<float>& params) {
   if (best_.size() != params_.size()) {
@@ -286,9 +284,10 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
   const CudaNetwork::BatchPlan& plan = net_.plan(b, PlanUse::Training);
   if (!cursor_placed_) {
     if (settings_.mixup > 0 && begin % settings_.batch_size != 0)
-      fail("train_step: with mixup the CUDA engine reads each batch's draw by batch number, so an epoch must "
-           "resume at a multiple of the batch size " + std::to_string(settings_.batch_size) + ", got begin = " +
-           std::to_string(begin));
+      fail(
+          "train_step: with mixup the CUDA engine reads each batch's draw by batch number, so an epoch must "
+          "resume at a multiple of the batch size " +
+          std::to_string(settings_.batch_size) + ", got begin = " + std::to_string(begin));
     start_epoch_cursor(cursor_.data(), epoch_step_.data(), begin, stream);
     cursor_placed_ = true;
     // Here, not in begin_epoch: set_optim_state may move the step count in
@@ -307,8 +306,8 @@ void CudaModel::train_step_impl(int64_t begin, int b, const LossConfig& loss) {
     enqueue_train_step(plan, b, loss);
   } else {
     std::string why;
-    std::optional<CudaGraph> captured =
-        CudaGraph::try_capture(stream, [&] { enqueue_train_step(plan, b, loss); }, why);
+    std::optional<CudaGraph> captured = CudaGraph::try_capture(
+        stream, [&] { enqueue_train_step(plan, b, loss); }, why);
     if (captured) {
       graphs_.emplace(key, std::move(*captured)).first->second.launch(stream);
     } else {
@@ -342,14 +341,14 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
                            train_labels_.data(), partner_labels_.data(), b, in.h, in.w, context_.normalization(),
                            settings_.augment, settings_.seed, epoch_number_.data(), step_draw_.data(), stream);
   } else {
-    augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(),
-                             train_acts_.input.data(), train_labels_.data(), b, in.h, in.w, context_.normalization(),
-                             settings_.augment, settings_.seed, epoch_number_.data(), stream);
+    augment_gather_normalize(train.images.data(), train.labels.data(), train_samples_.data(), train_acts_.input.data(),
+                             train_labels_.data(), b, in.h, in.w, context_.normalization(), settings_.augment,
+                             settings_.seed, epoch_number_.data(), stream);
   }
   CudaModel* const online = distill || hint ? context_.online_teacher() : nullptr;
   // The teacher sees exactly the student's (augmented) batch; its rows are the batch's, in order.
-  const float* online_logits = online != nullptr ? online->enqueue_online_logits(train_acts_.input.data(), b, stream)
-                                                 : nullptr;
+  const float* online_logits =
+      online != nullptr ? online->enqueue_online_logits(train_acts_.input.data(), b, stream) : nullptr;
   const float* logits = net_.forward(params_.data(), train_acts_, plan, b, step_counter_.data(), stream);
 
   SoftmaxKlArgs args;
@@ -379,8 +378,8 @@ void CudaModel::enqueue_train_step(const CudaNetwork::BatchPlan& plan, int b, co
   net_.backward(params_.data(), grads_.data(), train_acts_, plan, b, stream, hint ? hint_dfeatures_.data() : nullptr);
   const int64_t n = int64_t(params_.size());  // the gaps of the aligned layout too: their gradients are 0
   if (settings_.optimizer == OptimizerKind::Adam)
-    adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam,
-              settings_.lr_schedule, step_counter_.data(), stream);
+    adam_step(params_.data(), grads_.data(), moment1_.data(), moment2_.data(), n, settings_.adam, settings_.lr_schedule,
+              step_counter_.data(), stream);
   else
     sgd_momentum_step(params_.data(), grads_.data(), moment1_.data(), n, settings_.sgd, settings_.lr_schedule,
                       step_counter_.data(), stream);

@@ -33,8 +33,7 @@ namespace kd::cuda {
 class CudaModel final : public ModelEngine {
  public:
   // params: (arch.param_count) initial parameters; optimiser state starts at zero.
-  CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params,
-            const TrainSettings& settings);
+  CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params, const TrainSettings& settings);
   ~CudaModel() override;
   // What the constructor and the first training, evaluation and latency
   // calls allocate for (arch, settings), computed without allocating.
@@ -80,8 +79,8 @@ class CudaModel final : public ModelEngine {
   // to the largest batch asked for.
   struct InferenceBuffers {
     CudaNetwork::Activations acts;
-    DeviceBuffer<int32_t> labels;   // (capacity)
-    DeviceBuffer<float> row_loss;   // (capacity)
+    DeviceBuffer<int32_t> labels;  // (capacity)
+    DeviceBuffer<float> row_loss;  // (capacity)
   };
   // (batch size, temperature, alpha, soft targets read) of a captured step.
   using GraphKey = std::tuple<int, float, float, const float*>;
@@ -115,23 +114,23 @@ class CudaModel final : public ModelEngine {
   // Training batch (settings.batch_size).
   CudaNetwork::Activations train_acts_;
   DeviceBuffer<int32_t> train_samples_, train_labels_;  // (batch) training-split indices, labels
-  DeviceBuffer<float> row_loss_, row_kl_;                // (batch)
-  DeviceBuffer<float> step_means_;                       // (3) this step's mean loss, mean KL, mean hint
-  DeviceBuffer<int32_t> partner_labels_;                 // (batch) mixup: each row's partner's label
-  DeviceBuffer<MixupDraw> step_draw_;                    // (1) mixup: this step's draw, taken in the graph
+  DeviceBuffer<float> row_loss_, row_kl_;               // (batch)
+  DeviceBuffer<float> step_means_;                      // (3) this step's mean loss, mean KL, mean hint
+  DeviceBuffer<int32_t> partner_labels_;                // (batch) mixup: each row's partner's label
+  DeviceBuffer<MixupDraw> step_draw_;                   // (1) mixup: this step's draw, taken in the graph
 
   // The epoch: order and device cursor, per-step losses, host bookkeeping.
-  DeviceBuffer<int32_t> order_;           // (capacity) this epoch's sample order
+  DeviceBuffer<int32_t> order_;                // (capacity) this epoch's sample order
   DeviceBuffer<float> epoch_loss_, epoch_kl_;  // (capacity) per step of the epoch
   DeviceBuffer<float> epoch_hint_;             // (capacity) per step of the epoch, with a hint only
-  DeviceBuffer<int64_t> cursor_;          // (1) position in order_ of the next step's batch
-  DeviceBuffer<int32_t> epoch_step_;      // (1) steps recorded this epoch
-  DeviceBuffer<uint64_t> epoch_number_;   // (1) 1-based, keys the augmentation (read inside the graph)
-  DeviceBuffer<MixupDraw> epoch_draws_;   // (batches of capacity) mixup: each batch's draw, by batch number
+  DeviceBuffer<int64_t> cursor_;               // (1) position in order_ of the next step's batch
+  DeviceBuffer<int32_t> epoch_step_;           // (1) steps recorded this epoch
+  DeviceBuffer<uint64_t> epoch_number_;        // (1) 1-based, keys the augmentation (read inside the graph)
+  DeviceBuffer<MixupDraw> epoch_draws_;        // (batches of capacity) mixup: each batch's draw, by batch number
   bool cursor_placed_ = false;
   int64_t epoch_steps_ = 0, epoch_first_step_ = 0;
-  std::set<GraphKey> ran_eagerly_;        // keys whose first step has run (Graph execution)
-  std::set<GraphKey> uncapturable_;       // keys whose capture failed: always eager
+  std::set<GraphKey> ran_eagerly_;   // keys whose first step has run (Graph execution)
+  std::set<GraphKey> uncapturable_;  // keys whose capture failed: always eager
   std::map<GraphKey, CudaGraph> graphs_;
 
   // The hint (settings_.hint on; else all empty): the map (packed as
@@ -144,7 +143,7 @@ class CudaModel final : public ModelEngine {
   DeviceBuffer<float> hint_mapped_, hint_dmapped_, hint_dfeatures_, row_hint_;
 
   InferenceBuffers inference_;
-  CudaNetwork::Activations online_acts_;  // (settings.batch_size) once prepare_online ran
+  CudaNetwork::Activations online_acts_;           // (settings.batch_size) once prepare_online ran
   DeviceBuffer<float> eval_batch_mean_;            // (1)
   DeviceBuffer<double> eval_loss_sum_;             // (1) sum over batches of mean CE * b
   DeviceBuffer<unsigned long long> eval_correct_;  // (1)

@@ -148,19 +148,13 @@ const float* CudaNetwork::forward(const float* params, Activations& a, const Bat
     const int64_t n_out = int64_t(b) * l.out_shape.size();
     if (!layer_plan_.is_view(i, a.training)) {
       switch (l.kind) {
-        case LayerKind::Conv:
-          plan.conv[i]->forward(in, w, bias, out, role.relu_in_epilogue, stream);
-          break;
+        case LayerKind::Conv: plan.conv[i]->forward(in, w, bias, out, role.relu_in_epilogue, stream); break;
         case LayerKind::Dense:
           dense_forward(context_.dense(), plan.dense[i], in, w, bias, out, b, l.in.c, l.out, role.relu_in_epilogue,
                         stream);
           break;
-        case LayerKind::Relu:
-          relu_forward(in, out, n_out, stream);
-          break;
-        case LayerKind::MaxPool:
-          maxpool2x2_forward(in, out, a.mask[i], b, l.in.c, l.in.h, l.in.w, stream);
-          break;
+        case LayerKind::Relu: relu_forward(in, out, n_out, stream); break;
+        case LayerKind::MaxPool: maxpool2x2_forward(in, out, a.mask[i], b, l.in.c, l.in.h, l.in.w, stream); break;
         case LayerKind::Dropout:
           dropout_forward(in, out, a.mask[i], n_out, l.drop, role.dropout_key, step, stream);
           break;
@@ -193,18 +187,12 @@ void CudaNetwork::backward(const float* params, float* grads, Activations& a, co
         if (role.needs_dx) plan.conv[i]->backward_data(dy, w, dx, stream);
         break;
       case LayerKind::Dense:
-        dense_backward(context_.dense(), plan.dense[i], x, w, dy, role.needs_dx ? dx : nullptr, role.dx_masked, dw,
-                       db, b, l.in.c, l.out, stream);
+        dense_backward(context_.dense(), plan.dense[i], x, w, dy, role.needs_dx ? dx : nullptr, role.dx_masked, dw, db,
+                       b, l.in.c, l.out, stream);
         break;
-      case LayerKind::Relu:
-        relu_backward(a.out[i], dy, dx, n_in, stream);
-        break;
-      case LayerKind::MaxPool:
-        maxpool2x2_backward(dy, a.mask[i], dx, b, l.in.c, l.in.h, l.in.w, stream);
-        break;
-      case LayerKind::Dropout:
-        dropout_backward(dy, a.mask[i], dx, n_in, l.drop, stream);
-        break;
+      case LayerKind::Relu: relu_backward(a.out[i], dy, dx, n_in, stream); break;
+      case LayerKind::MaxPool: maxpool2x2_backward(dy, a.mask[i], dx, b, l.in.c, l.in.h, l.in.w, stream); break;
+      case LayerKind::Dropout: dropout_backward(dy, a.mask[i], dx, n_in, l.drop, stream); break;
       case LayerKind::Flatten:  // skipped above
         break;
     }

@@ -42,7 +42,7 @@ class CudaNetwork {
   struct Activations {
     bool training = false;
     int capacity = 0;
-    DeviceBuffer<float> input;      // (capacity, arch.input.size()) normalised images
+    DeviceBuffer<float> input;  // (capacity, arch.input.size()) normalised images
     std::vector<float*> out;
     std::vector<uint8_t*> mask;
     // training only, (capacity, widest layer) each: dL/dlogits on entry to
@@ -92,8 +92,8 @@ class CudaNetwork {
   // between tensors are not written). dlast_input: (b, last layer's input
   // size) or null, a gradient with respect to last_layer_input() from outside
   // the network (the hint), added to the one flowing back from the logits.
-  void backward(const float* params, float* grads, Activations& a, const BatchPlan& plan, int b,
-                cudaStream_t stream, const float* dlast_input = nullptr) const;
+  void backward(const float* params, float* grads, Activations& a, const BatchPlan& plan, int b, cudaStream_t stream,
+                const float* dlast_input = nullptr) const;
 
  private:
   // How layer i runs; see the file comment.

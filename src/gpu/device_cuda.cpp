@@ -28,8 +28,8 @@ void throw_cuda_error(cudaError_t status, const char* call, const char* file, in
     case cudaErrorInsufficientDriver: hint = " No usable GPU: run with --device cpu."; break;
     default: break;
   }
-  throw Error(where(call, file, line) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) +
-              ")." + hint);
+  throw Error(where(call, file, line) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")." +
+              hint);
 }
 
 void throw_library_error(const char* library, int status, const char* reason, const char* call, const char* file,
@@ -55,8 +55,7 @@ int interpret_device_count(cudaError_t status, int count, int driver_version, in
   if (status == cudaErrorInsufficientDriver)
     what += "Install an NVIDIA driver that supports CUDA " + version(runtime_version) +
             " (or rebuild against the driver's CUDA version), or run with --device cpu.";
-  else
-    what += "Check nvidia-smi and that no other process holds the GPU in exclusive mode, or run with --device cpu.";
+  else what += "Check nvidia-smi and that no other process holds the GPU in exclusive mode, or run with --device cpu.";
   throw Error(what);
 }
 
@@ -91,9 +90,8 @@ void* checked_malloc(size_t bytes, const std::string& what) {
     cudaGetLastError();
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
-    std::string msg = "cudaMalloc of " + format_bytes(bytes) + " for " + what + " failed: " +
-                      cudaGetErrorName(status) + " (" + format_bytes(free_bytes) + " free of " +
-                      format_bytes(total_bytes) + ").";
+    std::string msg = "cudaMalloc of " + format_bytes(bytes) + " for " + what + " failed: " + cudaGetErrorName(status) +
+                      " (" + format_bytes(free_bytes) + " free of " + format_bytes(total_bytes) + ").";
     if (status == cudaErrorMemoryAllocation) msg += " Try a smaller --batch-size.";
     throw Error(msg);
   }

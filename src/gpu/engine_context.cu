@@ -75,7 +75,8 @@ const DeviceSplit& EngineContext::split(SplitId id) const {
 
 float* EngineContext::soft_targets_for(int classes) {
   const size_t count = size_t(split(SplitId::Train).n) * size_t(classes);
-  if (soft_targets_.size() != count) soft_targets_.allocate(count, "soft targets (teacher logits of the training split)");
+  if (soft_targets_.size() != count)
+    soft_targets_.allocate(count, "soft targets (teacher logits of the training split)");
   soft_target_classes_ = classes;
   return soft_targets_.data();
 }

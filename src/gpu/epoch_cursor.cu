@@ -57,8 +57,7 @@ void take_step_draw(const MixupDraw* epoch_draws, const int64_t* cursor, int bat
 
 void finish_step(const float* loss, const float* kl, const float* hint, float* epoch_loss, float* epoch_kl,
                  float* epoch_hint, int32_t* epoch_step, int64_t* cursor, int b, cudaStream_t stream) {
-  launch(finish_step_kernel, 1, 1, 0, stream, loss, kl, hint, epoch_loss, epoch_kl, epoch_hint, epoch_step, cursor,
-         b);
+  launch(finish_step_kernel, 1, 1, 0, stream, loss, kl, hint, epoch_loss, epoch_kl, epoch_hint, epoch_step, cursor, b);
   KD_CUDA_CHECK_LAUNCH(finish_step_kernel);
 }
 

@@ -28,8 +28,7 @@ std::vector<float> ParamLayout::to_device(const std::vector<float>& packed) cons
     fail("ParamLayout: " + std::to_string(packed.size()) + " parameters for a model of " +
          std::to_string(packed_count_));
   std::vector<float> device(size_t(count_), 0.0f);
-  for (const Segment& s : segments_)
-    std::copy_n(packed.begin() + s.packed, s.count, device.begin() + s.device);
+  for (const Segment& s : segments_) std::copy_n(packed.begin() + s.packed, s.count, device.begin() + s.device);
   return device;
 }
 
@@ -38,8 +37,7 @@ std::vector<float> ParamLayout::to_packed(const std::vector<float>& device) cons
   if (int64_t(device.size()) != count_)
     fail("ParamLayout: " + std::to_string(device.size()) + " device values for a layout of " + std::to_string(count_));
   std::vector<float> packed(static_cast<size_t>(packed_count_));
-  for (const Segment& s : segments_)
-    std::copy_n(device.begin() + s.device, s.count, packed.begin() + s.packed);
+  for (const Segment& s : segments_) std::copy_n(device.begin() + s.device, s.count, packed.begin() + s.packed);
   return packed;
 }
 

@@ -91,8 +91,8 @@ onnx::ModelProto build_model(const Arch& arch, const std::vector<float>& params,
 
   std::map<std::string, std::string> props = metadata;
   props["arch"] = arch.text;
-  props["input"] = std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" +
-                   std::to_string(arch.input.w);
+  props["input"] =
+      std::to_string(arch.input.c) + "x" + std::to_string(arch.input.h) + "x" + std::to_string(arch.input.w);
   props["classes"] = std::to_string(arch.output.size());
   props["input_name"] = kOnnxInputName;
   props["input_format"] = kInputConvention;
@@ -196,10 +196,10 @@ void export_model_file(const std::string& model_path, const std::string& onnx_pa
   const fs::path out(onnx_path);
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   std::error_code ec;
-  if (fs::is_directory(out, ec)) fail("--onnx: " + onnx_path + " is a directory; name the file, e.g. " +
-                                      (out / "model.onnx").string());
-  if (!fs::is_directory(dir, ec)) fail("--onnx: cannot write " + onnx_path + ": directory " + dir.string() +
-                                       " does not exist");
+  if (fs::is_directory(out, ec))
+    fail("--onnx: " + onnx_path + " is a directory; name the file, e.g. " + (out / "model.onnx").string());
+  if (!fs::is_directory(dir, ec))
+    fail("--onnx: cannot write " + onnx_path + ": directory " + dir.string() + " does not exist");
   const ModelFile model = load_model_file(model_path);
   try {
     export_onnx(onnx_path, model.arch, model.params, *saved_normalization(model.metadata, model_path), model.metadata);
@@ -208,10 +208,11 @@ void export_model_file(const std::string& model_path, const std::string& onnx_pa
   }
   if (quiet) return;
   const Shape& in = model.arch.input;
-  std::printf("wrote %s (ONNX opset %d, %lld parameters): input '%s' float32 [N,%d,%d,%d] pixel values 0..255 "
-              "(normalisation folded in), output '%s' float32 [N,%lld] logits\n",
-              onnx_path.c_str(), kOnnxOpset, (long long)model.arch.param_count, kOnnxInputName, in.c, in.h, in.w,
-              kOnnxOutputName, (long long)model.arch.output.size());
+  std::printf(
+      "wrote %s (ONNX opset %d, %lld parameters): input '%s' float32 [N,%d,%d,%d] pixel values 0..255 "
+      "(normalisation folded in), output '%s' float32 [N,%lld] logits\n",
+      onnx_path.c_str(), kOnnxOpset, (long long)model.arch.param_count, kOnnxInputName, in.c, in.h, in.w,
+      kOnnxOutputName, (long long)model.arch.output.size());
 }
 
 }  // namespace kd

@@ -59,7 +59,8 @@ RunnerResult run_runner(const std::vector<std::string>& args) {
   RunnerResult r;
   const std::string runner = ort_runner_path();
   if (!fs::is_regular_file(runner)) {
-    r.failure = std::string(kNotInstalled) + " (no runner script at " + runner + "; set KD_ORT_RUNNER to scripts/ort_run.js)";
+    r.failure =
+        std::string(kNotInstalled) + " (no runner script at " + runner + "; set KD_ORT_RUNNER to scripts/ort_run.js)";
     return r;
   }
   std::string command = "node " + shell_quote(runner);
@@ -121,13 +122,11 @@ namespace {
 OrtLatency node_latency(const std::string& onnx_path, const Shape& input, const OrtLatencyOptions& options) {
   const TempDir tmp;
   const std::string json_path = tmp.file("latency.json");
-  const RunnerResult r = run_runner({"latency", onnx_path, "--shape",
-                                     std::to_string(input.c) + "x" + std::to_string(input.h) + "x" +
-                                         std::to_string(input.w),
-                                     "--batches", join(options.batches), "--json", json_path, "--threads",
-                                     std::to_string(options.threads), "--repeats",
-                                     std::to_string(options.max_repeats), "--budget-ms",
-                                     std::to_string(options.budget_ms)});
+  const RunnerResult r =
+      run_runner({"latency", onnx_path, "--shape",
+                  std::to_string(input.c) + "x" + std::to_string(input.h) + "x" + std::to_string(input.w), "--batches",
+                  join(options.batches), "--json", json_path, "--threads", std::to_string(options.threads), "--repeats",
+                  std::to_string(options.max_repeats), "--budget-ms", std::to_string(options.budget_ms)});
   if (!r.failure.empty()) {
     OrtLatency out;
     out.note = r.failure;
@@ -190,7 +189,8 @@ OrtLatency ort_latency(const Arch& arch, const std::vector<float>& params, const
   // Timing only: the normalisation's values do not change the cost.
   export_onnx(model, arch, params, Normalization{}, {});
   std::string why_not;
-  if (!ort_inprocess_version(why_not).empty()) return inprocess_latency(model, arch.input, int(arch.output.size()), options);
+  if (!ort_inprocess_version(why_not).empty())
+    return inprocess_latency(model, arch.input, int(arch.output.size()), options);
   OrtLatency out = node_latency(model, arch.input, options);
   if (!out.measured) out.note = not_installed_anywhere(why_not, out.note);
   return out;
@@ -221,8 +221,8 @@ std::string latency_side_by_side_text(const std::vector<LatencyRecord>& kdtrain,
     const auto o = std::find_if(ort.latency.begin(), ort.latency.end(),
                                 [&](const LatencyRecord& l) { return l.batch == k.batch; });
     if (o == ort.latency.end())
-      std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %12s %12s %14s\n", k.batch, k.median_ms, k.p90_ms, "-",
-                    "-", "-");
+      std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %12s %12s %14s\n", k.batch, k.median_ms, k.p90_ms, "-", "-",
+                    "-");
     else
       std::snprintf(line, sizeof line, "%8d %12.4f %12.4f %12.4f %12.4f %13.2fx\n", k.batch, k.median_ms, k.p90_ms,
                     o->median_ms, o->p90_ms, o->median_ms / k.median_ms);
@@ -246,7 +246,9 @@ std::vector<float> ort_infer_images(const std::string& onnx_path, const std::str
     std::copy_n(data.images.data(), x.size(), x.begin());
     // The runner's batching: 1,000 images per session run.
     for (int64_t begin = 0; begin < n; begin += 1000)
-      model.prepare(x.data() + begin * input.size(), logits.data() + begin * classes, int(std::min<int64_t>(1000, n - begin)))
+      model
+          .prepare(x.data() + begin * input.size(), logits.data() + begin * classes,
+                   int(std::min<int64_t>(1000, n - begin)))
           .run();
     return logits;
   }

@@ -29,31 +29,31 @@ namespace {
 // among them. Signatures as documented; every Ort* type is opaque, and a call
 // returns an OrtStatus* that is null on success.
 enum ApiEntry : int {
-  kGetErrorMessage = 2,            // const char* (const OrtStatus*)
-  kCreateEnv = 3,                  // (OrtLoggingLevel, const char* log_id, OrtEnv** out)
-  kCreateSession = 7,              // (const OrtEnv*, const char* model_path, const OrtSessionOptions*, OrtSession** out)
-  kRun = 9,                        // (OrtSession*, const OrtRunOptions*, const char* const* input_names,
-                                   //  const OrtValue* const* inputs, size_t, const char* const* output_names, size_t,
-                                   //  OrtValue** outputs): a non-null output is written in place
-  kCreateSessionOptions = 10,      // (OrtSessionOptions** out)
-  kSetGraphOptimizationLevel = 23, // (OrtSessionOptions*, GraphOptimizationLevel)
-  kSetIntraOpNumThreads = 24,      // (OrtSessionOptions*, int); 0 = ONNX Runtime's default
-  kSetInterOpNumThreads = 25,      // (OrtSessionOptions*, int)
-  kCreateTensorWithData = 49,      // (const OrtMemoryInfo*, void* data, size_t bytes, const int64_t* shape,
-                                   //  size_t rank, ONNXTensorElementDataType, OrtValue** out): data stays the caller's
-  kCreateCpuMemoryInfo = 69,       // (OrtAllocatorType, OrtMemType, OrtMemoryInfo** out)
-  kReleaseStatus = 93,             // void (OrtStatus*); ReleaseX for the others below
+  kGetErrorMessage = 2,        // const char* (const OrtStatus*)
+  kCreateEnv = 3,              // (OrtLoggingLevel, const char* log_id, OrtEnv** out)
+  kCreateSession = 7,          // (const OrtEnv*, const char* model_path, const OrtSessionOptions*, OrtSession** out)
+  kRun = 9,                    // (OrtSession*, const OrtRunOptions*, const char* const* input_names,
+                               //  const OrtValue* const* inputs, size_t, const char* const* output_names, size_t,
+                               //  OrtValue** outputs): a non-null output is written in place
+  kCreateSessionOptions = 10,  // (OrtSessionOptions** out)
+  kSetGraphOptimizationLevel = 23,  // (OrtSessionOptions*, GraphOptimizationLevel)
+  kSetIntraOpNumThreads = 24,       // (OrtSessionOptions*, int); 0 = ONNX Runtime's default
+  kSetInterOpNumThreads = 25,       // (OrtSessionOptions*, int)
+  kCreateTensorWithData = 49,       // (const OrtMemoryInfo*, void* data, size_t bytes, const int64_t* shape,
+                                    //  size_t rank, ONNXTensorElementDataType, OrtValue** out): data stays the caller's
+  kCreateCpuMemoryInfo = 69,        // (OrtAllocatorType, OrtMemType, OrtMemoryInfo** out)
+  kReleaseStatus = 93,              // void (OrtStatus*); ReleaseX for the others below
   kReleaseMemoryInfo = 94,
   kReleaseSession = 95,
   kReleaseValue = 96,
   kReleaseSessionOptions = 100,
 };
 // The enumerators' documented values.
-constexpr int kLoggingLevelError = 3;       // ORT_LOGGING_LEVEL_ERROR
-constexpr int kEnableAllOptimizations = 99; // ORT_ENABLE_ALL
-constexpr int kArenaAllocator = 1;          // OrtArenaAllocator
-constexpr int kMemTypeDefault = 0;          // OrtMemTypeDefault
-constexpr int kTensorFloat = 1;             // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
+constexpr int kLoggingLevelError = 3;        // ORT_LOGGING_LEVEL_ERROR
+constexpr int kEnableAllOptimizations = 99;  // ORT_ENABLE_ALL
+constexpr int kArenaAllocator = 1;           // OrtArenaAllocator
+constexpr int kMemTypeDefault = 0;           // OrtMemTypeDefault
+constexpr int kTensorFloat = 1;              // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
 constexpr uint32_t kApiVersion = 1;
 
 // What OrtGetApiBase() returns (stable since 1.0).
@@ -73,7 +73,9 @@ struct Library {
   std::string failure;  // non-empty: why this library cannot be used
 
   template <class Fn>
-  Fn entry(ApiEntry e) const { return reinterpret_cast<Fn>(const_cast<void*>(table[e])); }
+  Fn entry(ApiEntry e) const {
+    return reinterpret_cast<Fn>(const_cast<void*>(table[e]));
+  }
 
   // Throws kd::Error "ONNX Runtime failed: <what>: <ONNX Runtime's message>" for a failed call.
   void check(Status status, const std::string& what) const {
@@ -98,8 +100,8 @@ std::string library_path(std::string& looked) {
     return fs::is_regular_file(env) ? env : "";
   }
   const char* dir_env = std::getenv("KD_ORT_DIR");
-  const fs::path bin = fs::path(dir_env && *dir_env ? dir_env : KD_ORT_DIR_DEFAULT) / "node_modules" /
-                       "onnxruntime-node" / "bin";
+  const fs::path bin =
+      fs::path(dir_env && *dir_env ? dir_env : KD_ORT_DIR_DEFAULT) / "node_modules" / "onnxruntime-node" / "bin";
   looked = (bin / "napi-v*" / "linux" / kNodeArch / "libonnxruntime.so.1").string();
   std::vector<fs::path> found;
   std::error_code ec;
@@ -192,10 +194,10 @@ OrtInProcessModel::OrtInProcessModel(const std::string& onnx_path, const Shape& 
   lib.check(lib.entry<Status (*)(void*, int)>(kSetGraphOptimizationLevel)(options, kEnableAllOptimizations),
             "SetSessionGraphOptimizationLevel");
   lib.check(lib.entry<Status (*)(void*, const char*, void*, void**)>(kCreateSession)(lib.env, onnx_path.c_str(),
-                                                                                       options, &impl->session),
+                                                                                     options, &impl->session),
             onnx_path + ": CreateSession");
   lib.check(lib.entry<Status (*)(int, int, void**)>(kCreateCpuMemoryInfo)(kArenaAllocator, kMemTypeDefault,
-                                                                            &impl->memory_info),
+                                                                          &impl->memory_info),
             "CreateCpuMemoryInfo");
   impl.release();
 }
@@ -210,12 +212,12 @@ OrtInProcessModel::Call::Call(const OrtInProcessModel& model, float* x, float* l
   const int64_t in_shape[4] = {b, m.input.c, m.input.h, m.input.w};
   const int64_t out_shape[2] = {b, m.classes};
   try {
-    m.lib->check(create(m.memory_info, x, size_t(b) * m.input.size() * sizeof(float), in_shape, 4, kTensorFloat,
-                        &values_[0]),
-                 "CreateTensorWithDataAsOrtValue (input)");
-    m.lib->check(create(m.memory_info, logits, size_t(b) * m.classes * sizeof(float), out_shape, 2, kTensorFloat,
-                        &values_[1]),
-                 "CreateTensorWithDataAsOrtValue (output)");
+    m.lib->check(
+        create(m.memory_info, x, size_t(b) * m.input.size() * sizeof(float), in_shape, 4, kTensorFloat, &values_[0]),
+        "CreateTensorWithDataAsOrtValue (input)");
+    m.lib->check(
+        create(m.memory_info, logits, size_t(b) * m.classes * sizeof(float), out_shape, 2, kTensorFloat, &values_[1]),
+        "CreateTensorWithDataAsOrtValue (output)");
   } catch (...) {
     for (void* v : values_)
       if (v) m.lib->entry<void (*)(void*)>(kReleaseValue)(v);
@@ -223,7 +225,8 @@ OrtInProcessModel::Call::Call(const OrtInProcessModel& model, float* x, float* l
   }
 }
 
-OrtInProcessModel::Call::Call(Call&& other) noexcept : model_(other.model_), values_{other.values_[0], other.values_[1]} {
+OrtInProcessModel::Call::Call(Call&& other) noexcept
+    : model_(other.model_), values_{other.values_[0], other.values_[1]} {
   other.values_[0] = other.values_[1] = nullptr;
 }
 

@@ -33,8 +33,7 @@ std::string curves_title(const RunReport& r) {
   if (student && scratch)
     title = "distillation: student " + acc(student) + " vs " + acc(scratch) + " from scratch (" +
             signed_points(student->test_acc - scratch->test_acc) + ")";
-  else if (student)
-    title = "distilled student " + acc(student);
+  else if (student) title = "distilled student " + acc(student);
   if (teacher) title += (title.empty() ? "teacher " : ", teacher ") + acc(teacher);
   return title + " test accuracy";
 }
@@ -85,8 +84,8 @@ std::string selected_epoch_marks(const RunReport& r) {
   for (const ModelReport& m : r.models)
     for (const EpochRecord& e : m.curve)
       if (e.epoch == m.selected_epoch)
-        marks += "set label " + gnuplot_string("") + " at " + std::to_string(e.epoch) + ", " + format("%.9g", 100 * e.val_acc) +
-                 " point pt 6 ps 2.5 lw 2 lc rgb 'black' front\n";
+        marks += "set label " + gnuplot_string("") + " at " + std::to_string(e.epoch) + ", " +
+                 format("%.9g", 100 * e.val_acc) + " point pt 6 ps 2.5 lw 2 lc rgb 'black' front\n";
   return "set title " +
          gnuplot_string(marks.empty() ? "validation accuracy per epoch"
                                       : "validation accuracy per epoch (circled: the epoch each model keeps)") +
@@ -97,7 +96,8 @@ std::string selected_epoch_marks(const RunReport& r) {
 // epochs) and latency.png from latency.csv (when any was timed); run in out_dir.
 // The output names are variables so that kdtrain can have gnuplot write
 // temporary files and rename them into place.
-std::string gnuplot_script(const RunReport& r, const std::vector<Phase>& phases, const std::vector<Phase>& timed_roles) {
+std::string gnuplot_script(const RunReport& r, const std::vector<Phase>& phases,
+                           const std::vector<Phase>& timed_roles) {
   std::string s =
       "# Written by kdtrain; redraw with: gnuplot plots.gp (in this directory)\n"
       "if (!exists('curves_png')) curves_png = 'curves.png'\n"
@@ -111,14 +111,13 @@ std::string gnuplot_script(const RunReport& r, const std::vector<Phase>& phases,
       for (const EpochRecord& e : m.curve) max_epoch = std::max(max_epoch, e.epoch);
     s += "set terminal @term size 1400,600 noenhanced\n"
          "set output curves_png\n"
-         "set multiplot layout 1,2 title " + gnuplot_string(curves_title(r)) + "\n" +
-         (max_epoch <= 20 ? "set xtics 1\n" : "") +  // whole epochs only
+         "set multiplot layout 1,2 title " +
+         gnuplot_string(curves_title(r)) + "\n" + (max_epoch <= 20 ? "set xtics 1\n" : "") +  // whole epochs only
          "set autoscale xfix\nset offsets 0.2, 0.2, graph 0.05, graph 0.05\n"
          // Losses fall and accuracies rise, so the keys go where the curves are not.
          "set title 'training loss per epoch (the distilled student''s is its distillation loss)'\n"
          "set xlabel 'epoch'\nset ylabel 'mean training loss'\nset key top right\n" +
-         plot_per_name("metrics.csv", phases, "$3") +
-         selected_epoch_marks(r) +
+         plot_per_name("metrics.csv", phases, "$3") + selected_epoch_marks(r) +
          "set ylabel 'validation accuracy (%)'\nset key bottom right\n" +
          plot_per_name("metrics.csv", phases, "100*$6") +
          "unset label\nunset multiplot\nset output\nunset offsets\nset autoscale x\nset xtics autofreq\n";
@@ -131,12 +130,15 @@ std::string gnuplot_script(const RunReport& r, const std::vector<Phase>& phases,
     const std::string x_range = format("[%g:", batches.front() / 1.5) + format("%g]", batches.back() * 1.5);
     s += "set terminal @term size 900,640 noenhanced\n"
          "set output latency_png\n"
-         "set title " + gnuplot_string("inference latency, forward only (" + r.device + ")") + "\n"
-         "set logscale xy\nset xrange " + x_range + "\nset xtics (" + batch_tics + ")\n"
-         "set autoscale yfix\nset offsets 0, 0, graph 0.08, graph 0.08\n" + latency_y_tics(r) +
-         "set xlabel 'batch size'\nset ylabel 'median latency (ms)'\nset key top left\n" +
-         plot_per_name("latency.csv", timed_roles, "$3") +
-         "set output\n";
+         "set title " +
+         gnuplot_string("inference latency, forward only (" + r.device + ")") +
+         "\n"
+         "set logscale xy\nset xrange " +
+         x_range + "\nset xtics (" + batch_tics +
+         ")\n"
+         "set autoscale yfix\nset offsets 0, 0, graph 0.08, graph 0.08\n" +
+         latency_y_tics(r) + "set xlabel 'batch size'\nset ylabel 'median latency (ms)'\nset key top left\n" +
+         plot_per_name("latency.csv", timed_roles, "$3") + "set output\n";
   }
   return s;
 }
@@ -184,8 +186,8 @@ std::string render_plots(const std::string& dir, const std::string& script_name,
   };
 
   std::string output;
-  const int status =
-      run_shell("cd " + shell_quote(dir) + " && gnuplot -e " + shell_quote(names) + " " + shell_quote(script_name), output);
+  const int status = run_shell(
+      "cd " + shell_quote(dir) + " && gnuplot -e " + shell_quote(names) + " " + shell_quote(script_name), output);
   if (status != 0) {
     remove_temporaries();
     return "plots skipped: gnuplot failed (exit " + std::to_string(status) + "): " + last_line(output) + "; see " +

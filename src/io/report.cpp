@@ -76,7 +76,8 @@ Comparisons compare_models(const RunReport& r) {
 
 std::string selection_rule(const RunReport& r) {
   if (r.options.select == SelectRule::Last) return "the last of every model (--select last)";
-  if (r.val_n == 0) return "the last of every model: --val-size 0 leaves nothing to select on (--select best fell back to last)";
+  if (r.val_n == 0)
+    return "the last of every model: --val-size 0 leaves nothing to select on (--select best fell back to last)";
   return "the best validation accuracy of every model, ties to the lower validation loss, then the earlier epoch "
          "(--select best)";
 }

@@ -24,17 +24,17 @@ std::vector<int> measured_batches(const RunReport& r, bool ort = false);
 // What the comparisons between the models say. Each holds only when the
 // models it needs were part of the run (the flags say which).
 struct Comparisons {
-  bool student_vs_teacher = false;   // a teacher and a distilled student
-  bool student_vs_scratch = false;   // a distilled student and the scratch baseline
+  bool student_vs_teacher = false;  // a teacher and a distilled student
+  bool student_vs_scratch = false;  // a distilled student and the scratch baseline
   struct Speedup {
     int batch;
     double teacher_ms, student_ms, speedup;  // speedup = teacher_ms / student_ms
   };
   std::vector<Speedup> speedups;
   std::vector<Speedup> ort_speedups;  // the same under ONNX Runtime, when both were measured there
-  double size_ratio = NAN;         // teacher bytes / student bytes
-  double accuracy_gap = NAN;       // teacher test_acc - student test_acc (fraction)
-  double distillation_gain = NAN;  // student test_acc - scratch test_acc (fraction)
+  double size_ratio = NAN;            // teacher bytes / student bytes
+  double accuracy_gap = NAN;          // teacher test_acc - student test_acc (fraction)
+  double distillation_gain = NAN;     // student test_acc - scratch test_acc (fraction)
 };
 
 Comparisons compare_models(const RunReport& r);

@@ -70,7 +70,8 @@ std::string capped_batches(const RunReport& r) {
   const Options& o = r.options;
   std::string out;
   auto note = [&](const std::string& flag, int asked, int used) {
-    if (used > 0 && used != asked) out += (out.empty() ? "" : ", ") + flag + " " + thousands(asked) + " -> " + thousands(used);
+    if (used > 0 && used != asked)
+      out += (out.empty() ? "" : ", ") + flag + " " + thousands(asked) + " -> " + thousands(used);
   };
   note("--batch-size", o.batch_size, r.batch_size_used);
   note("--eval-batch-size", o.eval_batch_size, r.eval_batch_size_used);
@@ -156,16 +157,14 @@ std::string report_table(const RunReport& r) {
                        percent(teacher->test_acc) + " vs " + percent(student->test_acc) + ")");
   }
   if (c.student_vs_scratch)
-    verdicts.push_back("distillation gain (distilled - scratch student): " + signed_points(c.distillation_gain) +
-                       " (" + percent(student->test_acc) + " vs " + percent(scratch->test_acc) + ")");
+    verdicts.push_back("distillation gain (distilled - scratch student): " + signed_points(c.distillation_gain) + " (" +
+                       percent(student->test_acc) + " vs " + percent(scratch->test_acc) + ")");
 
   // Where the ONNX Runtime numbers come from, or why there are none (one line per distinct note).
   std::set<std::string> ort_lines;
   for (const ModelReport& m : r.models) {
-    if (m.ort.measured)
-      ort_lines.insert(ort_description(m.ort));
-    else if (!m.ort.note.empty())
-      ort_lines.insert(m.ort.note);
+    if (m.ort.measured) ort_lines.insert(ort_description(m.ort));
+    else if (!m.ort.note.empty()) ort_lines.insert(m.ort.note);
   }
   verdicts.insert(verdicts.end(), ort_lines.begin(), ort_lines.end());
 

@@ -118,8 +118,7 @@ int TokenParser::integer_arg(int i, const char* what, int min_value, int fallbac
   if (!digits_only) reject(std::string(what) + " must be " + bound + ", got '" + text + "'");
   errno = 0;
   const long long v = std::strtoll(text.c_str(), nullptr, 10);
-  if (errno == ERANGE || v > std::numeric_limits<int>::max())
-    reject(std::string(what) + " " + text + " is too large");
+  if (errno == ERANGE || v > std::numeric_limits<int>::max()) reject(std::string(what) + " " + text + " is too large");
   if (v < min_value) reject(std::string(what) + " must be " + bound + ", got '" + text + "'");
   return int(v);
 }

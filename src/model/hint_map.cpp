@@ -11,8 +11,8 @@ namespace kd {
 
 int hint_feature_width(const Arch& arch, const std::string& role) {
   const Layer& last = arch.layers.back();
-  const bool hidden_before = std::any_of(arch.layers.begin(), arch.layers.end() - 1,
-                                         [](const Layer& l) { return l.param_count() > 0; });
+  const bool hidden_before =
+      std::any_of(arch.layers.begin(), arch.layers.end() - 1, [](const Layer& l) { return l.param_count() > 0; });
   if (last.kind != LayerKind::Dense || !hidden_before)
     fail("--hint: the " + role + " '" + arch.text + "' has no hidden layer feeding a last dense layer, so it has " +
          "no features to match; use a " + role + " with one (e.g. 'flatten,dense:128,relu,dense:10') or --hint off");

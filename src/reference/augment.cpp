@@ -120,9 +120,9 @@ void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* 
 }
 
 // batch: (b), out: (rows, c, h, w) -> rows [first, first + rows) of the mixed batch.
-void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* out, int b, int first, int rows,
-                            int h, int w, const Normalization& norm, const AugmentParams& p, uint64_t seed,
-                            uint64_t epoch, const MixupDraw& draw) {
+void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* out, int b, int first, int rows, int h,
+                            int w, const Normalization& norm, const AugmentParams& p, uint64_t seed, uint64_t epoch,
+                            const MixupDraw& draw) {
   if (first < 0 || rows < 0 || first + rows > b)
     fail("ref::mixup_gather_normalize: rows [" + std::to_string(first) + ", " + std::to_string(first + rows) +
          ") are not within the batch of " + std::to_string(b));
@@ -131,8 +131,8 @@ void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* 
   for (int r = 0; r < rows; ++r) {
     float* own = out + size_t(r) * values;
     augment_gather_normalize(images, batch + first + r, own, 1, h, w, norm, p, seed, epoch);
-    augment_gather_normalize(images, batch + mixup_partner(first + r, draw, b), partner.data(), 1, h, w, norm, p,
-                             seed, epoch);
+    augment_gather_normalize(images, batch + mixup_partner(first + r, draw, b), partner.data(), 1, h, w, norm, p, seed,
+                             epoch);
     for (size_t i = 0; i < values; ++i) own[i] = mix_value(own[i], partner[i], draw);
   }
 }

@@ -22,7 +22,7 @@ struct Span {
 // Output positions o in [0, out_size) whose input coordinate o*stride - pad + tap
 // lies inside [0, in_size). tap: kernel offset in [0, k).
 Span valid_outputs(int tap, int in_size, int out_size, int stride, int pad) {
-  const int lowest = pad - tap;                // need o*stride >= lowest
+  const int lowest = pad - tap;                 // need o*stride >= lowest
   const int highest = in_size - 1 + pad - tap;  // need o*stride <= highest
   if (highest < 0) return {};
   const int begin = lowest > 0 ? (lowest + stride - 1) / stride : 0;
@@ -56,8 +56,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
     for (int oc = 0; oc < s.out_c; ++oc) {
       std::fill(acc.begin(), acc.end(), b ? double(b[oc]) : 0.0);
       for (int ic = 0; ic < s.in_c; ++ic) {
-        const float* x_plane = x + (size_t(n) * s.in_c + ic) * plane_in(s);        // (h, w)
-        const float* kernel = w + (size_t(oc) * s.in_c + ic) * kernel_taps(s);     // (k, k)
+        const float* x_plane = x + (size_t(n) * s.in_c + ic) * plane_in(s);     // (h, w)
+        const float* kernel = w + (size_t(oc) * s.in_c + ic) * kernel_taps(s);  // (k, k)
         for (int ky = 0; ky < s.k; ++ky) {
           for (int kx = 0; kx < s.k; ++kx) {
             const double weight = kernel[ky * s.k + kx];

@@ -65,8 +65,8 @@ LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float
     const double own_weight = mix.partner_labels ? mix.lambda : 1.0;
     const double partner_weight = mix.partner_labels ? mix.partner_weight : 0.0;
     log_softmax_row(s_row, c, 1.0, logp_s.data());
-    const double ce = mix.partner_labels ? own_weight * -logp_s[label] + partner_weight * -logp_s[partner]
-                                         : -logp_s[label];
+    const double ce =
+        mix.partner_labels ? own_weight * -logp_s[label] + partner_weight * -logp_s[partner] : -logp_s[label];
     double kl = 0;
     if (t) {
       log_softmax_row(s_row, c, inv_t, logp_s_soft.data());

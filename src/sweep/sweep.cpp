@@ -61,7 +61,8 @@ std::string arch_label(const std::string& arch) {
 }
 
 std::string config_label(const SweepConfig& c) {
-  return arch_label(c.arch) + (distilled(c.kind) ? format(" T%g", c.temperature) + format(" a%g", c.alpha) : " scratch");
+  return arch_label(c.arch) +
+         (distilled(c.kind) ? format(" T%g", c.temperature) + format(" a%g", c.alpha) : " scratch");
 }
 
 // The bulk latency batch of the sweep (1024 capped at the test split), or 0.
@@ -144,7 +145,9 @@ SweepRun run_from_json(const json& j) {
 std::string pareto_data(const SweepResult& r, std::string& front) {
   int64_t min_params = INT64_MAX;
   for (const SweepConfig& c : r.configs) min_params = std::min(min_params, c.params);
-  auto size = [&](int64_t params) { return 0.8 + 1.0 * std::log10(double(params) / double(std::max<int64_t>(min_params, 1))); };
+  auto size = [&](int64_t params) {
+    return 0.8 + 1.0 * std::log10(double(params) / double(std::max<int64_t>(min_params, 1)));
+  };
   std::string out = "# group(0 distilled, 1 scratch, 2 teacher) latency_b1_us accuracy_percent point_size\n";
   std::vector<const SweepConfig*> on_front;
   for (const SweepConfig& c : r.configs) {
@@ -175,7 +178,9 @@ std::string pareto_script(const SweepResult& r) {
          "term = strstrt(GPVAL_TERMINALS, 'pngcairo') > 0 ? 'pngcairo' : 'png'\n"
          "set terminal @term size 1100,720 noenhanced\n"
          "set output pareto_png\n"
-         "set title " + gnuplot_string(title) + "\n"
+         "set title " +
+         gnuplot_string(title) +
+         "\n"
          "set logscale x\nset grid\nset key bottom right box opaque\n"
          "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n"
          "set xlabel 'batch-1 forward latency (microseconds, log scale)'\n"
@@ -228,7 +233,9 @@ std::vector<SweepRun> sweep_plan(const std::vector<std::string>& archs, const st
 }
 
 std::vector<bool> pareto_optimal(const std::vector<ParetoPoint>& points) {
-  auto timed = [](const ParetoPoint& p) { return p.latency > 0 && std::isfinite(p.latency) && std::isfinite(p.accuracy); };
+  auto timed = [](const ParetoPoint& p) {
+    return p.latency > 0 && std::isfinite(p.latency) && std::isfinite(p.accuracy);
+  };
   std::vector<bool> optimal(points.size(), false);
   for (size_t i = 0; i < points.size(); ++i) {
     if (!timed(points[i])) continue;
@@ -314,8 +321,8 @@ int recommend_student(const std::vector<SweepConfig>& configs, const SweepConstr
     }
     const SweepConfig& b = configs[size_t(best)];
     if (s.acc_mean > b.acc_mean ||
-        (s.acc_mean == b.acc_mean && (s.latency_b1_us < b.latency_b1_us ||
-                                      (s.latency_b1_us == b.latency_b1_us && s.params < b.params))))
+        (s.acc_mean == b.acc_mean &&
+         (s.latency_b1_us < b.latency_b1_us || (s.latency_b1_us == b.latency_b1_us && s.params < b.params))))
       best = int(i);
   }
   why_none.clear();
@@ -354,8 +361,7 @@ std::string sweep_csv(const SweepResult& r) {
            format("%.6f", c.acc_std) + "," + std::to_string(c.params) + "," + std::to_string(c.bytes) + "," +
            format("%.3f", c.train_seconds) + "," + us(c.latency_b1_us) + "," + us(c.latency_large_us) + "," +
            (c.large_batch ? std::to_string(c.large_batch) : "") + "," + us(c.ort_b1_us) + "," + us(c.ort_large_us) +
-           "," + (c.pareto ? "1" : "0") + "," +
-           (int(i) == r.recommended ? "1" : "0") + "\n";
+           "," + (c.pareto ? "1" : "0") + "," + (int(i) == r.recommended ? "1" : "0") + "\n";
   }
   return out;
 }
@@ -406,8 +412,8 @@ std::string sweep_json(const SweepResult& r) {
       {"total_seconds", json_number(r.run.total_seconds)},
       {"device", r.run.device},
       {"versions", r.run.versions},
-      {"onnx_runtime", r.ort_note.empty() ? json("ONNX Runtime latencies: CPU, the exported model timed from node")
-                                          : json(r.ort_note)},
+      {"onnx_runtime",
+       r.ort_note.empty() ? json("ONNX Runtime latencies: CPU, the exported model timed from node") : json(r.ort_note)},
       {"data", json{{"dir", r.run.data_dir},
                     {"train", r.run.train_n},
                     {"val", r.run.val_n},
@@ -445,19 +451,22 @@ std::string sweep_table(const SweepResult& r) {
   if (ort) rows.back().insert(rows.back().end(), {"ORT b1 us", "ORT " + bulk_head});
   if (!r.run.models.empty()) {
     const ModelReport& t = r.run.models.front();
-    rows.push_back({"  teacher", "teacher", "", "", format("%.2f%%", 100 * t.test_acc),
-                    thousands(t.params), byte_size(t.bytes), format("%.1fs", t.train_seconds),
-                    us(teacher_latency_us(r, 1)), us(teacher_latency_us(r, bulk))});
-    if (ort) rows.back().insert(rows.back().end(), {us(teacher_latency_us(r, 1, true)), us(teacher_latency_us(r, bulk, true))});
+    rows.push_back({"  teacher", "teacher", "", "", format("%.2f%%", 100 * t.test_acc), thousands(t.params),
+                    byte_size(t.bytes), format("%.1fs", t.train_seconds), us(teacher_latency_us(r, 1)),
+                    us(teacher_latency_us(r, bulk))});
+    if (ort)
+      rows.back().insert(rows.back().end(),
+                         {us(teacher_latency_us(r, 1, true)), us(teacher_latency_us(r, bulk, true))});
   }
   for (size_t i = 0; i < r.configs.size(); ++i) {
     const SweepConfig& c = r.configs[i];
     const bool d = distilled(c.kind);
     std::string acc = format("%.2f", 100 * c.acc_mean);
     if (c.seeds > 1) acc += format(" ± %.2f", 100 * c.acc_std);
-    rows.push_back({std::string(c.pareto ? "* " : "  ") + arch_label(c.arch), run_kind_name(c.kind), d ? format("%g", c.temperature) : "",
-                    d ? format("%g", c.alpha) : "", acc + "%", thousands(c.params), byte_size(c.bytes),
-                    format("%.1fs", c.train_seconds), us(c.latency_b1_us), us(c.latency_large_us)});
+    rows.push_back({std::string(c.pareto ? "* " : "  ") + arch_label(c.arch), run_kind_name(c.kind),
+                    d ? format("%g", c.temperature) : "", d ? format("%g", c.alpha) : "", acc + "%",
+                    thousands(c.params), byte_size(c.bytes), format("%.1fs", c.train_seconds), us(c.latency_b1_us),
+                    us(c.latency_large_us)});
     if (ort) rows.back().insert(rows.back().end(), {us(c.ort_b1_us), us(c.ort_large_us)});
     if (int(i) == r.recommended) rows.back()[0] += "  <- recommended";
   }
@@ -466,11 +475,12 @@ std::string sweep_table(const SweepResult& r) {
   std::string out = "sweep: " + std::to_string(r.configs.size()) + " configurations, " + std::to_string(r.runs.size()) +
                     " runs (" + std::to_string(seeds) + (seeds == 1 ? " seed" : " seeds, accuracy mean ± std") +
                     "), on " + r.run.device + "\n" + aligned(rows);
-  out += "* Pareto-optimal: no other student is at least as accurate and at least as fast at batch 1, and strictly "
-         "better in one.\n  Latencies are the architecture's: the median over all its runs" +
-         std::string(ort ? "; ORT: ONNX Runtime on the CPU, the exported model timed from node, once per "
-                           "architecture.\n"
-                         : ".\n");
+  out +=
+      "* Pareto-optimal: no other student is at least as accurate and at least as fast at batch 1, and strictly "
+      "better in one.\n  Latencies are the architecture's: the median over all its runs" +
+      std::string(ort ? "; ORT: ONNX Runtime on the CPU, the exported model timed from node, once per "
+                        "architecture.\n"
+                      : ".\n");
   if (!r.ort_note.empty()) out += "  " + r.ort_note + "\n";
   return out;
 }
@@ -478,7 +488,8 @@ std::string sweep_table(const SweepResult& r) {
 std::string write_sweep_files(const SweepResult& r, const std::string& out_dir) {
   write_file_atomic(out_dir + "/sweep.csv", sweep_csv(r));
   write_file_atomic(out_dir + "/sweep.json", sweep_json(r));
-  const bool timed = std::any_of(r.configs.begin(), r.configs.end(), [](const SweepConfig& c) { return c.latency_b1_us > 0; });
+  const bool timed =
+      std::any_of(r.configs.begin(), r.configs.end(), [](const SweepConfig& c) { return c.latency_b1_us > 0; });
   if (!timed) return "";  // no latency axis: nothing to draw
   std::string front;
   const std::string points = pareto_data(r, front);

@@ -46,9 +46,11 @@ uint64_t sweep_run_seed(uint64_t seed, int seed_index) {
 // "distilled_flatten_dense-32_relu_dense-10_T4_a0.9_s0": readable and unique per run key.
 std::string sweep_file_stem(const SweepRun& r) {
   std::string arch;
-  for (char ch : r.arch) arch += ch == ',' ? '_' : ch == ':' ? '-' : std::isalnum((unsigned char)ch) || ch == '.' ? ch : '~';
+  for (char ch : r.arch)
+    arch += ch == ',' ? '_' : ch == ':' ? '-' : std::isalnum((unsigned char)ch) || ch == '.' ? ch : '~';
   char tail[96];
-  if (r.kind == RunKind::Distilled) std::snprintf(tail, sizeof tail, "_T%g_a%g_s%d", r.temperature, r.alpha, r.seed_index);
+  if (r.kind == RunKind::Distilled)
+    std::snprintf(tail, sizeof tail, "_T%g_a%g_s%d", r.temperature, r.alpha, r.seed_index);
   else std::snprintf(tail, sizeof tail, "_s%d", r.seed_index);
   return std::string(run_kind_name(r.kind)) + "_" + arch + tail;
 }
@@ -178,7 +180,8 @@ class SweepBook {
     --running_, ++done_;
     if (s_.comm().size() > 1)
       s_.say("[sweep] " + std::to_string(done_) + "/" + std::to_string(plan_.size()) + " done: rank " +
-             std::to_string(rank) + " ran " + sweep_run_key(t.run) + format(", test accuracy %.2f%%", 100 * t.run.test_acc));
+             std::to_string(rank) + " ran " + sweep_run_key(t.run) +
+             format(", test accuracy %.2f%%", 100 * t.run.test_acc));
   }
   // Every run's record in plan order, once all are finished.
   std::vector<SweepRun> runs() const {
@@ -198,7 +201,7 @@ class SweepBook {
   std::vector<size_t> todo_;                      // plan indices of the unfinished runs
   size_t next_ = 0;                               // todo_[next_] is handed out next
   int done_ = 0, running_ = 0;
-  std::set<std::string> ort_archs_;               // architectures whose ONNX Runtime latency is (being) measured
+  std::set<std::string> ort_archs_;  // architectures whose ONNX Runtime latency is (being) measured
 };
 
 // Rank 0's dispatch thread: answers every other rank's request with the
@@ -283,7 +286,8 @@ std::string recommendation_line(Session& s, const SweepResult& r) {
   if (opt.max_params) add("--max-params " + std::to_string(*opt.max_params));
   if (opt.min_accuracy) add(g("--min-accuracy ", *opt.min_accuracy));
   return "recommended: " + std::string(run_kind_name(c.kind)) + " " + c.arch +
-         (c.kind == RunKind::Distilled ? g(" (T ", c.temperature) + g(", alpha ", c.alpha) + ")" : std::string()) + ": " + buf + (constraints.empty() ? " (the most accurate; no constraints given)" : " under " + constraints) +
+         (c.kind == RunKind::Distilled ? g(" (T ", c.temperature) + g(", alpha ", c.alpha) + ")" : std::string()) +
+         ": " + buf + (constraints.empty() ? " (the most accurate; no constraints given)" : " under " + constraints) +
          "; weights of " + c.model_file + " in " + s.out_dir() + "/recommended.safetensors";
 }
 
@@ -324,9 +328,9 @@ void run_sweep(Session& s) {
       opt.student_archs.empty() ? default_sweep_archs(s.splits().num_classes) : opt.student_archs;
   std::vector<Arch> archs;
   for (size_t i = 0; i < texts.size(); ++i) {
-    const std::string flag =
-        texts.size() > 1 ? "--student-arch (value " + std::to_string(i + 1) + " of " + std::to_string(texts.size()) + ")"
-                         : "--student-arch";
+    const std::string flag = texts.size() > 1 ? "--student-arch (value " + std::to_string(i + 1) + " of " +
+                                                    std::to_string(texts.size()) + ")"
+                                              : "--student-arch";
     archs.push_back(s.parse_model_arch(texts[i], flag.c_str()));
     for (size_t j = 0; j < i; ++j)
       if (archs[j].text == archs[i].text)
@@ -355,8 +359,8 @@ void run_sweep(Session& s) {
   comm.broadcast(teacher_arch_text, 0);
   const Arch teacher_arch =
       comm.rank() == 0 ? teacher_file.arch : s.parse_model_arch(teacher_arch_text, s.teacher_flag().c_str());
-  const Arch* largest = &*std::max_element(
-      archs.begin(), archs.end(), [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
+  const Arch* largest = &*std::max_element(archs.begin(), archs.end(),
+                                           [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
   s.check_memory({{&teacher_arch, "teacher", s.teacher_flag()}, {largest, "student", "--student-arch"}}, true);
   std::vector<const Arch*> run_archs;  // by plan index
   for (const SweepRun& r : plan)
@@ -366,8 +370,8 @@ void run_sweep(Session& s) {
     // The teacher's model is built while rank 0 trains it: building one
     // takes the fast engine seconds (7 s measured for the default teacher on
     // a loaded 2-core VM), which rank 0 would otherwise spend on runs alone.
-    auto teacher = s.engine().create_model(teacher_arch, std::vector<float>(size_t(teacher_arch.param_count)),
-                                           s.settings());
+    auto teacher =
+        s.engine().create_model(teacher_arch, std::vector<float>(size_t(teacher_arch.param_count)), s.settings());
     // The teacher rank 0 trained or loaded, and where rank 0 keeps the
     // sweep's files: only rank 0 writes, so no shared file system is assumed.
     std::string message;
@@ -469,7 +473,7 @@ void run_sweep(Session& s) {
   if (!opt.quiet) std::cout << "\n" << sweep_table(result);
   if (!note.empty()) s.say(note);
   s.say("wrote sweep.csv, sweep.json" + std::string(note.empty() ? ", pareto.png" : "") +
-      (result.recommended >= 0 ? ", recommended.safetensors" : "") + " to " + s.out_dir());
+        (result.recommended >= 0 ? ", recommended.safetensors" : "") + " to " + s.out_dir());
   if (result.recommended < 0)
     fail(result.why_none + "; every result is in " + s.out_dir() + "/sweep.csv" +
          (opt.export_best.empty() ? "" : ", and " + opt.export_best + " was not written"));
@@ -479,4 +483,3 @@ void run_sweep(Session& s) {
 }
 
 }  // namespace kd
-

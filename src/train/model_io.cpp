@@ -83,8 +83,7 @@ TensorData flat_tensor(const std::string& name, const std::vector<float>& v) {
   return TensorData::from_f32(name, {int64_t(v.size())}, v.data());
 }
 
-std::vector<float> read_flat(const SafeTensors& st, const std::string& name, size_t expected,
-                             const std::string& path) {
+std::vector<float> read_flat(const SafeTensors& st, const std::string& name, size_t expected, const std::string& path) {
   const TensorData& t = st.get(name);
   if (t.dtype != DType::F32 || t.shape.size() != 1 || size_t(t.shape[0]) != expected)
     fail(path + ": tensor '" + name + "' must be F32 [" + std::to_string(expected) + "]");
@@ -192,8 +191,8 @@ TrainingCheckpoint load_training_checkpoint(const std::string& path) {
   ck.epoch_steps = parse_int_meta(st, "epoch_steps", path);
   ck.best_epoch = parse_int_meta(st, "best_epoch", path);
   if (ck.best_epoch < 0 || ck.best_epoch > ck.epochs_done)
-    fail(path + ": metadata 'best_epoch' is " + std::to_string(ck.best_epoch) + ", outside [0, epochs_done = " +
-         std::to_string(ck.epochs_done) + "]");
+    fail(path + ": metadata 'best_epoch' is " + std::to_string(ck.best_epoch) +
+         ", outside [0, epochs_done = " + std::to_string(ck.epochs_done) + "]");
   ck.options_fingerprint = require_meta(st, "options", path);
   const size_t n = size_t(ck.arch.param_count);
   ck.params = read_flat(st, "params", n, path);

@@ -109,9 +109,9 @@ PhaseResult train_phase(RunState& state, const PhaseSettings& ps, Phase phase, M
       if (loss.alpha > 0) terms += "KL " + std::to_string(e.train_kl).substr(0, 6);
       if (sums.hint > 0)  // a model with a hint: its distances are never all exactly 0
         terms += (terms.empty() ? "hint " : ", hint ") + std::to_string(sums.mean_hint()).substr(0, 6);
-      std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n", name,
-                  epoch, epochs, e.train_loss, terms.empty() ? "" : (" (" + terms + ")").c_str(),
-                  e.val_loss, 100 * e.val_acc, secs, e.samples_per_s);
+      std::printf("[%s] epoch %d/%d  loss %.4f%s  val loss %.4f  val acc %.2f%%  %.1fs  %.0f samples/s\n", name, epoch,
+                  epochs, e.train_loss, terms.empty() ? "" : (" (" + terms + ")").c_str(), e.val_loss, 100 * e.val_acc,
+                  secs, e.samples_per_s);
       std::fflush(stdout);
     }
     state.save_checkpoint(phase, epoch, 0, model);

@@ -110,8 +110,7 @@ std::string RunState::resume_hint() const {
 void RunState::load_resume_checkpoint() {
   if (opt_.resume_dir.empty()) return;
   const std::string path = opt_.resume_dir + "/checkpoint.safetensors";
-  if (!fs::exists(path))
-    fail("--resume: no checkpoint at " + path + " (the run finished, or never wrote one)");
+  if (!fs::exists(path)) fail("--resume: no checkpoint at " + path + " (the run finished, or never wrote one)");
   auto ck = std::make_unique<TrainingCheckpoint>(load_training_checkpoint(path));
   const std::string& fp = ck->options_fingerprint;
   const size_t pos = fp.rfind(" batches_done=");
@@ -156,8 +155,7 @@ void RunState::save_checkpoint(Phase phase, int epochs_done, int64_t batches_don
 void RunState::stop_if_not_finite(Phase phase, int epoch, const EpochSums& sums) const {
   if (sums.finite) return;
   const std::string what = std::string(phase_name(phase)) + " training: non-finite loss at step " +
-                           std::to_string(sums.first_bad_step + 1) + " (epoch " + std::to_string(epoch) +
-                           "); stopped.";
+                           std::to_string(sums.first_bad_step + 1) + " (epoch " + std::to_string(epoch) + "); stopped.";
   if (!sweep_stop_note_.empty())
     fail(what + " Try a smaller --lr, or leave this configuration out: " + sweep_stop_note_);
   fail(what + " The last good checkpoint is " +
@@ -165,8 +163,8 @@ void RunState::stop_if_not_finite(Phase phase, int epoch, const EpochSums& sums)
        ". Try a smaller --lr.");
 }
 
-void RunState::stop_in_epoch(Phase phase, int epoch, ModelEngine& model, int64_t batches_done,
-                             const EpochSums& sums, const std::string& where) {
+void RunState::stop_in_epoch(Phase phase, int epoch, ModelEngine& model, int64_t batches_done, const EpochSums& sums,
+                             const std::string& where) {
   stop_if_not_finite(phase, epoch, sums);  // never a checkpoint of diverged weights
   std::fflush(stdout);
   const std::string what = "interrupted (" + std::string(interrupt_reason()) + ") during " + phase_name(phase) +
@@ -181,7 +179,8 @@ void RunState::stop_if_interrupted(const std::string& during) const {
   std::fflush(stdout);
   const std::string what = "interrupted (" + std::string(interrupt_reason()) + ") during " + during;
   if (!sweep_stop_note_.empty()) fail(what + "; " + sweep_stop_note_);
-  if (fs::exists(checkpoint_path())) fail(what + "; the last checkpoint is " + checkpoint_path() + ". " + resume_hint());
+  if (fs::exists(checkpoint_path()))
+    fail(what + "; the last checkpoint is " + checkpoint_path() + ". " + resume_hint());
   fail(what + ", before any training checkpoint was written; nothing to resume: run the command again");
 }
 

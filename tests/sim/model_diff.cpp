@@ -30,8 +30,7 @@ int main(int argc, char** argv) {
       }
       const double rel = std::isfinite(num) && den > 0 ? std::sqrt(num / den) : INFINITY;
       if (rel > worst) worst = rel;
-      if (!(rel <= max_rel))
-        kd::fail(t.name + ": ||a - b|| / ||b|| = " + std::to_string(rel) + " > " + argv[3]);
+      if (!(rel <= max_rel)) kd::fail(t.name + ": ||a - b|| / ||b|| = " + std::to_string(rel) + " > " + argv[3]);
     }
     std::printf("model_diff: %s vs %s: largest tensor ||a - b|| / ||b|| = %.3g\n", argv[1], argv[2], worst);
     return 0;

@@ -118,9 +118,7 @@ void run_until(After a) {
     item.work.run();
   }
 }
-bool finished(After a) {
-  return !is_live(a.stream) || a.stream->queue.empty() || a.stream->queue.front().seq > a.seq;
-}
+bool finished(After a) { return !is_live(a.stream) || a.stream->queue.empty() || a.stream->queue.front().seq > a.seq; }
 
 // Everything queued, one item at a time. Streams are ordered only where they
 // wait for each other, so which stream goes next is the schedule's choice
@@ -139,10 +137,8 @@ void run_all() {
     const auto earlier = [](const CUstream_st* a, const CUstream_st* b) {
       return a->queue.front().seq < b->queue.front().seq;
     };
-    if (kdsim::scheduler().schedule == kdsim::Schedule::InOrder)
-      std::sort(pending.begin(), pending.end(), earlier);
-    else
-      kdsim::scheduler().order(pending);
+    if (kdsim::scheduler().schedule == kdsim::Schedule::InOrder) std::sort(pending.begin(), pending.end(), earlier);
+    else kdsim::scheduler().order(pending);
     CUstream_st* next = pending.front();
     run_until(After{next, next->queue.front().seq});
   }
@@ -228,14 +224,14 @@ cudaError_t check_range(const char* call, const void* p, size_t bytes) {
 // with the pointers it captured, which may have been freed since.
 Work copy_work(const char* call, void* dst, const void* src, size_t bytes) {
   return Work{[call, dst, src, bytes] {
-                if (check_range(call, dst, bytes) || check_range(call, src, bytes)) return;
-                std::memmove(dst, src, bytes);
-              }};
+    if (check_range(call, dst, bytes) || check_range(call, src, bytes)) return;
+    std::memmove(dst, src, bytes);
+  }};
 }
 Work fill_work(const char* call, void* dst, int value, size_t bytes) {
   return Work{[call, dst, value, bytes] {
-                if (!check_range(call, dst, bytes)) std::memset(dst, value, bytes);
-              }};
+    if (!check_range(call, dst, bytes)) std::memset(dst, value, bytes);
+  }};
 }
 
 }  // namespace
@@ -448,7 +444,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
       if (capturing(s) && blocking(s))  // the answer for the legacy stream is unspecified; the capture goes on
         return fail(cudaErrorStreamCaptureImplicit);
   const CUstream_st* s = resolve(stream);
-  *status = !s->capture ? cudaStreamCaptureStatusNone
+  *status = !s->capture               ? cudaStreamCaptureStatusNone
             : s->capture->invalidated ? cudaStreamCaptureStatusInvalidated
                                       : cudaStreamCaptureStatusActive;
   return cudaSuccess;

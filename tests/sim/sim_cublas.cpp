@@ -77,7 +77,7 @@ bool range_ok(const char* call, const char* name, const void* p, size_t bytes) {
 
 cublasStatus_t enqueue(cudaStream_t stream, const char* call, std::function<void()> work) {
   return kdsim::enqueue(stream, call, std::move(work)) == cudaSuccess ? CUBLAS_STATUS_SUCCESS
-                                                                       : CUBLAS_STATUS_EXECUTION_FAILED;
+                                                                      : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 uint32_t alignment_of(const void* p) {
@@ -186,7 +186,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
   if (m < 0 || n < 0 || k < 0 || !known(transa) || !known(transb)) return CUBLAS_STATUS_INVALID_VALUE;
   const int a_rows = transposes(transa) ? k : m, a_cols = transposes(transa) ? m : k;
   const int b_rows = transposes(transb) ? n : k, b_cols = transposes(transb) ? k : n;
-  if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
+  if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
   if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
   const float al = *alpha, be = *beta;
@@ -217,7 +218,8 @@ cublasStatus_t check_problem(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a
   if (!desc || !a || !b || !c || !d) return CUBLAS_STATUS_INVALID_VALUE;
   const bool fp32_compute = desc->compute == CUBLAS_COMPUTE_32F || desc->compute == CUBLAS_COMPUTE_32F_PEDANTIC ||
                             desc->compute == CUBLAS_COMPUTE_32F_FAST_16F ||
-                            desc->compute == CUBLAS_COMPUTE_32F_FAST_16BF || desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+                            desc->compute == CUBLAS_COMPUTE_32F_FAST_16BF ||
+                            desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   if (!fp32_compute || desc->scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
   for (const cublasLtMatrixLayoutOpaque* l : {a, b, c, d}) {
     if (l->type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;

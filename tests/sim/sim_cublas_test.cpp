@@ -34,8 +34,9 @@ TEST(SimCublas, SgemmColumnMajor) {
   const DeviceFloats a(kA), b(kB);
   DeviceFloats c(std::vector<float>(4, kNaN));
   const float one = 1, zero = 0;
-  ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
+      CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(c.read(), kAB) << "beta = 0: the NaN in C is not read";
 }
 
@@ -48,13 +49,15 @@ TEST(SimCublas, SgemmTransposedWithPaddedLeadingDimensions) {
   const DeviceFloats b({7, 8, kNaN, 9, 10, kNaN, 11, 12, kNaN});
   DeviceFloats c(std::vector<float>(6, kNaN));
   const float one = 1, zero = 0;
-  ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_T, CUBLAS_OP_T, 2, 2, 3, &one, a.get(), 4, b.get(), 3, &zero, c.get(), 3),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_T, CUBLAS_OP_T, 2, 2, 3, &one, a.get(), 4, b.get(), 3, &zero, c.get(), 3),
+      CUBLAS_STATUS_SUCCESS);
   EXPECT_TRUE(kdsim::test::same_floats(c.read(), {58, 139, kNaN, 64, 154, kNaN}));
   // OP_C is OP_T for real data.
   DeviceFloats c2(std::vector<float>(4, kNaN));
-  ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_C, CUBLAS_OP_C, 2, 2, 3, &one, a.get(), 4, b.get(), 3, &zero, c2.get(), 2),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_C, CUBLAS_OP_C, 2, 2, 3, &one, a.get(), 4, b.get(), 3, &zero, c2.get(), 2),
+      CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(c2.read(), kAB);
 }
 
@@ -64,9 +67,9 @@ TEST(SimCublas, SgemmAlphaBeta) {
   const DeviceFloats a(kA), b(kB), nan_a(std::vector<float>(6, kNaN));
   DeviceFloats c({1, 2, 3, 4});
   const float two = 2, minus_one = -1, zero = 0, three = 3;
-  ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &two, a.get(), 2, b.get(), 3, &minus_one,
-                        c.get(), 2),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &two, a.get(), 2, b.get(), 3, &minus_one, c.get(), 2),
+      CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(c.read(), (std::vector<float>{115, 276, 125, 304}));
   ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &zero, nan_a.get(), 2, b.get(), 3, &three,
                         c.get(), 2),
@@ -94,13 +97,12 @@ TEST(SimCublas, SgemmArgumentChecks) {
       << "ldb < k for OP_N";
   EXPECT_EQ(sgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_T, 2, 2, 3, 2, 1, 2), CUBLAS_STATUS_INVALID_VALUE)
       << "ldb < n for OP_T";
-  EXPECT_EQ(sgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, 2, 3, 1), CUBLAS_STATUS_INVALID_VALUE)
-      << "ldc < m";
+  EXPECT_EQ(sgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, 2, 3, 1), CUBLAS_STATUS_INVALID_VALUE) << "ldc < m";
   EXPECT_EQ(sgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, -1, 2, 3, 2, 3, 2), CUBLAS_STATUS_INVALID_VALUE);
   EXPECT_EQ(sgemm(blas.handle, cublasOperation_t(7), CUBLAS_OP_N, 2, 2, 3, 2, 3, 2), CUBLAS_STATUS_INVALID_VALUE);
-  EXPECT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, nullptr, a.get(), 2, b.get(), 3, &zero,
-                        c.get(), 2),
-            CUBLAS_STATUS_INVALID_VALUE);
+  EXPECT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, nullptr, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
+      CUBLAS_STATUS_INVALID_VALUE);
   EXPECT_EQ(sgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 0, 2, 3, 1, 3, 1), CUBLAS_STATUS_SUCCESS) << "m = 0";
   EXPECT_TRUE(kdsim::test::same_floats(c.read(), std::vector<float>(4, kNaN)));
 }
@@ -111,7 +113,8 @@ TEST(SimCublas, HandleSettings) {
   EXPECT_EQ(cublasSetMathMode(blas.handle, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasGetMathMode(blas.handle, &mode), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(mode, CUBLAS_TF32_TENSOR_OP_MATH);
-  EXPECT_EQ(cublasSetMathMode(blas.handle, cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+  EXPECT_EQ(cublasSetMathMode(blas.handle,
+                              cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
             CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasSetMathMode(blas.handle, cublasMath_t(5)), CUBLAS_STATUS_INVALID_VALUE);
   EXPECT_EQ(cublasSetMathMode(nullptr, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_NOT_INITIALIZED);
@@ -139,13 +142,15 @@ TEST(SimCublas, SgemmRunsOnTheHandlesStream) {
   ASSERT_EQ(cublasGetStream(blas.handle, &got), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(got, stream);
   const float one = 1, zero = 0;
-  ASSERT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
-            CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
+      CUBLAS_STATUS_SUCCESS);
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   EXPECT_EQ(c.read(), kAB);
   ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
-  EXPECT_EQ(cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
-            CUBLAS_STATUS_EXECUTION_FAILED)
+  EXPECT_EQ(
+      cublasSgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, a.get(), 2, b.get(), 3, &zero, c.get(), 2),
+      CUBLAS_STATUS_EXECUTION_FAILED)
       << "the stream was destroyed";
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidResourceHandle);
 }
@@ -165,7 +170,8 @@ struct Lt {
     EXPECT_EQ(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), CUBLAS_STATUS_SUCCESS);
     const cublasOperation_t op = transa ? CUBLAS_OP_T : CUBLAS_OP_N;
     EXPECT_EQ(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op, sizeof op), CUBLAS_STATUS_SUCCESS);
-    EXPECT_EQ(transa ? cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, 3, 2, 3) : cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, 2, 3, 2),
+    EXPECT_EQ(transa ? cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, 3, 2, 3)
+                     : cublasLtMatrixLayoutCreate(&a, CUDA_R_32F, 2, 3, 2),
               CUBLAS_STATUS_SUCCESS);
     EXPECT_EQ(cublasLtMatrixLayoutCreate(&b, CUDA_R_32F, 3, 2, 3), CUBLAS_STATUS_SUCCESS);
     EXPECT_EQ(cublasLtMatrixLayoutCreate(&cd, CUDA_R_32F, 2, 2, 2), CUBLAS_STATUS_SUCCESS);

@@ -124,8 +124,8 @@ cudnnStatus_t check_conv(const char* call, cudnnTensorDescriptor_t xd, cudnnFilt
     return fail(call, CUDNN_STATUS_NOT_SUPPORTED,
                 "y is " + std::to_string(y.d[2]) + "x" + std::to_string(y.d[3]) + ", the convolution gives " +
                     std::to_string(oh) + "x" + std::to_string(ow));
-  *out = Conv{x, w, y, cd->pad_h, cd->pad_w, cd->u, cd->v, cd->dil_h, cd->dil_w, cd->mode == CUDNN_CONVOLUTION,
-              cd->math};
+  *out =
+      Conv{x, w, y, cd->pad_h, cd->pad_w, cd->u, cd->v, cd->dil_h, cd->dil_w, cd->mode == CUDNN_CONVOLUTION, cd->math};
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -190,7 +190,9 @@ struct AlgoTable {
 
 bool any_shape(const Conv&) { return true; }
 bool no_shape(const Conv&) { return false; }
-bool fft_shape(const Conv& g) { return g.unit_stride() && g.x.d[2] + 2 * g.pad_h <= 256 && g.x.d[3] + 2 * g.pad_w <= 256; }
+bool fft_shape(const Conv& g) {
+  return g.unit_stride() && g.x.d[2] + 2 * g.pad_h <= 256 && g.x.d[3] + 2 * g.pad_w <= 256;
+}
 bool fft_tiling_shape(const Conv& g) { return g.unit_stride() && g.w.d[2] <= 32 && g.w.d[3] <= 32; }
 bool winograd_shape(const Conv& g) { return g.unit_stride() && g.w.d[2] == 3 && g.w.d[3] == 3; }
 bool winograd_nonfused_shape(const Conv& g) {
@@ -247,8 +249,7 @@ constexpr Algo kBwdFilterAlgos[] = {
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, true, 0.8, any_shape, im2col_bytes},
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, false, 1.0, any_shape, no_workspace},
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, false, 0.6, any_shape, split_filter_bytes},
-    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, true, 0.65, winograd_nonfused_shape,
-     winograd_nonfused_bytes},
+    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, true, 0.65, winograd_nonfused_shape, winograd_nonfused_bytes},
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING, true, 0.75, fft_tiling_shape, fft_tiling_bytes},
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, true, 0.7, fft_shape, fft_bytes},
     {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD, true, 1.0, no_shape, no_workspace},
@@ -283,7 +284,8 @@ cudnnStatus_t rank_algorithms(const char* call, cudnnHandle_t handle, const Conv
     all.push_back(p);
   }
   std::stable_sort(all.begin(), all.end(), [&](const Perf& a, const Perf& b) {
-    if ((a.status == CUDNN_STATUS_SUCCESS) != (b.status == CUDNN_STATUS_SUCCESS)) return a.status == CUDNN_STATUS_SUCCESS;
+    if ((a.status == CUDNN_STATUS_SUCCESS) != (b.status == CUDNN_STATUS_SUCCESS))
+      return a.status == CUDNN_STATUS_SUCCESS;
     return timed && a.status == CUDNN_STATUS_SUCCESS && a.time < b.time;
   });
   *returned = std::min(requested, table.count);
@@ -305,7 +307,8 @@ cudnnStatus_t workspace_size(const char* call, cudnnHandle_t handle, const Conv&
 
 // A device range the call reads or writes; a bad one is reported by the
 // simulator and fails the call as the illegal access would.
-bool range_ok(const char* call, const char* name, const void* p, int64_t elements, size_t element_bytes = sizeof(float)) {
+bool range_ok(const char* call, const char* name, const void* p, int64_t elements,
+              size_t element_bytes = sizeof(float)) {
   std::string why;
   if (kdsim::device_range_ok(p, size_t(elements) * element_bytes, &why)) return true;
   kdsim::report(std::string(call) + ": " + name + ": " + why);
@@ -423,15 +426,15 @@ cudnnStatus_t cudnnGetStream(cudnnHandle_t handle, cudaStream_t* stream) {
 
 // ------------------------------------------------------------------ descriptors
 // Create: null out-pointer is BAD_PARAM; Destroy: null is a no-op, as documented.
-#define KDSIM_DESCRIPTOR(Kind, Struct)                                                                     \
-  cudnnStatus_t cudnnCreate##Kind##Descriptor(Struct** desc) {                                             \
-    if (!desc) return fail("cudnnCreate" #Kind "Descriptor", CUDNN_STATUS_BAD_PARAM, "desc is null");    \
-    *desc = new Struct;                                                                                    \
-    return CUDNN_STATUS_SUCCESS;                                                                           \
-  }                                                                                                        \
-  cudnnStatus_t cudnnDestroy##Kind##Descriptor(Struct* desc) {                                             \
-    delete desc;                                                                                           \
-    return CUDNN_STATUS_SUCCESS;                                                                           \
+#define KDSIM_DESCRIPTOR(Kind, Struct)                                                                \
+  cudnnStatus_t cudnnCreate##Kind##Descriptor(Struct** desc) {                                        \
+    if (!desc) return fail("cudnnCreate" #Kind "Descriptor", CUDNN_STATUS_BAD_PARAM, "desc is null"); \
+    *desc = new Struct;                                                                               \
+    return CUDNN_STATUS_SUCCESS;                                                                      \
+  }                                                                                                   \
+  cudnnStatus_t cudnnDestroy##Kind##Descriptor(Struct* desc) {                                        \
+    delete desc;                                                                                      \
+    return CUDNN_STATUS_SUCCESS;                                                                      \
   }
 KDSIM_DESCRIPTOR(Tensor, cudnnTensorStruct)
 KDSIM_DESCRIPTOR(Filter, cudnnFilterStruct)
@@ -445,8 +448,7 @@ cudnnStatus_t check_4d(const char* call, const void* desc, cudnnDataType_t type,
   if (!desc) return fail(call, CUDNN_STATUS_BAD_PARAM, "desc is null");
   if (!valid_type(type)) return fail(call, CUDNN_STATUS_BAD_PARAM, "unknown data type " + std::to_string(int(type)));
   if (a < 1 || b < 1 || c < 1 || e < 1) return fail(call, CUDNN_STATUS_BAD_PARAM, "every dimension must be positive");
-  if (int64_t(a) * b * c * e > INT32_MAX)
-    return fail(call, CUDNN_STATUS_NOT_SUPPORTED, "more than 2 Giga-elements");
+  if (int64_t(a) * b * c * e > INT32_MAX) return fail(call, CUDNN_STATUS_NOT_SUPPORTED, "more than 2 Giga-elements");
   return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t check_format(const char* call, cudnnTensorFormat_t format) {
@@ -457,8 +459,8 @@ cudnnStatus_t check_format(const char* call, cudnnTensorFormat_t format) {
 }
 }  // namespace
 
-cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format,
-                                         cudnnDataType_t type, int n, int c, int h, int w) {
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format, cudnnDataType_t type,
+                                         int n, int c, int h, int w) {
   const char* call = "cudnnSetTensor4dDescriptor";
   if (cudnnStatus_t s = check_4d(call, desc, type, n, c, h, w)) return s;
   if (cudnnStatus_t s = check_format(call, format)) return s;
@@ -476,8 +478,8 @@ cudnnStatus_t cudnnSetTensor4dDescriptorEx(cudnnTensorDescriptor_t desc, cudnnDa
   return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t desc, cudnnDataType_t type,
-                                         cudnnTensorFormat_t format, int k, int c, int h, int w) {
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t desc, cudnnDataType_t type, cudnnTensorFormat_t format,
+                                         int k, int c, int h, int w) {
   const char* call = "cudnnSetFilter4dDescriptor";
   if (cudnnStatus_t s = check_4d(call, desc, type, k, c, h, w)) return s;
   if (cudnnStatus_t s = check_format(call, format)) return s;
@@ -560,11 +562,11 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnnHandle_t h
 }
 
 // Each query: the descriptors in the forward roles (x, w, y), then the ranking.
-#define KDSIM_RANK(Function, Perf, table, timed, X, W, Y, ...)                                                  \
+#define KDSIM_RANK(Function, Perf, table, timed, X, W, Y, ...)                                                   \
   cudnnStatus_t Function(cudnnHandle_t handle, __VA_ARGS__, const int requested, int* returned, Perf* results) { \
-    Conv g{};                                                                                                   \
-    const cudnnStatus_t checked = check_conv(#Function, X, W, conv, Y, &g);                                     \
-    return rank_algorithms(#Function, handle, g, checked, table, timed, requested, returned, results);          \
+    Conv g{};                                                                                                    \
+    const cudnnStatus_t checked = check_conv(#Function, X, W, conv, Y, &g);                                      \
+    return rank_algorithms(#Function, handle, g, checked, table, timed, requested, returned, results);           \
   }
 KDSIM_RANK(cudnnFindConvolutionForwardAlgorithm, cudnnConvolutionFwdAlgoPerf_t, kFwd, true, x, w, y,
            const cudnnTensorDescriptor_t x, const cudnnFilterDescriptor_t w, const cudnnConvolutionDescriptor_t conv,
@@ -575,14 +577,14 @@ KDSIM_RANK(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t
 KDSIM_RANK(cudnnFindConvolutionBackwardDataAlgorithm, cudnnConvolutionBwdDataAlgoPerf_t, kBwdData, true, dx, w, dy,
            const cudnnFilterDescriptor_t w, const cudnnTensorDescriptor_t dy, const cudnnConvolutionDescriptor_t conv,
            const cudnnTensorDescriptor_t dx)
-KDSIM_RANK(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t, kBwdData, false, dx, w,
-           dy, const cudnnFilterDescriptor_t w, const cudnnTensorDescriptor_t dy,
-           const cudnnConvolutionDescriptor_t conv, const cudnnTensorDescriptor_t dx)
+KDSIM_RANK(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t, kBwdData, false, dx, w, dy,
+           const cudnnFilterDescriptor_t w, const cudnnTensorDescriptor_t dy, const cudnnConvolutionDescriptor_t conv,
+           const cudnnTensorDescriptor_t dx)
 KDSIM_RANK(cudnnFindConvolutionBackwardFilterAlgorithm, cudnnConvolutionBwdFilterAlgoPerf_t, kBwdFilter, true, x, dw,
            dy, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
            const cudnnConvolutionDescriptor_t conv, const cudnnFilterDescriptor_t dw)
-KDSIM_RANK(cudnnGetConvolutionBackwardFilterAlgorithm_v7, cudnnConvolutionBwdFilterAlgoPerf_t, kBwdFilter, false, x,
-           dw, dy, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
+KDSIM_RANK(cudnnGetConvolutionBackwardFilterAlgorithm_v7, cudnnConvolutionBwdFilterAlgoPerf_t, kBwdFilter, false, x, dw,
+           dy, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
            const cudnnConvolutionDescriptor_t conv, const cudnnFilterDescriptor_t dw)
 #undef KDSIM_RANK
 
@@ -628,8 +630,8 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha, c
   Conv g{};
   size_t needed = 0;
   const cudnnStatus_t checked = check_conv(call, x_desc, w_desc, conv, y_desc, &g);
-  if (cudnnStatus_t s = check_execution(call, handle, alpha, beta, checked, g, kFwd, algo, workspace, workspace_bytes,
-                                        &needed))
+  if (cudnnStatus_t s =
+          check_execution(call, handle, alpha, beta, checked, g, kFwd, algo, workspace, workspace_bytes, &needed))
     return s;
   if (!x || !w || !y) return fail(call, CUDNN_STATUS_BAD_PARAM, "x, w or y is null");
   if (!range_ok(call, "x", x, g.x.extent()) || !range_ok(call, "w", w, g.w.extent()) ||
@@ -656,8 +658,8 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
   Conv g{};
   size_t needed = 0;
   const cudnnStatus_t checked = check_conv(call, x_desc, w_desc, conv, y_desc, &g);
-  if (cudnnStatus_t s = check_execution(call, handle, alpha1, alpha2, checked, g, kFwd, algo, workspace,
-                                        workspace_bytes, &needed))
+  if (cudnnStatus_t s =
+          check_execution(call, handle, alpha1, alpha2, checked, g, kFwd, algo, workspace, workspace_bytes, &needed))
     return s;
   if (!x || !w || !y || !z || !bias) return fail(call, CUDNN_STATUS_BAD_PARAM, "x, w, z, bias or y is null");
   if (!activation || !activation->set) return fail(call, CUDNN_STATUS_BAD_PARAM, "the activation descriptor is unset");
@@ -706,8 +708,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
   Conv g{};
   size_t needed = 0;
   const cudnnStatus_t checked = check_conv(call, dx_desc, w_desc, conv, dy_desc, &g);
-  if (cudnnStatus_t s = check_execution(call, handle, alpha, beta, checked, g, kBwdData, algo, workspace,
-                                        workspace_bytes, &needed))
+  if (cudnnStatus_t s =
+          check_execution(call, handle, alpha, beta, checked, g, kBwdData, algo, workspace, workspace_bytes, &needed))
     return s;
   if (!w || !dy || !dx) return fail(call, CUDNN_STATUS_BAD_PARAM, "w, dy or dx is null");
   if (!range_ok(call, "w", w, g.w.extent()) || !range_ok(call, "dy", dy, g.y.extent()) ||
@@ -735,8 +737,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
   Conv g{};
   size_t needed = 0;
   const cudnnStatus_t checked = check_conv(call, x_desc, dw_desc, conv, dy_desc, &g);
-  if (cudnnStatus_t s = check_execution(call, handle, alpha, beta, checked, g, kBwdFilter, algo, workspace,
-                                        workspace_bytes, &needed))
+  if (cudnnStatus_t s =
+          check_execution(call, handle, alpha, beta, checked, g, kBwdFilter, algo, workspace, workspace_bytes, &needed))
     return s;
   if (!x || !dy || !dw) return fail(call, CUDNN_STATUS_BAD_PARAM, "x, dy or dw is null");
   if (!range_ok(call, "x", x, g.x.extent()) || !range_ok(call, "dy", dy, g.y.extent()) ||

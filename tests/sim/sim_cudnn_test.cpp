@@ -51,14 +51,13 @@ struct Conv {
     EXPECT_EQ(cudnnCreateActivationDescriptor(&act), CUDNN_STATUS_SUCCESS);
     EXPECT_EQ(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, wd), CUDNN_STATUS_SUCCESS);
     EXPECT_EQ(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, k, c, r, s), CUDNN_STATUS_SUCCESS);
-    EXPECT_EQ(cudnnSetConvolution2dDescriptor(conv, pad, pad, stride, stride, dilation, dilation, mode,
-                                              CUDNN_DATA_FLOAT),
-              CUDNN_STATUS_SUCCESS);
+    EXPECT_EQ(
+        cudnnSetConvolution2dDescriptor(conv, pad, pad, stride, stride, dilation, dilation, mode, CUDNN_DATA_FLOAT),
+        CUDNN_STATUS_SUCCESS);
     EXPECT_EQ(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH), CUDNN_STATUS_SUCCESS);
     int yn = 0, yc = 0, yh = 0, yw = 0;
     EXPECT_EQ(cudnnGetConvolution2dForwardOutputDim(conv, x, w, &yn, &yc, &yh, &yw), CUDNN_STATUS_SUCCESS);
-    EXPECT_EQ(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, yn, yc, yh, yw),
-              CUDNN_STATUS_SUCCESS);
+    EXPECT_EQ(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, yn, yc, yh, yw), CUDNN_STATUS_SUCCESS);
     EXPECT_EQ(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, k, 1, 1), CUDNN_STATUS_SUCCESS);
     EXPECT_EQ(cudnnSetActivationDescriptor(act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
               CUDNN_STATUS_SUCCESS);
@@ -123,7 +122,8 @@ TEST(SimCudnn, OutputDimFollowsTheDocumentedFormula) {
     int h, k, pad, stride, dilation, expected;
   };
   // 1 + (5 + 2 - 3) / 2 = 3; 1 + (6 + 2 - 2) / 2 = 4; 1 + (7 - 5) / 1 = 3 (dilated span 5); 1 + (28 - 3) / 1 = 26.
-  for (const Case& t : {Case{5, 3, 1, 2, 1, 3}, Case{6, 2, 1, 2, 1, 4}, Case{7, 3, 0, 1, 2, 3}, Case{28, 3, 0, 1, 1, 26}}) {
+  for (const Case& t :
+       {Case{5, 3, 1, 2, 1, 3}, Case{6, 2, 1, 2, 1, 4}, Case{7, 3, 0, 1, 2, 3}, Case{28, 3, 0, 1, 1, 26}}) {
     SCOPED_TRACE(testing::Message() << "h " << t.h << " k " << t.k << " pad " << t.pad << " stride " << t.stride
                                     << " dilation " << t.dilation);
     Conv c(2, 3, t.h, t.h + 1, 4, t.k, t.k, t.pad, t.stride, t.dilation);

@@ -26,8 +26,8 @@ struct Block;
 struct Thread : ThreadState {
   Block* block = nullptr;
   unsigned tid = 0, lane = 0, warp = 0;
-  void* sp = nullptr;             // saved stack pointer while switched out
-  char* stack = nullptr;          // lowest usable byte of its stack
+  void* sp = nullptr;     // saved stack pointer while switched out
+  char* stack = nullptr;  // lowest usable byte of its stack
   size_t stack_size = 0;
   void* asan_fake_stack = nullptr;
   Wait wait = Wait::Running;
@@ -42,15 +42,15 @@ struct Thread : ThreadState {
 
 struct Block {
   uint3 idx{};
-  unsigned rank = 0;        // within its cluster
-  uint64_t serial = 0;      // unique per block run: tells shadow entries of earlier blocks apart
+  unsigned rank = 0;    // within its cluster
+  uint64_t serial = 0;  // unique per block run: tells shadow entries of earlier blocks apart
   std::vector<Thread*> threads;
   unsigned done = 0, at_barrier = 0;
-  uint32_t barrier_gen = 0;            // completed __syncthreads and cluster.sync
-  std::vector<uint32_t> warp_gen;      // completed warp collectives per warp
-  std::vector<unsigned> exited_lanes;  // per warp: lanes that returned
-  std::vector<unsigned> waiting_lanes; // per warp: lanes waiting in a warp collective
-  std::vector<Thread*> ready;          // runnable, in schedule order
+  uint32_t barrier_gen = 0;             // completed __syncthreads and cluster.sync
+  std::vector<uint32_t> warp_gen;       // completed warp collectives per warp
+  std::vector<unsigned> exited_lanes;   // per warp: lanes that returned
+  std::vector<unsigned> waiting_lanes;  // per warp: lanes waiting in a warp collective
+  std::vector<Thread*> ready;           // runnable, in schedule order
   size_t next_ready = 0;
   bool exited() const { return done == threads.size(); }
 };
@@ -83,7 +83,9 @@ struct Scheduler {
     }
   }
   template <typename T>
-  void order(std::vector<T>& items) { order(items.begin(), items.end()); }
+  void order(std::vector<T>& items) {
+    order(items.begin(), items.end());
+  }
 };
 Scheduler& scheduler();
 
@@ -91,14 +93,14 @@ Scheduler& scheduler();
 void report(const std::string& message);
 std::string describe(const Thread& t);  // "thread (3,0,0) of block (1,0,0)"
 std::string site_text(Site s);
-std::string symbolize(uintptr_t pc);    // "kernels/x.cu:123" for a return address in kernel code
+std::string symbolize(uintptr_t pc);  // "kernels/x.cu:123" for a return address in kernel code
 
 // Static shared memory (the executable's thread_local block) and its copies for the
 // blocks of a cluster that are not running.
 struct SharedWindow {
   uintptr_t lo = 0;
   size_t size = 0;
-  uintptr_t dynamic_lo = 0;  // kd::cuda::dynamic_shared_memory() within it
+  uintptr_t dynamic_lo = 0;          // kd::cuda::dynamic_shared_memory() within it
   std::vector<unsigned char> saved;  // rank r's copy at r * size (clusters only)
   unsigned char* saved_copy(unsigned rank) { return saved.data() + size_t(rank) * size; }
 };
@@ -129,10 +131,10 @@ cudaError_t run_launch(const Launch& l);
 
 // Access checker state for a new block run (shadow entries are told apart by serial).
 void checker_begin_launch();
-void* device_malloc(size_t bytes);  // null when out of (simulated) memory
-bool device_free(void* ptr);        // false: not a live allocation
+void* device_malloc(size_t bytes);                                    // null when out of (simulated) memory
+bool device_free(void* ptr);                                          // false: not a live allocation
 bool device_range_ok(const void* p, size_t bytes, std::string* why);  // for cudaMemcpy/cudaMemset
-size_t device_bytes_in_use();       // the sum of the live allocations' sizes, for cudaMemGetInfo
+size_t device_bytes_in_use();  // the sum of the live allocations' sizes, for cudaMemGetInfo
 
 // Work that a library call (simulated cuBLAS, cuBLASLt, cuDNN) or a runtime call
 // queues on `stream`, described by `what` for messages. The simulated libraries

@@ -143,10 +143,10 @@ void report_race(const char* kind, const Access& prev, const char* prev_verb, co
                  const char* verb, unsigned rank, size_t offset) {
   if (!g_reported.insert({prev.pc, pc}).second) return;
   std::ostringstream msg;
-  msg << "shared-memory race (" << kind << ") in " << g_run.kernel_name << ": " << who_text(prev) << " "
-      << prev_verb << " byte " << offset << " of " << (rank == t.block->rank ? "its block's" : "a cluster block's")
-      << " shared memory at " << symbolize(prev.pc) << "; " << describe(t) << " " << verb << " it at "
-      << symbolize(pc) << " with no barrier between";
+  msg << "shared-memory race (" << kind << ") in " << g_run.kernel_name << ": " << who_text(prev) << " " << prev_verb
+      << " byte " << offset << " of " << (rank == t.block->rank ? "its block's" : "a cluster block's")
+      << " shared memory at " << symbolize(prev.pc) << "; " << describe(t) << " " << verb << " it at " << symbolize(pc)
+      << " with no barrier between";
   report(msg.str());
 }
 
@@ -189,8 +189,8 @@ void shared_access(Thread& t, unsigned rank, size_t offset, size_t size, bool wr
                std::to_string(offset) + ", which no thread of the block has written, at " + symbolize(pc));
       if (e.write.who != kNobody && e.write.who != me && !ordered(e.write, now, me, rank))
         report_race("read after write", e.write, "wrote", t, pc, "reads", rank, offset);
-      const bool several = e.read.who != kNobody && (e.read.several || e.read.who != me) &&
-                           !ordered(e.read, now, me, rank);
+      const bool several =
+          e.read.who != kNobody && (e.read.several || e.read.who != me) && !ordered(e.read, now, me, rank);
       e.read = now;
       e.read.several = several;
     }
@@ -201,11 +201,13 @@ void global_access(Thread& t, uintptr_t p, size_t size, bool write, uintptr_t pc
   if (addressable(p, size)) return;
   if (!g_reported.insert({pc, 3}).second) return;
   report("out-of-bounds global " + std::string(write ? "write" : "read") + " in " + g_run.kernel_name + ": " +
-         describe(t) + " " + (write ? "writes " : "reads ") + std::to_string(size) + " bytes at 0x" + [&] {
+         describe(t) + " " + (write ? "writes " : "reads ") + std::to_string(size) + " bytes at 0x" +
+         [&] {
            char buf[32];
            std::snprintf(buf, sizeof buf, "%lx", static_cast<unsigned long>(p));
            return std::string(buf);
-         }() + ", " + where_in_arena(p) + ", at " + symbolize(pc));
+         }() +
+         ", " + where_in_arena(p) + ", at " + symbolize(pc));
 }
 
 inline void on_access(const void* address, size_t size, bool write, bool atomic, uintptr_t pc) {
@@ -246,7 +248,8 @@ bool device_free(void* ptr) {
   g_bytes_live -= it->second.bytes;
   set_shadow(it->first, it->second.bytes, false);
   // Give the pages back; the addresses stay reserved (and unaddressable).
-  const uintptr_t page = 4096, lo = (it->first + page - 1) & ~(page - 1), hi = (it->first + it->second.bytes) & ~(page - 1);
+  const uintptr_t page = 4096, lo = (it->first + page - 1) & ~(page - 1),
+                  hi = (it->first + it->second.bytes) & ~(page - 1);
   if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
   return true;
 }
@@ -265,60 +268,60 @@ size_t device_bytes_in_use() { return g_bytes_live; }
 
 // ------------------------------------------------------------------ compiler instrumentation entry points
 #define KDSIM_PC reinterpret_cast<uintptr_t>(__builtin_return_address(0))
-#define KDSIM_ACCESS_HOOKS(n)                                                                                       \
-  void __tsan_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); }                                 \
-  void __tsan_write##n(void* a) { kdsim::on_access(a, n, true, false, KDSIM_PC); }                                 \
-  void __tsan_unaligned_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); }                       \
-  void __tsan_unaligned_write##n(void* a) { kdsim::on_access(a, n, true, false, KDSIM_PC); }                       \
-  void __tsan_volatile_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); }                        \
+#define KDSIM_ACCESS_HOOKS(n)                                                                \
+  void __tsan_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); }           \
+  void __tsan_write##n(void* a) { kdsim::on_access(a, n, true, false, KDSIM_PC); }           \
+  void __tsan_unaligned_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); } \
+  void __tsan_unaligned_write##n(void* a) { kdsim::on_access(a, n, true, false, KDSIM_PC); } \
+  void __tsan_volatile_read##n(void* a) { kdsim::on_access(a, n, false, false, KDSIM_PC); }  \
   void __tsan_volatile_write##n(void* a) { kdsim::on_access(a, n, true, false, KDSIM_PC); }
 // Atomics of the simulated threads (one OS thread runs them all, so the
 // operation itself is a plain one made atomic for form's sake).
-#define KDSIM_ATOMIC_HOOKS(bits, T)                                                                                 \
-  T __tsan_atomic##bits##_load(const volatile T* a, int) {                                                          \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), false, true, KDSIM_PC);                                          \
-    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                                    \
-  }                                                                                                                 \
-  void __tsan_atomic##bits##_store(volatile T* a, T v, int) {                                                       \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                                       \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) {                                                       \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                             \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) {                                                      \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                              \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) {                                                      \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                              \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) {                                                      \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                              \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) {                                                       \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                               \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) {                                                      \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                              \
-  }                                                                                                                 \
-  int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) {                           \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                         \
-  }                                                                                                                 \
-  int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) {                             \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                         \
-  }                                                                                                                 \
-  T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int, int) {                                 \
-    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                                           \
-    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                               \
-    return c;                                                                                                       \
+#define KDSIM_ATOMIC_HOOKS(bits, T)                                                         \
+  T __tsan_atomic##bits##_load(const volatile T* a, int) {                                  \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), false, true, KDSIM_PC);                  \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                         \
+  void __tsan_atomic##bits##_store(volatile T* a, T v, int) {                               \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                               \
+  }                                                                                         \
+  T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) {                               \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                     \
+  }                                                                                         \
+  T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) {                              \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) {                              \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) {                              \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) {                               \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                       \
+  }                                                                                         \
+  T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) {                              \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) {   \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+  }                                                                                         \
+  int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) {     \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+  }                                                                                         \
+  T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int, int) {         \
+    kdsim::on_access(const_cast<T*>(a), sizeof(T), true, true, KDSIM_PC);                   \
+    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);       \
+    return c;                                                                               \
   }
 extern "C" {
 void __tsan_init() {}

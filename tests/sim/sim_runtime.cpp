@@ -135,8 +135,8 @@ char* stack_for(size_t index) {
   std::vector<char*>& pool = stack_pool();
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   while (pool.size() <= index) {
-    void* mem = mmap(nullptr, kStackSize + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+    void* mem =
+        mmap(nullptr, kStackSize + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) {
       std::fprintf(stderr, "[kdsim] cannot map a %zu KiB fiber stack for simulated thread %zu\n", kStackSize / 1024,
                    index);
@@ -189,11 +189,12 @@ void prepare_fiber(Thread* t) {
 #if defined(KDSIM_ASAN)
   ASAN_UNPOISON_MEMORY_REGION(t->stack, t->stack_size);  // frames of an abandoned (deadlocked) run
 #endif
-  uintptr_t* sp = reinterpret_cast<uintptr_t*>((reinterpret_cast<uintptr_t>(t->stack) + t->stack_size) & ~uintptr_t(15));
-  *--sp = 0;                                             // fiber_entry's (absent) return address
-  *--sp = reinterpret_cast<uintptr_t>(&fiber_entry);     // where kdsim_switch's ret goes
-  for (int i = 0; i < 6; ++i) *--sp = 0;                 // rbp rbx r12 r13 r14 r15
-  *--sp = uintptr_t(0x037F) << 32 | 0x1F80;              // default x87 control word, MXCSR
+  uintptr_t* sp =
+      reinterpret_cast<uintptr_t*>((reinterpret_cast<uintptr_t>(t->stack) + t->stack_size) & ~uintptr_t(15));
+  *--sp = 0;                                          // fiber_entry's (absent) return address
+  *--sp = reinterpret_cast<uintptr_t>(&fiber_entry);  // where kdsim_switch's ret goes
+  for (int i = 0; i < 6; ++i) *--sp = 0;              // rbp rbx r12 r13 r14 r15
+  *--sp = uintptr_t(0x037F) << 32 | 0x1F80;           // default x87 control word, MXCSR
   t->sp = sp;
   t->asan_fake_stack = nullptr;
 }
@@ -311,7 +312,9 @@ void try_complete_warp(Block& b, unsigned warp, unsigned mask) {
           const Thread* source = warp_lane(b, warp, unsigned(src));
           report(std::string(op_name(*t)) + " in " + g_run.kernel_name + " at " + site_text(t->site) + ": " +
                  describe(*t) + " reads lane " + std::to_string(src) + ", outside the mask " + hex_mask(mask) +
-                 (!source ? " (no such thread)" : source->wait == Wait::Done ? " (it has exited)" : ""));
+                 (!source                      ? " (no such thread)"
+                  : source->wait == Wait::Done ? " (it has exited)"
+                                               : ""));
           t->result = t->value;
         } else {
           t->result = warp_lane(b, warp, unsigned(src))->value;
@@ -337,14 +340,13 @@ uint64_t warp_collective(Site site, WarpOp op, int kind, unsigned mask, uint64_t
   Thread* t = g_thread;
   Block& b = *t->block;
   if (width < 1 || width > kWarp || (width & (width - 1)) != 0) {
-    report("warp collective in " + g_run.kernel_name + " at " + site_text(site) + ": width " +
-           std::to_string(width) + " is not a power of two in [1, 32]");
+    report("warp collective in " + g_run.kernel_name + " at " + site_text(site) + ": width " + std::to_string(width) +
+           " is not a power of two in [1, 32]");
     width = kWarp;
   }
   if (!(mask >> t->lane & 1u)) {
-    report("warp collective in " + g_run.kernel_name + " at " + site_text(site) + ": " + describe(*t) +
-           " (lane " + std::to_string(t->lane) + ") calls it with mask " + hex_mask(mask) +
-           ", which leaves the lane out");
+    report("warp collective in " + g_run.kernel_name + " at " + site_text(site) + ": " + describe(*t) + " (lane " +
+           std::to_string(t->lane) + ") calls it with mask " + hex_mask(mask) + ", which leaves the lane out");
     mask |= 1u << t->lane;
   }
   const size_t warp_first = size_t(t->warp) * kWarp;
@@ -413,8 +415,7 @@ void report_stuck_block(Block& b) {
       case Wait::Block: by_place["wait at __syncthreads (" + site_text(t->site) + ")"].push_back(t); break;
       case Wait::Cluster: by_place["wait at cluster.sync (" + site_text(t->site) + ")"].push_back(t); break;
       case Wait::Warp:
-        by_place[std::string("wait at ") + op_name(*t) + " (" + site_text(t->site) + ") with mask " +
-                 hex_mask(t->mask)]
+        by_place[std::string("wait at ") + op_name(*t) + " (" + site_text(t->site) + ") with mask " + hex_mask(t->mask)]
             .push_back(t);
         break;
       case Wait::Done: by_place["have exited"].push_back(t); break;
@@ -544,8 +545,8 @@ Scheduler& scheduler() {
       sch.schedule = Schedule::Reverse;
     } else if (spec.rfind("random", 0) == 0) {
       sch.schedule = Schedule::Random;
-      sch.seed = spec.size() > 7 && spec[6] == ':' ? std::strtoull(spec.c_str() + 7, nullptr, 10)
-                                                   : std::random_device{}();
+      sch.seed =
+          spec.size() > 7 && spec[6] == ':' ? std::strtoull(spec.c_str() + 7, nullptr, 10) : std::random_device{}();
       sch.rng.seed(sch.seed);
     } else {
       std::fprintf(stderr, "[kdsim] KDSIM_SCHEDULE=%s: expected in-order, reverse, random or random:SEED\n",
@@ -555,8 +556,7 @@ Scheduler& scheduler() {
     if (sch.schedule == Schedule::Random)
       std::printf("[ kdsim    ] schedule random:%llu (replay with KDSIM_SCHEDULE=random:%llu)\n",
                   static_cast<unsigned long long>(sch.seed), static_cast<unsigned long long>(sch.seed));
-    else
-      std::printf("[ kdsim    ] schedule %s\n", spec.c_str());
+    else std::printf("[ kdsim    ] schedule %s\n", spec.c_str());
     return sch;
   }();
   return s;
@@ -668,7 +668,8 @@ cudaError_t check_launch(const Launch& l) {
   FunctionAttributes& attributes = function_attributes()[l.kernel];
   std::string problem;
   if (threads == 0 || blocks == 0) problem = "an empty grid or block";
-  else if (threads > unsigned(prop.maxThreadsPerBlock)) problem = std::to_string(threads) + " threads per block (at most 1024)";
+  else if (threads > unsigned(prop.maxThreadsPerBlock))
+    problem = std::to_string(threads) + " threads per block (at most 1024)";
   else if (l.block.z > 64) problem = "blockDim.z > 64";
   else if (l.grid.y > 65535 || l.grid.z > 65535) problem = "gridDim.y or gridDim.z > 65535";
   else if (l.dynamic_smem > attributes.max_dynamic_shared)
@@ -808,14 +809,14 @@ void* map_shared_rank(Site site, const void* ptr, unsigned rank) {
   unsigned from = 0;
   size_t offset = 0;
   if (!locate_shared(reinterpret_cast<uintptr_t>(ptr), &from, &offset)) {
-    report("cluster.map_shared_rank in " + g_run.kernel_name + " at " + site_text(site) + ": " +
-           describe(*g_thread) + " passes an address that is not shared memory");
+    report("cluster.map_shared_rank in " + g_run.kernel_name + " at " + site_text(site) + ": " + describe(*g_thread) +
+           " passes an address that is not shared memory");
     return const_cast<void*>(ptr);
   }
   if (rank >= g_run.blocks.size()) {
-    report("cluster.map_shared_rank in " + g_run.kernel_name + " at " + site_text(site) + ": " +
-           describe(*g_thread) + " asks for rank " + std::to_string(rank) + " of a cluster of " +
-           std::to_string(g_run.blocks.size()) + " blocks");
+    report("cluster.map_shared_rank in " + g_run.kernel_name + " at " + site_text(site) + ": " + describe(*g_thread) +
+           " asks for rank " + std::to_string(rank) + " of a cluster of " + std::to_string(g_run.blocks.size()) +
+           " blocks");
     return const_cast<void*>(ptr);
   }
   SharedWindow& w = shared_window();

@@ -58,7 +58,7 @@ TEST(SimRuntime, StreamWorkRunsAtSynchronisation) {
   const cudaStream_t stream = make_stream(cudaStreamDefault);
   float a = 2.f;
   launch_affine(x.data(), y.data(), a, 0.f, stream);
-  a = 100.f;  // too late: the launch copied its arguments
+  a = 100.f;                                   // too late: the launch copied its arguments
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // the launch was accepted ...
   EXPECT_EQ(peek(y, 0), 0.f);                  // ... and has not run
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
@@ -269,7 +269,8 @@ TEST(SimRuntime, ForbiddenCallsDuringCaptureInvalidateIt) {
        [&] { return cudaMemsetAsync(x.data(), 0, x.bytes(), nullptr); }},
       {"cudaStreamWaitEvent on an event recorded outside", cudaErrorStreamCaptureIsolation,
        [&] { return cudaStreamWaitEvent(stream, outside, 0); }},
-      {"cudaEventSynchronize of a captured event", cudaErrorCapturedEvent, [&] {
+      {"cudaEventSynchronize of a captured event", cudaErrorCapturedEvent,
+       [&] {
          KD_CUDA_CHECK(cudaEventRecord(inside, stream));
          return cudaEventSynchronize(inside);
        }},

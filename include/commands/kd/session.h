@@ -138,9 +138,9 @@ class Session {
 };
 
 // The commands on a session with its data loaded.
-void train_and_report(Session& s);   // run, train-teacher, distill
-void eval_model_file(Session& s);    // eval
+void train_and_report(Session& s);       // run, train-teacher, distill
+void eval_model_file(Session& s);        // eval
 void latency_of_model_file(Session& s);  // latency
-void run_sweep(Session& s);          // sweep (src/sweep/)
+void run_sweep(Session& s);              // sweep (src/sweep/)
 
 }  // namespace kd

@@ -19,7 +19,6 @@ constexpr const char* kDefaultTeacherArch =
     "conv:32:3,relu,conv:64:3,relu,maxpool:2,dropout:0.25,flatten,dense:128,relu,dropout:0.5,dense:10";
 constexpr const char* kDefaultStudentArch = "flatten,dense:256,relu,dense:128,relu,dense:10";
 
-
 // Per-sample activation shape. After flatten: c = features, h = w = 1, flat = true.
 struct Shape {
   int c = 0, h = 0, w = 0;
@@ -30,28 +29,28 @@ struct Shape {
 
 struct Layer {
   LayerKind kind;
-  std::string token;      // the token as written, for messages
-  int out = 0;            // conv: out channels; dense: out features
-  int kernel = 0;         // conv / maxpool window
-  int stride = 1;         // conv stride (maxpool stride = kernel)
-  int pad = 0;            // conv zero padding
-  float drop = 0.0f;      // dropout probability
-  Shape in, out_shape;    // per-sample shapes
+  std::string token;    // the token as written, for messages
+  int out = 0;          // conv: out channels; dense: out features
+  int kernel = 0;       // conv / maxpool window
+  int stride = 1;       // conv stride (maxpool stride = kernel)
+  int pad = 0;          // conv zero padding
+  float drop = 0.0f;    // dropout probability
+  Shape in, out_shape;  // per-sample shapes
   // Parameters (conv and dense only), PyTorch state_dict naming and layout:
   //   conv:  <name>.weight [out, in_c, k, k], <name>.bias [out]
   //   dense: <name>.weight [out, in],         <name>.bias [out]
-  std::string name;       // "conv1", "conv2", ... / "fc1", "fc2", ... ; empty otherwise
+  std::string name;  // "conv1", "conv2", ... / "fc1", "fc2", ... ; empty otherwise
   int64_t weight_count = 0, bias_count = 0;
   int64_t param_offset = 0;  // offset of <name>.weight in the flat parameter buffer; bias follows it
   int64_t param_count() const { return weight_count + bias_count; }
-  int64_t fan_in() const;    // in_c * k * k for conv, in features for dense
+  int64_t fan_in() const;  // in_c * k * k for conv, in features for dense
 };
 
 struct Arch {
-  std::string text;             // normalised arch string
+  std::string text;  // normalised arch string
   Shape input, output;
   std::vector<Layer> layers;
-  int64_t param_count = 0;      // total parameters (floats)
+  int64_t param_count = 0;  // total parameters (floats)
   bool has_conv() const;
   bool has_dropout() const;
 };

@@ -52,9 +52,9 @@ void validate_augment(const AugmentParams& p, const char* who);
 // inverse-mapping coefficients the sampler uses. Built by affine_transform();
 // a plain aggregate so a kernel can hold it in shared memory.
 struct AffineTransform {
-  float tx, ty;             // shift, pixels
+  float tx, ty;            // shift, pixels
   float angle_deg, scale;  // theta in degrees, s
-  float a, b;               // A = cos(theta) / s, B = sin(theta) / s
+  float a, b;              // A = cos(theta) / s, B = sin(theta) / s
 };
 
 // The transform for a shift of (tx, ty) pixels, a rotation of angle_deg degrees
@@ -232,9 +232,9 @@ void augment_gather_normalize(const uint8_t* images, const int32_t* idx, float* 
 // elementwise, where x = augment_gather_normalize(images, batch, ...) (the
 // partner's own augmented view). A slice, so that a data-parallel rank builds
 // only its rows; their partners may be any rows of the batch.
-void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* out, int b, int first, int rows,
-                            int h, int w, const Normalization& norm, const AugmentParams& p, uint64_t seed,
-                            uint64_t epoch, const MixupDraw& draw);
+void mixup_gather_normalize(const uint8_t* images, const int32_t* batch, float* out, int b, int first, int rows, int h,
+                            int w, const Normalization& norm, const AugmentParams& p, uint64_t seed, uint64_t epoch,
+                            const MixupDraw& draw);
 
 }  // namespace ref
 }  // namespace kd

@@ -19,11 +19,11 @@ namespace kd {
 // A set of n images of c x h x w u8 values with one u8 label each.
 struct Dataset {
   int64_t n = 0;
-  int c = 1;                     // channels: 1 (grey) or 3 (RGB)
+  int c = 1;  // channels: 1 (grey) or 3 (RGB)
   int h = 0, w = 0;
-  int num_classes = 0;           // 1 + max label over the file(s) it came from; class folders for ImageFolder
-  std::vector<uint8_t> images;   // (n, c, h, w) row-major
-  std::vector<uint8_t> labels;   // (n)
+  int num_classes = 0;          // 1 + max label over the file(s) it came from; class folders for ImageFolder
+  std::vector<uint8_t> images;  // (n, c, h, w) row-major
+  std::vector<uint8_t> labels;  // (n)
 
   // Values of one channel plane (h * w); values_per_image() is the stride
   // from one image to the next in `images`.
@@ -77,16 +77,16 @@ Splits load_splits(const std::string& dir, int64_t val_size, int64_t train_limit
 struct TrainTest {
   Dataset train, test;
   std::string train_images, train_labels, test_images, test_labels;  // paths, for errors
-  std::vector<std::string> class_names;  // index = label; ImageFolder only
+  std::vector<std::string> class_names;                              // index = label; ImageFolder only
   std::string format;  // "IDX", ".npy" or "image folder" (load_dataset_dir sets it)
-  std::string note;  // one line for the user, or "" (ImageFolder: why its cache could not be written)
+  std::string note;    // one line for the user, or "" (ImageFolder: why its cache could not be written)
 };
 
 // How to read the non-IDX formats.
 struct DataOptions {
-  bool channels_last = false;  // .npy images are (N, H, W, C), transposed to (N, C, H, W)
+  bool channels_last = false;    // .npy images are (N, H, W, C), transposed to (N, C, H, W)
   int image_h = 0, image_w = 0;  // ImageFolder: resize every image to image_h x image_w (0: keep, one size)
-  int threads = 0;             // ImageFolder decoding threads (0: one per hardware thread)
+  int threads = 0;               // ImageFolder decoding threads (0: one per hardware thread)
 };
 
 // Reads <dir> in whichever layout it holds: IDX files when

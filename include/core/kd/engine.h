@@ -52,7 +52,6 @@ constexpr double kLatencyBudgetS = 3.0;
 constexpr int kLatencyMinRepeats = 5;
 LatencyRecord time_forwards(int batch, int repeats, const std::function<void()>& forward);
 
-
 struct TrainSettings {
   int batch_size = 64;
   int eval_batch_size = 1000;  // inference passes (validation, test, soft targets)
@@ -92,18 +91,18 @@ struct LossConfig {
 };
 
 struct TrainStats {
-  double loss = 0;     // mean batch loss over the epoch's steps
-  double kl = 0;       // mean batch KL term (0 unless distilling)
-  double hint = 0;     // mean batch hint distance, unweighted (0 unless TrainSettings::hint is on)
+  double loss = 0;  // mean batch loss over the epoch's steps
+  double kl = 0;    // mean batch KL term (0 unless distilling)
+  double hint = 0;  // mean batch hint distance, unweighted (0 unless TrainSettings::hint is on)
   int64_t steps = 0;
-  bool finite = true;  // false when any step's loss was NaN/Inf
+  bool finite = true;           // false when any step's loss was NaN/Inf
   int64_t first_bad_step = -1;  // global step index of the first non-finite loss
 };
 
 // n is the number of images evaluated: the whole split, or fewer when a stop
 // request (kd/interrupt.h) ended the pass at a batch boundary.
 struct EvalResult {
-  double loss = 0;     // mean cross-entropy
+  double loss = 0;  // mean cross-entropy
   int64_t correct = 0, n = 0;
   double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
 };
@@ -111,7 +110,7 @@ struct EvalResult {
 // Optimiser state for checkpoints: Adam m and v (SGD: m = momentum buffer, v empty).
 struct OptimState {
   std::vector<float> m, v;
-  int64_t step = 0;    // updates applied so far
+  int64_t step = 0;  // updates applied so far
 };
 
 // The bytes one model holds on its engine's device, by what sizes them, so
@@ -251,6 +250,5 @@ class Engine {
   // the students, and outlive their training.
   virtual void use_online_teacher(ModelEngine& teacher) = 0;
 };
-
 
 }  // namespace kd

@@ -16,8 +16,8 @@ namespace kd::ref {
 
 // ---------------------------------------------------------------- conv (conv.cpp)
 struct ConvShape {
-  int n = 0, in_c = 0, h = 0, w = 0;   // input (n, in_c, h, w)
-  int out_c = 0, k = 0;                // weight (out_c, in_c, k, k)
+  int n = 0, in_c = 0, h = 0, w = 0;  // input (n, in_c, h, w)
+  int out_c = 0, k = 0;               // weight (out_c, in_c, k, k)
   int stride = 1, pad = 0;
   int out_h() const { return (h + 2 * pad - k) / stride + 1; }
   int out_w() const { return (w + 2 * pad - k) / stride + 1; }
@@ -53,8 +53,8 @@ void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
 void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out, bool relu);
 // dy: (b, out) (already multiplied by the ReLU mask if any), x: (b, in), w: (out, in)
 // -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
-void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                    int b, int in, int out);
+void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b, int in,
+                    int out);
 
 // ---------------------------------------------------------------- pool (pool.cpp)
 // 2x2 max pooling, stride 2, floor mode. x: (n, c, h, w) -> y: (n, c, h/2, w/2),
@@ -97,8 +97,8 @@ struct HardTargetMix {
   const int32_t* partner_labels = nullptr;  // (b) in [0, c), or null: no mixing
   float lambda = 1.0f, partner_weight = 0.0f;
 };
-LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss,
-                    int b, int c, float temperature, float alpha, const HardTargetMix& mix = {});
+LossSums softmax_kl(const float* s, const float* t, const int32_t* labels, float* grad, float* row_loss, int b, int c,
+                    float temperature, float alpha, const HardTargetMix& mix = {});
 
 // ---------------------------------------------------------------- hint (hint.cpp)
 // The hint distance of kd/hint.h and its gradient, for one batch, in double:

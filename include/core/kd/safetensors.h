@@ -11,26 +11,26 @@
 namespace kd {
 
 enum class DType { F32, F64, I32, I64, U8 };
-const char* dtype_name(DType d);     // "F32", ...
+const char* dtype_name(DType d);  // "F32", ...
 size_t dtype_size(DType d);
 
 struct TensorData {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;        // product(shape) * dtype_size(dtype) bytes, little-endian
+  std::vector<uint8_t> bytes;  // product(shape) * dtype_size(dtype) bytes, little-endian
 
   int64_t numel() const;
   static TensorData from_f32(const std::string& name, std::vector<int64_t> shape, const float* data);
-  std::vector<float> to_f32() const; // requires dtype F32
+  std::vector<float> to_f32() const;  // requires dtype F32
 };
 
 struct SafeTensors {
-  std::map<std::string, std::string> metadata;   // "__metadata__": string -> string
-  std::vector<TensorData> tensors;                // written in this order
+  std::map<std::string, std::string> metadata;  // "__metadata__": string -> string
+  std::vector<TensorData> tensors;              // written in this order
 
-  const TensorData& get(const std::string& name) const;    // throws naming the missing tensor
-  const TensorData* find(const std::string& name) const;   // null when absent
+  const TensorData& get(const std::string& name) const;   // throws naming the missing tensor
+  const TensorData* find(const std::string& name) const;  // null when absent
 };
 
 // Serialises to bytes. Tensor data laid out back to back in `tensors` order;

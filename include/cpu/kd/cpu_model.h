@@ -66,7 +66,7 @@ class CpuModel {
   // a conv or max-pool reads; Nchw everywhere else (kd/cpu_ops.h).
   std::vector<ActLayout> layout_;
   ActLayout input_layout(size_t i) const { return i == 0 ? ActLayout::Nchw : layout_[i - 1]; }
-  std::vector<std::vector<uint8_t>> masks_;   // dropout keep masks / maxpool argmax, per layer
+  std::vector<std::vector<uint8_t>> masks_;  // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;
   const float* last_input_ = nullptr;

@@ -87,8 +87,8 @@ class CpuOps {
   virtual void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                              bool relu) = 0;
   // dy: (b, out) -> dx: (b, in) (skipped when null), dw: (out, in), db: (out)
-  virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                              int b, int in, int out) = 0;
+  virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int b,
+                              int in, int out) = 0;
   // Same contracts as the kd::ref functions of the same names (ReLU is elementwise:
   // any layout, as long as y, dy and dx share it).
   virtual void relu_forward(const float* x, float* y, int64_t n) = 0;

@@ -33,9 +33,9 @@ std::string device_description();
 
 }  // namespace kd::cuda
 
-#define KD_CUDA_CHECK(call)                                                              \
-  do {                                                                                   \
-    const cudaError_t kd_status_ = (call);                                               \
+#define KD_CUDA_CHECK(call)                                                                             \
+  do {                                                                                                  \
+    const cudaError_t kd_status_ = (call);                                                              \
     if (kd_status_ != cudaSuccess) ::kd::cuda::throw_cuda_error(kd_status_, #call, __FILE__, __LINE__); \
   } while (0)
 
@@ -74,9 +74,9 @@ class DeviceBuffer {
   size_t bytes() const { return count_ * sizeof(T); }
 
   // Synchronous whole-buffer copies (tests, set-up, checkpoints; never per step).
-  void upload(const std::vector<T>& host);        // host.size() must equal size()
+  void upload(const std::vector<T>& host);  // host.size() must equal size()
   std::vector<T> download() const;
-  void upload(const T* host, size_t count);       // first `count` elements
+  void upload(const T* host, size_t count);  // first `count` elements
 
  private:
   T* ptr_ = nullptr;
@@ -102,14 +102,15 @@ void DeviceBuffer<T>::release() noexcept {
 }
 template <typename T>
 void DeviceBuffer<T>::upload(const std::vector<T>& host) {
-  if (host.size() != count_) fail("DeviceBuffer::upload: host has " + std::to_string(host.size()) +
-                                  " elements, device buffer " + std::to_string(count_));
+  if (host.size() != count_)
+    fail("DeviceBuffer::upload: host has " + std::to_string(host.size()) + " elements, device buffer " +
+         std::to_string(count_));
   upload(host.data(), host.size());
 }
 template <typename T>
 void DeviceBuffer<T>::upload(const T* host, size_t count) {
-  if (count > count_) fail("DeviceBuffer::upload: " + std::to_string(count) + " elements into a buffer of " +
-                           std::to_string(count_));
+  if (count > count_)
+    fail("DeviceBuffer::upload: " + std::to_string(count) + " elements into a buffer of " + std::to_string(count_));
   if (count) KD_CUDA_CHECK(cudaMemcpy(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice));
 }
 template <typename T>

@@ -23,13 +23,13 @@ namespace kd::cuda {
 // ---------------------------------------------------------------- softmax_kl.cu
 // Fused distillation loss forward + backward (SPEC section 2), one pass per row.
 struct SoftmaxKlArgs {
-  const float* s = nullptr;          // (b, c) student logits
-  const float* t = nullptr;          // teacher logits: (b, c), or (N, c) when t_rows is set; may be null when alpha == 0
-  const int32_t* t_rows = nullptr;   // (b) or null: row i uses t[t_rows[i]] (soft targets read by sample index)
-  const int32_t* labels = nullptr;   // (b) in [0, c)
-  float* grad = nullptr;             // (b, c) dL/ds, already divided by b
-  float* row_loss = nullptr;         // (b) per-row loss before the /b mean
-  float* row_kl = nullptr;           // (b) or null: per-row KL(softmax(t/T) || softmax(s/T))
+  const float* s = nullptr;         // (b, c) student logits
+  const float* t = nullptr;         // teacher logits: (b, c), or (N, c) when t_rows is set; may be null when alpha == 0
+  const int32_t* t_rows = nullptr;  // (b) or null: row i uses t[t_rows[i]] (soft targets read by sample index)
+  const int32_t* labels = nullptr;  // (b) in [0, c)
+  float* grad = nullptr;            // (b, c) dL/ds, already divided by b
+  float* row_loss = nullptr;        // (b) per-row loss before the /b mean
+  float* row_kl = nullptr;          // (b) or null: per-row KL(softmax(t/T) || softmax(s/T))
   // Mixup's hard targets (ref::HardTargetMix), both set or both null: row i's
   // second label, and the draw whose lambda / partner_weight weigh the two,
   // read at run time (device (1)) so a captured step takes each step's draw.
@@ -62,6 +62,7 @@ class DenseContext {
   DenseContext& operator=(const DenseContext&) = delete;
   struct State;
   State& state() { return *state_; }
+
  private:
   std::unique_ptr<State> state_;
 };
@@ -125,6 +126,7 @@ class ConvPlan {
   // of a shape can be checked.
   void force_unfused_forward();
   struct State;
+
  private:
   void require_training(const char* call) const;
   std::unique_ptr<State> state_;
@@ -138,8 +140,8 @@ void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int 
 
 // ---------------------------------------------------------------- dropout.cu
 // Same mask as ref::dropout_forward for (seed, *step, element). step: device (1).
-void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
-                     const uint64_t* step, cudaStream_t stream);
+void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed, const uint64_t* step,
+                     cudaStream_t stream);
 void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p, cudaStream_t stream);
 
 // ---------------------------------------------------------------- hint.cu

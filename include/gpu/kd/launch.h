@@ -20,7 +20,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
   kdsim::record_error(
       kdsim::launch_kernel(kernel, grid, block, dim3(1, 1, 1), shared_bytes, stream, std::forward<Args>(args)...));
 #else
-  kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+  kernel<<<grid, block, shared_bytes, stream> > >(std::forward<Args>(args)...);
 #endif
 }
 

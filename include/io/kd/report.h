@@ -11,17 +11,14 @@
 
 namespace kd {
 
-
-
-
 // ONNX Runtime's CPU latency of the model exported to ONNX (kd/onnx_runtime.h),
 // measured in the same run beside kdtrain's own, or why there is none.
 struct OrtLatency {
   bool measured = false;
-  std::string note;      // !measured: "ONNX Runtime not installed (...)", "ONNX Runtime failed: ..."; "" = not asked
-  std::string version;   // ONNX Runtime version, e.g. "1.23.2"
-  int threads = 0;       // intra-op threads asked for; 0 = ONNX Runtime's default (one per physical core)
-  std::string via;       // "in-process" (its C API in kdtrain's process) or "node" (the fallback runner)
+  std::string note;     // !measured: "ONNX Runtime not installed (...)", "ONNX Runtime failed: ..."; "" = not asked
+  std::string version;  // ONNX Runtime version, e.g. "1.23.2"
+  int threads = 0;      // intra-op threads asked for; 0 = ONNX Runtime's default (one per physical core)
+  std::string via;      // "in-process" (its C API in kdtrain's process) or "node" (the fallback runner)
   std::vector<LatencyRecord> latency;  // one per batch size
 };
 
@@ -29,31 +26,31 @@ struct ModelReport {
   Phase role = Phase::Teacher;
   std::string arch;
   int64_t params = 0;
-  int64_t bytes = 0;         // params * 4 (fp32)
+  int64_t bytes = 0;  // params * 4 (fp32)
   std::vector<EpochRecord> curve;
   // The epoch whose parameters were saved, tested and timed (--select), and
   // by which rule: "best" (validation accuracy) or "last"; 0 and "" for a
   // model not trained in this run (distill's teacher).
   int selected_epoch = 0;
   std::string selection;
-  double test_acc = 0;       // of the selected epoch
+  double test_acc = 0;  // of the selected epoch
   int64_t test_errors = 0;
   double test_loss = 0;
   double last_epoch_test_acc = 0;  // of the last epoch (== test_acc when it is the selected one)
   double train_seconds = 0;
   std::vector<LatencyRecord> latency;
-  OrtLatency ort;            // the exported model under ONNX Runtime (CPU)
+  OrtLatency ort;  // the exported model under ONNX Runtime (CPU)
 };
 
 struct PhaseTime {
-  std::string phase;         // "load data", "teacher training", "soft targets", ...
+  std::string phase;  // "load data", "teacher training", "soft targets", ...
   double seconds = 0;
 };
 
 struct RunReport {
   Options options;
-  std::string device;        // "CPU (2 threads, <model name>)" or the CUDA device description
-  std::string versions;      // "kdtrain 0.1, CUDA runtime 13.0, cuDNN 9.x" etc.
+  std::string device;    // "CPU (2 threads, <model name>)" or the CUDA device description
+  std::string versions;  // "kdtrain 0.1, CUDA runtime 13.0, cuDNN 9.x" etc.
   std::string data_dir;
   std::string data_format;               // "IDX", ".npy", "image folder"
   std::string input;                     // "28x28", "3x32x32"
@@ -65,10 +62,10 @@ struct RunReport {
   // (a training batch at the training split, and so on).
   int batch_size_used = 0, eval_batch_size_used = 0;
   std::vector<int> latency_batches_used;
-  std::vector<ModelReport> models;   // teacher first, then student, then scratch if run
+  std::vector<ModelReport> models;  // teacher first, then student, then scratch if run
   std::vector<PhaseTime> phases;
   double total_seconds = 0;
-  std::string started_at;            // ISO-8601 UTC
+  std::string started_at;  // ISO-8601 UTC
 };
 
 // metrics.csv: phase,epoch,train_loss,train_kl,val_loss,val_acc,seconds,samples_per_s

@@ -41,14 +41,14 @@ inline const char* run_kind_name(RunKind k) { return name_of(kRunKinds, k); }
 struct SweepRun {
   // What was asked.
   RunKind kind = RunKind::Distilled;
-  std::string arch;                    // normalised arch string
-  double temperature = 1, alpha = 0;   // scratch: T 1, alpha 0 (plain cross-entropy)
-  int seed_index = 0;                  // 0 .. --seeds - 1
+  std::string arch;                   // normalised arch string
+  double temperature = 1, alpha = 0;  // scratch: T 1, alpha 0 (plain cross-entropy)
+  int seed_index = 0;                 // 0 .. --seeds - 1
   // What it gave.
-  uint64_t seed = 0;                   // the run seed it trained with (seed index 0: --seed itself)
+  uint64_t seed = 0;  // the run seed it trained with (seed index 0: --seed itself)
   int64_t params = 0, bytes = 0;
-  int selected_epoch = 0;              // --select
-  double val_acc = 0, test_acc = 0;    // of the selected epoch, fractions
+  int selected_epoch = 0;            // --select
+  double val_acc = 0, test_acc = 0;  // of the selected epoch, fractions
   double train_seconds = 0;
   // Median forward latency on the run's device at kSweepLatencyBatches
   // (the larger one capped at the test split: large_batch); 0 = not timed.
@@ -57,7 +57,7 @@ struct SweepRun {
   // The same under ONNX Runtime on the CPU (kd/onnx_runtime.h), measured once
   // per architecture (for its first run trained); 0 = not measured.
   double ort_b1_ms = 0, ort_large_ms = 0;
-  std::string model_file;              // its saved weights, relative to the out dir
+  std::string model_file;  // its saved weights, relative to the out dir
 };
 
 // "distilled flatten,dense:32,relu,dense:10 T=4 alpha=0.9 seed=0": what
@@ -80,10 +80,10 @@ struct SweepConfig {
   RunKind kind = RunKind::Distilled;
   std::string arch;
   double temperature = 1, alpha = 0;
-  int seeds = 0;                       // runs aggregated
-  double acc_mean = 0, acc_std = 0;    // test accuracy over seeds; std with n - 1 (0 for one seed)
+  int seeds = 0;                     // runs aggregated
+  double acc_mean = 0, acc_std = 0;  // test accuracy over seeds; std with n - 1 (0 for one seed)
   int64_t params = 0, bytes = 0;
-  double train_seconds = 0;            // mean per run
+  double train_seconds = 0;  // mean per run
   // The architecture's latency: the median over every run of that
   // architecture in the sweep (weights do not change the cost of a forward
   // pass, so pooling removes timing noise from the comparison). 0 = not timed.
@@ -91,7 +91,7 @@ struct SweepConfig {
   int large_batch = 0;
   double ort_b1_us = 0, ort_large_us = 0;  // ONNX Runtime's, the same way; 0 = not measured
   bool pareto = false;
-  std::string model_file;              // the seed with the best validation accuracy (ties: the lower seed index)
+  std::string model_file;  // the seed with the best validation accuracy (ties: the lower seed index)
 };
 
 // Configurations in order of first appearance in `runs`, Pareto marks set.
@@ -111,7 +111,7 @@ std::vector<bool> pareto_optimal(const std::vector<ParetoPoint>& points);
 struct SweepConstraints {
   std::optional<double> max_latency_us;  // batch-1 latency on the run's device
   std::optional<int64_t> max_params;
-  std::optional<double> min_accuracy;    // mean test accuracy, percent
+  std::optional<double> min_accuracy;  // mean test accuracy, percent
 };
 // The most accurate configuration (mean test accuracy) meeting every
 // constraint; ties go to the lower batch-1 latency, then fewer parameters,
@@ -121,13 +121,13 @@ int recommend_student(const std::vector<SweepConfig>& configs, const SweepConstr
 
 // Everything the sweep's files and table are made of.
 struct SweepResult {
-  RunReport run;                 // options, device, data, timings; models = {the teacher}
-  std::vector<SweepRun> runs;    // every run of this sweep's grid, in plan order
+  RunReport run;               // options, device, data, timings; models = {the teacher}
+  std::vector<SweepRun> runs;  // every run of this sweep's grid, in plan order
   std::vector<SweepConfig> configs;
   SweepConstraints constraints;
-  int recommended = -1;          // index into configs
-  std::string why_none;          // recommended == -1: why
-  std::string ort_note;          // why there are no ONNX Runtime latencies, or ""
+  int recommended = -1;  // index into configs
+  std::string why_none;  // recommended == -1: why
+  std::string ort_note;  // why there are no ONNX Runtime latencies, or ""
 };
 
 // sweep.csv: one row per configuration (and the teacher first), mean and std

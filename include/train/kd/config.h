@@ -41,34 +41,34 @@ struct ImageSize {
 
 struct Options {
   Command command = Command::Run;
-  Recipe recipe = Recipe::Seed;        // apply_recipe sets the fields below that no flag gave
+  Recipe recipe = Recipe::Seed;  // apply_recipe sets the fields below that no flag gave
   std::string data_dir = "data/mnist";
-  bool channels_last = false;          // --channels-last: .npy images are (N, H, W, C)
-  ImageSize image_size;                // --image-size: image folders only
+  bool channels_last = false;  // --channels-last: .npy images are (N, H, W, C)
+  ImageSize image_size;        // --image-size: image folders only
   // --normalize: "auto" (MNIST's constants for 1x28x28 data, else "data"),
   // "data" (the training split's per-channel mean and std), or
   // MEAN[,MEAN...]/STD[,STD...] (kd/data.h parse_normalization). A saved
   // model's own normalisation overrides all three (docs/data.md).
   std::string normalize = "auto";
   DeviceChoice device = DeviceChoice::Auto;
-  std::string out_dir;                 // empty -> runs/<timestamp>/
+  std::string out_dir;  // empty -> runs/<timestamp>/
   uint64_t seed = 0;
   int batch_size = 64;
   int epochs_teacher = 5;
-  int epochs_student = 20;             // SPEC section 2: the tutorial's 5 raised to 20 (issue #21)
+  int epochs_student = 20;  // SPEC section 2: the tutorial's 5 raised to 20 (issue #21)
   double lr = 1e-3;
   OptimizerKind optimizer = OptimizerKind::Adam;
-  double momentum = 0.9;               // SGD only
+  double momentum = 0.9;                                  // SGD only
   LrScheduleKind lr_schedule = LrScheduleKind::Constant;  // per model over its own epochs (kd/lr_schedule.h)
-  double warmup_epochs = 0;            // linear warm-up, in epochs of each model
-  double weight_decay = 0;             // Adam: decoupled (AdamW); SGD: L2 added to the gradient
+  double warmup_epochs = 0;                               // linear warm-up, in epochs of each model
+  double weight_decay = 0;                                // Adam: decoupled (AdamW); SGD: L2 added to the gradient
   // Augmentation of every model's training batches (kd/augment.h).
   bool augment = false;
-  double shift = 2;                    // pixels, tx and ty ~ U[-shift, shift)
-  double rotate = 12;                  // degrees
+  double shift = 2;    // pixels, tx and ty ~ U[-shift, shift)
+  double rotate = 12;  // degrees
   ScaleRange scale;
   SoftTargets soft_targets = SoftTargets::Cached;
-  HintKind hint = HintKind::Off;       // --hint: the distilled student's hint loss (kd/hint.h)
+  HintKind hint = HintKind::Off;  // --hint: the distilled student's hint loss (kd/hint.h)
   // --hint-weight: its weight beside the distillation loss. 1: the cosine distance, bounded in
   // [0, 2], is then 7-17 % of the student's loss over training (bench/RESULTS.md), a guide
   // that does not override the teacher's logits; mse follows the features' scale (lower it).
@@ -81,21 +81,21 @@ struct Options {
   std::string teacher_arch = kDefaultTeacherArch;
   std::string student_arch = kDefaultStudentArch;
   int64_t val_size = 5000;
-  int64_t train_limit = 0;             // 0 = all
-  int64_t test_limit = 0;              // 0 = all 10,000; >0 evaluates only the first N test images
+  int64_t train_limit = 0;  // 0 = all
+  int64_t test_limit = 0;   // 0 = all 10,000; >0 evaluates only the first N test images
   bool no_baseline = false;
   bool deterministic = false;
   bool quiet = false;
   DenseImplChoice dense_impl = DenseImplChoice::Auto;
   SelectRule select = SelectRule::Best;
-  std::string teacher_path;            // distill --teacher F
-  std::string model_path;              // eval / latency / export --model F
-  std::string onnx_path;               // export --onnx OUT
-  bool no_ort = false;                 // --no-ort: no ONNX Runtime latency in the report
-  bool data_parallel = false;          // --data-parallel: every batch shared by the mpirun/srun ranks (docs/mpi.md)
-  std::string resume_dir;              // --resume DIR
+  std::string teacher_path;    // distill --teacher F
+  std::string model_path;      // eval / latency / export --model F
+  std::string onnx_path;       // export --onnx OUT
+  bool no_ort = false;         // --no-ort: no ONNX Runtime latency in the report
+  bool data_parallel = false;  // --data-parallel: every batch shared by the mpirun/srun ranks (docs/mpi.md)
+  std::string resume_dir;      // --resume DIR
   int eval_batch_size = 1000;
-  int threads = 0;                     // fast CPU engine threads; 0 = every hardware thread
+  int threads = 0;  // fast CPU engine threads; 0 = every hardware thread
   std::vector<int> latency_batches = {1, 64, 1024, 10000};
 
   // kdtrain sweep (kd/sweep.h). --student-arch, --temperature and --alpha take
@@ -107,10 +107,9 @@ struct Options {
   int seeds = 1;                         // --seeds: runs per configuration
   std::optional<double> max_latency_us;  // constraints for the recommended student
   std::optional<int64_t> max_params;
-  std::optional<double> min_accuracy;    // percent
-  std::string export_best;               // --export-best OUT.onnx: the recommended student as ONNX
+  std::optional<double> min_accuracy;  // percent
+  std::string export_best;             // --export-best OUT.onnx: the recommended student as ONNX
 };
-
 
 // The name of every value of the enums a flag takes, in --help order: one
 // table per enum, read by the parser (kd/cli.h), the report and messages.
@@ -120,23 +119,20 @@ struct Named {
   E value;
 };
 
-inline constexpr Named<Command> kCommands[] = {{"run", Command::Run},
-                                        {"train-teacher", Command::TrainTeacher},
-                                        {"distill", Command::Distill},
-                                        {"eval", Command::Eval},
-                                        {"latency", Command::Latency},
-                                        {"export", Command::Export},
-                                        {"sweep", Command::Sweep}};
-inline constexpr Named<DeviceChoice> kDevices[] = {
-    {"auto", DeviceChoice::Auto}, {"cuda", DeviceChoice::Cuda}, {"cpu", DeviceChoice::Cpu},
-    {"reference", DeviceChoice::Reference}};
+inline constexpr Named<Command> kCommands[] = {{"run", Command::Run},         {"train-teacher", Command::TrainTeacher},
+                                               {"distill", Command::Distill}, {"eval", Command::Eval},
+                                               {"latency", Command::Latency}, {"export", Command::Export},
+                                               {"sweep", Command::Sweep}};
+inline constexpr Named<DeviceChoice> kDevices[] = {{"auto", DeviceChoice::Auto},
+                                                   {"cuda", DeviceChoice::Cuda},
+                                                   {"cpu", DeviceChoice::Cpu},
+                                                   {"reference", DeviceChoice::Reference}};
 inline constexpr Named<OptimizerKind> kOptimizers[] = {{"adam", OptimizerKind::Adam}, {"sgd", OptimizerKind::Sgd}};
 inline constexpr Named<DenseImplChoice> kDenseImpls[] = {
     {"auto", DenseImplChoice::Auto}, {"custom", DenseImplChoice::Custom}, {"cublas", DenseImplChoice::Cublas}};
 inline constexpr Named<SelectRule> kSelectRules[] = {{"best", SelectRule::Best}, {"last", SelectRule::Last}};
 inline constexpr Named<Recipe> kRecipes[] = {{"seed", Recipe::Seed}, {"patient", Recipe::Patient}};
-inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Cached},
-                                                      {"online", SoftTargets::Online}};
+inline constexpr Named<SoftTargets> kSoftTargets[] = {{"cached", SoftTargets::Cached}, {"online", SoftTargets::Online}};
 inline constexpr Named<LrScheduleKind> kLrSchedules[] = {{"constant", LrScheduleKind::Constant},
                                                          {"cosine", LrScheduleKind::Cosine}};
 inline constexpr Named<HintKind> kHintKinds[] = {

@@ -56,12 +56,12 @@ ModelFile load_model_file(const std::string& path, const std::function<Arch()>& 
 // (seed, phase, epoch, step), so these numbers are the whole RNG state.
 struct TrainingCheckpoint {
   Phase phase = Phase::Teacher;
-  int epochs_done = 0;     // completed epochs of `phase`
+  int epochs_done = 0;  // completed epochs of `phase`
   uint64_t seed = 0;
   Arch arch;
   std::vector<float> params;
   OptimState optim;
-  std::string history_csv; // metrics.csv rows of every epoch finished so far (all phases)
+  std::string history_csv;  // metrics.csv rows of every epoch finished so far (all phases)
   // Training-loss sums over the steps done so far of the unfinished epoch
   // (zero at an epoch boundary), so that a resumed epoch still reports the
   // mean loss of all its steps.

@@ -31,12 +31,12 @@ std::vector<int32_t> epoch_order(int64_t n, uint64_t seed, Phase phase, int epoc
 
 struct EpochRecord {
   Phase phase = Phase::Teacher;
-  int epoch = 0;            // 1-based
-  double train_loss = 0;    // mean over the epoch's batches of the training loss
-  double train_kl = 0;      // mean KL term (distillation only; 0 otherwise)
-  double val_loss = 0;      // mean cross-entropy on the validation split
-  double val_acc = 0;       // fraction in [0, 1]
-  double seconds = 0;       // wall time of the epoch's training steps
+  int epoch = 0;          // 1-based
+  double train_loss = 0;  // mean over the epoch's batches of the training loss
+  double train_kl = 0;    // mean KL term (distillation only; 0 otherwise)
+  double val_loss = 0;    // mean cross-entropy on the validation split
+  double val_acc = 0;     // fraction in [0, 1]
+  double seconds = 0;     // wall time of the epoch's training steps
   double samples_per_s = 0;
 };
 

@@ -14,11 +14,11 @@
 namespace kd {
 
 struct PhaseSettings {
-  int batch_size = 64;     // the training batch in use (capped at the split)
-  int64_t train_n = 0;     // images in the training split
-  bool select_best = true; // --select best with a validation split to select on
-  bool quiet = false;      // no lines on stdout
-  bool tty = false;        // stdout is a terminal: a live progress line per 50 batches
+  int batch_size = 64;      // the training batch in use (capped at the split)
+  int64_t train_n = 0;      // images in the training split
+  bool select_best = true;  // --select best with a validation split to select on
+  bool quiet = false;       // no lines on stdout
+  bool tty = false;         // stdout is a terminal: a live progress line per 50 batches
 };
 
 // What a phase trained: its curve (a resumed phase's includes the epochs
@@ -26,7 +26,7 @@ struct PhaseSettings {
 struct PhaseResult {
   std::vector<EpochRecord> curve;
   double train_seconds = 0;
-  std::string selection;   // "best" or "last"
+  std::string selection;  // "best" or "last"
   int selected_epoch = 0;
 };
 

@@ -51,24 +51,22 @@ inline void maxpool_row(const float* __restrict top, const float* __restrict bot
 // The gradient of one output row routed to its windows' winners; every window
 // element is written (dy at the winner, 0 elsewhere). The argmax is compared
 // as float so the compare and the selects share one vector width.
-inline void route_window(float g, float a, float& top_left, float& top_right, float& bottom_left,
-                         float& bottom_right) {
+inline void route_window(float g, float a, float& top_left, float& top_right, float& bottom_left, float& bottom_right) {
   top_left = a == 0.0f ? g : 0.0f;
   top_right = a == 1.0f ? g : 0.0f;
   bottom_left = a == 2.0f ? g : 0.0f;
   bottom_right = a == 3.0f ? g : 0.0f;
 }
 
-inline void maxpool_backward_row(const float* __restrict dy, const uint8_t* __restrict argmax,
-                                 float* __restrict top, float* __restrict bottom, int ow) {
+inline void maxpool_backward_row(const float* __restrict dy, const uint8_t* __restrict argmax, float* __restrict top,
+                                 float* __restrict bottom, int ow) {
   for (int ox = 0; ox < ow; ++ox)
     route_window(dy[ox], float(argmax[ox]), top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]);
 }
 
 }  // namespace
 
-KD_VECTOR_CLONES void maxpool_forward_kernel(const float* x, float* y, uint8_t* argmax, int64_t planes, int h,
-                                             int w) {
+KD_VECTOR_CLONES void maxpool_forward_kernel(const float* x, float* y, uint8_t* argmax, int64_t planes, int h, int w) {
   const int oh = h / 2, ow = w / 2;
   for (int64_t p = 0; p < planes; ++p)
     for (int oy = 0; oy < oh; ++oy) {
@@ -78,8 +76,8 @@ KD_VECTOR_CLONES void maxpool_forward_kernel(const float* x, float* y, uint8_t* 
     }
 }
 
-KD_VECTOR_CLONES void maxpool_backward_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t planes,
-                                              int h, int w) {
+KD_VECTOR_CLONES void maxpool_backward_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t planes, int h,
+                                              int w) {
   const int oh = h / 2, ow = w / 2;
   for (int64_t p = 0; p < planes; ++p) {
     float* plane = dx + size_t(p) * h * w;
@@ -132,8 +130,8 @@ KD_VECTOR_CLONES void maxpool_forward_blocked_kernel(const float* x, float* y, u
   }
 }
 
-KD_VECTOR_CLONES void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx,
-                                                      int64_t blocks, int h, int w) {
+KD_VECTOR_CLONES void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t blocks,
+                                                      int h, int w) {
   const int oh = h / 2, ow = w / 2;
   const size_t out_plane = size_t(oh) * ow, row = size_t(w) * kBlock;
   alignas(64) float tile_g[kTile * kBlock], tile_arg[kTile * kBlock];
@@ -222,14 +220,14 @@ KD_VECTOR_CLONES void dropout_forward_kernel(const float* x, float* y, uint8_t* 
   // boundary; lo and hi are counters, element i has counter first + i.
   for (int64_t group = (first + begin) / (4 * kLanes); group * 4 * kLanes < first + end; ++group) {
     philox_blocks(seed, step, uint64_t(group) * kLanes, words);
-    const int64_t lo = std::max(first + begin, group * 4 * kLanes), hi = std::min(first + end, (group + 1) * 4 * kLanes);
+    const int64_t lo = std::max(first + begin, group * 4 * kLanes),
+                  hi = std::min(first + end, (group + 1) * 4 * kLanes);
     dropout_apply(x + (lo - first), y + (lo - first), mask + (lo - first), words + (lo - group * 4 * kLanes),
                   int(hi - lo), p, scale);
   }
 }
 
-KD_VECTOR_CLONES void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n,
-                                              float scale) {
+KD_VECTOR_CLONES void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale) {
   // Dropped: dy * 0 = +-0, as in the forward (never inf * 0: p = 1 keeps nothing).
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (mask[i] ? scale : 0.0f);
 }

@@ -26,14 +26,13 @@ void maxpool_backward_kernel(const float* dy, const uint8_t* argmax, float* dx, 
 // The same over `blocks` blocks of 16 planes with x and dx in Nchw16c: x, dx: (blocks, h, w, 16);
 // y, dy, argmax: (blocks * 16, h/2, w/2), plain. Same values and winners as the plain kernels.
 void maxpool_forward_blocked_kernel(const float* x, float* y, uint8_t* argmax, int64_t blocks, int h, int w);
-void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t blocks, int h,
-                                     int w);
+void maxpool_backward_blocked_kernel(const float* dy, const uint8_t* argmax, float* dx, int64_t blocks, int h, int w);
 
 // Elements [begin, end) of ref::dropout_forward(x, y, mask, n, p, seed, step, first)
 // (pointers are to the whole tensors), for 0 < p; the Philox blocks are drawn
 // 16 at a time in vector lanes.
-void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t begin, int64_t end, float p,
-                            uint64_t seed, uint64_t step, int64_t first);
+void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t begin, int64_t end, float p, uint64_t seed,
+                            uint64_t step, int64_t first);
 // dx[i] = mask[i] ? dy[i] * scale : 0. (n) each.
 void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale);
 

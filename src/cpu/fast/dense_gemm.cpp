@@ -56,8 +56,8 @@ std::pair<int, int> share(int n, int part, int parts, int align) {
 
 bool dense_gemm_supports(CpuPath path) { return path != CpuPath::Scalar && cpu_supports(path); }
 
-void dense_forward_gemm(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
-                        bool relu, int threads, std::vector<float>& scratch, CpuPath path) {
+void dense_forward_gemm(const float* x, const float* w, const float* bias, float* y, int b, int in, int out, bool relu,
+                        int threads, std::vector<float>& scratch, CpuPath path) {
   if (!dense_gemm_supports(path))
     fail(std::string("dense_forward_gemm: no kernel for the ") + cpu_path_name(path) + " path on this CPU");
   const bool wide = path == CpuPath::Avx512;
@@ -85,8 +85,8 @@ void dense_forward_gemm(const float* x, const float* w, const float* bias, float
           product(w + k0, in, xt, kc, width_of(p), 0, out, scratch.data() + p * c_size, k0 > 0);
         }
       for (int p = p_lo; p < p_hi; ++p)
-        unpack_panel(scratch.data() + p * c_size, width_of(p), bias, y + size_t(p) * kPanel * out, rows_of(p), out,
-                     0, out, relu);
+        unpack_panel(scratch.data() + p * c_size, width_of(p), bias, y + size_t(p) * kPanel * out, rows_of(p), out, 0,
+                     out, relu);
     };
     if (threads == 1) return run_panels(0, 1);
 #pragma omp parallel num_threads(threads)

@@ -26,7 +26,7 @@ bool dense_gemm_supports(CpuPath path);
 // row-major, = x . w^T + bias, then max(y, 0) when relu. Runs on `threads`
 // OpenMP threads (1: on the calling thread); scratch: kept by the caller between
 // calls (resized here). path: a supported one.
-void dense_forward_gemm(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
-                        bool relu, int threads, std::vector<float>& scratch, CpuPath path = cpu_path());
+void dense_forward_gemm(const float* x, const float* w, const float* bias, float* y, int b, int in, int out, bool relu,
+                        int threads, std::vector<float>& scratch, CpuPath path = cpu_path());
 
 }  // namespace kd::fast

@@ -90,8 +90,8 @@ void onednn_call(const std::string& what, F&& f) {
   }
 }
 
-void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-           int64_t ldb, float beta, float* c, int64_t ldc) {
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+           float beta, float* c, int64_t ldc) {
   // Row-major C = op(A) . op(B) + beta C.
   const dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
   if (st != dnnl_success)
@@ -191,29 +191,41 @@ class FastOps final : public CpuOps {
                           ActLayout xl) override {
     const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
     if (xl == ActLayout::Nchw16c) {
-      parallel_ranges(int64_t(n) * c / 16, [&](int64_t lo, int64_t hi) {
-        maxpool_forward_blocked_kernel(x + lo * 16 * in_plane, y + lo * 16 * out_plane, argmax + lo * 16 * out_plane,
-                                       hi - lo, h, w);
-      }, int64_t(16 * in_plane));
+      parallel_ranges(
+          int64_t(n) * c / 16,
+          [&](int64_t lo, int64_t hi) {
+            maxpool_forward_blocked_kernel(x + lo * 16 * in_plane, y + lo * 16 * out_plane,
+                                           argmax + lo * 16 * out_plane, hi - lo, h, w);
+          },
+          int64_t(16 * in_plane));
       return;
     }
-    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
-      maxpool_forward_kernel(x + lo * in_plane, y + lo * out_plane, argmax + lo * out_plane, hi - lo, h, w);
-    }, int64_t(in_plane));
+    parallel_ranges(
+        int64_t(n) * c,
+        [&](int64_t lo, int64_t hi) {
+          maxpool_forward_kernel(x + lo * in_plane, y + lo * out_plane, argmax + lo * out_plane, hi - lo, h, w);
+        },
+        int64_t(in_plane));
   }
   void maxpool2x2_backward(const float* dy, const uint8_t* argmax, float* dx, int n, int c, int h, int w,
                            ActLayout xl) override {
     const size_t in_plane = size_t(h) * w, out_plane = size_t(h / 2) * (w / 2);
     if (xl == ActLayout::Nchw16c) {
-      parallel_ranges(int64_t(n) * c / 16, [&](int64_t lo, int64_t hi) {
-        maxpool_backward_blocked_kernel(dy + lo * 16 * out_plane, argmax + lo * 16 * out_plane,
-                                        dx + lo * 16 * in_plane, hi - lo, h, w);
-      }, int64_t(16 * in_plane));
+      parallel_ranges(
+          int64_t(n) * c / 16,
+          [&](int64_t lo, int64_t hi) {
+            maxpool_backward_blocked_kernel(dy + lo * 16 * out_plane, argmax + lo * 16 * out_plane,
+                                            dx + lo * 16 * in_plane, hi - lo, h, w);
+          },
+          int64_t(16 * in_plane));
       return;
     }
-    parallel_ranges(int64_t(n) * c, [&](int64_t lo, int64_t hi) {
-      maxpool_backward_kernel(dy + lo * out_plane, argmax + lo * out_plane, dx + lo * in_plane, hi - lo, h, w);
-    }, int64_t(in_plane));
+    parallel_ranges(
+        int64_t(n) * c,
+        [&](int64_t lo, int64_t hi) {
+          maxpool_backward_kernel(dy + lo * out_plane, argmax + lo * out_plane, dx + lo * in_plane, hi - lo, h, w);
+        },
+        int64_t(in_plane));
   }
 
   // The mask of ref::dropout_forward, bit for bit (same Philox counters).
@@ -224,15 +236,13 @@ class FastOps final : public CpuOps {
       std::fill(mask, mask + n, uint8_t(1));
       return;
     }
-    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
-      dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step, int64_t(first));
-    });
+    parallel_ranges(
+        n, [&](int64_t lo, int64_t hi) { dropout_forward_kernel(x, y, mask, lo, hi, p, seed, step, int64_t(first)); });
   }
   void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p) override {
     const float scale = 1.0f / (1.0f - p);
-    parallel_ranges(n, [&](int64_t lo, int64_t hi) {
-      dropout_backward_kernel(dy + lo, mask + lo, dx + lo, hi - lo, scale);
-    });
+    parallel_ranges(
+        n, [&](int64_t lo, int64_t hi) { dropout_backward_kernel(dy + lo, mask + lo, dx + lo, hi - lo, scale); });
   }
 
   // torch.optim.Adam's update in fp32 (as torch computes it for fp32 tensors):
@@ -252,7 +262,8 @@ class FastOps final : public CpuOps {
   // torch.optim.SGD with momentum (dampening 0): buf = g (step 1) or momentum buf + g; p -= lr buf.
   void sgd_momentum_step(float* p, const float* g, float* buf, int64_t n, const ref::SgdParams& a,
                          int64_t step) override {
-    if (step < 1) fail("fast sgd_momentum_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
+    if (step < 1)
+      fail("fast sgd_momentum_step: step must be >= 1 (it counts this update), got " + std::to_string(step));
     parallel_ranges(n, [&](int64_t lo, int64_t hi) {
       sgd_kernel(p + lo, g + lo, buf + lo, hi - lo, a.lr, a.momentum, a.weight_decay, step == 1);
     });
@@ -331,7 +342,8 @@ std::string fast_conv_path() {
   const fast::CpuPath path = fast::cpu_path();
   const std::string forced = std::getenv("KD_CPU_PATH") && *std::getenv("KD_CPU_PATH") ? " (KD_CPU_PATH)" : "";
   switch (path) {
-    case fast::CpuPath::Avx512: return "AVX-512" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
+    case fast::CpuPath::Avx512:
+      return "AVX-512" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
     case fast::CpuPath::Avx2: return "AVX2" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
     case fast::CpuPath::Scalar: break;
   }

@@ -94,8 +94,9 @@ Pds make_pds_with_fallback(const dnnl::engine& engine, const ref::ConvShape& s) 
 OnednnConv::OnednnConv(const dnnl::engine& engine, const ref::ConvShape& s, ActLayout xl, ActLayout yl)
     : shape_(s), xl_(xl), yl_(yl), engine_(engine) {
   if ((xl == ActLayout::Nchw16c && s.in_c % 16) || (yl == ActLayout::Nchw16c && s.out_c % 16))
-    fail("OnednnConv: the Nchw16c layout needs a channel count divisible by 16 (a caller bug: CpuModel asks "
-         "for it only then)");
+    fail(
+        "OnednnConv: the Nchw16c layout needs a channel count divisible by 16 (a caller bug: CpuModel asks "
+        "for it only then)");
   Pds pds = make_pds_with_fallback(engine, s);
   fwd_pd_ = pds.fwd;
   bwd_data_pd_ = pds.bwd_data;
@@ -153,7 +154,8 @@ void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, c
   bias_.set_data_handle(const_cast<float*>(b));
   dnnl::memory& dst = fwd_y_.target(y);
   last_x_ = nullptr;  // until the load below has completed
-  (relu ? fwd_relu_ : fwd_).execute(stream, {{DNNL_ARG_SRC, fwd_x_.load(stream, x)},
+  (relu ? fwd_relu_ : fwd_)
+      .execute(stream, {{DNNL_ARG_SRC, fwd_x_.load(stream, x)},
                         {DNNL_ARG_WEIGHTS, fwd_w_.load(stream, w)},
                         {DNNL_ARG_BIAS, bias_},
                         {DNNL_ARG_DST, dst}});
@@ -162,8 +164,8 @@ void OnednnConv::forward(dnnl::stream& stream, const float* x, const float* w, c
   last_x_ = x;
 }
 
-void OnednnConv::backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx,
-                          float* dw, float* db) {
+void OnednnConv::backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                          float* db) {
   prepare_backward();
   diff_bias_.set_data_handle(db);
   dnnl::memory& diff_weights = bww_dw_.target(dw);

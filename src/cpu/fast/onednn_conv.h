@@ -26,8 +26,7 @@ namespace kd::fast {
 class Staged {
  public:
   Staged() = default;
-  Staged(const dnnl::engine& engine, const dnnl::memory::desc& outer, const dnnl::memory::desc& inner,
-         bool to_inner);
+  Staged(const dnnl::engine& engine, const dnnl::memory::desc& outer, const dnnl::memory::desc& inner, bool to_inner);
   // For an input: wraps `ptr`, reorders it into the inner layout when needed, returns what the primitive reads.
   dnnl::memory& load(dnnl::stream& stream, const void* ptr);
   // What the last load() returned (the caller's data, or its copy in the inner layout).
@@ -52,8 +51,7 @@ class OnednnConv {
   // dy: (n, out_c, out_h, out_w) -> dw, db, and dx: (n, in_c, h, w) unless null. When x is
   // the pointer the last forward read, that forward's copy of x in oneDNN's layout (if it
   // made one) is reused.
-  void backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                float* db);
+  void backward(dnnl::stream& stream, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db);
   // "jit_wino_4x3:avx512_core" etc. for the three primitives.
   std::string describe() const;
   // Winograd for layers with enough channels to amortise its transforms, direct otherwise.

@@ -28,7 +28,7 @@
 namespace kd::fast {
 namespace {
 
-constexpr int kChunk = 24;  // tiles per chunk: divisible by every GEMM row block of either path
+constexpr int kChunk = 24;   // tiles per chunk: divisible by every GEMM row block of either path
 constexpr int kPoints = 36;  // 6x6 transform points
 
 // G g (filter, 3 -> 6), in double.
@@ -90,7 +90,6 @@ Geometry geometry(int n, int channels, int h, int w, int pad) {
   return {n, channels, h, w, pad, oh, ow, (oh + 3) / 4, (ow + 3) / 4};
 }
 
-
 // One convolution pass over the tiles of g: transformed filters u: (36, g.channels, out_c)
 // and per-thread scratch, v(t): (36, kChunk, g.channels) and m(t): (36, kChunk, out_c).
 struct Pass {
@@ -132,8 +131,8 @@ struct WinogradConv::Kernels {
 const WinogradConv::Kernels* WinogradConv::kernels_for(CpuPath path) {
   static constexpr Kernels avx512{avx512::forward_tiles, avx512::forward_pooled, avx512::filter_gradient,
                                   avx512::data_gradient, avx512::mask_pooled_gradient};
-  static constexpr Kernels avx2{avx2::forward_tiles, avx2::forward_pooled, avx2::filter_gradient,
-                                avx2::data_gradient, avx2::mask_pooled_gradient};
+  static constexpr Kernels avx2{avx2::forward_tiles, avx2::forward_pooled, avx2::filter_gradient, avx2::data_gradient,
+                                avx2::mask_pooled_gradient};
   return path == CpuPath::Avx512 ? &avx512 : &avx2;
 }
 
@@ -142,8 +141,7 @@ bool WinogradConv::supports(const ref::ConvShape& s, CpuPath path) {
          s.h + 2 * s.pad >= 3 && s.w + 2 * s.pad >= 3 && path != CpuPath::Scalar && cpu_supports(path);
 }
 
-WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath path)
-    : s_(s), kernels_(kernels_for(path)) {
+WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath path) : s_(s), kernels_(kernels_for(path)) {
   if (!supports(s, path))
     fail(std::string("WinogradConv: shape or path not supported (needs a 3x3 kernel, stride 1, padding <= 2, "
                      "channels in multiples of 16 and a CPU with AVX2+FMA or AVX-512; asked for ") +
@@ -190,8 +188,7 @@ void WinogradConv::forward(const float* x, const float* w, const float* b, float
   kernels_->forward_pooled(p, x, b, pooled, argmax);
 }
 
-void WinogradConv::conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
-                                 float* db) {
+void WinogradConv::conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db) {
   backward_from(x, w, dy, nullptr, dx, dw, db);
 }
 
@@ -254,8 +251,8 @@ void WinogradConv::backward_from(const float* x, const float* w, const float* dy
   // Data gradient: the forward pass over dy with the rotated, transposed filters and the
   // complementary padding (2 - pad), which gives back (h, w).
   transform_filters(w, u_back_.data(), s_.out_c, s_.in_c, true);
-  const Pass dp{geometry(s_.n, s_.out_c, s_.out_h(), s_.out_w(), 2 - s_.pad), s_.in_c, u_back_.data(),
-                v_ptrs_.data(), m_ptrs_.data()};
+  const Pass dp{geometry(s_.n, s_.out_c, s_.out_h(), s_.out_w(), 2 - s_.pad), s_.in_c, u_back_.data(), v_ptrs_.data(),
+                m_ptrs_.data()};
   kernels_->data_gradient(dp, dy, argmax, dx, s_.h, s_.w);
 }
 

@@ -10,9 +10,7 @@ namespace cooperative_groups {
 class thread_block {
  public:
   void sync() const { __syncthreads(); }
-  unsigned thread_rank() const {
-    return (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
-  }
+  unsigned thread_rank() const { return (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x; }
   unsigned size() const { return num_threads(); }
   unsigned num_threads() const { return blockDim.x * blockDim.y * blockDim.z; }
   dim3 group_index() const { return blockIdx; }
@@ -35,13 +33,21 @@ class thread_block_tile {
   static constexpr unsigned num_threads() { return N; }
   void sync() const { __syncwarp(mask()); }
   template <typename T>
-  T shfl(T v, int src) const { return __shfl_sync(mask(), v, src, N); }
+  T shfl(T v, int src) const {
+    return __shfl_sync(mask(), v, src, N);
+  }
   template <typename T>
-  T shfl_up(T v, unsigned delta) const { return __shfl_up_sync(mask(), v, delta, N); }
+  T shfl_up(T v, unsigned delta) const {
+    return __shfl_up_sync(mask(), v, delta, N);
+  }
   template <typename T>
-  T shfl_down(T v, unsigned delta) const { return __shfl_down_sync(mask(), v, delta, N); }
+  T shfl_down(T v, unsigned delta) const {
+    return __shfl_down_sync(mask(), v, delta, N);
+  }
   template <typename T>
-  T shfl_xor(T v, int lane_mask) const { return __shfl_xor_sync(mask(), v, lane_mask, N); }
+  T shfl_xor(T v, int lane_mask) const {
+    return __shfl_xor_sync(mask(), v, lane_mask, N);
+  }
   int any(int predicate) const { return __any_sync(mask(), predicate); }
   int all(int predicate) const { return __all_sync(mask(), predicate); }
   unsigned ballot(int predicate) const { return __ballot_sync(mask(), predicate) >> (lane_base()); }
@@ -55,7 +61,9 @@ thread_block_tile<N> tiled_partition(const thread_block&) {
   return thread_block_tile<N>();
 }
 template <unsigned N>
-inline void sync(const thread_block_tile<N>& g) { g.sync(); }
+inline void sync(const thread_block_tile<N>& g) {
+  g.sync();
+}
 
 // The cluster of blocks this block belongs to (sm_90).
 class cluster_group {

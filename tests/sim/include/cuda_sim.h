@@ -123,13 +123,19 @@
 #define __constant__ static
 
 // ------------------------------------------------------------------ vector types
-#define KDSIM_VECTOR_TYPES(T, name, a2, a4)                                                 \
-  struct __attribute__((aligned(a2))) name##2 { T x, y; };                                  \
-  struct name##3 { T x, y, z; };                                                            \
-  struct __attribute__((aligned(a4))) name##4 { T x, y, z, w; };                            \
-  inline name##2 make_##name##2(T x, T y) { return name##2{x, y}; }                        \
-  inline name##3 make_##name##3(T x, T y, T z) { return name##3{x, y, z}; }               \
-  inline name##4 make_##name##4(T x, T y, T z, T w) { return name##4{x, y, z, w}; }
+#define KDSIM_VECTOR_TYPES(T, name, a2, a4)                                  \
+  struct __attribute__((aligned(a2))) name##2 {                              \
+    T x, y;                                                                  \
+  };                                                                         \
+  struct name##3 {                                                           \
+    T x, y, z;                                                               \
+  };                                                                         \
+  struct __attribute__((aligned(a4))) name##4 {                              \
+    T x, y, z, w;                                                            \
+  };                                                                         \
+  inline name##2 make_##name##2(T x, T y) { return name##2 {x, y}; }         \
+  inline name##3 make_##name##3(T x, T y, T z) { return name##3 {x, y, z}; } \
+  inline name##4 make_##name##4(T x, T y, T z, T w) { return name##4 {x, y, z, w}; }
 KDSIM_VECTOR_TYPES(float, float, 8, 16)
 KDSIM_VECTOR_TYPES(double, double, 16, 16)
 KDSIM_VECTOR_TYPES(int, int, 8, 16)
@@ -259,8 +265,8 @@ struct Site {
 // The simulated thread that is running (null outside kernels).
 struct ThreadState {
   uint3 thread_idx, block_idx, block_dim, grid_dim;
-  uint3 cluster_dim;        // blocks per cluster along each axis (1,1,1 without clusters)
-  unsigned cluster_rank;    // this block's rank within its cluster
+  uint3 cluster_dim;      // blocks per cluster along each axis (1,1,1 without clusters)
+  unsigned cluster_rank;  // this block's rank within its cluster
   unsigned cluster_size;
 };
 extern ThreadState* g_current;
@@ -297,7 +303,7 @@ void* dynamic_shared_memory();
 const cudaDeviceProp& device_properties();
 int occupancy_clusters(const void* kernel, const cudaLaunchConfig_t& config);
 cudaError_t set_function_attribute(const void* kernel, cudaFuncAttribute attribute, int value);
-cudaError_t record_error(cudaError_t status);    // remembered for cudaGetLastError
+cudaError_t record_error(cudaError_t status);  // remembered for cudaGetLastError
 cudaError_t take_last_error(bool clear);
 uint64_t report_count();  // problems reported so far (the test main fails the process if any)
 
@@ -306,8 +312,8 @@ uint64_t report_count();  // problems reported so far (the test main fails the p
 // as a real launch copies them into the kernel's parameter space: changing
 // the variables they came from afterwards changes nothing.
 template <typename... P, typename... A>
-cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
-                          cudaStream_t stream, A&&... args) {
+cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem, cudaStream_t stream,
+                          A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   using Params = std::tuple<std::decay_t<P>...>;
   struct Call {
@@ -315,7 +321,11 @@ cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, dim3 clus
     Params params;
   };
   auto call = std::make_shared<Call>(Call{kernel, Params(std::forward<A>(args)...)});
-  Launch l{grid, block, cluster, smem, reinterpret_cast<const void*>(kernel),
+  Launch l{grid,
+           block,
+           cluster,
+           smem,
+           reinterpret_cast<const void*>(kernel),
            [](void* c) {
              Call& call = *static_cast<Call*>(c);
              std::apply(call.kernel, call.params);  // each thread gets its own copies of by-value parameters
@@ -404,9 +414,13 @@ T atomicAdd(T* p, T v) {
   }
 }
 template <typename T>
-T atomicSub(T* p, T v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+T atomicSub(T* p, T v) {
+  return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST);
+}
 template <typename T>
-T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+T atomicExch(T* p, T v) {
+  return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
 template <typename T>
 T atomicMax(T* p, T v) {
   T expected = __atomic_load_n(p, __ATOMIC_SEQ_CST);
@@ -477,7 +491,8 @@ cudaError_t cudaMalloc(T** ptr, size_t bytes) {
 }
 cudaError_t cudaFree(void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* dst, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
@@ -522,8 +537,7 @@ cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(
     }
   }
   return kdsim::record_error(kdsim::launch_kernel(kernel, config->gridDim, config->blockDim, cluster,
-                                                  config->dynamicSmemBytes, config->stream,
-                                                  std::forward<A>(args)...));
+                                                  config->dynamicSmemBytes, config->stream, std::forward<A>(args)...));
 }
 template <typename Kernel>
 cudaError_t cudaOccupancyMaxActiveClusters(int* clusters, Kernel* kernel, const cudaLaunchConfig_t* config) {
