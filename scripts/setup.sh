@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          gnuplot-nox dataset-fashion-mnist clang libclang-rt-14-dev ccache libonnx-dev libprotobuf-dev
+          gnuplot-nox dataset-fashion-mnist clang libclang-rt-14-dev ccache clang-format libonnx-dev libprotobuf-dev
           libdnnl-dev libomp-dev libstb-dev
           libopenmpi-dev openmpi-bin  # KD_WITH_MPI: distributed sweeps, --data-parallel (docs/mpi.md)
           libopenblas-dev)  # bench/cpu_libs.sh's OpenBLAS side. python3-torch is left out to keep CI under
