@@ -20,7 +20,8 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
   kdsim::record_error(
       kdsim::launch_kernel(kernel, grid, block, dim3(1, 1, 1), shared_bytes, stream, std::forward<Args>(args)...));
 #else
-  // clang-format off: clang-format parses a .h as C++ and splits the launch's >>> here
+  // clang-format parses a .h as C++ and would split the launch's >>>.
+  // clang-format off
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
   // clang-format on
 #endif
