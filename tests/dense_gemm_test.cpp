@@ -1,6 +1,7 @@
 // The fast engine's own dense-layer forward GEMM (src/cpu/fast/dense_gemm.h)
-// against the CPU reference, on every SIMD path this CPU can run (an AVX-512
-// machine tests its AVX2 path too), and the paths against each other.
+// against the CPU reference, on every SIMD path of this build that this CPU
+// can run (an AVX-512 machine tests its AVX2 path too; an ARM64 build its NEON
+// path: scripts/cross-aarch64.sh), and the paths against each other.
 //
 // Tolerances, as ||fast - ref|| / ||ref|| over a whole output:
 //  - kGemmTolerance = 1e-4. The reference sums in double; the GEMM sums each
@@ -9,12 +10,14 @@
 //    mistake (a wrong or missing row, column or k) gives errors of order 1.
 //  - Exact equality where the same fp32 operations must run: across thread
 //    counts (each output is one thread's chain, whatever the split), across
-//    the two paths (the same chain on 16 or 8 lanes), and for one row of x
+//    the paths (the same chain on 16, 8 or 4 lanes), and for one row of x
 //    whether it is multiplied alone in a batch or inside a larger one.
 #include "../src/cpu/fast/dense_gemm.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -121,18 +124,34 @@ TEST_P(DenseGemmPath, ScratchIsReusedAcrossShapes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, DenseGemmPath, ::testing::Values(fast::CpuPath::Avx512, fast::CpuPath::Avx2),
+INSTANTIATE_TEST_SUITE_P(Paths, DenseGemmPath, ::testing::ValuesIn(fast::vector_paths()),
                          [](const ::testing::TestParamInfo<fast::CpuPath>& info) {
                            return std::string(fast::cpu_path_name(info.param));
                          });
 
-TEST(DenseGemm, Avx2AndAvx512PathsAgreeBitForBit) {
-  if (!fast::cpu_supports(fast::CpuPath::Avx512)) GTEST_SKIP() << "this CPU has no avx512";
+// The widest path's bits are printed ("bits PATH HASH") for a comparison with another build's
+// (scripts/cross-aarch64.sh).
+TEST(DenseGemm, PathsAgreeBitForBit) {
+  const std::vector<fast::CpuPath> paths = fasttest::runnable_vector_paths();
+  if (paths.empty()) GTEST_SKIP() << "no vector path on this CPU";
+  uint64_t hash = fasttest::bits_hash({});
   for (const Shape& s : shapes()) {
     SCOPED_TRACE(text(s));
     const Inputs in = random_inputs(s, 6);
-    EXPECT_EQ(run_gemm(s, in, true, 2, fast::CpuPath::Avx2), run_gemm(s, in, true, 2, fast::CpuPath::Avx512));
+    const std::vector<float> widest = run_gemm(s, in, true, 2, paths[0]);
+    hash = fasttest::bits_hash(widest, hash);
+    for (size_t i = 1; i < paths.size(); ++i)
+      EXPECT_EQ(run_gemm(s, in, true, 2, paths[i]), widest) << fast::cpu_path_name(paths[i]);
   }
+  std::printf("bits %s %016llx\n", fast::cpu_path_name(paths[0]), static_cast<unsigned long long>(hash));
+}
+
+// Unforced, the engine takes the widest vector path of this build that the CPU runs (neon on ARM64).
+TEST(CpuPath, DefaultIsTheWidestPathThisCpuRuns) {
+  const char* forced = std::getenv("KD_CPU_PATH");
+  if (forced && *forced) GTEST_SKIP() << "KD_CPU_PATH is set";
+  const std::vector<fast::CpuPath> paths = fasttest::runnable_vector_paths();
+  EXPECT_EQ(fast::cpu_path(), paths.empty() ? fast::CpuPath::Scalar : paths.front());
 }
 
 TEST(DenseGemm, ScalarPathHasNoKernel) {

@@ -1,12 +1,16 @@
 // Helpers of the fast CPU ops' tests: the relative error every comparison
-// uses, and moving tensors between activation layouts (kd::ActLayout).
+// uses, moving tensors between activation layouts (kd::ActLayout), and the
+// SIMD paths to compare.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
+#include "../src/cpu/fast/cpu_path.h"
 #include "kd/cpu_ops.h"
 
 namespace kd::fasttest {
@@ -41,6 +45,26 @@ inline std::vector<float> to_layout(const std::vector<float>& plain, ActLayout l
 }
 inline std::vector<float> from_layout(const std::vector<float>& laid, ActLayout layout, int n, int c, int h, int w) {
   return relayout(laid, layout, ActLayout::Nchw, n, c, h, w);
+}
+
+// FNV-1a over the bits of every float, continuing from `hash`. The tests that compare paths
+// print it for their outputs, so that the paths of two builds can be compared too
+// (scripts/cross-aarch64.sh: this machine's x86-64 paths against ARM64's under qemu).
+inline uint64_t bits_hash(const std::vector<float>& v, uint64_t hash = 14695981039346656037ull) {
+  for (const float f : v) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    for (int byte = 0; byte < 4; ++byte) hash = (hash ^ ((u >> (8 * byte)) & 0xff)) * 1099511628211ull;
+  }
+  return hash;
+}
+
+// The vector paths of this build that this CPU runs, widest first.
+inline std::vector<fast::CpuPath> runnable_vector_paths() {
+  std::vector<fast::CpuPath> paths;
+  for (fast::CpuPath p : fast::vector_paths())
+    if (fast::cpu_supports(p)) paths.push_back(p);
+  return paths;
 }
 
 }  // namespace kd::fasttest

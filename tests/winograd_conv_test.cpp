@@ -1,7 +1,8 @@
 // The fast engine's own Winograd F(4x4, 3x3) convolution (src/cpu/fast/winograd_conv.h)
 // against the CPU reference: forward, backward-data, backward-filter, and the
 // fused conv -> ReLU -> 2x2 max-pool forward and backward; on every SIMD path
-// this CPU can run (an AVX-512 machine tests its AVX2 path too), and the paths
+// of this build that this CPU can run (an AVX-512 machine tests its AVX2 path
+// too; an ARM64 build its NEON path: scripts/cross-aarch64.sh), and the paths
 // against each other.
 //
 // Tolerances, as ||fast - ref|| / ||ref|| over a whole output:
@@ -23,6 +24,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -245,27 +247,37 @@ TEST_P(WinogradPath, ForwardFollowsWeightsChangedInPlace) {
   EXPECT_EQ(y, y_fresh);
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, WinogradPath, ::testing::Values(fast::CpuPath::Avx512, fast::CpuPath::Avx2),
+INSTANTIATE_TEST_SUITE_P(Paths, WinogradPath, ::testing::ValuesIn(fast::vector_paths()),
                          [](const ::testing::TestParamInfo<fast::CpuPath>& info) {
                            return std::string(fast::cpu_path_name(info.param));
                          });
 
-// Both paths do the same fp32 operations in the same order (the GEMM sums over k in order
+// Every path does the same fp32 operations in the same order (the GEMM sums over k in order
 // with one FMA per term, whatever the vector width; the transforms are not contracted), so
-// a model trained on one path continues bit for bit on the other.
-TEST(WinogradConv, Avx2AndAvx512PathsAgreeBitForBit) {
-  if (!fast::cpu_supports(fast::CpuPath::Avx512)) GTEST_SKIP() << "this CPU has no avx512";
+// a model trained on one path continues bit for bit on another. The widest path's bits are
+// printed ("bits PATH HASH") for a comparison with another build's (scripts/cross-aarch64.sh).
+TEST(WinogradConv, PathsAgreeBitForBit) {
+  const std::vector<fast::CpuPath> paths = fasttest::runnable_vector_paths();
+  if (paths.empty()) GTEST_SKIP() << "no vector path on this CPU";
   ThreadCount threads(2);
+  uint64_t hash = fasttest::bits_hash({});
   for (const ref::ConvShape& s : shapes()) {
     SCOPED_TRACE(text(s));
     const Inputs in = random_inputs(s, 11);
-    const Outputs wide = run_winograd(s, in, fast::CpuPath::Avx512), narrow = run_winograd(s, in, fast::CpuPath::Avx2);
-    EXPECT_EQ(narrow.y, wide.y);
-    EXPECT_EQ(narrow.y_relu, wide.y_relu);
-    EXPECT_EQ(narrow.dx, wide.dx);
-    EXPECT_EQ(narrow.dw, wide.dw);
-    EXPECT_EQ(narrow.db, wide.db);
+    const Outputs widest = run_winograd(s, in, paths[0]);
+    for (const auto* out : {&widest.y, &widest.y_relu, &widest.dx, &widest.dw, &widest.db})
+      hash = fasttest::bits_hash(*out, hash);
+    for (size_t i = 1; i < paths.size(); ++i) {
+      SCOPED_TRACE(fast::cpu_path_name(paths[i]));
+      const Outputs other = run_winograd(s, in, paths[i]);
+      EXPECT_EQ(other.y, widest.y);
+      EXPECT_EQ(other.y_relu, widest.y_relu);
+      EXPECT_EQ(other.dx, widest.dx);
+      EXPECT_EQ(other.dw, widest.dw);
+      EXPECT_EQ(other.db, widest.db);
+    }
   }
+  std::printf("bits %s %016llx\n", fast::cpu_path_name(paths[0]), static_cast<unsigned long long>(hash));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The dense-layer GEMM (dense_gemm.h): panels, packing and threads here, the
-// vector kernels (simd_gemm.inc, dense_kernels.inc) compiled once per x86-64 path.
+// vector kernels (simd_gemm.inc, dense_kernels.inc) compiled once per SIMD path.
 //
 // y^T = w . x^T, one panel of at most kPanel rows of x at a time: the panel is
 // packed as x^T (in, width) and w, in its own (out, in) layout, is the GEMM's
@@ -9,7 +9,7 @@
 // student rows). Then y = (y^T)^T + bias, and ReLU.
 //
 // Compiled with -ffp-contract=off (CMakeLists.txt) so that the bias add rounds
-// on its own on both paths; the GEMM's multiply-adds are explicit FMAs.
+// on its own on every path; the GEMM's multiply-adds are explicit FMAs.
 #include "dense_gemm.h"
 
 #include <algorithm>
@@ -18,16 +18,16 @@
 #include <vector>
 
 #include "kd/error.h"
+#include "simd_arch.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+#if KD_HAS_SIMD_PATHS
 #include <omp.h>
 
 namespace kd::fast {
 namespace {
 constexpr int kPanel = 64;    // rows of x per panel: 4 AVX-512 vectors of columns of y^T
 constexpr int kBlockK = 256;  // k per GEMM call: 64 KB of packed x^T (64, 128 and 256 measured alike)
-constexpr int kRowAlign = 6;  // thread shares of w's rows: whole GEMM row blocks (6 rows on both paths)
+constexpr int kRowAlign = 6;  // thread shares of w's rows: whole GEMM row blocks (6 rows on every path)
 }  // namespace
 
 #define KD_SIMD_KERNELS "dense_kernels.inc"
@@ -60,9 +60,8 @@ void dense_forward_gemm(const float* x, const float* w, const float* bias, float
                         int threads, std::vector<float>& scratch, CpuPath path) {
   if (!dense_gemm_supports(path))
     fail(std::string("dense_forward_gemm: no kernel for the ") + cpu_path_name(path) + " path on this CPU");
-  const bool wide = path == CpuPath::Avx512;
-  const auto pack = wide ? avx512::pack_panel : avx2::pack_panel;
-  const auto product = wide ? avx512::panel_product : avx2::panel_product;
+  const auto pack = KD_SIMD_DISPATCH(path, pack_panel);
+  const auto product = KD_SIMD_DISPATCH(path, panel_product);
   const int panels = (b + kPanel - 1) / kPanel;
   const auto rows_of = [&](int p) { return std::min(kPanel, b - p * kPanel); };
   const auto width_of = [&](int p) { return (rows_of(p) + 15) / 16 * 16; };
@@ -117,7 +116,7 @@ void dense_forward_gemm(const float* x, const float* w, const float* bias, float
 
 }  // namespace kd::fast
 
-#else  // not x86-64: no kernels; the fast engine keeps oneDNN's SGEMM
+#else  // neither x86-64 nor ARM64: no kernels; the fast engine keeps oneDNN's SGEMM
 
 namespace kd::fast {
 bool dense_gemm_supports(CpuPath) { return false; }

@@ -9,8 +9,8 @@
 //
 // Numerics: every y element is one fp32 FMA chain over k in ascending order,
 // then + bias (one rounding), then ReLU. So a result does not depend on the
-// thread count, the panel a row falls in, or the path: avx512 and avx2 give the
-// same bits (tests/dense_gemm_test.cpp).
+// thread count, the panel a row falls in, or the path: avx512, avx2 and neon
+// give the same bits (tests/dense_gemm_test.cpp).
 #pragma once
 
 #include <vector>
@@ -19,7 +19,8 @@
 
 namespace kd::fast {
 
-// The paths this kernel has (avx512, avx2); scalar stays on oneDNN.
+// The paths this kernel has (avx512, avx2, neon) where this CPU runs them;
+// scalar stays on oneDNN.
 bool dense_gemm_supports(CpuPath path);
 
 // x: (b, in) row-major; w: (out, in) row-major; bias: (out); y: (b, out)

@@ -45,13 +45,19 @@ namespace {
 // avx2: AVX2, scalar: SSE4.1), so the whole engine runs as it would on a CPU with only that
 // path, unless oneDNN's own DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA says otherwise. oneDNN
 // accepts the cap only before its first kernel is generated; afterwards (a second engine in
-// one process) its kernels keep the ISA they were generated for.
+// one process) its kernels keep the ISA they were generated for. The cap is x86's: on ARM64
+// neon is the only vector path, and oneDNN answers a cap with "unimplemented" and runs as it
+// would (so scalar there turns off only the engine's own kernels).
 void cap_onednn_isa() {
   const char* env = std::getenv("KD_CPU_PATH");
   if (!env || !*env || std::getenv("DNNL_MAX_CPU_ISA") || std::getenv("ONEDNN_MAX_CPU_ISA")) return;
-  const dnnl::cpu_isa isa = cpu_path() == CpuPath::Avx512 ? dnnl::cpu_isa::avx512_core
-                            : cpu_path() == CpuPath::Avx2 ? dnnl::cpu_isa::avx2
-                                                          : dnnl::cpu_isa::sse41;
+  dnnl::cpu_isa isa = dnnl::cpu_isa::sse41;  // scalar
+  switch (cpu_path()) {
+    case CpuPath::Avx512: isa = dnnl::cpu_isa::avx512_core; break;
+    case CpuPath::Avx2: isa = dnnl::cpu_isa::avx2; break;
+    case CpuPath::Scalar: break;
+    case CpuPath::Neon: return;
+  }
   try {
     dnnl::set_max_cpu_isa(isa);
   } catch (const dnnl::error&) {  // too late in this process: see above
@@ -345,9 +351,10 @@ std::string fast_conv_path() {
     case fast::CpuPath::Avx512:
       return "AVX-512" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
     case fast::CpuPath::Avx2: return "AVX2" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
+    case fast::CpuPath::Neon: return "NEON" + forced + ": own fused Winograd for 3x3 convolutions, oneDNN for the rest";
     case fast::CpuPath::Scalar: break;
   }
-  return "scalar" + forced + ": oneDNN does every convolution (the own Winograd needs AVX2+FMA or AVX-512)";
+  return "scalar" + forced + ": oneDNN does every convolution (the own Winograd needs AVX2+FMA, AVX-512 or NEON)";
 }
 
 }  // namespace kd

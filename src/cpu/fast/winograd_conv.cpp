@@ -8,27 +8,27 @@
 //
 // This file holds what is the same on every path (the filter transforms in
 // double, the tiling, the threads, the filter gradient's final sum) and
-// includes the vector kernels (simd_gemm.inc, winograd_kernels.inc) once per x86-64 path,
-// AVX-512 and AVX2+FMA; the constructor picks one (cpu_path.h).
+// includes the vector kernels (simd_gemm.inc, winograd_kernels.inc) once per SIMD path
+// (x86-64: AVX-512 and AVX2+FMA; ARM64: NEON); the constructor picks one (cpu_path.h).
 #include "winograd_conv.h"
 
 #include "kd/error.h"
+#include "simd_arch.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+#if KD_HAS_SIMD_PATHS
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
 // The file is compiled with -ffp-contract=off (CMakeLists.txt) so that a transform rounds
-// the same wherever it is inlined, and on both paths (the fused and unfused paths, and the
-// two ISAs, are tested for equality); the GEMM's multiply-adds are explicit FMAs.
+// the same wherever it is inlined, and on every path (the fused and unfused paths, and the
+// ISAs, are tested for equality); the GEMM's multiply-adds are explicit FMAs.
 
 namespace kd::fast {
 namespace {
 
-constexpr int kChunk = 24;   // tiles per chunk: divisible by every GEMM row block of either path
+constexpr int kChunk = 24;   // tiles per chunk: divisible by every GEMM row block of every path
 constexpr int kPoints = 36;  // 6x6 transform points
 
 // G g (filter, 3 -> 6), in double.
@@ -119,32 +119,15 @@ void for_each_chunk(int64_t tiles, F&& chunk) {
 #define KD_SIMD_KERNELS "winograd_kernels.inc"
 #include "simd_paths.inc"
 
-// The passes of one path.
-struct WinogradConv::Kernels {
-  decltype(&avx512::forward_tiles) forward_tiles;
-  decltype(&avx512::forward_pooled) forward_pooled;
-  decltype(&avx512::filter_gradient) filter_gradient;
-  decltype(&avx512::data_gradient) data_gradient;
-  decltype(&avx512::mask_pooled_gradient) mask_pooled_gradient;
-};
-
-const WinogradConv::Kernels* WinogradConv::kernels_for(CpuPath path) {
-  static constexpr Kernels avx512{avx512::forward_tiles, avx512::forward_pooled, avx512::filter_gradient,
-                                  avx512::data_gradient, avx512::mask_pooled_gradient};
-  static constexpr Kernels avx2{avx2::forward_tiles, avx2::forward_pooled, avx2::filter_gradient, avx2::data_gradient,
-                                avx2::mask_pooled_gradient};
-  return path == CpuPath::Avx512 ? &avx512 : &avx2;
-}
-
 bool WinogradConv::supports(const ref::ConvShape& s, CpuPath path) {
   return s.k == 3 && s.stride == 1 && s.pad >= 0 && s.pad <= 2 && s.in_c % 16 == 0 && s.out_c % 16 == 0 &&
          s.h + 2 * s.pad >= 3 && s.w + 2 * s.pad >= 3 && path != CpuPath::Scalar && cpu_supports(path);
 }
 
-WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath path) : s_(s), kernels_(kernels_for(path)) {
+WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath path) : s_(s), path_(path) {
   if (!supports(s, path))
     fail(std::string("WinogradConv: shape or path not supported (needs a 3x3 kernel, stride 1, padding <= 2, "
-                     "channels in multiples of 16 and a CPU with AVX2+FMA or AVX-512; asked for ") +
+                     "channels in multiples of 16 and a CPU with AVX2+FMA, AVX-512 or NEON; asked for ") +
          cpu_path_name(path) + "); the fast ops use oneDNN for other shapes");
   u_.resize(size_t(kPoints) * s.in_c * s.out_c);
   u_back_.resize(u_.size());
@@ -178,14 +161,14 @@ void WinogradConv::conv_forward(const float* x, const float* w, const float* b, 
   transform_forward_filters(w);
   prepare_scratch(s_.in_c, s_.out_c);
   const Pass p{geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad), s_.out_c, u_.data(), v_ptrs_.data(), m_ptrs_.data()};
-  kernels_->forward_tiles(p, x, b, y, relu);
+  KD_SIMD_DISPATCH(path_, forward_tiles)(p, x, b, y, relu);
 }
 
 void WinogradConv::forward(const float* x, const float* w, const float* b, float* pooled, uint8_t* argmax) {
   transform_forward_filters(w);
   prepare_scratch(s_.in_c, s_.out_c);
   const Pass p{geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad), s_.out_c, u_.data(), v_ptrs_.data(), m_ptrs_.data()};
-  kernels_->forward_pooled(p, x, b, pooled, argmax);
+  KD_SIMD_DISPATCH(path_, forward_pooled)(p, x, b, pooled, argmax);
 }
 
 void WinogradConv::conv_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db) {
@@ -196,7 +179,7 @@ void WinogradConv::backward(const float* x, const float* w, const float* dpooled
                             const uint8_t* argmax, float* dx, float* dw, float* db) {
   const int ph = s_.out_h() / 2, pw = s_.out_w() / 2;
   dy_pooled_.resize(size_t(s_.n) * s_.out_c * ph * pw);
-  kernels_->mask_pooled_gradient(dpooled, pooled, dy_pooled_.data(), s_.n, s_.out_c, ph, pw);
+  KD_SIMD_DISPATCH(path_, mask_pooled_gradient)(dpooled, pooled, dy_pooled_.data(), s_.n, s_.out_c, ph, pw);
   backward_from(x, w, dy_pooled_.data(), argmax, dx, dw, db);
 }
 
@@ -220,7 +203,7 @@ void WinogradConv::backward_from(const float* x, const float* w, const float* dy
     std::fill_n(db_ptrs[size_t(t)], s_.out_c, 0.0f);
   }
   const Pass fp{geometry(s_.n, s_.in_c, s_.h, s_.w, s_.pad), s_.out_c, u_.data(), v_ptrs_.data(), m_ptrs_.data()};
-  kernels_->filter_gradient(fp, x, dy, argmax, s_ptrs.data(), db_ptrs.data());
+  KD_SIMD_DISPATCH(path_, filter_gradient)(fp, x, dy, argmax, s_ptrs.data(), db_ptrs.data());
 #pragma omp parallel for schedule(static)
   for (int co = 0; co < s_.out_c; ++co) {
     double bias = 0;
@@ -253,18 +236,19 @@ void WinogradConv::backward_from(const float* x, const float* w, const float* dy
   transform_filters(w, u_back_.data(), s_.out_c, s_.in_c, true);
   const Pass dp{geometry(s_.n, s_.out_c, s_.out_h(), s_.out_w(), 2 - s_.pad), s_.in_c, u_back_.data(), v_ptrs_.data(),
                 m_ptrs_.data()};
-  kernels_->data_gradient(dp, dy, argmax, dx, s_.h, s_.w);
+  KD_SIMD_DISPATCH(path_, data_gradient)(dp, dy, argmax, dx, s_.h, s_.w);
 }
 
 }  // namespace kd::fast
 
-#else  // not x86-64: the kernels are x86 vector code; the fast ops use oneDNN for every convolution.
+#else  // neither x86-64 nor ARM64: no vector kernels; the fast ops use oneDNN for every convolution.
 
 namespace kd::fast {
-struct WinogradConv::Kernels {};
 bool WinogradConv::supports(const ref::ConvShape&, CpuPath) { return false; }
-WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath) : s_(s), kernels_(nullptr) {
-  fail("WinogradConv: needs an x86-64 CPU with AVX2+FMA or AVX-512; the fast ops use oneDNN on this one");
+WinogradConv::WinogradConv(const ref::ConvShape& s, CpuPath path) : s_(s), path_(path) {
+  fail(
+      "WinogradConv: needs an x86-64 CPU with AVX2+FMA or AVX-512, or an ARM64 one; the fast ops use oneDNN on "
+      "this one");
 }
 WinogradConv::~WinogradConv() = default;
 void WinogradConv::conv_forward(const float*, const float*, const float*, float*, bool) {}

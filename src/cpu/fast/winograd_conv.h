@@ -49,8 +49,8 @@ namespace kd::fast {
 class WinogradConv final : public ConvReluPool {
  public:
   // 3x3 kernel, stride 1, padding 0..2, in_c and out_c multiples of 16, and
-  // `path` a vector path this CPU runs (avx512 or avx2: the kernels are
-  // written for 16-float vectors, one Nchw16c position).
+  // `path` a vector path this CPU runs (avx512, avx2 or neon: the kernels
+  // are written for 16-float vectors, one Nchw16c position).
   static bool supports(const ref::ConvShape& s, CpuPath path = cpu_path());
   explicit WinogradConv(const ref::ConvShape& s, CpuPath path = cpu_path());
   ~WinogradConv() override;
@@ -70,10 +70,6 @@ class WinogradConv final : public ConvReluPool {
                 float* dx, float* dw, float* db) override;
 
  private:
-  // One path's passes, and the table for `path` (winograd_conv.cpp).
-  struct Kernels;
-  static const Kernels* kernels_for(CpuPath path);
-
   // u_ = the forward filters transformed, unless w holds the same bits as the last call's:
   // inference repeats its weights, and at batch 1 the transform (36 * in_c * out_c
   // scattered stores) cost more than the convolution itself.
@@ -93,7 +89,7 @@ class WinogradConv final : public ConvReluPool {
   // Per thread: transformed inputs, GEMM outputs, filter-gradient partials (36, out_c, in_c), bias partials.
   std::vector<std::vector<float>> v_, m_, s_part_, db_part_;
   std::vector<float*> v_ptrs_, m_ptrs_;  // v_[t].data(), m_[t].data() for the kernels
-  const Kernels* kernels_;
+  CpuPath path_;                         // whose kernels run the passes
 };
 
 }  // namespace kd::fast
