@@ -240,12 +240,42 @@ TEST(Cli, RecipeFlagsSetTheirFields) {
   EXPECT_EQ(h.hint_weight, 0.25);
   EXPECT_EQ(parse({"--hint", "cosine", "--soft-targets", "online"}).hint, HintKind::Cosine);
   EXPECT_EQ(recipe_text(h, true).substr(recipe_text(h, true).rfind(';')), "; hint mse weight 0.25");
-  // train-teacher trains no student: --hint is accepted and unused, as --soft-targets is.
-  EXPECT_EQ(parse({"train-teacher", "--hint", "cosine"}).hint, HintKind::Cosine);
   EXPECT_EQ(d.mixup, 0.0);
   EXPECT_EQ(parse({"--mixup", "0.2", "--soft-targets", "online"}).mixup, 0.2);
-  // train-teacher trains no student, so no soft targets are needed (and --mixup changes nothing).
-  EXPECT_EQ(parse({"train-teacher", "--mixup", "0.4"}).mixup, 0.4);
+}
+
+// train-teacher trains no student: a flag that changes only how students
+// train would do nothing there, so given explicitly it is refused, naming the
+// flag and the fix. A recipe setting one (patient's --soft-targets online) is
+// no flag given; the flags named for the student stay accepted.
+TEST(Cli, TrainTeacherRefusesStudentTrainingFlags) {
+  const std::vector<std::vector<std::string>> given = {{"--mixup", "0.4"},       {"--hint", "cosine"},
+                                                       {"--hint-weight", "0.5"}, {"--soft-targets", "online"},
+                                                       {"--temperature", "2"},   {"--alpha", "0.5"}};
+  for (const std::vector<std::string>& flag : given) {
+    SCOPED_TRACE(flag[0]);
+    std::vector<std::string> args = {"train-teacher", "--augment"};
+    args.insert(args.end(), flag.begin(), flag.end());
+    EXPECT_EQ(rejection(args), flag[0] +
+                                   ": only changes how students train, and train-teacher trains none; drop it, or "
+                                   "train a student with 'kdtrain run' or 'kdtrain distill --teacher F'");
+    // Before the command too, and accepted where students train.
+    std::vector<std::string> before(flag);
+    before.push_back("train-teacher");
+    EXPECT_EQ(rejection(before).rfind(flag[0] + ": only changes how students train", 0), 0u);
+    std::vector<std::string> run = {"--soft-targets", "online"};
+    run.insert(run.end(), flag.begin(), flag.end());
+    EXPECT_EQ(parse(run).command, Command::Run);
+    run.insert(run.begin(), {"distill", "--teacher", "t"});
+    EXPECT_EQ(parse(run).command, Command::Distill);
+  }
+  const Options patient = parse({"train-teacher", "--recipe", "patient"});
+  EXPECT_EQ(patient.soft_targets, SoftTargets::Online) << "set by the recipe, not given";
+  EXPECT_EQ(
+      rejection({"train-teacher", "--recipe", "patient", "--soft-targets", "online"}).rfind("--soft-targets: ", 0), 0u);
+  const Options named =
+      parse({"train-teacher", "--student-arch", "flatten,dense:10", "--epochs-student", "3", "--no-baseline"});
+  EXPECT_EQ(named.command, Command::TrainTeacher);
 }
 
 // --recipe patient sets its values where no flag did; a flag given overrides
@@ -657,6 +687,15 @@ TEST(CliBinary, UnknownFlagIsOneLineOnStderr) {
   EXPECT_GT(r.status, 0);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("'--epochs'"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, TrainTeacherWithMixupExitsOneWithOneLine) {
+  const Ran r = run_kdtrain({"train-teacher", "--mixup", "0.4", "--device", "cpu", "--data", "no-such-dir"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "kdtrain: --mixup: only changes how students train, and train-teacher trains none; drop it, or train a "
+            "student with 'kdtrain run' or 'kdtrain distill --teacher F'\n");
+  EXPECT_EQ(r.out, "");
 }
 
 TEST(CliBinary, HelpExitsZeroAndMentionsEveryFlag) {

@@ -29,6 +29,17 @@ namespace {
 
 constexpr const char* kVersionText = "kdtrain 0.1";
 
+// The flags that shape only how a student trains (its loss, its targets, its
+// batches). train-teacher trains no student, so each would be accepted and do
+// nothing: given explicitly there, it is refused. A recipe that sets one
+// (--recipe patient's --soft-targets online) gives no flag, so stays accepted.
+// The flags named for the student (--student-arch, --epochs-student,
+// --no-baseline) stay accepted: their names say whose they are, so nobody
+// takes them for the teacher's, and command lines shared by train-teacher and
+// distill pass them (tests/sim/kdtrain_sim_test.sh does).
+constexpr const char* kStudentTrainingFlags[] = {"--soft-targets", "--mixup",       "--hint",
+                                                 "--hint-weight",  "--temperature", "--alpha"};
+
 // The name table for each enum a flag can take, so one template parses them all.
 template <class E>
 struct Choices;
@@ -638,6 +649,12 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
     fail(std::string(command_name(o.command)) + ": --model FILE is required (a .safetensors written by kdtrain)");
   if (o.command == Command::Export && o.onnx_path.empty())
     fail("export: --onnx OUT is required (the .onnx file to write)");
+  if (o.command == Command::TrainTeacher)
+    for (const char* flag : kStudentTrainingFlags)
+      if (app.count(flag) > 0)
+        fail(std::string(flag) +
+             ": only changes how students train, and train-teacher trains none; drop it, or train a student "
+             "with 'kdtrain run' or 'kdtrain distill --teacher F'");
   settle_lists(o);
   apply_recipe(o, [&](const char* flag) { return app.count(flag) > 0; });
   check_ranges(o);
