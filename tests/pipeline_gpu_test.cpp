@@ -25,6 +25,7 @@
 #include "kd/interrupt.h"
 #include "kd/cpu_model.h"
 #include "kd/engine.h"
+#include "kd/layer_plan.h"
 
 namespace kd {
 namespace {
@@ -569,7 +570,7 @@ TEST(PipelineGpu, MemoryNeedCoversWhatAModelAllocates) {
   TrainSettings s;
   s.eval_batch_size = 1000;
   s.max_latency_batch = int(kTestN);
-  const MemoryNeed need = engine->memory_need(w.teacher, s);
+  const MemoryNeed need = engine->memory_need(w.teacher, s, false);
   EXPECT_GT(need.train_activations, 0);
   EXPECT_EQ(need.eval_activations, 0) << "the latency batch (1100) sizes the inference buffers";
   EXPECT_GT(need.latency_activations, 0);
@@ -583,6 +584,34 @@ TEST(PipelineGpu, MemoryNeedCoversWhatAModelAllocates) {
     EXPECT_LE(used, need.total() + (int64_t(64) << 20)) << "the estimate must not undercount";
     EXPECT_GE(used, (need.total() - need.workspace) / 2) << "an estimate far above the use refuses runs that fit";
   }
+}
+
+// The memory check's estimate of a distilled student's hint map and of the
+// online teacher, as CudaModel allocates them: the map's (dt*ds + dt)
+// parameters, gradient and Adam moments, and a distance per training image
+// (the epoch's); per training row the mapped features and their gradient (dt
+// each), the features' gradient (ds) and the row's distance; and the
+// teacher's inference set at the training batch (prepare_online).
+TEST(PipelineGpu, MemoryNeedCountsTheHintMapAndTheOnlineTeacher) {
+  KD_REQUIRE_GPU();
+  const World w = make_world();
+  auto engine = loaded(make_cuda_engine(), w);
+  const TrainSettings s;
+  const int64_t f = sizeof(float), b = s.batch_size;
+  const MemoryNeed teacher = engine->memory_need(w.teacher, s, false);
+  const MemoryNeed online = engine->memory_need(w.teacher, s, true);
+  const int64_t inference = LayerPlan(w.teacher).activation_bytes(s.batch_size, false);
+  EXPECT_EQ(online.train_activations - teacher.train_activations, inference);
+  EXPECT_EQ(online.total() - teacher.total(), inference);
+
+  const int64_t dt = hint_feature_width(w.teacher, "teacher"), ds = hint_feature_width(w.student, "student");
+  TrainSettings h = s;
+  h.hint = HintSettings{HintKind::Cosine, 1.0f, int(dt)};
+  const MemoryNeed plain = engine->memory_need(w.student, s, false);
+  const MemoryNeed hinted = engine->memory_need(w.student, h, false);
+  EXPECT_EQ(hinted.state - plain.state, 4 * hint_map_param_count(int(ds), int(dt)) * f + kTrainN * f);
+  EXPECT_EQ(hinted.train_activations - plain.train_activations, b * (2 * dt + ds + 1) * f);
+  EXPECT_EQ(hinted.total() - plain.total(), (hinted.state - plain.state) + b * (2 * dt + ds + 1) * f);
 }
 
 // A stop request ends evaluation at a batch boundary: 1,100 test images in

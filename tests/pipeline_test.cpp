@@ -354,7 +354,9 @@ class RecordingEngine final : public Engine {
     train_n_ = s.train.n;
     inner_->load(s);
   }
-  MemoryNeed memory_need(const Arch& a, const TrainSettings& s) override { return inner_->memory_need(a, s); }
+  MemoryNeed memory_need(const Arch& a, const TrainSettings& s, bool online_teacher) override {
+    return inner_->memory_need(a, s, online_teacher);
+  }
   int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
@@ -972,6 +974,90 @@ TEST(PipelineOrchestration, ImpossibleMemoryNeedExitsOneWithOneLine) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   EXPECT_EQ(err.rfind("kdtrain: --eval-batch-size 10000 needs ", 0), 0u) << err;
   EXPECT_FALSE(fs::exists(out + "/run"));
+}
+
+// The CPU reference behind a fixed amount of free memory, recording what the
+// memory check asks of it.
+class BudgetEngine final : public Engine {
+ public:
+  explicit BudgetEngine(int64_t budget) : budget_(budget) {}
+  std::string device_description() const override { return inner_->device_description(); }
+  std::string versions() const override { return inner_->versions(); }
+  bool is_reference_cpu() const override { return true; }
+  void load(const Splits& s) override { inner_->load(s); }
+  MemoryNeed memory_need(const Arch& a, const TrainSettings& s, bool online_teacher) override {
+    const MemoryNeed need = inner_->memory_need(a, s, online_teacher);
+    asked.push_back({s.hint.on(), online_teacher});
+    needed += need.total();
+    return need;
+  }
+  int64_t available_memory() override { return budget_; }
+  std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
+                                            const TrainSettings& s) override {
+    return inner_->create_model(a, p, s);
+  }
+  void compute_soft_targets(ModelEngine& teacher) override { inner_->compute_soft_targets(teacher); }
+  void use_online_teacher(ModelEngine& teacher) override { inner_->use_online_teacher(teacher); }
+
+  struct Asked {
+    bool hint, online_teacher;
+  };
+  std::vector<Asked> asked;  // per memory_need call, in order
+  int64_t needed = 0;        // the sum of their totals
+
+ private:
+  int64_t budget_;
+  std::unique_ptr<Engine> inner_ = make_cpu_engine();
+};
+
+// The memory check counts a distilled student's hint map and its buffers, and
+// charges online targets the teacher's run on each student batch instead of
+// the cached logits: a budget that fits a run with online targets refuses the
+// same run with --hint, by exactly the map's bytes, and with cached targets.
+TEST(PipelineOrchestration, MemoryCheckCountsTheHintMapAndOnlineTargets) {
+  const auto options = [](const std::string& name, SoftTargets targets, HintKind hint) {
+    Options o = small_run((fs::path(fresh_dir("budget_" + name)) / "run").string());
+    o.train_limit = 300;  // 200 training, 100 validation images
+    o.val_size = 100;
+    o.test_limit = 100;
+    o.eval_batch_size = 100;  // the CPU engines' buffers: max(64, 100) rows
+    o.latency_batches = {1};
+    o.epochs_teacher = o.epochs_student = 1;
+    o.no_baseline = true;
+    o.soft_targets = targets;
+    o.hint = hint;
+    return o;
+  };
+  const auto refused = [](const Options& o, Engine& engine) {
+    try {
+      run_command(o, engine);
+      ADD_FAILURE() << "expected a memory error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("available; lower"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(o.out_dir)) << "nothing written but the message";
+  };
+  BudgetEngine measure(0);  // nothing free: refused, after asking what every model needs
+  refused(options("measure", SoftTargets::Online, HintKind::Off), measure);
+  const int64_t plain = measure.needed;  // all of it: online targets keep no logits
+  BudgetEngine fits(plain);
+  EXPECT_EQ(run_command(options("fits", SoftTargets::Online, HintKind::Off), fits), 0);
+
+  BudgetEngine hinted(plain);
+  refused(options("hinted", SoftTargets::Online, HintKind::Cosine), hinted);
+  // The default student's 128 features to kSmallTeacher's 64: the map's
+  // parameters, gradient and Adam moments, and per buffer row its mapped
+  // features, their gradient and the features' gradient.
+  const int64_t ds = 128, dt = 64, rows = 100, f = sizeof(float);
+  EXPECT_EQ(hinted.needed - plain, 4 * hint_map_param_count(ds, dt) * f + rows * (2 * dt + ds) * f);
+  ASSERT_EQ(hinted.asked.size(), 2u);
+  EXPECT_TRUE(hinted.asked[0].online_teacher && !hinted.asked[0].hint) << "the teacher, run on every student batch";
+  EXPECT_TRUE(!hinted.asked[1].online_teacher && hinted.asked[1].hint) << "the distilled student, with its map";
+
+  BudgetEngine cached(plain);  // the same models, and 200 x 10 cached logits beside them
+  refused(options("cached", SoftTargets::Cached, HintKind::Off), cached);
+  EXPECT_EQ(cached.needed, plain) << "on the CPU engines an online teacher runs in its own buffers";
+  EXPECT_FALSE(cached.asked.at(0).online_teacher);
 }
 
 // ------------------------------------------------------------ --select

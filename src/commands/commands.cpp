@@ -52,13 +52,17 @@ void train_and_report(Session& s) {
   const Arch student_arch = s.parse_model_arch(opt.student_arch, "--student-arch");
   const ModelFile teacher_file = s.teacher_start();
   const bool distills = opt.command != Command::TrainTeacher;
-  std::vector<Session::LiveModel> live = {{&teacher_file.arch, "teacher", s.teacher_flag()}};
-  if (distills) live.push_back({&student_arch, "student", "--student-arch"});
+  const bool online = distills && opt.soft_targets == SoftTargets::Online;
   if (distills && opt.hint != HintKind::Off) {  // both have features to match, or the run stops here
     hint_feature_width(student_arch, "student");
     hint_feature_width(teacher_file.arch, "teacher");
   }
-  s.check_memory(live, distills);
+  // The distilled student, with its hint, is the larger of the two students
+  // (one at a time: the baseline trains after it).
+  std::vector<Session::LiveModel> live = {{&teacher_file.arch, "teacher", s.teacher_flag(), s.settings(), online}};
+  if (distills)
+    live.push_back({&student_arch, "student", "--student-arch", s.student_settings(Phase::Student, teacher_file.arch)});
+  s.check_memory(live, distills && !online);
   // Only now is anything written: a refused configuration leaves no trace.
   s.prepare_out_dir();
   s.say(recipe_text(opt, distills));
@@ -108,7 +112,7 @@ std::unique_ptr<ModelEngine> model_of_file(Session& s, ModelFile& file) {
   const std::string& path = s.opt().model_path;
   file = load_model_file(path);
   s.check_input_shape(file.arch, path);
-  s.check_memory({{&file.arch, "model", "--model " + path}}, false);
+  s.check_memory({{&file.arch, "model", "--model " + path, s.settings()}}, false);
   return s.engine().create_model(file.arch, file.params, s.settings());
 }
 }  // namespace

@@ -197,19 +197,19 @@ TrainSettings Session::student_settings(Phase phase, const Arch& teacher) const 
   return s;
 }
 
-void Session::check_memory(const std::vector<LiveModel>& models, bool soft_targets) {
+void Session::check_memory(const std::vector<LiveModel>& models, bool cached_soft_targets) {
   struct Part {
     int64_t bytes;
     std::string message;  // "<what> needs <bytes>"
     std::string advice;
   };
   // The soft targets: one row of teacher logits per training image.
-  int64_t total = soft_targets ? splits_.train.n * int64_t(splits_.num_classes) * int64_t(sizeof(float)) : 0;
+  int64_t total = cached_soft_targets ? splits_.train.n * int64_t(splits_.num_classes) * int64_t(sizeof(float)) : 0;
   std::vector<Part> parts;
   const int max_latency =
       opt_.latency_batches.empty() ? 1 : *std::max_element(opt_.latency_batches.begin(), opt_.latency_batches.end());
-  for (const auto& [arch, role, arch_flag] : models) {
-    const MemoryNeed need = engine_.memory_need(*arch, settings_);
+  for (const auto& [arch, role, arch_flag, model_settings, online_teacher] : models) {
+    const MemoryNeed need = engine_.memory_need(*arch, model_settings, online_teacher);
     total += need.total();
     const std::string of = " of " + role + " activations";
     parts.push_back({need.train_activations,

@@ -161,13 +161,27 @@ class CpuEngine final : public Engine {
     check_normalization(splits);
     splits_ = splits;
   }
-  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
+  // An online teacher (`online_teacher`) needs nothing more: it runs each
+  // student batch through its own buffers, which hold buffer_rows >= the
+  // training batch, and the fast ops' staging allowance counts three copies
+  // at the training batch whether it trains or not.
+  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings, bool /*online_teacher*/) override {
     MemoryNeed need;
+    const int64_t f = sizeof(float);
     const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
     // parameters, gradients, moments, the best epoch's copy
-    need.state = (3 + moments) * arch.param_count * int64_t(sizeof(float));
+    need.state = (3 + moments) * arch.param_count * f;
     const int rows = buffer_rows(settings);
-    const int64_t activations = CpuModel::activation_bytes(arch, rows) + engine_row_bytes(arch, rows);
+    int64_t activations = CpuModel::activation_bytes(arch, rows) + engine_row_bytes(arch, rows);
+    if (settings.hint.on()) {
+      // The hint map of a student of width ds to a teacher of width dt: its
+      // (dt*ds + dt) parameters, gradient and moments, 4 bytes each; and per
+      // buffer row the mapped features and their gradient (dt floats each)
+      // and the features' gradient (ds floats): rows * (2*dt + ds) * 4 bytes.
+      const int64_t dt = settings.hint.teacher_width, ds = hint_feature_width(arch, "student");
+      need.state += (2 + moments) * hint_map_param_count(int(ds), int(dt)) * f;
+      activations += int64_t(rows) * (2 * dt + ds) * f;
+    }
     // One set of buffers: it counts against the flag that sizes it.
     if (rows == settings.batch_size) need.train_activations = activations;
     else need.eval_activations = activations;

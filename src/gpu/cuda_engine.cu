@@ -50,8 +50,8 @@ class CudaEngine final : public Engine {
 
   void load(const Splits& splits) override { context_.load(splits); }
 
-  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) override {
-    return cuda::CudaModel::memory_need(context_, arch, settings);
+  MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings, bool online_teacher) override {
+    return cuda::CudaModel::memory_need(context_, arch, settings, online_teacher);
   }
 
   int64_t available_memory() override {

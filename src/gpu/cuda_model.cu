@@ -88,7 +88,8 @@ CudaModel::CudaModel(EngineContext& context, const Arch& arch, const std::vector
   eval_correct_.allocate(1, "evaluation correct count");
 }
 
-MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings) {
+MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings,
+                                  bool online_teacher) {
   const CudaNetwork net(arch, settings, context);
   const int64_t f = sizeof(float), p = arch.param_count;
   const int64_t moments = settings.optimizer == OptimizerKind::Adam ? 2 : 1;
@@ -103,11 +104,19 @@ MemoryNeed CudaModel::memory_need(EngineContext& context, const Arch& arch, cons
   // + train_samples_, train_labels_, row_loss_, row_kl_ (4 bytes each per row), mixup's partner_labels_
   need.train_activations =
       net.activation_bytes(settings.batch_size, true) + int64_t(settings.batch_size) * (settings.mixup > 0 ? 20 : 16);
-  if (settings.hint.on()) {  // the map, its gradient and moments; mapped features, gradients, distances per row
+  if (settings.hint.on()) {
+    // The map of student width ds to teacher width dt: its (dt*ds + dt)
+    // parameters, gradient and moments, and epoch_hint_ (train n); per
+    // training row the mapped features and their gradient (dt each), the
+    // features' gradient (ds) and the row's distance: 4 bytes each.
     const int64_t dt = settings.hint.teacher_width, ds = hint_feature_width(arch, "student");
     need.state += (2 + moments) * hint_map_param_count(int(ds), int(dt)) * f + train_n * f;
     need.train_activations += int64_t(settings.batch_size) * (2 * dt + ds + 1) * f;
   }
+  // The online teacher's inference set for the students' batches
+  // (prepare_online): LayerPlan's inference bytes at the training batch,
+  // batch * (4 * (input + 2 * widest stored layer) + widest max-pool mask).
+  if (online_teacher) need.train_activations += net.activation_bytes(settings.batch_size, false);
   // One inference set, grown to the larger of the two batches (labels and row losses: 8 bytes per row).
   const int rows = std::max(settings.eval_batch_size, settings.max_latency_batch);
   const int64_t inference = net.activation_bytes(rows, false) + int64_t(rows) * 8;

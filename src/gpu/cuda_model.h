@@ -36,8 +36,10 @@ class CudaModel final : public ModelEngine {
   CudaModel(EngineContext& context, const Arch& arch, const std::vector<float>& params, const TrainSettings& settings);
   ~CudaModel() override;
   // What the constructor and the first training, evaluation and latency
-  // calls allocate for (arch, settings), computed without allocating.
-  static MemoryNeed memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings);
+  // calls allocate for (arch, settings), computed without allocating; with
+  // `online_teacher`, prepare_online's buffers too (Engine::memory_need).
+  static MemoryNeed memory_need(EngineContext& context, const Arch& arch, const TrainSettings& settings,
+                                bool online_teacher);
 
   // Inference logits of every image of `split`, in order -> logits: (split n,
   // classes) device memory, written on the engine's stream.

@@ -361,7 +361,10 @@ void run_sweep(Session& s) {
       comm.rank() == 0 ? teacher_file.arch : s.parse_model_arch(teacher_arch_text, s.teacher_flag().c_str());
   const Arch* largest = &*std::max_element(archs.begin(), archs.end(),
                                            [](const Arch& a, const Arch& b) { return a.param_count < b.param_count; });
-  s.check_memory({{&teacher_arch, "teacher", s.teacher_flag()}, {largest, "student", "--student-arch"}}, true);
+  const bool online = opt.soft_targets == SoftTargets::Online;
+  s.check_memory({{&teacher_arch, "teacher", s.teacher_flag(), s.settings(), online},
+                  {largest, "student", "--student-arch", s.student_settings()}},
+                 !online);
   std::vector<const Arch*> run_archs;  // by plan index
   for (const SweepRun& r : plan)
     run_archs.push_back(&archs[size_t(std::find(arch_texts.begin(), arch_texts.end(), r.arch) - arch_texts.begin())]);

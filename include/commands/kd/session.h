@@ -37,13 +37,16 @@ class Session {
   // Refuses a configuration whose buffers cannot fit the device before any
   // of them is allocated and before anything is written: one line naming the
   // largest need, what is free, and the flag to lower. `models` live at the
-  // same time (the teacher stays while a student trains).
+  // same time (the teacher stays while a student trains); `cached_soft_targets`:
+  // the teacher's logits for every training image are kept too.
   struct LiveModel {
     const Arch* arch;
-    std::string role;       // "teacher", "student", "model"
-    std::string arch_flag;  // the flag that chose the architecture
+    std::string role;             // "teacher", "student", "model"
+    std::string arch_flag;        // the flag that chose the architecture
+    TrainSettings settings;       // what it is created with: a distilled student's hint and mixup
+    bool online_teacher = false;  // it runs on every student batch (--soft-targets online)
   };
-  void check_memory(const std::vector<LiveModel>& models, bool soft_targets);
+  void check_memory(const std::vector<LiveModel>& models, bool cached_soft_targets);
   // --out, or runs/<timestamp> with runs/latest pointing at it; created.
   void prepare_out_dir();
   // An arch string for this run's images (the defaults adapted to them, kd/arch.h

@@ -229,8 +229,12 @@ class Engine {
   virtual bool is_reference_cpu() const { return false; }
   // Makes the splits resident on the device (once per run).
   virtual void load(const Splits& splits) = 0;
-  // What create_model(arch, ., settings) would allocate, without allocating it.
-  virtual MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings) = 0;
+  // What create_model(arch, ., settings) would allocate, without allocating
+  // it: with settings.hint on, the hint map and its buffers; with
+  // `online_teacher`, also what the model takes to serve as the online
+  // teacher (use_online_teacher) of students trained at settings.batch_size,
+  // counted in train_activations (the training batch sizes it).
+  virtual MemoryNeed memory_need(const Arch& arch, const TrainSettings& settings, bool online_teacher) = 0;
   // Bytes still free on the device: MemAvailable of /proc/meminfo on the host,
   // cudaMemGetInfo's free bytes on a GPU. INT64_MAX when unknown.
   virtual int64_t available_memory() = 0;
