@@ -11,6 +11,9 @@ engine and a few hundred MNIST images, so that each case takes seconds.
                                          within reduction-order rounding of one process
   mpi_test.py data_parallel_resume_any_n 2 ranks stopped mid-epoch; 3 refused (the last batch has 2 rows),
                                          1 process continues it
+  mpi_test.py data_parallel_mixup_matches_one_process
+                                         run --mixup (online targets, augmentation) on 2 ranks: every model
+                                         bit-identical on rerun, within rounding of one process
 
 Environment: KD_BINARY_DIR (the build, default build/), MPIEXEC (default mpirun).
 mpirun runs with --oversubscribe (2 ranks on any machine) and --allow-run-as-root (CI
@@ -269,9 +272,35 @@ def data_parallel_resume_any_n(tmp):
     print(f"6 steps on 2 ranks, 5 on 1: {diff:.3g} relative to one process")
 
 
+# The whole run (teacher, distilled student, scratch baseline) with mixup on the students:
+# each rank mixes its rows of the global batch with their partners in the global batch
+# (docs/mpi.md), so the mixed batches are one process's, split. Mixing within each rank's
+# shard instead would pair other images and move the students' weights by far more than
+# the tolerance.
+MIXUP_RUN = ["run"] + TEACHER[1:] + ["--epochs-student", "1", "--student-arch", "flatten,dense:32,relu,dense:10",
+                                     "--augment", "--soft-targets", "online", "--mixup", "0.4"]
+
+
+def data_parallel_mixup_matches_one_process(tmp):
+    one, first, second = (os.path.join(tmp, d) for d in ("one", "first", "second"))
+    run([KDTRAIN] + MIXUP_RUN + ["--out", one])
+    for out in (first, second):
+        run(MPIRUN + ["-np", "2", KDTRAIN] + MIXUP_RUN + ["--data-parallel", "--out", out])
+    diffs = []
+    for model in ("teacher.safetensors", "student.safetensors", "student_scratch.safetensors"):
+        if tensors(os.path.join(first, model)) != tensors(os.path.join(second, model)):
+            sys.exit(f"FAIL: two data-parallel runs on 2 ranks gave different {model}")
+        diff = relative_difference(os.path.join(one, model), os.path.join(first, model))
+        if not diff <= DATA_PARALLEL_TOLERANCE:
+            sys.exit(f"FAIL: {model}: 2 ranks differ from one process by {diff:.3g} (relative L2), "
+                     f"over {DATA_PARALLEL_TOLERANCE}")
+        diffs.append(f"{model} {diff:.3g}")
+    print("2 ranks vs one process, relative: " + ", ".join(diffs) + "; reruns bit-identical")
+
+
 CASES = {f.__name__: f for f in (sweep_equals_one_process, sweep_resume_killed_rank, sweep_failing_rank,
                                   failing_rank_at_start, data_parallel_matches_one_process,
-                                  data_parallel_resume_any_n)}
+                                  data_parallel_resume_any_n, data_parallel_mixup_matches_one_process)}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
