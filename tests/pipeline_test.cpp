@@ -301,13 +301,23 @@ struct ValScript {
   int64_t steps_per_epoch = 0;
 };
 
-// Wraps the CPU engine and records every train_step (begin, b); with a
-// script, validation returns the scripted results.
+// What RecordingModels were asked besides their training steps.
+struct Measured {
+  int test_evaluations = 0, latency_timings = 0, restores = 0;  // restore_best calls
+};
+
+// Wraps the CPU engine and records every train_step (begin, b) and what
+// Measured counts; with a script, validation returns the scripted results.
 class RecordingModel final : public ModelEngine {
  public:
   RecordingModel(std::unique_ptr<ModelEngine> inner, const TrainSettings& settings, int64_t train_n,
-                 std::vector<std::pair<int64_t, int>>& log, const ValScript& script)
-      : ModelEngine(inner->arch(), settings), train_n_(train_n), inner_(std::move(inner)), log_(log), script_(script) {}
+                 std::vector<std::pair<int64_t, int>>& log, Measured& measured, const ValScript& script)
+      : ModelEngine(inner->arch(), settings),
+        train_n_(train_n),
+        inner_(std::move(inner)),
+        log_(log),
+        measured_(measured),
+        script_(script) {}
   int64_t train_images() const override { return train_n_; }
   void begin_epoch_impl(const std::vector<int32_t>& order, int64_t epoch) override {
     inner_->begin_epoch(order, epoch);
@@ -317,7 +327,9 @@ class RecordingModel final : public ModelEngine {
     inner_->train_step(begin, b, loss);
   }
   TrainStats end_epoch_impl() override { return inner_->end_epoch(); }
+  void set_data_parallel_impl(Comm& comm) override { inner_->set_data_parallel(comm); }
   EvalResult evaluate_impl(SplitId s) override {
+    if (s == SplitId::Test) ++measured_.test_evaluations;
     if (s != SplitId::Val || script_.by_epoch.empty()) return inner_->evaluate(s);
     const int64_t epoch = inner_->get_optim_state().step / script_.steps_per_epoch;
     EXPECT_GE(epoch, 1);
@@ -325,6 +337,7 @@ class RecordingModel final : public ModelEngine {
     return script_.by_epoch.at(size_t(epoch - 1));
   }
   LatencyRecord measure_latency_impl(int batch, int repeats) override {
+    ++measured_.latency_timings;
     return inner_->measure_latency(batch, repeats);
   }
   std::vector<float> get_params_impl() override { return inner_->get_params(); }
@@ -334,7 +347,10 @@ class RecordingModel final : public ModelEngine {
   HintMapState get_hint_map_impl() override { return inner_->get_hint_map(); }
   void set_hint_map_impl(const HintMapState& s) override { inner_->set_hint_map(s); }
   void keep_best_impl() override { inner_->keep_best(); }
-  void restore_best_impl() override { inner_->restore_best(); }
+  void restore_best_impl() override {
+    ++measured_.restores;
+    inner_->restore_best();
+  }
   std::vector<float> get_best_impl() override { return inner_->get_best(); }
   void set_best_impl(const std::vector<float>& p) override { inner_->set_best(p); }
   ModelEngine* inner() { return inner_.get(); }
@@ -343,6 +359,7 @@ class RecordingModel final : public ModelEngine {
   int64_t train_n_;
   std::unique_ptr<ModelEngine> inner_;
   std::vector<std::pair<int64_t, int>>& log_;
+  Measured& measured_;
   const ValScript& script_;
 };
 class RecordingEngine final : public Engine {
@@ -360,7 +377,7 @@ class RecordingEngine final : public Engine {
   int64_t available_memory() override { return inner_->available_memory(); }
   std::unique_ptr<ModelEngine> create_model(const Arch& a, const std::vector<float>& p,
                                             const TrainSettings& s) override {
-    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), s, train_n_, log, script);
+    return std::make_unique<RecordingModel>(inner_->create_model(a, p, s), s, train_n_, log, measured, script);
   }
   void compute_soft_targets(ModelEngine& teacher) override {
     inner_->compute_soft_targets(*static_cast<RecordingModel&>(teacher).inner());
@@ -369,6 +386,7 @@ class RecordingEngine final : public Engine {
     inner_->use_online_teacher(*static_cast<RecordingModel&>(teacher).inner());
   }
   std::vector<std::pair<int64_t, int>> log;
+  Measured measured;
   ValScript script;
 
  private:
@@ -1137,6 +1155,80 @@ TEST(PipelineSelection, BestValidationEpochIsKeptForEveryModel) {
   }
   EXPECT_NE(read_text(best.out_dir + "/plots.gp").find("point pt 6"), std::string::npos)
       << "curves.png circles the selected epochs";
+}
+
+// Rank 1 of a 2-rank job, alone: its rank-order sums take rank 0's share to
+// be the same as its own (x + x), so it trains as a data-parallel rank does,
+// without mpirun. `rank0_stops`: rank 0 adds a stop to every one-float sum
+// (Session::agree_on_stop's after a model's measurements), as if a signal
+// reached it alone while it tested or timed a model.
+class SecondRankComm final : public Comm {
+ public:
+  explicit SecondRankComm(bool rank0_stops = false) : rank0_stops_(rank0_stops) {}
+  int rank() const override { return 1; }
+  int size() const override { return 2; }
+  int node_rank() const override { return 1; }
+  std::string describe() const override { return "rank 1 of 2 (test)"; }
+  void send(int, int, const std::string&) override { fail("SecondRankComm: no messages"); }
+  Message receive(int) override { fail("SecondRankComm: no messages"); }
+  void broadcast(std::string&, int) override { fail("SecondRankComm: no broadcasts"); }
+  void sum_in_rank_order(float* x, int64_t n) override {
+    for (int64_t i = 0; i < n; ++i) x[i] += n == 1 && rank0_stops_ ? 1.0f : x[i];
+  }
+  bool all_arrive(double) override { return true; }
+
+ protected:
+  void abort_impl(const std::string& message, int) override {
+    ADD_FAILURE() << message;
+    std::abort();
+  }
+
+ private:
+  bool rank0_stops_;
+};
+
+// A data-parallel rank other than 0 trains and validates every epoch with
+// rank 0 and keeps each model's selected epoch (the teacher's feeds the
+// students), but neither tests, times nor writes the models: rank 0 does.
+TEST(PipelineSelection, DataParallelRanksBeyondZeroKeepTheSelectedEpochAndMeasureNothing) {
+  const auto run_as = [](Comm& comm, const std::string& name) {
+    Options o = selection_run(name, 3);
+    o.data_parallel = true;
+    o.latency_batches = {1};
+    RecordingEngine engine;
+    engine.script = peak_at_epoch_two();
+    EXPECT_EQ(run_command(o, engine, comm), 0);
+    EXPECT_EQ(engine.measured.restores, 3) << name << ": teacher, student and baseline, each at epoch 2 of 3";
+    EXPECT_EQ(engine.log.size(), 3u * 3u * 5u) << name << ": 3 models, 3 epochs of 5 steps";
+    return std::make_pair(engine.measured, fs::is_empty(o.out_dir));
+  };
+  SecondRankComm second;
+  const auto [rank1, rank1_wrote_nothing] = run_as(second, "rank1");
+  EXPECT_EQ(rank1.test_evaluations, 0);
+  EXPECT_EQ(rank1.latency_timings, 0);
+  EXPECT_TRUE(rank1_wrote_nothing) << "rank 1 writes into a scratch directory of its own";
+  const auto [rank0, rank0_wrote_nothing] = run_as(local_comm(), "rank0");
+  EXPECT_EQ(rank0.test_evaluations, 6) << "the last epoch and the selected one, of each model";
+  EXPECT_EQ(rank0.latency_timings, 3);
+  EXPECT_FALSE(rank0_wrote_nothing);
+}
+
+// A stop that reaches rank 0 alone while it tests and times the teacher is
+// rank 1's too: it stops after the teacher, not waiting in the student's first step.
+TEST(PipelineSelection, DataParallelRanksBeyondZeroStopWithRankZeroAfterAModel) {
+  Options o = selection_run("rank1_stop", 1);
+  o.data_parallel = true;
+  RecordingEngine engine;
+  SecondRankComm second(/*rank0_stops=*/true);
+  try {
+    run_command(o, engine, second);
+    ADD_FAILURE() << "expected the stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the teacher's test evaluation and timing"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(interrupted());
+  clear_interrupt();
+  EXPECT_EQ(engine.log.size(), 5u) << "the teacher's one epoch, no student step";
 }
 
 // Ties: equal accuracy goes to the lower validation loss, then to the earlier epoch.

@@ -86,6 +86,7 @@ void train_and_report(Session& s) {
   report.models.insert(report.models.begin(), teacher_report);
   report.total_seconds = s.elapsed();
   fs::remove(s.state().checkpoint_path());
+  if (s.discards_results()) return;  // rank 0 reports the run
   const std::string note = write_report_files(report, s.out_dir());
   if (!opt.quiet) std::cout << "\n" << report_table(report);
   if (!note.empty()) s.say(note);

@@ -365,6 +365,11 @@ void Session::finish_model(ModelEngine& model, ModelReport& rep, bool holds_last
   const std::string role = phase_name(rep.role);
   const int last = rep.curve.empty() ? 0 : rep.curve.back().epoch;
   const bool earlier_selected = holds_last && rep.selected_epoch != last;
+  if (discards_results()) {
+    if (earlier_selected) model.restore_best();  // a teacher's students distill from the kept epoch
+    agree_on_stop();
+    return;
+  }
   if (earlier_selected) {
     rep.last_epoch_test_acc = model.evaluate(SplitId::Test).accuracy();
     model.restore_best();
@@ -393,6 +398,17 @@ void Session::finish_model(ModelEngine& model, ModelReport& rep, bool holds_last
     rep.ort = ort_latency(model.arch(), model.get_params(), ort_options());
     add_phase(role + " ONNX Runtime latency", seconds_since(o0));
   }
+  if (opt_.data_parallel) agree_on_stop();
+}
+
+// While rank 0 tests and times a model the other ranks wait here, not in the
+// next phase's first step: a stop that reaches only rank 0 during the
+// measurements would leave them waiting in that step's sum for a rank that
+// has stopped. Summed like a step's stop flag, it is every rank's.
+void Session::agree_on_stop() {
+  float stops = interrupted() ? 1.0f : 0.0f;
+  comm_.sum_in_rank_order(&stops, 1);
+  if (stops > 0 && !interrupted()) request_interrupt();
 }
 
 std::vector<LatencyRecord> Session::measure_latencies(ModelEngine& model) {

@@ -77,8 +77,14 @@ class Session {
   // last epoch's parameters (not a saved selected model), so when another
   // epoch was selected the last one is tested first, then the kept one restored.
   // `ort`: time it under ONNX Runtime too (unless --no-ort); a sweep does that
-  // once per architecture instead.
+  // once per architecture instead. On a rank that discards_results, only
+  // restores the kept epoch; data-parallel ranks then agree on a stop
+  // requested of any of them meanwhile, so all stop here alike.
   void finish_model(ModelEngine& model, ModelReport& rep, bool holds_last, bool ort = true);
+  // A data-parallel rank other than 0 (docs/mpi.md): it trains and validates
+  // every epoch with rank 0, but what it would measure and write of the
+  // finished models goes with its scratch directory, so it skips that.
+  bool discards_results() const { return opt_.data_parallel && comm_.rank() != 0; }
   // At the batch sizes in use; stops early on a stop request.
   std::vector<LatencyRecord> measure_latencies(ModelEngine& model);
   // ONNX Runtime timed as kdtrain's own latency is: at `batches` (default: the
@@ -134,6 +140,8 @@ class Session {
   std::string ort_note_;
   // Progress and report lines: rank 0's, unless --quiet.
   bool quiet() const { return opt_.quiet || comm_.rank() != 0; }
+  // Data-parallel: a stop requested of any rank becomes every rank's (finish_model).
+  void agree_on_stop();
   // --val-size 0 leaves nothing to select on: best falls back to last.
   bool select_best() const { return opt_.select == SelectRule::Best && splits_.val.n > 0; }
   void size_batches();
