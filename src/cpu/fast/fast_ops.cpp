@@ -58,10 +58,8 @@ void cap_onednn_isa() {
     case CpuPath::Scalar: break;
     case CpuPath::Neon: return;
   }
-  try {
-    dnnl::set_max_cpu_isa(isa);
-  } catch (const dnnl::error&) {  // too late in this process: see above
-  }
+  // Returns invalid_arguments, without throwing, when it comes too late in this process (see above).
+  (void)dnnl::set_max_cpu_isa(isa);
 }
 
 // The own dense GEMM pads x's rows to a multiple of 16 (one vector of y^T's columns): below 16 rows
