@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What each ingredient of `--recipe patient` adds to the distilled MLP student
 # (issue #21): the student is distilled from one saved teacher under a ladder
-# of settings, each step adding one ingredient to the one before, and each
+# of settings, each step adding one ingredient to the one before (mixup and the
+# hint each to patient), and each
 # distilled student is compared with the scratch student that `kdtrain distill`
 # trains beside it with the same augmentation, schedule and budget. The fast
 # CPU engine's accuracies are deterministic for a fixed --threads, so the
@@ -38,6 +39,8 @@ declare -A step_flags=(
   [mixup]="--recipe patient --mixup 0.2"
   [hint]="--recipe patient --hint cosine"
 )
+# The step each one adds to: the ladder up to patient, then mixup and hint each added to patient alone.
+declare -A step_base=([augment]=seed [schedule]=augment [patient]=schedule [mixup]=patient [hint]=patient)
 steps="${STEPS:-seed augment schedule patient mixup hint}"
 extra=(--latency-batches 1 --no-ort --quiet)
 if [[ $quick == 1 ]]; then
@@ -55,7 +58,7 @@ for step in $steps; do
     # shellcheck disable=SC2086  # the step's flags are words
     "$kdtrain" distill --teacher "$teacher" --device cpu --threads "$threads" --data "$data" --seed "$s" \
       ${step_flags[$step]} "${extra[@]}" --out "$dir"
-    dirs+=("$step=$dir")
+    dirs+=("$step${step_base[$step]:+:${step_base[$step]}}=$dir")
   done
 done
 python3 bench/recipe_ingredients.py "${dirs[@]}"
