@@ -68,10 +68,13 @@ constexpr int kDenseGemmMinRows = 16;
 
 // GEMMs and convolutions of fewer multiply-adds than this run on one thread (use_threads_for).
 constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
-// The same for the own dense GEMM's forward, higher: the student's first layer at batch 64 (12.8 M)
-// ran faster on one thread than on two, end to end (0.170 against 0.194-0.210 ms per forward at load
-// ~10 on the 2-core VM, bench/RESULTS.md); the teacher's fc1 at batch 64 (75 M) gains from two.
-constexpr int64_t kDenseGemmParallelMin = int64_t(1) << 24;
+// The same for the own dense GEMM's forward, higher, and by path. AVX-512: the student's first layer
+// at batch 64 (12.8 M) runs faster on one thread than on two (0.170 against 0.194-0.210 ms per
+// forward at load ~10 on the 2-core VM; idle, 0.171-0.182 against 0.176-0.193 ms); the teacher's fc1
+// at batch 64 (75 M) gains from two. AVX2, half the work per instruction: two threads pay from the
+// student's first layer up on the idle VM (0.265-0.31 against 0.31-0.33 ms, bench/RESULTS.md
+// 2026-12-07 evening), though not under heavy load. Threads do not change the GEMM's results.
+int64_t dense_gemm_parallel_min(CpuPath path) { return path == CpuPath::Avx2 ? int64_t(1) << 23 : int64_t(1) << 24; }
 
 // Loops shorter than this run on the calling thread: waking the pool costs
 // microseconds, which is the whole budget of a batch-1 student forward.
@@ -153,7 +156,7 @@ class FastOps final : public CpuOps {
   void dense_forward(const float* x, const float* w, const float* bias, float* y, int b, int in, int out,
                      bool relu) override {
     if (b >= kDenseGemmMinRows && dense_gemm_supports(cpu_path())) {
-      use_threads_for(int64_t(b) * in * out, kDenseGemmParallelMin);
+      use_threads_for(int64_t(b) * in * out, dense_gemm_parallel_min(cpu_path()));
       return dense_forward_gemm(x, w, bias, y, b, in, out, relu, omp_get_max_threads(), dense_scratch_);
     }
     use_threads_for(int64_t(b) * in * out);
