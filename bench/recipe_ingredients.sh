@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What each ingredient of `--recipe patient` adds to the distilled MLP student
 # (issue #21): the student is distilled from one saved teacher under a ladder
-# of settings, each step adding one ingredient to the one before (mixup and the
-# hint each to patient), and each
+# of settings, each step adding one ingredient to the one before (mixup, the
+# hint, and both, to patient), and each
 # distilled student is compared with the scratch student that `kdtrain distill`
 # trains beside it with the same augmentation, schedule and budget. The fast
 # CPU engine's accuracies are deterministic for a fixed --threads, so the
 # machine's load changes only how long this takes (~13 minutes per seed on
-# 2 AVX-512 cores).
+# 2 idle AVX-512 cores for the first six steps; mixup-hint is one more
+# patient-length pair).
 #
 # Usage: bench/recipe_ingredients.sh [--quick] TEACHER [KDTRAIN_BINARY] [DATA_DIR]
 #   TEACHER: a teacher .safetensors (e.g. the teacher.safetensors of a `kdtrain --recipe patient` run)
@@ -38,10 +39,12 @@ declare -A step_flags=(
   [patient]="--recipe patient"
   [mixup]="--recipe patient --mixup 0.2"
   [hint]="--recipe patient --hint cosine"
+  [mixup-hint]="--recipe patient --mixup 0.2 --hint cosine"
 )
-# The step each one adds to: the ladder up to patient, then mixup and hint each added to patient alone.
-declare -A step_base=([augment]=seed [schedule]=augment [patient]=schedule [mixup]=patient [hint]=patient)
-steps="${STEPS:-seed augment schedule patient mixup hint}"
+# The step each one adds to: the ladder up to patient, then mixup, the hint and both added to patient.
+declare -A step_base=([augment]=seed [schedule]=augment [patient]=schedule [mixup]=patient [hint]=patient
+                      [mixup-hint]=patient)
+steps="${STEPS:-seed augment schedule patient mixup hint mixup-hint}"
 extra=(--latency-batches 1 --no-ort --quiet)
 if [[ $quick == 1 ]]; then
   seeds="${SEEDS:-0}"
