@@ -14,8 +14,15 @@
 # well a model is trained). Skips (exit 0, one line) without the binary, the
 # data or ONNX Runtime (scripts/onnxruntime.sh).
 #
+# ONNX Runtime's instruction set: as shipped it takes the widest this CPU has.
+# ORT_ISA=avx2 runs it on its AVX2 kernels instead, through a patched copy of its
+# library (bench/ort_avx2_copy.py): the like-for-like partner of kdtrain's forced
+# AVX2 path, so it is the default when KD_CPU_PATH=avx2 (ORT_ISA=native keeps the
+# library as shipped).
+#
 # Usage: bench/ort_compare.sh [--quick] [KDTRAIN_BINARY] [DATA_DIR]
-#   env: THREADS (default: nproc), ROUNDS (default 3), BATCHES (default 1,64,1024,10000), MODELS (see above)
+#   env: THREADS (default: nproc), ROUNDS (default 3), BATCHES (default 1,64,1024,10000), MODELS (see above),
+#        ORT_ISA (native or avx2; see above)
 #   --quick: batches 1,64, one round, models trained on 500 images (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +40,16 @@ require_data "$data"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+ort_isa="${ORT_ISA:-$([[ "${KD_CPU_PATH:-}" == avx2 ]] && echo avx2 || echo native)}"
+case "$ort_isa" in
+  native) ;;
+  avx2)
+    ort_lib="${KD_ORT_LIB:-$(ls "${KD_ORT_DIR:-.ort}"/node_modules/onnxruntime-node/bin/napi-v*/linux/x64/libonnxruntime.so.1 2>/dev/null | tail -1)}"
+    [[ -f "$ort_lib" ]] || skip "ONNX Runtime not installed (scripts/onnxruntime.sh)"
+    python3 bench/ort_avx2_copy.py "$ort_lib" "$tmp/libonnxruntime.so.1"
+    export KD_ORT_LIB="$tmp/libonnxruntime.so.1" ;;
+  *) echo "ort_compare: ORT_ISA=$ort_isa: use native or avx2" >&2; exit 2 ;;
+esac
 models="${MODELS:-}"
 if [[ -z "$models" ]]; then
   models="$tmp/models"
@@ -42,7 +59,8 @@ if [[ -z "$models" ]]; then
 fi
 
 echo "ort_compare: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) hardware threads;" \
-     "$threads threads; batches $batches; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+     "$threads threads; batches $batches; kdtrain path ${KD_CPU_PATH:-widest}, ONNX Runtime $ort_isa;" \
+     "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$rounds"); do
   for m in teacher student; do

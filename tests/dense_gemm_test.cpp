@@ -48,13 +48,16 @@ std::string text(const Shape& s) {
   return std::to_string(s.b) + "x" + std::to_string(s.in) + "->" + std::to_string(s.out);
 }
 
-// The student's and teacher's layers at batch 64 (one full panel of 64 rows, split by threads over w's
-// rows) and at 130 (three panels, split by threads over panels; the last one 2 rows wide), and tails:
-// row counts that are not multiples of 8 or 16, in not a multiple of the 8 x 8 transpose or of the
-// GEMM's 128-term k blocks, out not a multiple of the GEMM's 6-row blocks, in = 1 and out = 1.
+// The panel form (b < out, or out not a multiple of 16): the student's and teacher's layers at batch 64
+// (one full panel of 64 rows, split by threads over w's rows), three panels (split by threads over
+// panels; the last one 2 rows wide) and tails: row counts that are not multiples of 8 or 16, in not a
+// multiple of the 8 x 8 transpose or of the GEMM's 256-term k blocks, out not a multiple of the GEMM's
+// 6-row blocks, in = 1 and out = 1. The rows form (b >= out, out a multiple of 16): the student's second layer
+// and a wider one (several 96-row chunks per thread, k blocks with a 44-term tail), and tails: b not a
+// multiple of the 6-row blocks, in = 1.
 std::vector<Shape> shapes() {
-  return {{64, 784, 256}, {64, 9216, 128}, {130, 256, 128}, {16, 128, 10},
-          {17, 7, 13},    {70, 300, 1},    {200, 1, 5},     {33, 131, 50}};
+  return {{64, 784, 256}, {64, 9216, 128}, {130, 256, 80},  {16, 128, 10},   {17, 7, 13},    {70, 300, 1},
+          {200, 1, 5},    {33, 131, 50},   {400, 300, 256}, {200, 256, 128}, {131, 300, 32}, {40, 1, 16}};
 }
 
 struct Inputs {
@@ -71,6 +74,23 @@ std::vector<float> run_gemm(const Shape& s, const Inputs& in, bool relu, int thr
   fast::dense_forward_gemm(in.x.data(), in.w.data(), in.bias.data(), y.data(), s.b, s.in, s.out, relu, threads, scratch,
                            path);
   return y;
+}
+
+void a_row_is_the_same_alone_and_in(const Shape& whole, fast::CpuPath path) {
+  const Inputs in = random_inputs(whole, 4);
+  const std::vector<float> y = run_gemm(whole, in, false, 2, path);
+  for (const int row : {0, 63, 64, 99}) {
+    const Shape part{16, whole.in, whole.out};  // row `row` first, then 15 others
+    Inputs sub{{}, in.w, in.bias};
+    for (int j = 0; j < part.b; ++j) {
+      const int r = (row + j) % whole.b;
+      sub.x.insert(sub.x.end(), in.x.begin() + size_t(r) * whole.in, in.x.begin() + size_t(r + 1) * whole.in);
+    }
+    const std::vector<float> y_part = run_gemm(part, sub, false, 1, path);
+    EXPECT_EQ(std::vector<float>(y_part.begin(), y_part.begin() + whole.out),
+              std::vector<float>(y.begin() + size_t(row) * whole.out, y.begin() + size_t(row + 1) * whole.out))
+        << "row " << row;
+  }
 }
 
 // Each vector path, skipped where this CPU cannot run it.
@@ -94,27 +114,17 @@ TEST_P(DenseGemmPath, MatchesTheReferenceAndIsTheSameOnAnyThreadCount) {
     }
 }
 
+// A row alone runs in the panel form; the batch of 100 in the panel form too, the batch of 200 in the rows form.
 TEST_P(DenseGemmPath, ARowIsTheSameAloneAndInALargerBatch) {
-  const Shape whole{100, 200, 40};
-  const Inputs in = random_inputs(whole, 4);
-  const std::vector<float> y = run_gemm(whole, in, false, 2, GetParam());
-  for (const int row : {0, 63, 64, 99}) {
-    const Shape part{16, whole.in, whole.out};  // row `row` first, then 15 others
-    Inputs sub{{}, in.w, in.bias};
-    for (int j = 0; j < part.b; ++j) {
-      const int r = (row + j) % whole.b;
-      sub.x.insert(sub.x.end(), in.x.begin() + size_t(r) * whole.in, in.x.begin() + size_t(r + 1) * whole.in);
-    }
-    const std::vector<float> y_part = run_gemm(part, sub, false, 1, GetParam());
-    EXPECT_EQ(std::vector<float>(y_part.begin(), y_part.begin() + whole.out),
-              std::vector<float>(y.begin() + size_t(row) * whole.out, y.begin() + size_t(row + 1) * whole.out))
-        << "row " << row;
+  for (const Shape& whole : {Shape{100, 200, 40}, Shape{200, 300, 32}}) {
+    SCOPED_TRACE(text(whole));
+    a_row_is_the_same_alone_and_in(whole, GetParam());
   }
 }
 
 TEST_P(DenseGemmPath, ScratchIsReusedAcrossShapes) {
   std::vector<float> scratch;
-  for (const Shape& s : {Shape{130, 784, 256}, Shape{16, 9, 3}, Shape{64, 256, 128}}) {
+  for (const Shape& s : {Shape{130, 784, 256}, Shape{16, 9, 3}, Shape{300, 64, 32}, Shape{64, 256, 128}}) {
     SCOPED_TRACE(text(s));
     const Inputs in = random_inputs(s, 5);
     std::vector<float> y = nan_filled(size_t(s.b) * s.out);

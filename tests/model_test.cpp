@@ -146,7 +146,7 @@ TEST(CpuModel, ReluBackwardAfterTheMaxPoolEqualsTheLayerOrderChain) {
   std::vector<float> x(size_t(b) * 64), r(size_t(b) * 3);
   for (float& v : x) v = u(rng);
   for (float& v : r) v = u(rng);
-  model.forward(x.data(), b, /*training=*/false, 0, 0);
+  model.forward(x.data(), b, /*training=*/true, 0, 0);  // no dropout: the inference values
   model.backward(r.data(), b);
 
   const ref::ConvShape s = ref::conv_shape(b, 1, 8, 8, c, 3);
@@ -201,6 +201,26 @@ TEST(CpuModel, InferenceIgnoresDropoutAndRejectsOversizedBatch) {
   const float* b = model.forward(x.data(), 4, false, 2, 7);  // seed and step do not matter without training
   for (int i = 0; i < 40; ++i) EXPECT_EQ(a[i], b[i]);
   EXPECT_THROW(model.forward(x.data(), 5, false, 0, 0), Error);
+}
+
+// Inference reads x in place (no copy): a ReLU first then writes the model's own buffer, not x, and
+// gives what a training forward gives; backward after it is refused (it kept no copy of x).
+TEST(CpuModel, InferenceLeavesItsInputAloneAndBackwardNeedsATrainingForward) {
+  const Arch arch = mnist_arch("relu,flatten,dense:10");
+  CpuModel model(arch, 3);
+  init_params(arch, 5, model.params().data());
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> x(3 * 784);
+  for (float& v : x) v = u(rng);
+  const std::vector<float> x_before = x;
+  const float* inferred = model.forward(x.data(), 3, /*training=*/false, 0, 0);
+  const std::vector<float> a(inferred, inferred + 30);
+  EXPECT_EQ(x, x_before);
+  EXPECT_THROW(model.backward(a.data(), 3), Error);
+  const float* trained = model.forward(x.data(), 3, /*training=*/true, 0, 0);
+  EXPECT_EQ(std::vector<float>(trained, trained + 30), a);
+  EXPECT_NO_THROW(model.backward(a.data(), 3));
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ class CpuModel {
   // The last forward's input to the last layer: (b, arch().layers.back().in.size()),
   // valid until the next forward (the hint's features, kd/hint.h).
   const float* last_layer_input() const { return last_input_; }
-  // dlogits: (b, classes) for the last forward -> grads() overwritten.
+  // dlogits: (b, classes) for the last forward, a training one -> grads() overwritten.
   // dlast_input: (b, last layer's input size) or null, a gradient with respect
   // to last_layer_input() from outside the network (the hint), added to the
   // one flowing back from the logits.
@@ -69,6 +69,7 @@ class CpuModel {
   std::vector<std::vector<uint8_t>> masks_;  // dropout keep masks / maxpool argmax, per layer
   std::vector<float> input_, grad_a_, grad_b_;
   int last_b_ = 0;
+  bool last_training_ = false;
   const float* last_input_ = nullptr;
 };
 

@@ -1,12 +1,22 @@
 // The dense-layer GEMM (dense_gemm.h): panels, packing and threads here, the
 // vector kernels (simd_gemm.inc, dense_kernels.inc) compiled once per SIMD path.
 //
-// y^T = w . x^T, one panel of at most kPanel rows of x at a time: the panel is
-// packed as x^T (in, width) and w, in its own (out, in) layout, is the GEMM's
-// broadcast operand, so nothing the size of w is copied per call (w is the
-// large operand at the batch sizes where this pays: 0.8 MB for the student's
-// first layer, 4.7 MB for the teacher's, against 0.2 MB for a panel of 64
-// student rows). Then y = (y^T)^T + bias, and ReLU.
+// Two forms of one product, chosen by which operand is cheaper to pack:
+//  - panels (b < out, or out not a multiple of 16; training's batch 64): y^T =
+//    w . x^T, one panel of at most kPanel rows of x at a time: the panel is
+//    packed as x^T (in, width) and w, in its own (out, in) layout, is the
+//    GEMM's broadcast operand, so nothing the size of w is copied per call (w
+//    is the large operand at these batch sizes: 0.8 MB for the student's first
+//    layer, 4.7 MB for the teacher's, against 0.2 MB for a panel of 64 student
+//    rows). Then y = (y^T)^T + bias, and ReLU.
+//  - rows (b >= out, out a multiple of 16; large inference batches): y = x .
+//    w^T with x, in its own layout, as the broadcast operand and w packed once
+//    per call as w^T (in, out), which is then smaller than x; y's rows come out
+//    in place, so no transpose back either. At batch 1,000 packing and
+//    unpacking took 18 % of the student's forward in the panel form (`perf`,
+//    bench/RESULTS.md).
+// Both sum each y element as the same FMA chain over k in ascending order, so
+// they give the same bits.
 //
 // Compiled with -ffp-contract=off (CMakeLists.txt) so that the bias add rounds
 // on its own on every path; the GEMM's multiply-adds are explicit FMAs.
@@ -25,9 +35,10 @@
 
 namespace kd::fast {
 namespace {
-constexpr int kPanel = 64;    // rows of x per panel: 4 AVX-512 vectors of columns of y^T
-constexpr int kBlockK = 256;  // k per GEMM call: 64 KB of packed x^T (64, 128 and 256 measured alike)
-constexpr int kRowAlign = 6;  // thread shares of w's rows: whole GEMM row blocks (6 rows on every path)
+constexpr int kPanel = 64;     // rows of x per panel: 4 AVX-512 vectors of columns of y^T
+constexpr int kBlockK = 256;   // k per GEMM call: 64 KB of packed x^T (64, 128 and 256 measured alike)
+constexpr int kRowAlign = 6;   // thread shares of w's rows: whole GEMM row blocks (6 rows on every path)
+constexpr int kRowChunk = 96;  // rows of y per step of the rows form: x's and y's rows of a chunk stay in L2
 }  // namespace
 
 #define KD_SIMD_KERNELS "dense_kernels.inc"
@@ -41,6 +52,15 @@ void unpack_panel(const float* c, int width, const float* bias, float* y, int ro
   for (int j = 0; j < rows; ++j)
     for (int o = o_lo; o < o_hi; ++o) {
       const float v = c[size_t(o) * width + j] + bias[o];
+      y[size_t(j) * out + o] = relu ? std::max(v, 0.0f) : v;
+    }
+}
+
+// y rows [0, rows) += bias, then ReLU; y: (rows, out) row-major.
+void add_bias_rows(const float* bias, float* y, int rows, int out, bool relu) {
+  for (int j = 0; j < rows; ++j)
+    for (int o = 0; o < out; ++o) {
+      const float v = y[size_t(j) * out + o] + bias[o];
       y[size_t(j) * out + o] = relu ? std::max(v, 0.0f) : v;
     }
 }
@@ -67,6 +87,30 @@ void dense_forward_gemm(const float* x, const float* w, const float* bias, float
   const auto width_of = [&](int p) { return (rows_of(p) + 15) / 16 * 16; };
   const size_t c_size = size_t(out) * kPanel;  // one panel's y^T
   if (b <= 0) return;
+
+  if (b >= out && out % 16 == 0) {
+    // The rows form. scratch: w^T (in, out), packed by all threads (shares of k). Then each thread takes
+    // whole 6-row blocks of y, kRowChunk rows at a time: k-blocks of x's rows and of w^T stay in cache while
+    // the chunk's sums build up in y, then the chunk gets its bias and ReLU while it is still in cache.
+    scratch.resize(size_t(in) * out);
+    float* wt = scratch.data();
+    const auto product_rows = KD_SIMD_DISPATCH(path, rows_product);
+    const auto run_rows = [&](int t, int n) {  // thread t of n
+      const auto [k_lo, k_hi] = share(in, t, n, 16);
+      if (k_lo < k_hi) pack(w + k_lo, out, in, k_hi - k_lo, out, wt + size_t(k_lo) * out);
+#pragma omp barrier
+      const auto [r_lo, r_hi] = share(b, t, n, kRowAlign);
+      for (int r = r_lo; r < r_hi; r += kRowChunk) {
+        const int rows = std::min(kRowChunk, r_hi - r);
+        product_rows(x + size_t(r) * in, in, wt, in, out, rows, y + size_t(r) * out);
+        add_bias_rows(bias, y + size_t(r) * out, rows, out, relu);
+      }
+    };
+    if (threads == 1) return run_rows(0, 1);
+#pragma omp parallel num_threads(threads)
+    run_rows(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
 
   if (panels >= threads) {
     // Threads take runs of whole panels. k-blocks outermost: a block of w (out rows x kBlockK) stays in L2

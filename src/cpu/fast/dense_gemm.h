@@ -4,8 +4,9 @@
 //
 // Why not only oneDNN's SGEMM: on 2 threads it split the student's layers badly
 // (0.50x ONNX Runtime at batch 64, bench/RESULTS.md), and its results depend on
-// the thread count. Here w is read in the layer's own (out, in) layout (nothing
-// the size of w is packed or cached) and x is packed in panels of 64 rows.
+// the thread count. Here the smaller operand is packed per call (nothing is
+// cached): below out rows, x in panels of 64 rows, w read in its own (out, in)
+// layout; from out rows on (out a multiple of 16), w as w^T, x read in place.
 //
 // Numerics: every y element is one fp32 FMA chain over k in ascending order,
 // then + bias (one rounding), then ReLU. So a result does not depend on the
