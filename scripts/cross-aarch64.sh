@@ -71,7 +71,7 @@ for src in src/cpu/fast/winograd_conv.cpp src/cpu/fast/dense_gemm.cpp; do
   objects+=("$OUT/obj/$(basename "$src" .cpp).o")
   job cc "$src" "${objects[-1]}" "${KERNEL[@]}"
 done
-for src in src/cpu/fast/cpu_path.cpp src/cpu/reference_ops.cpp src/reference/*.cpp; do
+for src in src/cpu/fast/cpu_path.cpp src/cpu/fast/omp_waits.cpp src/cpu/reference_ops.cpp src/reference/*.cpp; do
   objects+=("$OUT/obj/$(basename "$src" .cpp).o")
   job cc "$src" "${objects[-1]}" -O3
 done

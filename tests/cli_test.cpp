@@ -33,6 +33,13 @@ Options parse(const std::vector<std::string>& args) {
   return o;
 }
 
+// command_of's answer for `args` (after argv[0]).
+Command command_of_args(const std::vector<std::string>& args) {
+  std::vector<const char*> argv = {"kdtrain"};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  return command_of(int(argv.size()), argv.data());
+}
+
 // The kd::Error message for `args`, or a test failure when they are accepted.
 std::string rejection(const std::vector<std::string>& args) {
   Options o;
@@ -766,6 +773,17 @@ TEST(CliBinary, ExportNamesABadModelAndWritesNothing) {
   EXPECT_NE(r.err.find(dir + "/missing.safetensors"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::is_empty(dir));
   std::filesystem::remove_all(dir);
+}
+
+// main() picks how OpenMP threads wait from the command before parsing (spinning only for `latency`):
+// the command as parse_command_line finds it, wherever it stands, and not a flag's value.
+TEST(Cli, CommandOfFindsTheCommandAsTheParserDoes) {
+  EXPECT_EQ(command_of_args({}), Command::Run);
+  EXPECT_EQ(command_of_args({"latency", "--model", "s.safetensors"}), Command::Latency);
+  EXPECT_EQ(command_of_args({"--threads", "2", "latency", "--model", "s.safetensors"}), Command::Latency);
+  EXPECT_EQ(command_of_args({"--out", "latency", "run"}), Command::Run);
+  EXPECT_EQ(command_of_args({"--out", "latency"}), Command::Run);
+  EXPECT_EQ(command_of_args({"--quiet", "eval", "--model", "m"}), Command::Eval);
 }
 
 }  // namespace

@@ -26,21 +26,33 @@
 namespace {
 
 // The fast CPU engine's threads (OpenMP, shared with oneDNN) meet at a barrier
-// after every op. By default libgomp's waiting threads spin, which on a machine
-// whose cores other programs also use takes the CPU from the very thread they
-// wait for: 150 samples/s at 2 threads against 582 with passive waiting
-// (teacher, 2-core VM at load 7, bench/RESULTS.md). libgomp reads
-// OMP_WAIT_POLICY once, when it is loaded, so unless the user chose a policy
-// kdtrain sets it and re-executes itself (same pid, arguments and
-// environment otherwise); if that fails it simply carries on. Setting
-// GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself turns this off.
-void prefer_passive_openmp_waits(char** argv) {
+// after every op. libgomp reads how its waiting threads wait once, when it is
+// loaded, so unless the user chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT set)
+// kdtrain sets it and re-executes itself (same pid, arguments and environment
+// otherwise; if that fails it simply carries on):
+//  - training and everything else: passive. By default libgomp's waiting
+//    threads spin, which on a machine whose cores other programs also use takes
+//    the CPU from the very thread they wait for: 150 samples/s at 2 threads
+//    against 582 passive (teacher, 2-core VM at load 7), and a spin of 10,000
+//    rounds still cut the student's epochs from ~40,000 to ~16,000 samples/s
+//    beside 3 busy loops (bench/RESULTS.md);
+//  - `latency`: spin 10,000 rounds (tens of microseconds) before sleeping, as
+//    ONNX Runtime's own threads spin: a forward's ops follow each other closely,
+//    and on the idle VM this took the AVX2 teacher at batch 1 from 0.23-0.35 to
+//    0.18-0.19 ms and the student at batch 1,000 from 1.5-1.7 to ~1.45 ms.
+void choose_openmp_waits(int argc, char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;  // the user's choice
   char self[4096];
   const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);  // the real path keeps the process name
   if (len <= 0 || size_t(len) >= sizeof self - 1) return;
   self[len] = '\0';
-  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  kd::Command command = kd::Command::Run;
+  try {
+    command = kd::command_of(argc, argv);
+  } catch (const std::exception&) {  // parse_command_line reports what is wrong with argv
+  }
+  const bool spin = command == kd::Command::Latency;
+  if (setenv(spin ? "GOMP_SPINCOUNT" : "OMP_WAIT_POLICY", spin ? "10000" : "passive", 1) != 0) return;
   execv(self, argv);
 }
 
@@ -101,7 +113,7 @@ int fail_job(kd::Comm& comm, const std::string& message, int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  prefer_passive_openmp_waits(argv);
+  choose_openmp_waits(argc, argv);
   std::unique_ptr<kd::Comm> owned;
   kd::Comm* comm = &kd::local_comm();
   try {

@@ -582,14 +582,8 @@ std::string one_line(std::string s) {
   return s;
 }
 
-}  // namespace
-
-bool parse_command_line(int argc, const char* const* argv, Options& out) {
-  Options o;
-  CLI::App app(
-      "kdtrain: train a CNN teacher on MNIST-format images, distill it into a small MLP student, "
-      "and report accuracy, latency and size.",
-      "kdtrain");
+// kdtrain's CLI11 app, every flag and command bound to a field of o.
+void define_app(CLI::App& app, Options& o) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: last wins
   app.allow_extras();  // unclaimed arguments are reported by reject_extra with a better message
   app.require_subcommand(0, 1);
@@ -621,7 +615,31 @@ bool parse_command_line(int argc, const char* const* argv, Options& out) {
                                  "distill a grid of students from one teacher and choose one by "
                                  "accuracy, latency and size"),
                     o);
+}
 
+CLI::App kdtrain_app() {
+  return CLI::App(
+      "kdtrain: train a CNN teacher on MNIST-format images, distill it into a small MLP student, "
+      "and report accuracy, latency and size.",
+      "kdtrain");
+}
+
+}  // namespace
+
+Command command_of(int argc, const char* const* argv) {
+  Options o;
+  CLI::App app = kdtrain_app();
+  define_app(app, o);
+  const std::vector<std::string> args = command_first(app, std::vector<std::string>(argv + 1, argv + argc));
+  for (const Named<Command>& c : kCommands)
+    if (!args.empty() && args.front() == c.name) return c.value;
+  return Command::Run;
+}
+
+bool parse_command_line(int argc, const char* const* argv, Options& out) {
+  Options o;
+  CLI::App app = kdtrain_app();
+  define_app(app, o);
   std::vector<std::string> args = command_first(app, std::vector<std::string>(argv + 1, argv + argc));
   std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
   try {

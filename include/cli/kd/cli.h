@@ -9,4 +9,8 @@ namespace kd {
 // flag for any bad value. Returns false when --help/--version was printed (exit 0).
 bool parse_command_line(int argc, const char* const* argv, Options& out);
 
+// The command argv names (Run when none), found as parse_command_line finds it,
+// without checking or applying anything else; for choices made before parsing.
+Command command_of(int argc, const char* const* argv);
+
 }  // namespace kd

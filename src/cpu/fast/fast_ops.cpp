@@ -28,6 +28,7 @@
 #include "dense_gemm.h"
 #include "onednn_conv.h"
 #include "cpu_path.h"
+#include "omp_waits.h"
 #include "winograd_conv.h"
 
 namespace kd {
@@ -66,15 +67,22 @@ void cap_onednn_isa() {
 // most of its work would be padding, and oneDNN's SGEMM (a GEMV at one row) is as fast.
 constexpr int kDenseGemmMinRows = 16;
 
-// GEMMs and convolutions of fewer multiply-adds than this run on one thread (use_threads_for).
-constexpr int64_t kGemmParallelMin = int64_t(1) << 21;
-// The same for the own dense GEMM's forward, higher, and by path. AVX-512: the student's first layer
-// at batch 64 (12.8 M) runs faster on one thread than on two (0.170 against 0.194-0.210 ms per
-// forward at load ~10 on the 2-core VM; idle, 0.171-0.182 against 0.176-0.193 ms); the teacher's fc1
-// at batch 64 (75 M) gains from two. AVX2, half the work per instruction: two threads pay from the
-// student's first layer up on the idle VM (0.265-0.31 against 0.31-0.33 ms, bench/RESULTS.md
-// 2026-12-07 evening), though not under heavy load. Threads do not change the GEMM's results.
-int64_t dense_gemm_parallel_min(CpuPath path) { return path == CpuPath::Avx2 ? int64_t(1) << 23 : int64_t(1) << 24; }
+// GEMMs and convolutions of fewer multiply-adds than this run on one thread (use_threads_for): 2^21
+// with passive waits; 2^19 where threads spin (omp_waits.h), which puts the teacher's fc1 at batch 1
+// (1.2 M, a GEMV bound by memory) on two threads: 0.17-0.18 -> 0.12-0.13 ms per batch-1 teacher
+// forward on the AVX2 path, 0.12-0.14 -> 0.09-0.10 on AVX-512, with the Winograd's change (idle VM,
+// bench/RESULTS.md).
+int64_t gemm_parallel_min() { return omp_waits_spin() ? int64_t(1) << 19 : int64_t(1) << 21; }
+// The same for the own dense GEMM's forward, higher, and by path and waits. AVX-512 with passive
+// waits: the student's first layer at batch 64 (12.8 M) runs faster on one thread than on two (0.170
+// against 0.194-0.210 ms per forward at load ~10 on the 2-core VM; idle, 0.171-0.182 against
+// 0.176-0.193 ms); the teacher's fc1 at batch 64 (75 M) gains from two. With spinning threads two pay
+// there too (idle: 0.156-0.165 -> 0.138-0.142 ms). AVX2, half the work per instruction: two threads
+// pay from the student's first layer up on the idle VM (0.265-0.31 against 0.31-0.33 ms,
+// bench/RESULTS.md), though not under heavy load. Threads do not change the GEMM's results.
+int64_t dense_gemm_parallel_min(CpuPath path) {
+  return path == CpuPath::Avx2 || omp_waits_spin() ? int64_t(1) << 23 : int64_t(1) << 24;
+}
 
 // Loops shorter than this run on the calling thread: waking the pool costs
 // microseconds, which is the whole budget of a batch-1 student forward.
@@ -285,7 +293,7 @@ class FastOps final : public CpuOps {
   // One thread for a GEMM of fewer than `parallel_min` multiply-adds: with
   // passive waiting, waking a sleeping worker costs tens of microseconds, more
   // than such a GEMM (a batch-1 student forward went from 106 to ~20 us).
-  void use_threads_for(int64_t multiply_adds, int64_t parallel_min = kGemmParallelMin) const {
+  void use_threads_for(int64_t multiply_adds, int64_t parallel_min = gemm_parallel_min()) const {
     const int want = multiply_adds < parallel_min ? 1 : threads_;
     if (omp_get_max_threads() != want) omp_set_num_threads(want);
   }

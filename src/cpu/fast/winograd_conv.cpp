@@ -13,6 +13,7 @@
 #include "winograd_conv.h"
 
 #include "kd/error.h"
+#include "omp_waits.h"
 #include "simd_arch.h"
 
 #if KD_HAS_SIMD_PATHS
@@ -103,14 +104,15 @@ struct Pass {
 };
 
 // Runs chunk(first_tile, thread) over every chunk of `tiles`, threads taking contiguous runs; on the
-// calling thread alone (thread 0) when there are fewer than kMinChunksPerThread per thread: the teacher's
-// conv2 at batch 1 is 2 chunks (~20 us each), and waking a passively waiting thread for one of them made
-// the batch-1 forward slower, not faster (bench/RESULTS.md). Each output is still computed in the same order.
-constexpr int64_t kMinChunksPerThread = 4;
+// calling thread alone (thread 0) when there are fewer than min_chunks_per_thread() per thread. With
+// passive waits that is 4: the teacher's conv2 at batch 1 is 2 chunks (~20 us each), and waking a
+// sleeping thread for one of them made the batch-1 forward slower, not faster (bench/RESULTS.md). With
+// spinning threads (omp_waits.h) one chunk each pays. Each output is still computed in the same order.
+int64_t min_chunks_per_thread() { return omp_waits_spin() ? 1 : 4; }
 template <class F>
 void for_each_chunk(int64_t tiles, F&& chunk) {
   const int64_t chunks = (tiles + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks >= kMinChunksPerThread * omp_get_max_threads())
+#pragma omp parallel for schedule(static) if (chunks >= min_chunks_per_thread() * omp_get_max_threads())
   for (int64_t c = 0; c < chunks; ++c) chunk(c * kChunk, omp_get_thread_num());
 }
 
