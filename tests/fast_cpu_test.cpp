@@ -554,5 +554,12 @@ TEST(FastEngine, DeviceDescriptionNamesTheConvolutionPath) {
       << "the reference engine has one path";
 }
 
+// With more than one thread it also says how they wait (latencies depend on it).
+TEST(FastEngine, DeviceDescriptionSaysHowThreadsWait) {
+  EXPECT_EQ(make_fast_cpu_engine(1)->device_description().find("between ops"), std::string::npos);
+  const std::string two = make_fast_cpu_engine(2)->device_description();
+  EXPECT_NE(two.find("; " + fast_thread_waits()), std::string::npos) << two;
+}
+
 }  // namespace
 }  // namespace kd

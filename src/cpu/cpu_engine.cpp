@@ -152,7 +152,7 @@ class CpuEngine final : public Engine {
         cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
     if (!fast_) return "CPU reference, one thread of " + hw;
     return "CPU fast engine, " + std::to_string(threads_) + (threads_ == 1 ? " thread of " : " threads of ") + hw +
-           "; " + fast_conv_path();
+           "; " + fast_conv_path() + (threads_ > 1 ? "; " + fast_thread_waits() : "");
   }
   std::string versions() const override { return make_ops()->describe(); }
   bool is_reference_cpu() const override { return !fast_; }

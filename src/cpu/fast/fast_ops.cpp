@@ -366,4 +366,9 @@ std::string fast_conv_path() {
   return "scalar" + forced + ": oneDNN does every convolution (the own Winograd needs AVX2+FMA, AVX-512 or NEON)";
 }
 
+std::string fast_thread_waits() {
+  return fast::omp_waits_spin() ? "threads spin between ops"
+                                : "threads wait passively between ops (kdtrain latency spins)";
+}
+
 }  // namespace kd
