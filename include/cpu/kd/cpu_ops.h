@@ -121,7 +121,7 @@ std::unique_ptr<CpuOps> make_fast_ops(int threads);
 std::string fast_conv_path();
 // How the fast ops' threads wait between ops, for the report (latencies differ
 // with it, src/cpu/fast/omp_waits.h): "threads spin between ops" or "threads
-// wait passively between ops (kdtrain latency spins)".
+// wait passively between ops".
 std::string fast_thread_waits();
 // The thread count `threads` resolves to (0 -> std::thread::hardware_concurrency()).
 int resolve_cpu_threads(int threads);

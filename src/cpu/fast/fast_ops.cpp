@@ -367,8 +367,7 @@ std::string fast_conv_path() {
 }
 
 std::string fast_thread_waits() {
-  return fast::omp_waits_spin() ? "threads spin between ops"
-                                : "threads wait passively between ops (kdtrain latency spins)";
+  return fast::omp_waits_spin() ? "threads spin between ops" : "threads wait passively between ops";
 }
 
 }  // namespace kd
