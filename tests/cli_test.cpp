@@ -20,10 +20,16 @@
 namespace kd {
 namespace {
 
-// Parses `args` (after argv[0]) into `out`; returns parse_command_line's result.
-bool parse_into(const std::vector<std::string>& args, Options& out) {
+// argv for `args` (after argv[0]), pointing into them.
+std::vector<const char*> argv_of(const std::vector<std::string>& args) {
   std::vector<const char*> argv = {"kdtrain"};
   for (const std::string& a : args) argv.push_back(a.c_str());
+  return argv;
+}
+
+// Parses `args` (after argv[0]) into `out`; returns parse_command_line's result.
+bool parse_into(const std::vector<std::string>& args, Options& out) {
+  const std::vector<const char*> argv = argv_of(args);
   return parse_command_line(int(argv.size()), argv.data(), out);
 }
 
@@ -35,8 +41,7 @@ Options parse(const std::vector<std::string>& args) {
 
 // command_of's answer for `args` (after argv[0]).
 Command command_of_args(const std::vector<std::string>& args) {
-  std::vector<const char*> argv = {"kdtrain"};
-  for (const std::string& a : args) argv.push_back(a.c_str());
+  const std::vector<const char*> argv = argv_of(args);
   return command_of(int(argv.size()), argv.data());
 }
 

@@ -46,23 +46,23 @@ constexpr int kRowChunk = 96;  // rows of y per step of the rows form: x's and y
 
 namespace {
 
+// A sum's output: + bias (one rounding), then ReLU; the same in both forms.
+inline float biased(float sum, float bias, bool relu) {
+  const float v = sum + bias;
+  return relu ? std::max(v, 0.0f) : v;
+}
+
 // y rows [0, rows) x columns [o_lo, o_hi) = c^T + bias, then ReLU; c: (out, width) row-major, y: (rows, out).
 void unpack_panel(const float* c, int width, const float* bias, float* y, int rows, int out, int o_lo, int o_hi,
                   bool relu) {
   for (int j = 0; j < rows; ++j)
-    for (int o = o_lo; o < o_hi; ++o) {
-      const float v = c[size_t(o) * width + j] + bias[o];
-      y[size_t(j) * out + o] = relu ? std::max(v, 0.0f) : v;
-    }
+    for (int o = o_lo; o < o_hi; ++o) y[size_t(j) * out + o] = biased(c[size_t(o) * width + j], bias[o], relu);
 }
 
 // y rows [0, rows) += bias, then ReLU; y: (rows, out) row-major.
 void add_bias_rows(const float* bias, float* y, int rows, int out, bool relu) {
   for (int j = 0; j < rows; ++j)
-    for (int o = 0; o < out; ++o) {
-      const float v = y[size_t(j) * out + o] + bias[o];
-      y[size_t(j) * out + o] = relu ? std::max(v, 0.0f) : v;
-    }
+    for (int o = 0; o < out; ++o) y[size_t(j) * out + o] = biased(y[size_t(j) * out + o], bias[o], relu);
 }
 
 // Part `part` of `parts` of [0, n), whole multiples of `align` except the last.
